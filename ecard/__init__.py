@@ -1,0 +1,110 @@
+"""ecard: the backend of the electronic social security card."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import request
+from flask_jwt_extended import JWTManager
+from flask_migrate import Migrate
+from flask_openapi3 import Info, OpenAPI
+from werkzeug.exceptions import BadRequest
+
+from ecard import config as config_module
+from ecard import db, errors, logs
+from ecard.context import Services
+from ecard.hashing import Hasher
+from ecard.pii import Vault
+from ecard.secrets import load_or_create
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
+    """Build the app: defaults -> ECARD_* environment -> `config` overrides."""
+    from ecard.api import problems
+    from ecard.api.schemas import Problem
+
+    settings = config_module.load(config)
+    app = OpenAPI(
+        __name__,
+        info=Info(title="ecard — electronic social security card", version="1.0.0"),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        doc_prefix="/api/v1", doc_url="/openapi.json",
+        validation_error_status=422, validation_error_model=Problem,
+        validation_error_callback=problems.validation_problem,
+    )
+    app.config.update(settings)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    logs.configure(settings["ECARD_LOG_LEVEL"])
+
+    keys_dir = Path(settings["ECARD_KEYS_DIR"] or Path(app.instance_path) / "keys")
+    app.config["ECARD_KEYS_DIR"] = str(keys_dir)
+    production = settings["ECARD_ENV"] == "production"
+    secrets = load_or_create(keys_dir, allow_create=not production)
+    app.extensions["ecard.services"] = Services(
+        vault=Vault(secrets),
+        hasher=Hasher(secrets.pin_pepper, time_cost=settings["ECARD_ARGON2_TIME_COST"],
+                      memory_kib=settings["ECARD_ARGON2_MEMORY_KIB"]),
+        config=settings,
+    )
+
+    url = settings["ECARD_DATABASE_URL"] or f"sqlite:///{Path(app.instance_path) / 'ecard.sqlite'}"
+    app.config["ECARD_DATABASE_URL"] = url
+    db.init_app(app, url)
+    Migrate(directory=str(MIGRATIONS), render_as_batch=True, compare_type=True).init_app(app)
+
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings["ECARD_MAX_BODY_BYTES"],
+        JSON_AS_ASCII=False,
+        JWT_SECRET_KEY=secrets.jwt_secret,
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],  # pinned: `alg: none` and key confusion are refused
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_ENCODE_AUDIENCE="ecard-api",
+        JWT_DECODE_AUDIENCE="ecard-api",
+        JWT_ENCODE_ISSUER=settings["ECARD_ISSUER"],
+        JWT_DECODE_ISSUER=settings["ECARD_ISSUER"],
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=settings["ECARD_ACCESS_TOKEN_TTL"]),
+        JWT_REFRESH_TOKEN_EXPIRES=timedelta(seconds=settings["ECARD_REFRESH_TOKEN_TTL"]),
+    )
+    jwt = JWTManager(app)
+    problems.register(app, jwt)
+
+    from ecard import idempotency, limits
+
+    limits.init_app(app)
+    logs.init_app(app)  # first, so every later hook and error has the request id
+
+    @app.before_request
+    def check_body():
+        db.write_intent.set(request.method not in ("GET", "HEAD", "OPTIONS"))
+        if request.method in ("POST", "PUT", "PATCH", "DELETE") and request.content_length:
+            if not request.is_json:
+                raise errors.UnsupportedMediaType("send the body as application/json")
+            try:
+                request.get_json(force=False, silent=False, cache=True)
+            except BadRequest:  # werkzeug's answer to undecodable JSON; 413 passes through
+                raise errors.MalformedJson() from None
+
+    idempotency.init_app(app)
+
+    from ecard.api import holder, operator, service, tokens
+
+    app.register_api(tokens.bp)
+    app.register_api(operator.bp)
+    app.register_api(holder.bp)
+    app.register_blueprint(service.bp)
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_flask_exporter import PrometheusMetrics
+
+    PrometheusMetrics(app, registry=CollectorRegistry(), group_by="url_rule",
+                      excluded_paths=["/healthz", "/metrics"])
+
+    from ecard import cli
+
+    cli.init_app(app)
+    return app

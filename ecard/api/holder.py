@@ -1,0 +1,94 @@
+"""Holder endpoints: the app and mini-programs, one token per channel binding."""
+
+from __future__ import annotations
+
+from flask import g, jsonify
+from flask_openapi3 import APIBlueprint, Tag
+
+from ecard import auth, cards, db, ecards
+from ecard.api import schemas as s
+from ecard.api.common import BEARER, PROBLEMS, created
+from ecard.api.views import binding_out, card_out, ecard_out, event_out, person_out
+from ecard.context import Actor, services, utcnow
+from ecard.limits import limiter
+from ecard.models import Binding
+
+bp = APIBlueprint("holder", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="holder")],
+                  abp_responses=PROBLEMS)
+
+
+def me() -> Binding:
+    return g.principal
+
+
+def holder_actor() -> Actor:
+    b = me()
+    return Actor("holder", b.public_id, b.channel)
+
+
+@bp.post("/ecards", responses={201: s.SignOut})
+@limiter.limit("10/minute;50/day")
+def sign_ecard(body: s.SignIn):
+    """Sign the electronic card in a channel (R-41): card number, ID number, name and PIN."""
+    session, now, svc = db.session(), utcnow(), services()
+    binding = ecards.sign(session, svc, id_number=body.id_number, name=body.name,
+                          card_no=body.card_no, pin=body.pin, channel=body.channel,
+                          device_id=body.device_id, now=now)
+    session.commit()
+    tokens = auth.tokens_for(auth.HOLDER, binding.public_id, refresh=True,
+                             extra={"ch": binding.channel}, access_ttl=auth.access_ttl(auth.HOLDER))
+    out = {**tokens, "ecard": ecard_out(svc, binding.ecard, now),
+           "binding": {**binding_out(binding), "offline_seed": ecards.totp_seed(svc, binding)}}
+    return created(out)
+
+
+@bp.get("/me", security=BEARER)
+@auth.require(auth.HOLDER)
+def get_me():
+    """The holder's own data in clear, the e-card status and the physical card."""
+    svc, now = services(), utcnow()
+    ecard = me().ecard
+    return jsonify({"person": person_out(svc, ecard.person, clear=True),
+                    "ecard": ecard_out(svc, ecard, now),
+                    "card": card_out(svc, ecard.card, now),
+                    "binding": binding_out(me())})
+
+
+@bp.get("/me/channels", security=BEARER)
+@auth.require(auth.HOLDER)
+def list_channels():
+    items = [binding_out(b) for b in ecards.bindings(db.session(), me().ecard)]
+    for item in items:
+        item["current"] = item["binding_id"] == me().public_id
+    return jsonify({"items": items})
+
+
+@bp.delete("/me/channels/<binding_id>", security=BEARER)
+@auth.require(auth.HOLDER)
+def revoke_channel(path: s.BindingPath):
+    session, now = db.session(), utcnow()
+    binding = ecards.revoke_binding(session, me().ecard, path.binding_id, reason="revoked",
+                                    actor=holder_actor(), now=now)
+    session.commit()
+    return jsonify(binding_out(binding))
+
+
+@bp.post("/me/card/loss", security=BEARER)
+@auth.require(auth.HOLDER)
+def report_own_loss():
+    """Temporary loss of one's own card (R-14): takes effect at once."""
+    session, now, svc = db.session(), utcnow(), services()
+    card = cards.report_loss(session, svc, me().ecard.card, kind="temporary", actor=holder_actor(), now=now)
+    session.commit()
+    return jsonify(card_out(svc, card, now))
+
+
+@bp.get("/me/audit", security=BEARER)
+@auth.require(auth.HOLDER)
+def my_audit(query: s.PageQuery):
+    """Every action on my cards: by me, my proxies, operators and the system. Newest first."""
+    before = int(query.before) if query.before and query.before.isdigit() else None
+    events = ecards.audit(db.session(), me().ecard.person, before_id=before, limit=query.limit)
+    items = [event_out(e) for e in events]
+    nxt = str(events[-1].id) if len(events) == query.limit else None
+    return jsonify({"items": items, "next": nxt})

@@ -1,0 +1,203 @@
+"""Service-window endpoints (operator tokens only)."""
+
+from __future__ import annotations
+
+from flask import g, jsonify
+from flask_openapi3 import APIBlueprint, Tag
+
+from ecard import auth, cards, db, persons
+from ecard.api import schemas as s
+from ecard.api.common import BEARER, PROBLEMS, created
+from ecard.api.views import card_out, merchant_out, person_out
+from ecard.context import Actor, services, utcnow
+from ecard.models import Merchant
+
+bp = APIBlueprint("operator", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="operator")],
+                  abp_security=BEARER, abp_responses=PROBLEMS)
+
+
+def actor() -> Actor:
+    return Actor("operator", g.principal.username, "window")
+
+
+def _card_response(card, now, status: int = 200):
+    session = db.session()
+    body = card_out(services(), card, now, history=cards.history(session, card))
+    return jsonify(body), status
+
+
+@bp.post("/persons", responses={201: s.PersonOut})
+@auth.require(auth.OPERATOR)
+def create_person(body: s.PersonIn):
+    """Register a person; birth date and sex come from the ID number."""
+    session, now, svc = db.session(), utcnow(), services()
+    person = persons.register(session, svc, id_number=body.id_number, name=body.name,
+                              phone=body.phone, now=now)
+    session.commit()
+    return created(person_out(svc, person, clear=False))
+
+
+@bp.get("/persons/<person_id>", responses={200: s.PersonOut})
+@auth.require(auth.OPERATOR)
+def get_person(path: s.PersonPath):
+    session, svc = db.session(), services()
+    person = persons.get(session, path.person_id)
+    out = person_out(svc, person, clear=True)
+    card = cards.live_card(session, person)
+    out["card_no"] = card.card_no if card else None
+    return jsonify(out)
+
+
+@bp.post("/persons/<person_id>/relations")
+@auth.require(auth.OPERATOR)
+def create_relation(path: s.PersonPath, body: s.RelationIn):
+    """Record that the relative is `relation` to this person, as the evidence shows."""
+    session, now, svc = db.session(), utcnow(), services()
+    person = persons.get(session, path.person_id)
+    relative = persons.get(session, body.relative_person_id)
+    rel = persons.record_relation(session, svc, person, relative=relative, relation=body.relation,
+                                  evidence_kind=body.evidence.kind, evidence_no=body.evidence.number,
+                                  actor=actor(), now=now)
+    session.commit()
+    return created({"relation_id": rel.public_id, "person_id": person.public_id,
+                    "relative_person_id": relative.public_id, "relation": rel.relation,
+                    "evidence": {"kind": rel.evidence_kind}, "verified": True,
+                    "created_at": rel.created_at.isoformat()})
+
+
+@bp.post("/cards", responses={201: s.CardOut})
+@auth.require(auth.OPERATOR)
+def apply_card(body: s.CardApply):
+    session, now, svc = db.session(), utcnow(), services()
+    person = persons.get(session, body.person_id)
+    card = cards.apply(session, svc, person, actor=actor(), now=now)
+    session.commit()
+    return _card_response(card, now, 201)
+
+
+@bp.get("/cards/<card_no>", responses={200: s.CardOut})
+@auth.require(auth.OPERATOR)
+def get_card(path: s.CardPath):
+    return _card_response(cards.get(db.session(), path.card_no), utcnow())
+
+
+@bp.post("/cards/<card_no>/issue", responses={200: s.CardOut})
+@auth.require(auth.OPERATOR)
+def issue_card(path: s.CardPath, body: s.PinIn):
+    session, now, svc = db.session(), utcnow(), services()
+    card = cards.issue(session, svc, cards.get(session, path.card_no), pin=body.pin, actor=actor(), now=now)
+    session.commit()
+    return _card_response(card, now)
+
+
+@bp.post("/cards/<card_no>/loss", responses={200: s.CardOut})
+@auth.require(auth.OPERATOR)
+def report_loss(path: s.CardPath, body: s.LossIn):
+    session, now, svc = db.session(), utcnow(), services()
+    card = cards.report_loss(session, svc, cards.get(session, path.card_no), kind=body.kind,
+                             actor=actor(), now=now)
+    session.commit()
+    return _card_response(card, now)
+
+
+@bp.delete("/cards/<card_no>/loss", responses={200: s.CardOut})
+@auth.require(auth.OPERATOR)
+def unhang(path: s.CardPath):
+    session, now, svc = db.session(), utcnow(), services()
+    card = cards.unhang(session, svc, cards.get(session, path.card_no), actor=actor(), now=now)
+    session.commit()
+    return _card_response(card, now)
+
+
+@bp.post("/cards/<card_no>/reissue", responses={201: s.CardOut})
+@auth.require(auth.OPERATOR)
+def reissue(path: s.CardPath, body: s.PinIn):
+    session, now, svc = db.session(), utcnow(), services()
+    new = cards.reissue(session, svc, cards.get(session, path.card_no), pin=body.pin, actor=actor(), now=now)
+    session.commit()
+    return _card_response(new, now, 201)
+
+
+@bp.post("/cards/<card_no>/replace", responses={201: s.CardOut})
+@auth.require(auth.OPERATOR)
+def replace(path: s.CardPath, body: s.ReplaceIn):
+    session, now, svc = db.session(), utcnow(), services()
+    new = cards.replace(session, svc, cards.get(session, path.card_no), reason=body.reason,
+                        pin=body.pin, actor=actor(), now=now)
+    session.commit()
+    return _card_response(new, now, 201)
+
+
+@bp.post("/cards/<card_no>/cancel", responses={200: s.CardOut})
+@auth.require(auth.OPERATOR)
+def cancel(path: s.CardPath, body: s.CancelIn):
+    session, now, svc = db.session(), utcnow(), services()
+    card = cards.cancel(session, svc, cards.get(session, path.card_no), reason=body.reason,
+                        actor=actor(), now=now)
+    session.commit()
+    return _card_response(card, now)
+
+
+@bp.post("/cards/<card_no>/freeze", responses={200: s.CardOut})
+@auth.require(auth.OPERATOR)
+def freeze(path: s.CardPath, body: s.FreezeIn):
+    session, now, svc = db.session(), utcnow(), services()
+    card = cards.freeze(session, svc, cards.get(session, path.card_no), reason=body.reason,
+                        actor=actor(), now=now)
+    session.commit()
+    return _card_response(card, now)
+
+
+@bp.delete("/cards/<card_no>/freeze", responses={200: s.CardOut})
+@auth.require(auth.OPERATOR)
+def unfreeze(path: s.CardPath):
+    session, now, svc = db.session(), utcnow(), services()
+    card = cards.unfreeze(session, svc, cards.get(session, path.card_no), reason=None,
+                          actor=actor(), now=now)
+    session.commit()
+    return _card_response(card, now)
+
+
+@bp.post("/cards/<card_no>/pin/unlock", responses={200: s.CardOut})
+@auth.require(auth.OPERATOR)
+def unlock_pin(path: s.CardPath):
+    session, now = db.session(), utcnow()
+    card = cards.unlock_pin(session, cards.get(session, path.card_no), actor=actor(), now=now)
+    session.commit()
+    return _card_response(card, now)
+
+
+@bp.post("/temporary-cards", responses={201: s.CardOut})
+@auth.require(auth.OPERATOR)
+def temporary_card(body: s.CardApply):
+    session, now, svc = db.session(), utcnow(), services()
+    card = cards.issue_temporary(session, svc, persons.get(session, body.person_id), actor=actor(), now=now)
+    session.commit()
+    return _card_response(card, now, 201)
+
+
+@bp.post("/merchants", responses={201: s.MerchantOut})
+@auth.require(auth.OPERATOR)
+def create_merchant(body: s.MerchantIn):
+    session, now = db.session(), utcnow()
+    merchant = auth.create_merchant(session, name=body.name, scenes=list(body.scenes),
+                                    region_code=body.region_code, now=now)
+    session.commit()
+    return created(merchant_out(merchant))
+
+
+@bp.post("/merchants/<merchant_id>/terminals", responses={201: s.TerminalOut})
+@auth.require(auth.OPERATOR)
+def create_terminal(path: s.MerchantPath, body: s.TerminalIn):
+    import sqlalchemy as sa
+
+    from ecard import errors
+
+    session, now, svc = db.session(), utcnow(), services()
+    merchant = session.scalar(sa.select(Merchant).where(Merchant.public_id == path.merchant_id))
+    if merchant is None:
+        raise errors.MerchantNotFound()
+    terminal, secret = auth.create_terminal(session, svc, merchant, name=body.name, now=now)
+    session.commit()
+    return created({"terminal_id": terminal.public_id, "merchant_id": merchant.public_id,
+                    "name": terminal.name, "secret": secret})

@@ -1,0 +1,231 @@
+"""Request and response bodies: one schema gives validation and the OpenAPI document."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from ecard.idnumber import check_card_no, parse_id_number
+
+
+def _id_number(value: str) -> str:
+    try:
+        return parse_id_number(value).value
+    except ValueError as exc:
+        raise PydanticCustomError("id_number", str(exc)) from None
+
+
+def _card_no(value: str) -> str:
+    try:
+        return check_card_no(value)
+    except ValueError as exc:
+        raise PydanticCustomError("card_no", str(exc)) from None
+
+
+IdNumber = Annotated[str, Field(min_length=1, max_length=32, examples=["11010519491231002X"]),
+                     AfterValidator(_id_number)]
+CardNo = Annotated[str, Field(min_length=1, max_length=16, examples=["A00000018"]),
+                   AfterValidator(_card_no)]
+Pin = Annotated[str, Field(pattern=r"^\d{6}$", examples=["285714"])]
+Name = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^\S(.*\S)?$")]
+Scene = Literal["clinic", "transit", "scenic"]
+Channel = Literal["app", "wechat", "alipay", "bank"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# --- requests --------------------------------------------------------------------------------
+
+class OperatorLogin(Strict):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class TerminalLogin(Strict):
+    terminal_id: str = Field(min_length=1, max_length=32)
+    secret: str = Field(min_length=1, max_length=200)
+
+
+class PersonIn(Strict):
+    id_number: IdNumber
+    name: Name
+    phone: Annotated[str, Field(pattern=r"^\+?\d{5,20}$")] | None = None
+
+
+class RelationIn(Strict):
+    relative_person_id: str = Field(min_length=1, max_length=32)
+    relation: Literal["parent", "grandparent", "guardian", "spouse", "child", "sibling", "other"]
+    evidence: "Evidence"
+
+
+class Evidence(Strict):
+    kind: Literal["household_register", "birth_certificate", "guardianship_order",
+                  "marriage_certificate", "other"]
+    number: str = Field(min_length=1, max_length=64)
+
+
+RelationIn.model_rebuild()
+
+
+class CardApply(Strict):
+    person_id: str = Field(min_length=1, max_length=32)
+
+
+class PinIn(Strict):
+    pin: Pin
+
+
+class LossIn(Strict):
+    kind: Literal["temporary", "formal"]
+
+
+class ReplaceIn(Strict):
+    reason: Literal["damaged", "unreadable", "data_changed", "appearance", "upgrade", "renewal",
+                    "quality_fault"]
+    pin: Pin
+
+
+class CancelIn(Strict):
+    reason: Literal["death", "emigration", "transfer", "entitlement_ended"]
+
+
+class FreezeIn(Strict):
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class UnfreezeIn(Strict):
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class MerchantIn(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    scenes: list[Scene] = Field(min_length=1, max_length=3)
+    region_code: str = Field(pattern=r"^\d{6}$")
+
+
+class TerminalIn(Strict):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class SignIn(Strict):
+    id_number: IdNumber
+    name: Name
+    card_no: CardNo
+    pin: Pin
+    channel: Channel
+    device_id: str = Field(min_length=1, max_length=128)
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=50, ge=1, le=200)
+    before: str | None = Field(default=None, max_length=32)
+
+
+# --- paths -------------------------------------------------------------------------------------
+
+class CardPath(BaseModel):
+    card_no: str = Field(max_length=32)
+
+
+class PersonPath(BaseModel):
+    person_id: str = Field(max_length=32)
+
+
+class MerchantPath(BaseModel):
+    merchant_id: str = Field(max_length=32)
+
+
+class BindingPath(BaseModel):
+    binding_id: str = Field(max_length=32)
+
+
+# --- responses (documented shapes; extra members allowed) -----------------------------------------
+
+class Problem(Out):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: dict[str, list[str]] | None = None
+
+
+class TokenOut(Out):
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str | None = None
+
+
+class PersonOut(Out):
+    person_id: str
+    id_number: str
+    name: str
+    birth_date: date
+    sex: Literal["M", "F"]
+
+
+class EventOut(Out):
+    at: datetime
+    action: str
+    from_status: str | None
+    to_status: str | None
+    actor: dict[str, Any]
+    reason: str | None = None
+
+
+class CardOut(Out):
+    card_no: str
+    kind: str
+    status: str
+    frozen: bool
+    pin_locked: bool
+    generation: int
+    region_code: str
+    expires_at: datetime | None
+    fee: int
+
+
+class BindingOut(Out):
+    binding_id: str
+    channel: str
+    device_id: str
+    status: str
+    created_at: datetime
+
+
+class EcardOut(Out):
+    ecard_id: str
+    status: str
+    card_no: str
+
+
+class SignOut(Out):
+    access_token: str
+    refresh_token: str
+    ecard: EcardOut
+    binding: BindingOut
+
+
+class MerchantOut(Out):
+    merchant_id: str
+    name: str
+    scenes: list[str]
+    region_code: str
+
+
+class TerminalOut(Out):
+    terminal_id: str
+    merchant_id: str
+    name: str
+    secret: str | None = None

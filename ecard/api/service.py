@@ -1,0 +1,35 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, jsonify, redirect
+
+from ecard import db
+
+bp = Blueprint("service", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process is up. Touches nothing else: it is the framework's own ceiling."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    """Ready when the database answers and the keys are loaded."""
+    checks = {"keys": "ecard.services" in current_app.extensions}
+    try:
+        db.session().execute(sa.text("SELECT 1"))
+        checks["database"] = True
+    except Exception:
+        db.session().rollback()
+        checks["database"] = False
+    ok = all(checks.values())
+    return jsonify({"status": "ready" if ok else "not_ready", "checks": checks}), 200 if ok else 503
+
+
+@bp.get("/docs")
+def docs():
+    return redirect("/api/v1/swagger")

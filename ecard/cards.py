@@ -1,0 +1,396 @@
+"""The physical card's life (R-10 to R-23) and its PIN (R-30 to R-32).
+
+Functions take a session, the services and `now`, change the models, record an Event for every
+change, and raise `ecard.errors`; they never commit. Two conditions change with time alone —
+a temporary loss lapses (R-14) and a card expires (R-10) — so `effective_status` computes them
+and `settle` writes them down before any change is made.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ecard import errors
+from ecard.context import SYSTEM, Actor, Services
+from ecard.idnumber import check_card_no, make_card_no
+from ecard.models import (APPLIED, CANCELLED, EXPIRED, ISSUED, LIVE_STATES, LOST_FORMAL,
+                          LOST_TEMPORARY, REISSUED, REPLACED, Card, CardNoSequence, ECard, Event,
+                          Person)
+from ecard.persons import age_on, nth_birthday
+
+REPLACE_REASONS = ("damaged", "unreadable", "data_changed", "appearance", "upgrade", "renewal",
+                   "quality_fault")
+CANCEL_REASONS = ("death", "emigration", "transfer", "entitlement_ended")
+LOSS_KINDS = ("temporary", "formal")
+
+
+# --- time-dependent state ------------------------------------------------------------------------
+
+def effective_status(card: Card, now: datetime, lapse_seconds: int) -> str:
+    """The status at `now`, counting a lapsed temporary loss (R-14) and expiry (R-10)."""
+    status = card.status
+    if status == LOST_TEMPORARY and card.lost_at and now >= card.lost_at + timedelta(seconds=lapse_seconds):
+        status = ISSUED
+    if status in (ISSUED, LOST_TEMPORARY, LOST_FORMAL) and card.expires_at and now >= card.expires_at:
+        status = EXPIRED
+    return status
+
+
+def settle(session: Session, svc: Services, card: Card, now: datetime) -> Card:
+    """Write down what time alone changed (a lapsed loss, an expiry), with its history."""
+    status = effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE"))
+    if status == card.status:
+        return card
+    if card.status == LOST_TEMPORARY and status in (ISSUED, EXPIRED):
+        lapsed_at = card.lost_at + timedelta(seconds=svc.setting("TEMP_LOSS_LAPSE"))
+        _transition(session, card, ISSUED, "loss_lapsed", SYSTEM, min(lapsed_at, now),
+                    reason="temporary loss not made formal in time")
+        card.lost_at = None
+    if status == EXPIRED:
+        _transition(session, card, EXPIRED, "expired", SYSTEM, now)
+    return card
+
+
+def _transition(session: Session, card: Card, to: str, action: str, actor: Actor, now: datetime,
+                *, reason: str | None = None, fee: int | None = None) -> None:
+    session.add(Event(person_id=card.person_id, card_id=card.id, at=now, action=action,
+                      from_status=card.status, to_status=to, actor_type=actor.type,
+                      actor_ref=actor.ref, channel=actor.channel, reason=reason, fee=fee))
+    card.status = to
+    card.live = to in LIVE_STATES
+
+
+def record(session: Session, card: Card, action: str, actor: Actor, now: datetime,
+           *, reason: str | None = None) -> None:
+    """History entry for a change that is not a status change (freeze, PIN unlock ...)."""
+    session.add(Event(person_id=card.person_id, card_id=card.id, at=now, action=action,
+                      from_status=card.status, to_status=card.status, actor_type=actor.type,
+                      actor_ref=actor.ref, channel=actor.channel, reason=reason))
+
+
+def refuse_unless_usable(card: Card, status: str) -> None:
+    """Raise the error that says why a card at `status` cannot be used, if it cannot."""
+    if status in (LOST_TEMPORARY, LOST_FORMAL):
+        raise errors.CardLost()
+    if status == CANCELLED:
+        raise errors.CardCancelled()
+    if status == EXPIRED:
+        raise errors.CardExpired()
+    if status in (REISSUED, REPLACED):
+        raise errors.CardReplaced(successor_card_no=card.successor_card_no)
+    if status == APPLIED:
+        raise errors.CardNotIssued()
+    if card.frozen:
+        raise errors.CardFrozen()
+
+
+def _refuse_dead(card: Card) -> None:
+    if card.status == CANCELLED:
+        raise errors.CardCancelled()
+    if card.status in (REISSUED, REPLACED):
+        raise errors.CardReplaced(successor_card_no=card.successor_card_no)
+    if card.status == EXPIRED:
+        raise errors.CardExpired()
+
+
+# --- lookup and numbering ------------------------------------------------------------------------
+
+def get(session: Session, card_no: str) -> Card:
+    """Raises InvalidCardNo for a malformed number, CardNotFound for an unknown one."""
+    try:
+        card_no = check_card_no(card_no)
+    except ValueError as exc:
+        raise errors.InvalidCardNo(str(exc), errors={"card_no": [str(exc)]}) from None
+    card = session.scalar(sa.select(Card).where(Card.card_no == card_no))
+    if card is None:
+        raise errors.CardNotFound()
+    return card
+
+
+def live_card(session: Session, person: Person, kind: str = "formal") -> Card | None:
+    return session.scalar(sa.select(Card).where(Card.person_id == person.id, Card.live,
+                                                Card.kind == kind))
+
+
+def _next_card_no(session: Session, prefix: str) -> str:
+    # An atomic increment: two windows issuing at once never get the same serial (R-23).
+    serial = session.scalar(
+        sa.update(CardNoSequence).where(CardNoSequence.prefix == prefix)
+        .values(next_value=CardNoSequence.next_value + 1).returning(CardNoSequence.next_value))
+    if serial is None:
+        raise RuntimeError(f"no card number sequence for prefix {prefix!r}; run the migrations")
+    return make_card_no(prefix, serial - 1)
+
+
+def _new_card(session: Session, svc: Services, person: Person, *, kind: str, status: str,
+              now: datetime, previous: Card | None = None, fee: int = 0) -> Card:
+    card = Card(card_no=_next_card_no(session, "A" if kind == "formal" else "T"),
+                person_id=person.id, kind=kind, status=status, live=True,
+                generation=svc.setting("CARD_GENERATION"), region_code=svc.setting("REGION_CODE"),
+                applied_at=now, previous_card_id=previous.id if previous else None, fee=fee,
+                pin_failures=0, pin_locked=False, frozen=False, created_at=now)
+    session.add(card)
+    session.flush()
+    return card
+
+
+def validity_end(birth_date, issued_at: datetime) -> datetime:
+    """R-10: 10 years for holders aged 16 or over at issue, 5 years under 16."""
+    years = 10 if age_on(birth_date, issued_at.date()) >= 16 else 5
+    end = nth_birthday(issued_at.date(), years)
+    return issued_at.replace(year=end.year, month=end.month, day=end.day)
+
+
+# --- PIN -----------------------------------------------------------------------------------------
+
+def check_pin_strength(pin: str, person: Person) -> None:
+    """R-31. Raises WeakPin naming the reason."""
+    if len(pin) != 6 or not pin.isdigit():
+        raise errors.WeakPin("a PIN is 6 digits", errors={"pin": ["a PIN is 6 digits"]})
+    if len(set(pin)) == 1:
+        raise errors.WeakPin("a PIN of one repeated digit is refused", errors={"pin": ["repeated digit"]})
+    steps = {int(b) - int(a) for a, b in zip(pin, pin[1:])}
+    if steps in ({1}, {-1}):
+        raise errors.WeakPin("a straight run of digits is refused", errors={"pin": ["straight run"]})
+    b = person.birth_date
+    yyyy, mm, dd, yy = f"{b.year:04d}", f"{b.month:02d}", f"{b.day:02d}", f"{b.year % 100:02d}"
+    if pin in {yy + mm + dd, dd + mm + yy, mm + dd + yy, yyyy + mm, mm + yyyy}:
+        raise errors.WeakPin("a PIN made of the birth date is refused", errors={"pin": ["birth date"]})
+
+
+def set_pin(svc: Services, card: Card, person: Person, pin: str) -> None:
+    check_pin_strength(pin, person)
+    card.pin_hash = svc.hasher.hash("pin", pin)
+    card.pin_failures = 0
+    card.pin_locked = False
+
+
+def verify_pin(session: Session, svc: Services, card: Card, pin: str) -> None:
+    """R-32. A wrong PIN counts against the card even though the request fails, so the
+    errors raised here ask the error handler to commit (`commit_state`).
+
+    Raises PinLocked, WrongPin (with `tries_left`).
+    """
+    if card.pin_locked:
+        raise errors.PinLocked()
+    if card.pin_hash and svc.hasher.verify("pin", card.pin_hash, pin):
+        if card.pin_failures:
+            card.pin_failures = 0
+        return
+    limit = svc.setting("PIN_MAX_TRIES")
+    # Counted by the database, not read-then-written: parallel guesses each count.
+    failures = session.scalar(
+        sa.update(Card).where(Card.id == card.id).values(pin_failures=Card.pin_failures + 1)
+        .returning(Card.pin_failures))
+    if failures >= limit:
+        session.execute(sa.update(Card).where(Card.id == card.id).values(pin_locked=True))
+        session.refresh(card)
+        raise errors.PinLocked(commit_state=True)
+    session.refresh(card)
+    raise errors.WrongPin(tries_left=limit - failures, commit_state=True)
+
+
+def unlock_pin(session: Session, card: Card, *, actor: Actor, now: datetime) -> Card:
+    card.pin_locked = False
+    card.pin_failures = 0
+    record(session, card, "pin_unlocked", actor, now)
+    return card
+
+
+# --- the life of a card ----------------------------------------------------------------------------
+
+def apply(session: Session, svc: Services, person: Person, *, actor: Actor, now: datetime) -> Card:
+    """A first card, or a new one after the last was cancelled or expired. Raises CardExists."""
+    existing = live_card(session, person)
+    if existing is not None:
+        settle(session, svc, existing, now)
+        if existing.live:
+            raise errors.CardExists(card_no=existing.card_no)
+    card = _new_card(session, svc, person, kind="formal", status=APPLIED, now=now)
+    card.production_deadline = now + timedelta(days=svc.setting("PRODUCTION_DAYS"))
+    session.add(Event(person_id=person.id, card_id=card.id, at=now, action="applied",
+                      from_status=None, to_status=APPLIED, actor_type=actor.type,
+                      actor_ref=actor.ref, channel=actor.channel))
+    return card
+
+
+def issue(session: Session, svc: Services, card: Card, *, pin: str, actor: Actor, now: datetime) -> Card:
+    """Hand an applied card over with its first PIN (R-13: the social function starts now).
+
+    A live temporary card of the holder is returned at the same time (R-21).
+    Raises CardBadState, WeakPin.
+    """
+    if card.status != APPLIED:
+        raise errors.CardBadState(f"only an applied card can be issued (this one is {card.status})")
+    set_pin(svc, card, card.person, pin)
+    card.issued_at = now
+    card.expires_at = validity_end(card.person.birth_date, now)
+    _transition(session, card, ISSUED, "issued", actor, now)
+    temporary = live_card(session, card.person, "temporary")
+    if temporary is not None:
+        _transition(session, temporary, CANCELLED, "returned", actor, now,
+                    reason=f"formal card {card.card_no} collected")
+    _follow(session, card.person, card)
+    return card
+
+
+def report_loss(session: Session, svc: Services, card: Card, *, kind: str, actor: Actor,
+                now: datetime) -> Card:
+    """R-14/R-15. A temporary loss may be made formal later. Raises CardBadState and the dead-card errors."""
+    settle(session, svc, card, now)
+    _refuse_dead(card)
+    if kind == "temporary" and card.status == ISSUED:
+        card.lost_at = now
+        _transition(session, card, LOST_TEMPORARY, "lost_temporary", actor, now)
+    elif kind == "formal" and card.status in (ISSUED, LOST_TEMPORARY):
+        card.lost_at = now
+        _transition(session, card, LOST_FORMAL, "lost_formal", actor, now)
+    elif card.status in (LOST_TEMPORARY, LOST_FORMAL):
+        raise errors.CardLost(f"the card is already {card.status}")
+    else:
+        raise errors.CardBadState(f"a card in {card.status} cannot be reported lost")
+    return card
+
+
+def unhang(session: Session, svc: Services, card: Card, *, actor: Actor, now: datetime) -> Card:
+    """R-16: withdraw a loss report. Refused after a reissue; a formal loss only at a window."""
+    settle(session, svc, card, now)
+    if card.status == REISSUED:
+        raise errors.UnhangRefused("a reissue was already made for this card")
+    _refuse_dead(card)
+    if card.status not in (LOST_TEMPORARY, LOST_FORMAL):
+        raise errors.CardBadState("the card is not reported lost")
+    if card.status == LOST_FORMAL and actor.type != "operator":
+        raise errors.UnhangRefused("a formal loss is withdrawn only at a service window")
+    card.lost_at = None
+    _transition(session, card, ISSUED, "unhung", actor, now)
+    return card
+
+
+def _successor(session: Session, svc: Services, old: Card, *, pin: str, fee: int, action: str,
+               to: str, actor: Actor, now: datetime, reason: str | None) -> Card:
+    person = old.person
+    check_pin_strength(pin, person)
+    _transition(session, old, to, action, actor, now, reason=reason, fee=fee)
+    session.flush()  # the old card leaves the live set before the new one joins (R-01 index)
+    new = _new_card(session, svc, person, kind="formal", status=APPLIED, now=now, previous=old, fee=fee)
+    old.successor_card_no = new.card_no
+    session.add(Event(person_id=person.id, card_id=new.id, at=now, action=action + "_new",
+                      from_status=None, to_status=APPLIED, actor_type=actor.type,
+                      actor_ref=actor.ref, channel=actor.channel, reason=reason, fee=fee))
+    # Made on the spot (R-12: same day where made locally), so it is handed over at once.
+    set_pin(svc, new, person, pin)
+    new.issued_at = now
+    new.expires_at = validity_end(person.birth_date, now)
+    new.frozen = old.frozen
+    new.freeze_reason = old.freeze_reason
+    _transition(session, new, ISSUED, "issued", actor, now)
+    _follow(session, person, new)
+    return new
+
+
+def reissue(session: Session, svc: Services, card: Card, *, pin: str, actor: Actor, now: datetime) -> Card:
+    """R-17: a new card for a formally lost one; the old one is dead for good. Returns the new card."""
+    settle(session, svc, card, now)
+    _refuse_dead(card)
+    if card.status != LOST_FORMAL:
+        raise errors.ReissueRefused()
+    return _successor(session, svc, card, pin=pin, fee=svc.setting("FEE_REISSUE"), action="reissued",
+                      to=REISSUED, actor=actor, now=now, reason="lost")
+
+
+def replacement_fee(svc: Services, card: Card, reason: str, now: datetime) -> int:
+    """R-19: free for a quality fault within 2 years of issue, the price-office fee otherwise."""
+    if reason == "quality_fault" and card.issued_at is not None:
+        free_until = nth_birthday(card.issued_at.date(), svc.setting("QUALITY_FAULT_FREE_YEARS"))
+        if now.date() < free_until:
+            return 0
+    return svc.setting("FEE_REPLACE")
+
+
+def replace(session: Session, svc: Services, card: Card, *, reason: str, pin: str, actor: Actor,
+            now: datetime) -> Card:
+    """R-18: a new card for a live one (or an expired one, for renewal). Returns the new card."""
+    settle(session, svc, card, now)
+    if card.status == EXPIRED and reason == "renewal":
+        pass
+    else:
+        _refuse_dead(card)
+        if card.status in (LOST_TEMPORARY, LOST_FORMAL):
+            raise errors.CardLost("a lost card is reissued, not replaced")
+        if card.status != ISSUED:
+            raise errors.CardBadState(f"a card in {card.status} cannot be replaced")
+    if card.kind != "formal":
+        raise errors.CardBadState("a temporary card is returned, not replaced")
+    return _successor(session, svc, card, pin=pin, fee=replacement_fee(svc, card, reason, now),
+                      action="replaced", to=REPLACED, actor=actor, now=now, reason=reason)
+
+
+def cancel(session: Session, svc: Services, card: Card, *, reason: str, actor: Actor, now: datetime) -> Card:
+    """R-20: terminal. The electronic card ends with it (R-43) and proxy bindings end (R-63)."""
+    settle(session, svc, card, now)
+    if card.status in (CANCELLED, REISSUED, REPLACED):
+        _refuse_dead(card)
+    _transition(session, card, CANCELLED, "cancelled", actor, now, reason=reason)
+    from ecard import proxies  # late import: proxies builds on cards
+
+    proxies.end_all_for(session, card.person, reason="card_cancelled", now=now)
+    return card
+
+
+def freeze(session: Session, svc: Services, card: Card, *, reason: str, actor: Actor, now: datetime) -> Card:
+    """R-22. Raises CardBadState when already frozen, and the dead-card errors."""
+    settle(session, svc, card, now)
+    _refuse_dead(card)
+    if card.frozen:
+        raise errors.CardBadState("the card is already frozen")
+    card.frozen, card.freeze_reason = True, reason
+    record(session, card, "frozen", actor, now, reason=reason)
+    return card
+
+
+def unfreeze(session: Session, svc: Services, card: Card, *, reason: str | None, actor: Actor,
+             now: datetime) -> Card:
+    settle(session, svc, card, now)
+    if not card.frozen:
+        raise errors.CardBadState("the card is not frozen")
+    card.frozen, card.freeze_reason = False, None
+    record(session, card, "unfrozen", actor, now, reason=reason)
+    return card
+
+
+def issue_temporary(session: Session, svc: Services, person: Person, *, actor: Actor, now: datetime) -> Card:
+    """R-21: a 90-day card for someone without a usable card yet. Raises CardExists."""
+    existing = live_card(session, person, "temporary")
+    if existing is not None:
+        settle(session, svc, existing, now)
+        if existing.live:
+            raise errors.CardExists("the person already holds a temporary card", card_no=existing.card_no)
+    formal = live_card(session, person)
+    if formal is not None and effective_status(formal, now, svc.setting("TEMP_LOSS_LAPSE")) == ISSUED \
+            and not formal.frozen:
+        raise errors.CardExists("the person holds a usable card", card_no=formal.card_no)
+    card = _new_card(session, svc, person, kind="temporary", status=APPLIED, now=now)
+    card.issued_at = now
+    card.expires_at = now + timedelta(days=svc.setting("TEMP_CARD_DAYS"))
+    _transition(session, card, ISSUED, "issued_temporary", actor, now)
+    return card
+
+
+def history(session: Session, card: Card) -> list[Event]:
+    return list(session.scalars(sa.select(Event).where(Event.card_id == card.id).order_by(Event.id)))
+
+
+def _follow(session: Session, person: Person, card: Card) -> None:
+    """R-43: the electronic card moves to the new physical card."""
+    ecard = session.scalar(sa.select(ECard).where(ECard.person_id == person.id))
+    if ecard is not None and ecard.card_id != card.id:
+        ecard.card_id = card.id
+        ecard.card = card
+        session.add(Event(person_id=person.id, card_id=card.id, at=card.issued_at or card.applied_at,
+                          action="ecard_rebound", from_status=None, to_status=None,
+                          actor_type="system", actor_ref=None, channel=None,
+                          reason=f"electronic card now follows {card.card_no}"))

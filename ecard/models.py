@@ -1,0 +1,265 @@
+"""Typed SQLAlchemy 2.0 models and their constraints. No queries, no Flask.
+
+Internal integer keys join the tables; clients only ever see the opaque `public_id` strings
+(and card numbers). Personal data columns hold AES-GCM ciphertext (see `ecard.pii`).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ecard.db import Base
+
+# Card states (shared/DOMAIN.md, "The physical card and its life").
+APPLIED, ISSUED = "applied", "issued"
+LOST_TEMPORARY, LOST_FORMAL = "lost_temporary", "lost_formal"
+REISSUED, REPLACED, CANCELLED, EXPIRED = "reissued", "replaced", "cancelled", "expired"
+CARD_STATES = (APPLIED, ISSUED, LOST_TEMPORARY, LOST_FORMAL, REISSUED, REPLACED, CANCELLED, EXPIRED)
+LIVE_STATES = (APPLIED, ISSUED, LOST_TEMPORARY, LOST_FORMAL)
+
+
+class Operator(Base):
+    __tablename__ = "operators"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(200))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+
+
+class Person(Base):
+    __tablename__ = "persons"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    # HMAC-SHA256 of the ID number under a server key: finds a person without decrypting.
+    id_index: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    id_number_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    name_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    phone_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    birth_date: Mapped[date]
+    sex: Mapped[str] = mapped_column(sa.String(1))  # "M" or "F", derived from the ID number
+    created_at: Mapped[datetime]
+
+
+class Relation(Base):
+    """A verified family relation: `relative` is `relation` to `person` (e.g. parent of)."""
+
+    __tablename__ = "relations"
+    __table_args__ = (sa.UniqueConstraint("person_id", "relative_id", name="uq_relations_pair"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    relative_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    relation: Mapped[str] = mapped_column(sa.String(16))
+    evidence_kind: Mapped[str] = mapped_column(sa.String(32))
+    evidence_no_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    recorded_by: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime]
+
+
+class Card(Base):
+    __tablename__ = "cards"
+    __table_args__ = (
+        # R-01: at most one live formal card per person, held by the database itself.
+        sa.Index("uq_cards_one_live_formal", "person_id", unique=True,
+                 sqlite_where=sa.text("live AND kind = 'formal'"),
+                 postgresql_where=sa.text("live AND kind = 'formal'")),
+        sa.Index("uq_cards_one_live_temporary", "person_id", unique=True,
+                 sqlite_where=sa.text("live AND kind = 'temporary'"),
+                 postgresql_where=sa.text("live AND kind = 'temporary'")),
+        sa.CheckConstraint("status IN ('applied','issued','lost_temporary','lost_formal',"
+                           "'reissued','replaced','cancelled','expired')", name="status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    card_no: Mapped[str] = mapped_column(sa.String(9), unique=True)  # R-23: never reused
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16), default="formal")  # formal | temporary
+    status: Mapped[str] = mapped_column(sa.String(16))
+    live: Mapped[bool] = mapped_column(default=True)
+    frozen: Mapped[bool] = mapped_column(default=False)
+    freeze_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    generation: Mapped[int]
+    region_code: Mapped[str] = mapped_column(sa.String(6))
+    applied_at: Mapped[datetime]
+    production_deadline: Mapped[datetime | None]
+    issued_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    lost_at: Mapped[datetime | None]
+    pin_hash: Mapped[str | None] = mapped_column(sa.String(200))
+    pin_failures: Mapped[int] = mapped_column(default=0)
+    pin_locked: Mapped[bool] = mapped_column(default=False)
+    previous_card_id: Mapped[int | None] = mapped_column(sa.ForeignKey("cards.id"))
+    successor_card_no: Mapped[str | None] = mapped_column(sa.String(9))
+    fee: Mapped[int] = mapped_column(default=0)  # fen charged for this card (R-19)
+    last_atc: Mapped[int | None]  # highest chip transaction counter seen (CARD-PROTOCOL.md)
+    created_at: Mapped[datetime]
+
+    person: Mapped[Person] = relationship(lazy="joined")
+
+
+class CardNoSequence(Base):
+    """Next serial per card-number prefix; advanced by an atomic UPDATE so numbers never repeat."""
+
+    __tablename__ = "card_no_sequences"
+    prefix: Mapped[str] = mapped_column(sa.String(2), primary_key=True)
+    next_value: Mapped[int]
+
+
+class Event(Base):
+    """Every change to a card or a person's e-card: the card history and the holder's audit."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    card_id: Mapped[int | None] = mapped_column(sa.ForeignKey("cards.id"), index=True)
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(sa.String(32))
+    from_status: Mapped[str | None] = mapped_column(sa.String(16))
+    to_status: Mapped[str | None] = mapped_column(sa.String(16))
+    actor_type: Mapped[str] = mapped_column(sa.String(16))  # operator | holder | proxy | system | terminal
+    actor_ref: Mapped[str | None] = mapped_column(sa.String(64))
+    channel: Mapped[str | None] = mapped_column(sa.String(16))  # window | app | wechat | ...
+    reason: Mapped[str | None] = mapped_column(sa.String(200))
+    fee: Mapped[int | None]
+
+
+class ECard(Base):
+    __tablename__ = "ecards"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), unique=True)  # R-42
+    card_id: Mapped[int] = mapped_column(sa.ForeignKey("cards.id"))
+    created_at: Mapped[datetime]
+
+    card: Mapped[Card] = relationship(lazy="joined")
+    person: Mapped[Person] = relationship(lazy="joined")
+
+
+class Binding(Base):
+    """The electronic card signed in one channel on one device (R-42)."""
+
+    __tablename__ = "bindings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    ecard_id: Mapped[int] = mapped_column(sa.ForeignKey("ecards.id"), index=True)
+    channel: Mapped[str] = mapped_column(sa.String(16))
+    device_id: Mapped[str] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoke_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    totp_seed_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    last_totp_step: Mapped[int | None]  # replay guard: pyotp remembers nothing
+
+    ecard: Mapped[ECard] = relationship(lazy="joined")
+
+
+class RevokedToken(Base):
+    __tablename__ = "revoked_tokens"
+    jti: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    expires_at: Mapped[datetime]
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    scenes: Mapped[str] = mapped_column(sa.String(64))  # comma separated subset of the scenes
+    region_code: Mapped[str] = mapped_column(sa.String(6))
+    created_at: Mapped[datetime]
+
+
+class Terminal(Base):
+    __tablename__ = "terminals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    secret_hash: Mapped[str] = mapped_column(sa.String(200))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+
+    merchant: Mapped[Merchant] = relationship(lazy="joined")
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_records"
+    __table_args__ = (sa.UniqueConstraint("scope", "key", name="uq_idempotency_scope_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(sa.String(100))
+    key: Mapped[str] = mapped_column(sa.String(200))
+    request_hash: Mapped[str] = mapped_column(sa.String(64))
+    status_code: Mapped[int | None]
+    content_type: Mapped[str | None] = mapped_column(sa.String(100))
+    body: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class Redemption(Base):
+    """A QR code's nonce once redeemed: the unique key is what makes a code single use."""
+
+    __tablename__ = "redemptions"
+    nonce: Mapped[bytes] = mapped_column(sa.LargeBinary(16), primary_key=True)
+    verification_id: Mapped[int | None] = mapped_column(sa.ForeignKey("verifications.id"))
+    at: Mapped[datetime]
+
+
+class Verification(Base):
+    """Every judged scan (QR, offline record, chip): the holder's usage and the merchants' log."""
+
+    __tablename__ = "verifications"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    method: Mapped[str] = mapped_column(sa.String(16))  # qr | offline | totp | chip
+    terminal_id: Mapped[int | None] = mapped_column(sa.ForeignKey("terminals.id"))
+    person_id: Mapped[int | None] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    card_id: Mapped[int | None] = mapped_column(sa.ForeignKey("cards.id"))
+    proxy_person_id: Mapped[int | None] = mapped_column(sa.ForeignKey("persons.id"))
+    scene: Mapped[str | None] = mapped_column(sa.String(16))
+    accepted: Mapped[bool]
+    reason: Mapped[str | None] = mapped_column(sa.String(48))
+    atc: Mapped[int | None]
+    at: Mapped[datetime]
+    scanned_at: Mapped[datetime | None]  # offline records: when the gate took it
+
+
+class ChipChallenge(Base):
+    __tablename__ = "chip_challenges"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    un: Mapped[str] = mapped_column(sa.String(32), unique=True)  # 16 bytes, hex
+    terminal_id: Mapped[int] = mapped_column(sa.ForeignKey("terminals.id"))
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class ProxyLink(Base):
+    """A relative (proxy) managing a dependant's electronic card (R-60 to R-64)."""
+
+    __tablename__ = "proxy_links"
+    __table_args__ = (
+        sa.Index("uq_proxy_links_active_pair", "proxy_person_id", "dependant_person_id", unique=True,
+                 sqlite_where=sa.text("ended_at IS NULL"), postgresql_where=sa.text("ended_at IS NULL")),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    proxy_person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    dependant_person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))  # minor | adult
+    relation: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime]
+    ends_at: Mapped[datetime | None]  # a minor's 16th birthday
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(sa.String(32))
+
+
+class ConsentCode(Base):
+    __tablename__ = "consent_codes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

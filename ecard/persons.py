@@ -1,0 +1,124 @@
+"""People and their family relations (R-01 to R-04, R-61)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ecard import errors
+from ecard.context import Actor, Services
+from ecard.idnumber import parse_id_number
+from ecard.ids import new_id
+from ecard.models import Person, Relation
+
+RELATIONS = ("parent", "grandparent", "guardian", "spouse", "child", "sibling", "other")
+EVIDENCE_KINDS = ("household_register", "birth_certificate", "guardianship_order",
+                  "marriage_certificate", "other")
+
+ID_CTX, NAME_CTX, PHONE_CTX, EVIDENCE_CTX = b"person.id_number", b"person.name", b"person.phone", b"relation.evidence"
+
+
+@dataclass(frozen=True)
+class PersonView:
+    """A person decrypted for display; callers choose masked or clear fields."""
+
+    person: Person
+    id_number: str
+    name: str
+    phone: str | None
+
+
+def age_on(birth: date, day: date) -> int:
+    """Completed years on `day` (a person born on 29 February turns a year older on 1 March)."""
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def nth_birthday(birth: date, years: int) -> date:
+    try:
+        return birth.replace(year=birth.year + years)
+    except ValueError:  # 29 February in a common year: the birthday is 1 March
+        return date(birth.year + years, 3, 1)
+
+
+def find_by_id_number(session: Session, svc: Services, id_number: str) -> Person | None:
+    index = svc.vault.blind_index(id_number, context=ID_CTX)
+    return session.scalar(sa.select(Person).where(Person.id_index == index))
+
+
+def register(session: Session, svc: Services, *, id_number: str, name: str, phone: str | None,
+             now: datetime) -> Person:
+    """Record a person. Raises InvalidIdNumber, PersonExists."""
+    try:
+        parsed = parse_id_number(id_number)
+    except ValueError as exc:
+        raise errors.InvalidIdNumber(str(exc), errors={"id_number": [str(exc)]}) from None
+    if parsed.birth_date > now.date():
+        raise errors.InvalidIdNumber("the birth date is in the future",
+                                     errors={"id_number": ["the birth date is in the future"]})
+    if find_by_id_number(session, svc, parsed.value) is not None:
+        raise errors.PersonExists()
+    person = Person(
+        public_id=new_id("per"),
+        id_index=svc.vault.blind_index(parsed.value, context=ID_CTX),
+        id_number_enc=svc.vault.encrypt(parsed.value, context=ID_CTX),
+        name_enc=svc.vault.encrypt(name, context=NAME_CTX),
+        phone_enc=svc.vault.encrypt(phone, context=PHONE_CTX) if phone else None,
+        birth_date=parsed.birth_date, sex=parsed.sex, created_at=now,
+    )
+    session.add(person)
+    session.flush()
+    return person
+
+
+def get(session: Session, public_id: str) -> Person:
+    """Raises PersonNotFound."""
+    person = session.scalar(sa.select(Person).where(Person.public_id == public_id))
+    if person is None:
+        raise errors.PersonNotFound()
+    return person
+
+
+def view(svc: Services, person: Person) -> PersonView:
+    return PersonView(
+        person=person,
+        id_number=svc.vault.decrypt(person.id_number_enc, context=ID_CTX),
+        name=svc.vault.decrypt(person.name_enc, context=NAME_CTX),
+        phone=svc.vault.decrypt(person.phone_enc, context=PHONE_CTX) if person.phone_enc else None,
+    )
+
+
+def record_relation(session: Session, svc: Services, person: Person, *, relative: Person,
+                    relation: str, evidence_kind: str, evidence_no: str, actor: Actor,
+                    now: datetime) -> Relation:
+    """Record that `relative` is `relation` to `person`, as the evidence shows.
+
+    Raises RelationInvalid (a person related to themself, or a birth order the relation cannot
+    have), RelationExists.
+    """
+    if relative.id == person.id:
+        raise errors.RelationInvalid("a person cannot be their own relative")
+    # A parent or grandparent is older than the child: catches swapped ids at the window.
+    if relation in ("parent", "grandparent") and relative.birth_date >= person.birth_date:
+        raise errors.RelationInvalid(f"a {relation} must be older than the person")
+    if relation == "child" and relative.birth_date <= person.birth_date:
+        raise errors.RelationInvalid("a child must be younger than the person")
+    exists = session.scalar(sa.select(Relation.id).where(
+        Relation.person_id == person.id, Relation.relative_id == relative.id))
+    if exists is not None:
+        raise errors.RelationExists()
+    rel = Relation(public_id=new_id("rel"), person_id=person.id, relative_id=relative.id,
+                   relation=relation, evidence_kind=evidence_kind,
+                   evidence_no_enc=svc.vault.encrypt(evidence_no, context=EVIDENCE_CTX),
+                   recorded_by=actor.ref or actor.type, created_at=now)
+    session.add(rel)
+    session.flush()
+    return rel
+
+
+def relation_of(session: Session, person: Person, relative: Person) -> str | None:
+    """What `relative` is to `person` on record, or None."""
+    return session.scalar(sa.select(Relation.relation).where(
+        Relation.person_id == person.id, Relation.relative_id == relative.id))
