@@ -1,0 +1,206 @@
+"""The physical card's life through the operator API (R-10 to R-23), with a controlled clock."""
+
+from datetime import date, timedelta
+
+import pytest
+
+from tests.conftest import T0
+
+
+def card(api, card_no):
+    r = api.c.get(f"/api/v1/cards/{card_no}", headers=api.op)
+    assert r.status_code == 200
+    return r.json
+
+
+def test_apply_issue_and_history(api):
+    person = api.person(birth=date(1990, 3, 7))
+    r = api.c.post("/api/v1/cards", json={"person_id": person["person_id"]}, headers=api.op)
+    assert r.status_code == 201
+    assert r.json["status"] == "applied" and len(r.json["card_no"]) == 9
+    assert r.json["production_deadline"].startswith((T0 + timedelta(days=30)).date().isoformat())
+    no = r.json["card_no"]
+    r = api.c.post(f"/api/v1/cards/{no}/issue", json={"pin": "285714"}, headers=api.op)
+    assert r.status_code == 200
+    assert r.json["status"] == "issued"
+    assert r.json["expires_at"].startswith("2036-03-02")  # R-10: 10 years at 35
+    assert [e["action"] for e in r.json["history"]] == ["applied", "issued"]
+    assert r.json["history"][1]["actor"] == {"type": "operator", "ref": "w1", "channel": "window"}
+
+
+def test_a_minor_gets_five_years(api):
+    c = api.issued_card(birth=date(2015, 5, 1))
+    assert c["expires_at"].startswith("2031-03-02")
+
+
+def test_one_live_card_per_person(api):
+    c = api.issued_card()
+    r = api.c.post("/api/v1/cards", json={"person_id": c["person"]["person_id"]}, headers=api.op)
+    assert r.status_code == 409 and r.json["code"] == "card.exists"
+
+
+def test_card_numbers_are_never_reused(api):
+    numbers = {api.issued_card()["card_no"] for _ in range(3)}
+    c = api.issued_card()
+    api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "formal"}, headers=api.op)
+    r = api.c.post(f"/api/v1/cards/{c['card_no']}/reissue", json={"pin": "285714"}, headers=api.op)
+    numbers |= {c["card_no"], r.json["card_no"]}
+    assert len(numbers) == 5
+
+
+def test_temporary_loss_stops_the_card_and_lapses_after_seven_days(api, clock):
+    c = api.issued_card()
+    r = api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "temporary"}, headers=api.op)
+    assert r.json["status"] == "lost_temporary"
+    clock.shift(timedelta(days=7) - timedelta(seconds=1))
+    assert card(api, c["card_no"])["status"] == "lost_temporary"
+    clock.shift(timedelta(seconds=1))
+    assert card(api, c["card_no"])["status"] == "issued"
+    # The lapse is written into the history by the next change.
+    r = api.c.post(f"/api/v1/cards/{c['card_no']}/freeze", json={"reason": "check"}, headers=api.op)
+    actions = [e["action"] for e in r.json["history"]]
+    assert actions[-2:] == ["loss_lapsed", "frozen"]
+
+
+def test_temporary_loss_made_formal_does_not_lapse(api, clock):
+    c = api.issued_card()
+    api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "temporary"}, headers=api.op)
+    r = api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "formal"}, headers=api.op)
+    assert r.json["status"] == "lost_formal"
+    clock.shift(timedelta(days=30))
+    assert card(api, c["card_no"])["status"] == "lost_formal"
+
+
+def test_unhang_brings_the_card_back(api):
+    c = api.issued_card()
+    api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "formal"}, headers=api.op)
+    r = api.c.delete(f"/api/v1/cards/{c['card_no']}/loss", headers=api.op)
+    assert r.status_code == 200 and r.json["status"] == "issued"
+    r = api.c.delete(f"/api/v1/cards/{c['card_no']}/loss", headers=api.op)
+    assert r.status_code == 409 and r.json["code"] == "card.bad_state"
+
+
+def test_reissue_needs_formal_loss_and_then_unhang_is_refused(api):
+    c = api.issued_card()
+    no = c["card_no"]
+    r = api.c.post(f"/api/v1/cards/{no}/reissue", json={"pin": "285714"}, headers=api.op)
+    assert r.status_code == 409 and r.json["code"] == "card.reissue_requires_formal_loss"
+    api.c.post(f"/api/v1/cards/{no}/loss", json={"kind": "temporary"}, headers=api.op)
+    r = api.c.post(f"/api/v1/cards/{no}/reissue", json={"pin": "285714"}, headers=api.op)
+    assert r.status_code == 409 and r.json["code"] == "card.reissue_requires_formal_loss"
+    api.c.post(f"/api/v1/cards/{no}/loss", json={"kind": "formal"}, headers=api.op)
+    r = api.c.post(f"/api/v1/cards/{no}/reissue", json={"pin": "385714"}, headers=api.op)
+    assert r.status_code == 201
+    new = r.json
+    assert new["card_no"] != no and new["status"] == "issued" and new["fee"] == 2000
+    old = card(api, no)
+    assert old["status"] == "reissued" and old["successor_card_no"] == new["card_no"]
+    r = api.c.delete(f"/api/v1/cards/{no}/loss", headers=api.op)
+    assert r.status_code == 409 and r.json["code"] == "card.unhang_refused"
+
+
+@pytest.mark.parametrize("reason,years,fee", [
+    ("quality_fault", 1, 0), ("quality_fault", 3, 2000), ("damaged", 1, 2000)])
+def test_replacement_fees(api, clock, reason, years, fee):
+    c = api.issued_card()
+    clock.shift(timedelta(days=365 * years))
+    r = api.c.post(f"/api/v1/cards/{c['card_no']}/replace", json={"reason": reason, "pin": "285714"},
+                   headers=api.op)
+    assert r.status_code == 201, r.json
+    assert r.json["fee"] == fee
+    assert r.json["history"][-1]["action"] == "issued"
+    old = card(api, c["card_no"])
+    assert old["status"] == "replaced"
+    assert old["history"][-1]["fee"] == fee  # R-19: every fee recorded
+
+
+def test_a_lost_card_is_not_replaced(api):
+    c = api.issued_card()
+    api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "temporary"}, headers=api.op)
+    r = api.c.post(f"/api/v1/cards/{c['card_no']}/replace", json={"reason": "damaged", "pin": "285714"},
+                   headers=api.op)
+    assert r.status_code == 409 and r.json["code"] == "card.lost"
+
+
+def test_cancellation_is_terminal(api):
+    c = api.issued_card()
+    r = api.c.post(f"/api/v1/cards/{c['card_no']}/cancel", json={"reason": "death"}, headers=api.op)
+    assert r.status_code == 200 and r.json["status"] == "cancelled"
+    for method, path, body in [
+        ("post", "loss", {"kind": "temporary"}), ("post", "freeze", {"reason": "x"}),
+        ("post", "replace", {"reason": "damaged", "pin": "285714"}), ("post", "cancel", {"reason": "death"}),
+    ]:
+        r = getattr(api.c, method)(f"/api/v1/cards/{c['card_no']}/{path}", json=body, headers=api.op)
+        assert r.status_code == 409 and r.json["code"] == "card.cancelled", path
+    # A cancelled card does not block a new application (e.g. after a transfer back).
+    r = api.c.post("/api/v1/cards", json={"person_id": c["person"]["person_id"]}, headers=api.op)
+    assert r.status_code == 201
+
+
+def test_freeze_and_unfreeze(api):
+    c = api.issued_card()
+    r = api.c.post(f"/api/v1/cards/{c['card_no']}/freeze", json={"reason": "suspected fraud"}, headers=api.op)
+    assert r.json["frozen"] is True and r.json["freeze_reason"] == "suspected fraud"
+    r = api.c.post(f"/api/v1/cards/{c['card_no']}/freeze", json={"reason": "again"}, headers=api.op)
+    assert r.status_code == 409
+    r = api.c.delete(f"/api/v1/cards/{c['card_no']}/freeze", headers=api.op)
+    assert r.json["frozen"] is False
+    assert [e["action"] for e in r.json["history"]][-2:] == ["frozen", "unfrozen"]
+
+
+def test_cards_expire_by_themselves(api, clock):
+    c = api.issued_card(birth=date(2015, 5, 1))
+    clock.shift(timedelta(days=5 * 366))
+    assert card(api, c["card_no"])["status"] == "expired"
+    r = api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "temporary"}, headers=api.op)
+    assert r.status_code == 409 and r.json["code"] == "card.expired"
+    r = api.c.post(f"/api/v1/cards/{c['card_no']}/replace", json={"reason": "renewal", "pin": "285714"},
+                   headers=api.op)
+    assert r.status_code == 201 and r.json["status"] == "issued"
+
+
+def test_renewal_is_due_in_the_last_three_months(api, clock):
+    c = api.issued_card()
+    assert card(api, c["card_no"])["renewal_due"] is False
+    clock.shift(timedelta(days=3653 - 80))
+    assert card(api, c["card_no"])["renewal_due"] is True
+
+
+def test_temporary_card_lasts_90_days_and_is_returned_when_the_card_is_collected(api, clock):
+    person = api.person()
+    r = api.c.post("/api/v1/cards", json={"person_id": person["person_id"]}, headers=api.op)
+    formal = r.json["card_no"]
+    r = api.c.post("/api/v1/temporary-cards", json={"person_id": person["person_id"]}, headers=api.op)
+    assert r.status_code == 201
+    temp = r.json
+    assert temp["kind"] == "temporary" and temp["status"] == "issued" and temp["card_no"].startswith("T")
+    assert temp["expires_at"].startswith((T0 + timedelta(days=90)).date().isoformat())
+    r = api.c.post("/api/v1/temporary-cards", json={"person_id": person["person_id"]}, headers=api.op)
+    assert r.status_code == 409
+    api.c.post(f"/api/v1/cards/{formal}/issue", json={"pin": "285714"}, headers=api.op)
+    t = card(api, temp["card_no"])
+    assert t["status"] == "cancelled" and t["history"][-1]["action"] == "returned"
+
+
+def test_unknown_and_malformed_card_numbers(api):
+    r = api.c.get("/api/v1/cards/A99999997", headers=api.op)
+    assert r.status_code == 404 and r.json["code"] == "card.not_found"
+    r = api.c.get("/api/v1/cards/A99999995", headers=api.op)
+    assert r.status_code == 422 and r.json["code"] == "validation.card_no"
+    r = api.c.post("/api/v1/cards", json={"person_id": "per_nobody"}, headers=api.op)
+    assert r.status_code == 404 and r.json["code"] == "person.not_found"
+
+
+def test_relations_are_recorded_with_evidence(api):
+    child = api.person(birth=date(2015, 5, 1), name="李思雨", sex="F")
+    parent = api.person(birth=date(1985, 1, 1), name="李建国")
+    body = {"relative_person_id": parent["person_id"], "relation": "parent",
+            "evidence": {"kind": "household_register", "number": "HR-12345"}}
+    r = api.c.post(f"/api/v1/persons/{child['person_id']}/relations", json=body, headers=api.op)
+    assert r.status_code == 201 and r.json["relation"] == "parent" and "number" not in r.json["evidence"]
+    r = api.c.post(f"/api/v1/persons/{child['person_id']}/relations", json=body, headers=api.op)
+    assert r.status_code == 409 and r.json["code"] == "relation.exists"
+    # Swapped at the window: a parent younger than the child is refused.
+    swapped = {**body, "relative_person_id": child["person_id"]}
+    r = api.c.post(f"/api/v1/persons/{parent['person_id']}/relations", json=swapped, headers=api.op)
+    assert r.status_code == 422 and r.json["code"] == "relation.invalid"
