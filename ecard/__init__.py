@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,11 @@ from ecard.pii import Vault
 from ecard.secrets import load_or_create
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+@functools.cache
+def _takes_body(view: Any) -> bool:
+    return view is not None and "body" in inspect.signature(view).parameters
 
 
 def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
@@ -85,9 +92,12 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
             if not request.is_json:
                 raise errors.UnsupportedMediaType("send the body as application/json")
             try:
-                request.get_json(force=False, silent=False, cache=True)
+                data = request.get_json(force=False, silent=False, cache=True)
             except BadRequest:  # werkzeug's answer to undecodable JSON; 413 passes through
                 raise errors.MalformedJson() from None
+            if data != {} and not _takes_body(app.view_functions.get(request.endpoint)):
+                raise errors.ValidationFailed("this endpoint takes no body",
+                                              errors={"body": ["send no body, or {}"]})
 
     idempotency.init_app(app)
 

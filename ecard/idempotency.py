@@ -14,7 +14,7 @@ from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import decode_token
 from sqlalchemy.exc import IntegrityError
 
-from ecard import errors
+from ecard import db, errors
 from ecard.api.problems import problem
 from ecard.context import utcnow
 from ecard.models import IdempotencyRecord
@@ -71,14 +71,13 @@ def init_app(app: Flask) -> None:
         rec_id = g.pop("idempotency_id", None)
         if rec_id is None:
             return resp
-        database = current_app.extensions["ecard.db"]
-        with database.new_session() as s:
-            if resp.status_code >= 500:
-                # Nothing was done; let the client retry with the same key.
-                s.execute(sa.delete(IdempotencyRecord).where(IdempotencyRecord.id == rec_id))
-            else:
-                s.execute(sa.update(IdempotencyRecord).where(IdempotencyRecord.id == rec_id).values(
-                    status_code=resp.status_code, content_type=resp.content_type,
-                    body=resp.get_data()))
-            s.commit()
+        # The handler has committed (or rolled back) its work; the request session is free.
+        s = db.session()
+        if resp.status_code >= 500:
+            # Nothing was done; let the client retry with the same key.
+            s.execute(sa.delete(IdempotencyRecord).where(IdempotencyRecord.id == rec_id))
+        else:
+            s.execute(sa.update(IdempotencyRecord).where(IdempotencyRecord.id == rec_id).values(
+                status_code=resp.status_code, content_type=resp.content_type, body=resp.get_data()))
+        s.commit()
         return resp

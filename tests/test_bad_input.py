@@ -1,0 +1,103 @@
+"""Bad input gets a clear 4xx problem and changes nothing, on every endpoint that takes a body."""
+
+import sqlalchemy as sa
+
+from ecard import db
+from ecard.db import Base
+
+BAD_BODIES = {
+    "malformed": ('{"pin": "28', "application/json"),
+    "array": ("[1, 2]", "application/json"),
+    "wrong_types": ('{"pin": 285714, "person_id": 5, "kind": true, "reason": [], "scene": 1, '
+                    '"id_number": 1, "name": 2, "scenes": "clinic"}', "application/json"),
+    "unknown_field": ('{"surprise": "x"}', "application/json"),
+    "not_json": ("pin=285714", "application/x-www-form-urlencoded"),
+    "huge": ('{"name": "' + "x" * 40000 + '"}', "application/json"),
+    "null": ("null", "application/json"),
+}
+
+
+def row_counts(app):
+    session = db.session()
+    return {t.name: session.scalar(sa.select(sa.func.count()).select_from(t))
+            for t in Base.metadata.sorted_tables if t.name != "idempotency_records"}
+
+
+def test_every_body_endpoint_refuses_bad_input_without_writing(api, app):
+    holder = api.holder()
+    terminal = api.terminal()
+    person = holder["card"]["person"]
+    values = {"card_no": holder["card"]["card_no"], "person_id": person["person_id"],
+              "merchant_id": terminal["merchant_id"], "binding_id": holder["binding"]["binding_id"]}
+    headers_for = {"operator": api.op, "holder": holder["headers"], "tokens": holder["headers"],
+                   "verifications": terminal["headers"]}
+    checked = 0
+    with app.app_context():
+        before = row_counts(app)
+    for rule in app.url_map.iter_rules():
+        if "POST" not in rule.methods or not rule.rule.startswith("/api/v1"):
+            continue
+        path = rule.rule
+        for name, value in values.items():
+            path = path.replace(f"<{name}>", value)
+        headers = headers_for.get(rule.endpoint.split(".")[0], {})
+        for case, (body, ctype) in BAD_BODIES.items():
+            r = api.c.post(path, data=body, headers={**headers, "Content-Type": ctype})
+            assert 400 <= r.status_code < 500, (rule.rule, case, r.status_code, r.data[:200])
+            assert r.headers["Content-Type"] == "application/problem+json", (rule.rule, case)
+            assert r.json["code"] and r.json["title"], (rule.rule, case)
+            checked += 1
+    with app.app_context():
+        assert row_counts(app) == before
+    assert checked >= 18 * len(BAD_BODIES)  # every POST route of the API, each bad body
+
+
+def test_specific_codes(api):
+    r = api.c.post("/api/v1/persons", data='{"id_number": "1', headers={**api.op, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json["code"] == "request.malformed_json"
+    r = api.c.post("/api/v1/persons", data="x=1", headers={**api.op, "Content-Type": "text/plain"})
+    assert r.status_code == 415
+    r = api.c.post("/api/v1/persons", data='{"name": "' + "x" * 40000 + '"}',
+                   headers={**api.op, "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json["code"] == "request.too_large"
+    r = api.c.post("/api/v1/persons", json={"id_number": "110105194902300023", "name": "x"}, headers=api.op)
+    assert r.status_code == 422 and r.json["code"] == "validation.id_number"
+    assert "id_number" in r.json["errors"]
+    r = api.c.post("/api/v1/persons", json={"id_number": "11010519491231002X", "name": "x", "extra": 1},
+                   headers=api.op)
+    assert r.status_code == 422 and r.json["errors"]["extra"]
+
+
+def test_titles_follow_accept_language(api):
+    r = api.c.get("/api/v1/cards/A99999997", headers=api.op)
+    assert r.json["title"] == "社会保障卡不存在"
+    r = api.c.get("/api/v1/cards/A99999997", headers={**api.op, "Accept-Language": "en-US,en;q=0.9"})
+    assert r.json["title"] == "Card not found"
+    r = api.c.get("/api/v1/cards/A99999997", headers={**api.op, "Accept-Language": "fr"})
+    assert r.json["title"] == "社会保障卡不存在"
+
+
+def test_idempotency_key_replays_and_refuses_a_different_body(api):
+    person = api.person()
+    h = {**api.op, "Idempotency-Key": "apply-1"}
+    r1 = api.c.post("/api/v1/cards", json={"person_id": person["person_id"]}, headers=h)
+    r2 = api.c.post("/api/v1/cards", json={"person_id": person["person_id"]}, headers=h)
+    assert r1.status_code == r2.status_code == 201
+    assert r1.json["card_no"] == r2.json["card_no"]
+    assert r2.headers["Idempotent-Replayed"] == "true"
+    other = api.person()
+    r3 = api.c.post("/api/v1/cards", json={"person_id": other["person_id"]}, headers=h)
+    assert r3.status_code == 422 and r3.json["code"] == "idempotency.mismatch"
+    # Without the key the same request is a second application, refused by R-01.
+    r4 = api.c.post("/api/v1/cards", json={"person_id": person["person_id"]}, headers=api.op)
+    assert r4.status_code == 409
+
+
+def test_service_endpoints(api):
+    assert api.c.get("/healthz").json == {"status": "ok"}
+    r = api.c.get("/readyz")
+    assert r.status_code == 200 and r.json["checks"] == {"keys": True, "database": True}
+    spec = api.c.get("/api/v1/openapi.json").json
+    assert "/api/v1/cards/{card_no}/reissue" in spec["paths"]
+    assert api.c.get("/docs").status_code in (301, 302)
+    assert api.c.get("/metrics").status_code == 200
