@@ -101,11 +101,12 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     idempotency.init_app(app)
 
-    from ecard.api import holder, operator, service, tokens
+    from ecard.api import family, holder, operator, service, tokens
 
     app.register_api(tokens.bp)
     app.register_api(operator.bp)
     app.register_api(holder.bp)
+    app.register_api(family.bp)
     app.register_blueprint(service.bp)
 
     from prometheus_client import CollectorRegistry

@@ -109,6 +109,7 @@ def init_app(app: Flask, url: str) -> Database:
 
     @app.teardown_appcontext
     def close_session(_exc: BaseException | None) -> None:
+        write_intent.set(False)  # the thread serves other requests (and tests) next
         session = g.pop("db_session", None)
         if session is not None:
             session.close()

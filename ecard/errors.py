@@ -126,3 +126,24 @@ BindingNotFound = _leaf("BindingNotFound", EcardStateError, "binding.not_found",
 # --- merchants ----------------------------------------------------------------------------------
 MerchantNotFound = _leaf("MerchantNotFound", EcardError, "merchant.not_found", 404, "商户不存在", "Merchant not found")
 OperatorExists = _leaf("OperatorExists", EcardError, "operator.exists", 409, "操作员已存在", "Operator already exists")
+
+# --- family proxies -----------------------------------------------------------------------------
+class ProxyError(EcardError):
+    code, status, title_zh, title_en = "proxy.error", 409, "亲情服务错误", "Family proxy error"
+
+
+ProxyNotFound = _leaf("ProxyNotFound", ProxyError, "proxy.not_found", 404, "亲情绑定不存在", "Family binding not found")
+ProxyExists = _leaf("ProxyExists", ProxyError, "proxy.exists", 409, "已绑定该亲属", "Already bound to this relative")
+ProxyNotAllowed = _leaf("ProxyNotAllowed", ProxyError, "proxy.relation_required", 403,
+                        "未登记符合条件的亲属关系", "No qualifying family relation on record")
+ProxyEnded = _leaf("ProxyEnded", ProxyError, "proxy.ended", 409, "亲情绑定已结束", "The family binding has ended")
+TooManyDependants = _leaf("TooManyDependants", ProxyError, "proxy.too_many_dependants", 409,
+                          "代管人数已达上限", "This relative already manages the most dependants allowed")
+TooManyProxies = _leaf("TooManyProxies", ProxyError, "proxy.too_many_proxies", 409,
+                       "该人员的代管亲属已达上限", "This person already has the most proxies allowed")
+ConsentRequired = _leaf("ConsentRequired", ProxyError, "consent.required", 422,
+                        "绑定成年人须提供其授权码", "Binding an adult needs their consent code")
+ConsentInvalid = _leaf("ConsentInvalid", ProxyError, "consent.invalid", 422, "授权码无效", "Invalid consent code")
+ConsentExpired = _leaf("ConsentExpired", ProxyError, "consent.expired", 422, "授权码已过期", "The consent code has expired")
+ConsentUsed = _leaf("ConsentUsed", ProxyError, "consent.used", 422, "授权码已使用", "The consent code was already used")
+SelfBinding = _leaf("SelfBinding", ProxyError, "proxy.self", 422, "不能绑定本人", "You cannot be your own proxy")

@@ -1,13 +1,186 @@
-"""Family proxy binding (R-60 to R-64): relatives managing a dependant's electronic card."""
+"""Family proxy binding (R-60 to R-64): relatives managing a dependant's electronic card.
+
+A link joins a proxy person to a dependant person, so it follows the dependant's electronic
+card through reissue and replacement by itself; cancellation of the card ends it.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import secrets
+from datetime import datetime, time, timedelta, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecard.models import Event, Person, ProxyLink
+from ecard import cards, errors, persons
+from ecard.context import Actor, Services
+from ecard.ids import new_id
+from ecard.models import ConsentCode, ECard, Event, Person, ProxyLink
+
+MINOR_RELATIONS = ("parent", "grandparent", "guardian")  # R-61
+MINOR_AGE = 16
+CONSENT_CTX = b"consent.code"
+# Consent codes are read out loud at a window: no 0/O, 1/I/L.
+_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+def link_status(link: ProxyLink, now: datetime) -> tuple[str, str | None]:
+    """(`active` | `ended`, the reason it ended). A minor's link ends at the 16th birthday."""
+    if link.ended_at is not None:
+        return "ended", link.end_reason
+    if link.ends_at is not None and now >= link.ends_at:
+        return "ended", "dependant_turned_16"
+    return "active", None
+
+
+def _active(q, now: datetime):
+    return q.where(ProxyLink.ended_at.is_(None),
+                   sa.or_(ProxyLink.ends_at.is_(None), ProxyLink.ends_at > now))
+
+
+def _count(session: Session, column, person_id: int, now: datetime) -> int:
+    return session.scalar(_active(sa.select(sa.func.count()).select_from(ProxyLink)
+                                  .where(column == person_id), now)) or 0
+
+
+def _event(session: Session, person_id: int, action: str, actor: Actor, now: datetime,
+           reason: str | None = None, card_id: int | None = None) -> None:
+    session.add(Event(person_id=person_id, card_id=card_id, at=now, action=action,
+                      actor_type=actor.type, actor_ref=actor.ref, channel=actor.channel, reason=reason))
+
+
+# --- consent codes ---------------------------------------------------------------------------------
+
+def new_consent_code(session: Session, svc: Services, person: Person, *, actor: Actor,
+                     now: datetime) -> tuple[str, ConsentCode]:
+    """A one-time code the adult gives a relative (R-62). Stored only as a keyed hash."""
+    code = "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    row = ConsentCode(person_id=person.id, code_hash=svc.vault.blind_index(code, context=CONSENT_CTX),
+                      created_at=now, expires_at=now + timedelta(seconds=svc.setting("CONSENT_CODE_TTL")))
+    session.add(row)
+    _event(session, person.id, "consent_code_issued", actor, now)
+    session.flush()
+    return code, row
+
+
+def _use_consent(session: Session, svc: Services, dependant: Person, code: str, now: datetime) -> None:
+    """Use the code once, atomically. Raises ConsentInvalid, ConsentExpired, ConsentUsed."""
+    digest = svc.vault.blind_index(code.strip().upper(), context=CONSENT_CTX)
+    row = session.scalar(sa.select(ConsentCode).where(ConsentCode.code_hash == digest))
+    if row is None or row.person_id != dependant.id:
+        raise errors.ConsentInvalid()
+    if row.used_at is not None:
+        raise errors.ConsentUsed()
+    if now >= row.expires_at:
+        raise errors.ConsentExpired()
+    used = session.execute(sa.update(ConsentCode).where(
+        ConsentCode.id == row.id, ConsentCode.used_at.is_(None)).values(used_at=now))
+    if used.rowcount != 1:  # another request used it between our read and this update
+        raise errors.ConsentUsed()
+
+
+# --- binding -----------------------------------------------------------------------------------------
+
+def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name: str, card_no: str,
+         relation: str, consent_code: str | None, actor: Actor, now: datetime) -> ProxyLink:
+    """Bind a dependant to `proxy`. The proxy proves the dependant's card details; a minor needs
+    a parent, grandparent or guardian relation on record, an adult their consent code.
+
+    Raises IdentityMismatch, SelfBinding, ProxyNotAllowed, ConsentRequired/Invalid/Expired/Used,
+    ProxyExists, TooManyDependants, TooManyProxies, the card's dead-state errors.
+    """
+    card = cards.get(session, card_no)
+    dependant = persons.find_by_id_number(session, svc, id_number)
+    if dependant is None or card.person_id != dependant.id or persons.view(svc, dependant).name != name.strip():
+        raise errors.IdentityMismatch()
+    if dependant.id == proxy.id:
+        raise errors.SelfBinding()
+    cards.settle(session, svc, card, now)
+    if not card.live:
+        cards.refuse_unless_usable(card, card.status)
+    minor = persons.age_on(dependant.birth_date, now.date()) < MINOR_AGE
+    if minor:
+        on_record = persons.relation_of(session, dependant, proxy)
+        if relation not in MINOR_RELATIONS or on_record != relation:
+            raise errors.ProxyNotAllowed(
+                "a minor is bound only by a parent, grandparent or guardian on record")
+    elif not consent_code:
+        raise errors.ConsentRequired()
+    existing = session.scalar(_active(sa.select(ProxyLink.id).where(
+        ProxyLink.proxy_person_id == proxy.id, ProxyLink.dependant_person_id == dependant.id), now))
+    if existing is not None:
+        raise errors.ProxyExists()
+    if _count(session, ProxyLink.proxy_person_id, proxy.id, now) >= svc.setting("MAX_DEPENDANTS"):
+        raise errors.TooManyDependants(limit=svc.setting("MAX_DEPENDANTS"))
+    if _count(session, ProxyLink.dependant_person_id, dependant.id, now) >= svc.setting("MAX_PROXIES"):
+        raise errors.TooManyProxies(limit=svc.setting("MAX_PROXIES"))
+    if not minor:
+        _use_consent(session, svc, dependant, consent_code or "", now)
+    # An old link of a minor who has since turned 16 still occupies the unique pair index.
+    for stale in session.scalars(sa.select(ProxyLink).where(
+            ProxyLink.proxy_person_id == proxy.id, ProxyLink.dependant_person_id == dependant.id,
+            ProxyLink.ended_at.is_(None))):
+        stale.ended_at, stale.end_reason = now, link_status(stale, now)[1] or "superseded"
+    session.flush()
+    ends_at = None
+    if minor:
+        sixteenth = persons.nth_birthday(dependant.birth_date, MINOR_AGE)
+        ends_at = datetime.combine(sixteenth, time(0), tzinfo=timezone.utc)
+    link = ProxyLink(public_id=new_id("dep"), proxy_person_id=proxy.id, dependant_person_id=dependant.id,
+                     kind="minor" if minor else "adult", relation=relation, created_at=now,
+                     ends_at=ends_at)
+    session.add(link)
+    # R-40: the dependant's electronic card exists even without a phone of their own.
+    if session.scalar(sa.select(ECard.id).where(ECard.person_id == dependant.id)) is None:
+        session.add(ECard(public_id=new_id("ec"), person_id=dependant.id, card_id=card.id, created_at=now))
+    session.flush()
+    _event(session, dependant.id, "proxy_bound", actor, now, reason=f"{link.kind} binding, relation {relation}",
+           card_id=card.id)
+    return link
+
+
+def as_proxy(session: Session, proxy: Person, dependant_id: str, now: datetime, *,
+             require_active: bool = True) -> ProxyLink:
+    """The proxy's own link. Another family's link is simply not found (object-level authz).
+    Raises ProxyNotFound, ProxyEnded."""
+    link = session.scalar(sa.select(ProxyLink).where(ProxyLink.public_id == dependant_id,
+                                                     ProxyLink.proxy_person_id == proxy.id))
+    if link is None:
+        raise errors.ProxyNotFound()
+    if require_active:
+        state, reason = link_status(link, now)
+        if state != "active":
+            raise errors.ProxyEnded(f"the binding has ended ({reason})", end_reason=reason)
+    return link
+
+
+def as_dependant(session: Session, dependant: Person, proxy_id: str) -> ProxyLink:
+    link = session.scalar(sa.select(ProxyLink).where(ProxyLink.public_id == proxy_id,
+                                                     ProxyLink.dependant_person_id == dependant.id))
+    if link is None:
+        raise errors.ProxyNotFound()
+    return link
+
+
+def end(session: Session, link: ProxyLink, *, reason: str, actor: Actor, now: datetime) -> ProxyLink:
+    if link.ended_at is None:
+        link.ended_at, link.end_reason = now, reason
+        _event(session, link.dependant_person_id, "proxy_ended", actor, now, reason=reason)
+    return link
+
+
+def links_of_proxy(session: Session, proxy: Person) -> list[ProxyLink]:
+    return list(session.scalars(sa.select(ProxyLink).where(ProxyLink.proxy_person_id == proxy.id)
+                                .order_by(ProxyLink.id)))
+
+
+def links_of_dependant(session: Session, dependant: Person) -> list[ProxyLink]:
+    return list(session.scalars(sa.select(ProxyLink).where(ProxyLink.dependant_person_id == dependant.id)
+                                .order_by(ProxyLink.id)))
+
+
+def dependant_ecard(session: Session, link: ProxyLink) -> ECard:
+    return session.scalar(sa.select(ECard).where(ECard.person_id == link.dependant_person_id))
 
 
 def end_all_for(session: Session, dependant: Person, *, reason: str, now: datetime) -> int:
@@ -15,7 +188,5 @@ def end_all_for(session: Session, dependant: Person, *, reason: str, now: dateti
     links = list(session.scalars(sa.select(ProxyLink).where(
         ProxyLink.dependant_person_id == dependant.id, ProxyLink.ended_at.is_(None))))
     for link in links:
-        link.ended_at, link.end_reason = now, reason
-        session.add(Event(person_id=dependant.id, card_id=None, at=now, action="proxy_ended",
-                          actor_type="system", reason=reason))
+        end(session, link, reason=reason, actor=Actor("system"), now=now)
     return len(links)

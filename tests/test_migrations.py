@@ -17,8 +17,7 @@ def test_one_head():
 
 
 def test_models_match_the_migrated_schema(app):
-    engine = app.extensions["ecard.db"].engine
-    with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        diff = compare_metadata(ctx, Base.metadata)
+    conn = app.extensions["ecard.db"].bind  # this test's connection
+    ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+    diff = compare_metadata(ctx, Base.metadata)
     assert diff == []

@@ -229,3 +229,31 @@ class TerminalOut(Out):
     merchant_id: str
     name: str
     secret: str | None = None
+
+
+class DependantIn(Strict):
+    id_number: IdNumber
+    name: Name
+    card_no: CardNo
+    relation: Literal["parent", "grandparent", "guardian", "spouse", "child", "sibling", "other"]
+    consent_code: str | None = Field(default=None, min_length=4, max_length=16)
+
+
+class DependantPath(BaseModel):
+    dependant_id: str = Field(max_length=32)
+
+
+class ProxyPath(BaseModel):
+    proxy_id: str = Field(max_length=32)
+
+
+class DependantOut(Out):
+    dependant_id: str
+    kind: Literal["minor", "adult"]
+    status: str
+    end_reason: str | None = None
+
+
+class ConsentCodeOut(Out):
+    code: str
+    expires_at: datetime

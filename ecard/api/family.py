@@ -1,0 +1,149 @@
+"""Family proxy endpoints (亲情服务): a holder managing dependants, and a dependant's view of
+their proxies. Every lookup is scoped to the caller: another family's binding is a 404."""
+
+from __future__ import annotations
+
+from flask import g, jsonify
+from flask_openapi3 import APIBlueprint, Tag
+
+from ecard import auth, cards, db, ecards, persons, proxies
+from ecard.api import schemas as s
+from ecard.api.common import BEARER, PROBLEMS, created
+from ecard.api.views import card_out, iso
+from ecard.context import Actor, services, utcnow
+from ecard.limits import limiter
+from ecard.models import ProxyLink
+from ecard.pii import mask_name
+
+bp = APIBlueprint("family", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="family")],
+                  abp_security=BEARER, abp_responses=PROBLEMS)
+
+
+def _me():
+    return g.principal.ecard.person
+
+
+def _proxy_actor(link: ProxyLink | None = None) -> Actor:
+    b = g.principal
+    return Actor("proxy", link.public_id if link else b.public_id, b.channel)
+
+
+def dependant_out(link: ProxyLink, now, *, detail: bool = False) -> dict:
+    svc, session = services(), db.session()
+    state, reason = proxies.link_status(link, now)
+    dependant = session.get(persons.Person, link.dependant_person_id)
+    out = {"dependant_id": link.public_id, "kind": link.kind, "relation": link.relation,
+           "status": state, "end_reason": reason, "created_at": iso(link.created_at),
+           "ends_at": iso(link.ends_at),
+           "name": mask_name(persons.view(svc, dependant).name)}
+    if detail and state == "active":
+        ecard = proxies.dependant_ecard(session, link)
+        out["ecard_status"] = ecards.status(svc, ecard, now)
+        card = card_out(svc, ecard.card, now)
+        out["card"] = {k: card[k] for k in ("card_no", "status", "frozen", "expires_at")}
+    return out
+
+
+def proxy_out(link: ProxyLink, now) -> dict:
+    svc = services()
+    proxy = db.session().get(persons.Person, link.proxy_person_id)
+    state, reason = proxies.link_status(link, now)
+    return {"proxy_id": link.public_id, "kind": link.kind, "relation": link.relation,
+            "status": state, "end_reason": reason, "created_at": iso(link.created_at),
+            "name": mask_name(persons.view(svc, proxy).name)}
+
+
+@bp.post("/me/dependants", responses={201: s.DependantOut})
+@limiter.limit("10/minute;30/day")
+@auth.require(auth.HOLDER)
+def bind_dependant(body: s.DependantIn):
+    """Bind a minor (relation on record) or an adult (with their consent code)."""
+    session, now, svc = db.session(), utcnow(), services()
+    link = proxies.bind(session, svc, _me(), id_number=body.id_number, name=body.name,
+                        card_no=body.card_no, relation=body.relation, consent_code=body.consent_code,
+                        actor=_proxy_actor(), now=now)
+    session.commit()
+    return created(dependant_out(link, now, detail=True))
+
+
+@bp.get("/me/dependants")
+@auth.require(auth.HOLDER)
+def list_dependants():
+    now = utcnow()
+    return jsonify({"items": [dependant_out(link, now) for link in
+                              proxies.links_of_proxy(db.session(), _me())]})
+
+
+@bp.get("/me/dependants/<dependant_id>", responses={200: s.DependantOut})
+@auth.require(auth.HOLDER)
+def get_dependant(path: s.DependantPath):
+    now = utcnow()
+    link = proxies.as_proxy(db.session(), _me(), path.dependant_id, now, require_active=False)
+    return jsonify(dependant_out(link, now, detail=True))
+
+
+@bp.delete("/me/dependants/<dependant_id>", responses={200: s.DependantOut})
+@auth.require(auth.HOLDER)
+def unbind_dependant(path: s.DependantPath):
+    session, now = db.session(), utcnow()
+    link = proxies.as_proxy(session, _me(), path.dependant_id, now, require_active=False)
+    proxies.end(session, link, reason="unbound_by_proxy", actor=_proxy_actor(link), now=now)
+    session.commit()
+    return jsonify(dependant_out(link, now))
+
+
+@bp.post("/me/dependants/<dependant_id>/loss")
+@auth.require(auth.HOLDER)
+def dependant_loss(path: s.DependantPath):
+    """Temporary loss of the dependant's card, reported by the proxy (recorded as such)."""
+    session, now, svc = db.session(), utcnow(), services()
+    link = proxies.as_proxy(session, _me(), path.dependant_id, now)
+    card = proxies.dependant_ecard(session, link).card
+    cards.report_loss(session, svc, card, kind="temporary", actor=_proxy_actor(link), now=now)
+    session.commit()
+    return jsonify(dependant_out(link, now, detail=True))
+
+
+@bp.get("/me/proxies")
+@auth.require(auth.HOLDER)
+def list_proxies():
+    now = utcnow()
+    return jsonify({"items": [proxy_out(link, now) for link in
+                              proxies.links_of_dependant(db.session(), _me())]})
+
+
+@bp.delete("/me/proxies/<proxy_id>")
+@auth.require(auth.HOLDER)
+def revoke_proxy(path: s.ProxyPath):
+    """The dependant revokes a proxy (R-62); effective at once."""
+    session, now = db.session(), utcnow()
+    link = proxies.as_dependant(session, _me(), path.proxy_id)
+    b = g.principal
+    proxies.end(session, link, reason="revoked_by_dependant", actor=Actor("holder", b.public_id, b.channel),
+                now=now)
+    session.commit()
+    return jsonify(proxy_out(link, now))
+
+
+@bp.post("/me/consent-codes", responses={201: s.ConsentCodeOut})
+@limiter.limit("10/hour")
+@auth.require(auth.HOLDER)
+def my_consent_code():
+    session, now, svc = db.session(), utcnow(), services()
+    b = g.principal
+    code, row = proxies.new_consent_code(session, svc, _me(), actor=Actor("holder", b.public_id, b.channel),
+                                         now=now)
+    session.commit()
+    return created({"code": code, "expires_at": iso(row.expires_at)})
+
+
+@bp.post("/persons/<person_id>/consent-codes", responses={201: s.ConsentCodeOut})
+@auth.require(auth.OPERATOR)
+def window_consent_code(path: s.PersonPath):
+    """A consent code for an adult without a phone, handed over at the window."""
+    session, now, svc = db.session(), utcnow(), services()
+    person = persons.get(session, path.person_id)
+    code, row = proxies.new_consent_code(session, svc, person,
+                                         actor=Actor("operator", g.principal.username, "window"), now=now)
+    session.commit()
+    return created({"code": code, "expires_at": iso(row.expires_at)})
