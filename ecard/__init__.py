@@ -58,6 +58,13 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         config=settings,
     )
 
+    import qr
+
+    from ecard.context import utcnow
+
+    app.extensions["ecard.qr_ring"] = qr.KeyRing.load_or_create(
+        keys_dir / "qr", utcnow(), settings["ECARD_REGION_CODE"], create=not production)
+
     url = settings["ECARD_DATABASE_URL"] or f"sqlite:///{Path(app.instance_path) / 'ecard.sqlite'}"
     app.config["ECARD_DATABASE_URL"] = url
     db.init_app(app, url)
@@ -70,6 +77,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         JWT_ALGORITHM="HS256",
         JWT_DECODE_ALGORITHMS=["HS256"],  # pinned: `alg: none` and key confusion are refused
         JWT_TOKEN_LOCATION=["headers"],
+        JWT_DECODE_LEEWAY=5,  # seconds of clock difference between instances
         JWT_ENCODE_AUDIENCE="ecard-api",
         JWT_DECODE_AUDIENCE="ecard-api",
         JWT_ENCODE_ISSUER=settings["ECARD_ISSUER"],
@@ -101,12 +109,14 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     idempotency.init_app(app)
 
-    from ecard.api import family, holder, operator, service, tokens
+    from ecard.api import codes, family, holder, operator, service, tokens
 
     app.register_api(tokens.bp)
     app.register_api(operator.bp)
     app.register_api(holder.bp)
     app.register_api(family.bp)
+    app.register_api(codes.bp)
+    app.register_api(codes.verify_bp)
     app.register_blueprint(service.bp)
 
     from prometheus_client import CollectorRegistry

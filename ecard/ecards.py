@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pyotp
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+import qr
 from ecard import cards, errors, persons
 from ecard.context import Actor, Services
 from ecard.ids import new_id
@@ -64,7 +64,7 @@ def sign(session: Session, svc: Services, *, id_number: str, name: str, card_no:
         old.revoked_at, old.revoke_reason = now, "replaced"
     binding = Binding(public_id=new_id("bnd"), ecard_id=ecard.id, channel=channel,
                       device_id=device_id, created_at=now,
-                      totp_seed_enc=svc.vault.encrypt(pyotp.random_base32(), context=TOTP_CTX))
+                      totp_seed_enc=svc.vault.encrypt(qr.new_seed(), context=TOTP_CTX))
     session.add(binding)
     session.flush()
     session.add(Event(person_id=person.id, card_id=card.id, at=now, action="ecard_signed",

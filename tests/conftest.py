@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -45,8 +45,10 @@ def migrate(app) -> None:
 
 def build_app(tmp: Path, **overrides: Any):
     url = DB_URL or f"sqlite:///{tmp / 'test.sqlite'}"
-    return create_app({**TEST_CONFIG, "ECARD_DATABASE_URL": url, "ECARD_KEYS_DIR": str(tmp / "keys"),
-                       **overrides})
+    # Made a day before the tests' clock starts, so the first QR key already signs at T0.
+    with time_machine.travel(T0 - timedelta(days=1), tick=False):
+        return create_app({**TEST_CONFIG, "ECARD_DATABASE_URL": url, "ECARD_KEYS_DIR": str(tmp / "keys"),
+                           **overrides})
 
 
 @pytest.fixture(scope="session")
@@ -178,3 +180,33 @@ def api(client) -> Api:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "committing: the test commits for real and cleans up itself")
+
+
+@pytest.fixture
+def committing_app(tmp_path):
+    """An app on its own fresh database that commits for real — for tests of concurrency across
+    connections. SQLite: a new file; PostgreSQL: a new schema, dropped afterwards."""
+    import uuid
+
+    if DB_URL.startswith("postgres"):
+        schema = "t_" + uuid.uuid4().hex[:10]
+        admin = sa.create_engine(DB_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        sep = "&" if "?" in DB_URL else "?"
+        url = f"{DB_URL}{sep}options=-csearch_path%3D{schema}"
+        application = build_app(tmp_path, ECARD_DATABASE_URL=url)
+        from flask_migrate import upgrade
+
+        with application.app_context():
+            upgrade()
+        yield application
+        application.extensions["ecard.db"].engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+    else:
+        application = build_app(tmp_path, ECARD_DATABASE_URL=f"sqlite:///{tmp_path / 'commit.sqlite'}")
+        migrate(application)
+        yield application
+        application.extensions["ecard.db"].engine.dispose()

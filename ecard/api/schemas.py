@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from ecard.idnumber import check_card_no, parse_id_number
@@ -257,3 +257,40 @@ class DependantOut(Out):
 class ConsentCodeOut(Out):
     code: str
     expires_at: datetime
+
+
+class QrIn(Strict):
+    scene: Scene
+    dependant_id: str | None = Field(default=None, max_length=32)
+
+
+class QrOut(Out):
+    payload: str
+    scene: Scene
+    expires_at: datetime
+    refresh_at: datetime
+    by_proxy: bool
+
+
+class VerifyQrIn(Strict):
+    payload: str = Field(min_length=1, max_length=512)
+    scene: Scene | None = None  # the scene the terminal is scanning for, when it has one
+
+
+class OfflineRecord(Strict):
+    payload: str = Field(min_length=1, max_length=512)
+    scanned_at: AwareDatetime = Field(strict=False)  # RFC 3339 with offset
+    scene: Scene | None = None
+
+
+class OfflineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    records: list[OfflineRecord] = Field(min_length=1, max_length=500)
+
+
+class DecisionOut(Out):
+    accepted: bool
+    reason: str | None
+    verification_id: str | None
+    scene: str | None
+    holder: dict[str, Any] | None = None

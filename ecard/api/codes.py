@@ -1,0 +1,148 @@
+"""Dynamic QR codes: holders get them, terminals judge them, gates fetch the trust list."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from flask import Response, current_app, g, jsonify, request
+from flask_openapi3 import APIBlueprint, Tag
+
+import qr
+from ecard import auth, codes, db, proxies
+from ecard.api import schemas as s
+from ecard.api.common import BEARER, PROBLEMS, created
+from ecard.api.views import iso
+from ecard.context import services, utcnow
+from ecard.limits import limiter
+
+bp = APIBlueprint("codes", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="qr codes")],
+                  abp_responses=PROBLEMS)
+verify_bp = APIBlueprint("verifications", __name__, url_prefix="/api/v1",
+                         abp_tags=[Tag(name="verifications")], abp_security=BEARER,
+                         abp_responses=PROBLEMS)
+
+_RELOAD_EVERY = 30.0  # seconds between checks for a rotation made by another process
+
+
+def ring() -> qr.KeyRing:
+    """The QR key ring; re-read now and then so a rotation by another worker is seen well
+    within the rotation's publish-ahead time."""
+    ext = current_app.extensions
+    if time.monotonic() - ext.get("ecard.qr_ring_checked", 0.0) > _RELOAD_EVERY:
+        ext["ecard.qr_ring"].reload_if_changed()
+        ext["ecard.qr_ring_checked"] = time.monotonic()
+    return ext["ecard.qr_ring"]
+
+
+def token_key() -> str:
+    """Rate-limit bucket per presented token (a terminal's), before the token is checked: a
+    forged token only spends its own bucket."""
+    import hashlib
+
+    return hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()[:24]
+
+
+def decision_out(d: codes.Decision, now) -> dict:
+    out = {"accepted": d.accepted, "reason": d.reason,
+           "verification_id": d.verification.public_id if d.verification else None,
+           "scene": d.scene, "holder": codes.holder_fields(services(), d, now)}
+    if d.late_replay:
+        out["late_replay"] = True
+    return out
+
+
+@bp.post("/qrcodes", responses={201: s.QrOut}, security=BEARER)
+@auth.require(auth.HOLDER)
+def new_code(body: s.QrIn):
+    """A short-lived signed code for a scene; for a dependant with `dependant_id`.
+
+    With `Accept: image/png` or `image/svg+xml` the rendered code comes back instead of JSON."""
+    session, now, svc = db.session(), utcnow(), services()
+    link = None
+    ecard = g.principal.ecard
+    if body.dependant_id:
+        link = proxies.as_proxy(session, ecard.person, body.dependant_id, now)
+        ecard = proxies.dependant_ecard(session, link)
+    issued = codes.issue(svc, ring(), ecard, scene=body.scene, link=link, now=now)
+    headers = {"Cache-Control": "no-store", "X-Expires-At": iso(issued.expires_at),
+               "X-Refresh-At": iso(issued.refresh_at)}
+    best = request.accept_mimetypes.best_match(["application/json", "image/png", "image/svg+xml"])
+    if best == "image/png":
+        return Response(qr.render_png(issued.payload), 201, headers, mimetype="image/png")
+    if best == "image/svg+xml":
+        return Response(qr.render_svg(issued.payload), 201, headers, mimetype="image/svg+xml")
+    resp, status = created({"payload": issued.payload, "scene": issued.scene,
+                            "issued_at": iso(issued.issued_at), "expires_at": iso(issued.expires_at),
+                            "refresh_at": iso(issued.refresh_at), "by_proxy": issued.by_proxy})
+    resp.headers.update(headers)
+    return resp, status
+
+
+@bp.get("/trust-list")
+def trust_list():
+    """Issuer public keys for offline gates, and the list's own expiry. Public: keys are public."""
+    svc, now = services(), utcnow()
+    ttl = timedelta(seconds=svc.setting("TRUST_LIST_TTL"))
+    doc = qr.build_trust_list(ring(), now, ttl, issuer=svc.setting("ISSUER"))
+    resp = jsonify(doc)
+    resp.headers["Cache-Control"] = "public, max-age=300"
+    return resp
+
+
+@verify_bp.post("/verifications/qr", responses={200: s.DecisionOut})
+@limiter.limit("600/minute", key_func=lambda: token_key())
+@auth.require(auth.TERMINAL)
+def verify_qr(body: s.VerifyQrIn):
+    """Judge a scanned code. Always 200 with a decision; single use is enforced here."""
+    session, now = db.session(), utcnow()
+    d = codes.verify_qr(session, services(), ring(), g.principal, body.payload, scene=body.scene, now=now)
+    session.commit()
+    return jsonify(decision_out(d, now))
+
+
+@verify_bp.post("/verifications/offline", responses={200: s.DecisionOut})
+@auth.require(auth.TERMINAL)
+def verify_offline(body: s.OfflineIn):
+    """Records a gate took while offline: each judged at its scan time, single use reconciled;
+    a code already used elsewhere comes back `qr.replayed` with `late_replay: true`."""
+    session, now = db.session(), utcnow()
+    results = []
+    for rec in body.records:
+        scanned = rec.scanned_at
+        if scanned.tzinfo is None or scanned > now + codes.GATE_LEEWAY:
+            results.append({"accepted": False, "reason": "offline.bad_scan_time", "verification_id": None,
+                            "scene": rec.scene, "holder": None})
+            continue
+        d = codes.verify_qr(session, services(), ring(), g.principal, rec.payload, scene=rec.scene,
+                            now=now, scanned_at=scanned)
+        results.append(decision_out(d, now))
+    session.commit()
+    return jsonify({"results": results,
+                    "accepted": sum(r["accepted"] for r in results),
+                    "late_replays": sum(bool(r.get("late_replay")) for r in results)})
+
+
+@bp.get("/me/usage", security=BEARER)
+@auth.require(auth.HOLDER)
+def my_usage(query: s.PageQuery):
+    """Where and when my card was used (QR, offline, chip), newest first, with proxy uses marked."""
+    from ecard.models import Person, Terminal
+
+    session = db.session()
+    before = int(query.before) if query.before and query.before.isdigit() else None
+    rows = codes.usage(session, g.principal.ecard.person, before_id=before, limit=query.limit)
+    items = []
+    for v in rows:
+        terminal = session.get(Terminal, v.terminal_id) if v.terminal_id else None
+        item = {"verification_id": v.public_id, "at": iso(v.at), "method": v.method, "scene": v.scene,
+                "accepted": v.accepted, "reason": v.reason, "scanned_at": iso(v.scanned_at),
+                "merchant": terminal.merchant.name if terminal else None,
+                "by_proxy": v.proxy_person_id is not None}
+        if v.proxy_person_id:
+            from ecard.pii import mask_name
+            from ecard.persons import view
+
+            item["proxy_name"] = mask_name(view(services(), session.get(Person, v.proxy_person_id)).name)
+        items.append(item)
+    return jsonify({"items": items, "next": str(rows[-1].id) if len(rows) == query.limit else None})

@@ -1,0 +1,334 @@
+"""Helpers for the chip tests: card images, a fake ecard server, and the real PC/SC stack
+(pcscd + the vpcd virtual reader + our emulator) as pytest fixtures.
+
+Import the fixtures into a test module (`from tests.physical_helpers import pcscd, start_card`).
+
+The real stack: `pcscd` is started in the foreground without `--auto-exit` (the packaged service
+quits after 60 s idle) and stopped afterwards. A pcscd that already serves vpcd (for example one
+started by `.ci/run`) is reused and left running. Without pcscd, the vpcd driver or pyscard the
+tests skip with the reason, except when the environment variable CI is set: then they fail.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import json
+import os
+import re
+import secrets
+import select
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from physical import crypto
+from physical.image import personalize, save_image
+from physical.keys import MasterKeys
+
+ROOT = Path(__file__).resolve().parent.parent
+READER = "Virtual PCD 00 00"
+VPCD_PORT = 35963
+VPCD_CONF = Path("/etc/reader.conf.d/vpcd")
+PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
+PCSCD_PID = Path("/run/pcscd/pcscd.pid")
+
+REGION = "320100"
+HOLDER = {
+    "id_number": "32010019900307123X",
+    "name": "张三丰",
+    "sex": "1",
+    "birth_date": datetime.date(1990, 3, 7),
+}
+
+
+def make_image(keys_dir: Path, generation: int = 3, card_no: str = "A12345678", **overrides: Any) -> dict[str, Any]:
+    """Return a freshly personalized card image of a test holder (PIN 123456)."""
+    args: dict[str, Any] = {
+        "card_no": card_no,
+        "region_code": REGION,
+        "generation": generation,
+        "issue_date": datetime.date(2025, 1, 2),
+        "expiry_date": datetime.date(2035, 1, 2),
+        "master_keys": MasterKeys.load_or_create(keys_dir, REGION, generation),
+        **HOLDER,
+    }
+    args.update(overrides)
+    return personalize(**args)
+
+
+def write_image(path: Path, keys_dir: Path, generation: int = 3, **overrides: Any) -> Path:
+    """Personalize a test card and save its image at path; return path."""
+    save_image(path, make_image(keys_dir, generation, **overrides))
+    return path
+
+
+# --- a fake ecard server: what the real one must do with a chip read --------------------------
+
+
+class FakeChipServer:
+    """An HTTP server on 127.0.0.1 with the three endpoints the terminal agent uses, judging chip
+    reads the way CARD-PROTOCOL.md says the real server does (challenge single use, MAC checked
+    with `crypto.check_mac`, ATC must rise). `requests` keeps every JSON body received;
+    `force_reject` makes it refuse every read."""
+
+    TERMINAL_ID = "T-0001"
+    SECRET = "s3cret"
+
+    def __init__(self, keys_dir: Path) -> None:
+        self.keys_dir = keys_dir
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.challenges: set[str] = set()
+        self.last_atc: dict[str, int] = {}
+        self.force_reject = False
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                server.requests.append((self.path, body))
+                status, answer = server.handle(self.path, body, self.headers.get("Authorization"))
+                raw = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json" if status == 200 else "application/problem+json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self) -> FakeChipServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def handle(self, path: str, body: dict[str, Any], auth: str | None) -> tuple[int, dict[str, Any]]:
+        if path == "/api/v1/auth/terminal/token":
+            if body != {"terminal_id": self.TERMINAL_ID, "secret": self.SECRET}:
+                return 401, {"code": "auth.invalid_credentials", "title": "bad terminal credentials", "status": 401}
+            return 200, {"access_token": "terminal-token", "expires_in": 900}
+        if auth != "Bearer terminal-token":
+            return 401, {"code": "auth.required", "title": "token required", "status": 401}
+        if path == "/api/v1/verifications/chip/challenge":
+            challenge = secrets.token_hex(16)
+            self.challenges.add(challenge)
+            return 200, {"challenge": challenge, "expires_at": "2030-01-01T00:00:00+08:00"}
+        if path == "/api/v1/verifications/chip":
+            return 200, self.judge(body)
+        return 404, {"code": "not_found", "title": "not found", "status": 404}
+
+    def judge(self, read: dict[str, Any]) -> dict[str, Any]:
+        """The decision for a chip read, in the server's order of checks."""
+
+        def decision(reason: str | None, **extra: Any) -> dict[str, Any]:
+            return {"accepted": reason is None, "reason": reason, "verification_id": "v-1", "scene": "clinic", **extra}
+
+        if read["challenge"] not in self.challenges:
+            return decision("chip.bad_challenge")
+        self.challenges.discard(read["challenge"])  # single use
+        generation = read["generation"]
+        keys = MasterKeys.load(self.keys_dir, bytes.fromhex(read["card_id_code"])[:3].hex(), generation)
+        un = bytes.fromhex(read["challenge"])
+        genuine = crypto.check_mac(
+            keys.imk_ia,
+            generation,
+            un=un,
+            atc=read["atc"],
+            flags=read["flags"],
+            card_no=read["card_no"],
+            card_id_code=bytes.fromhex(read["card_id_code"]),
+            expiry_bcd=bytes.fromhex(read["expiry"]),
+            mac=bytes.fromhex(read["cryptogram"]),
+        )
+        if self.force_reject or not genuine:
+            return decision("chip.bad_cryptogram")
+        if read["atc"] <= self.last_atc.get(read["card_no"], 0):
+            return decision("chip.replayed")
+        self.last_atc[read["card_no"]] = read["atc"]
+        k_ea = crypto.diversify(keys.imk_ea, read["card_no"], generation)
+        e = crypto.external_auth_data(k_ea, generation, bytes.fromhex(read["rc"]), un)
+        holder = {"name": "张*丰", "id_number": "3201**********123X", "age_band": "adult", "by_proxy": False}
+        return decision(None, holder=holder, external_auth=e.hex())
+
+
+# --- the real PC/SC stack ---------------------------------------------------------------------
+
+
+def under_ci() -> bool:
+    """True when the environment variable CI is set (to anything but "", "0" or "false")."""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test for a missing piece of the stack; under CI, fail instead."""
+    if under_ci():
+        pytest.fail(f"real PC/SC stack required under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def stack_missing() -> str | None:
+    """Return why the real stack cannot run here (pcscd, vpcd driver or pyscard missing), or None."""
+    if not (shutil.which("pcscd") or Path("/usr/sbin/pcscd").exists()):
+        return "pcscd is not installed (apt-get install pcscd)"
+    if not VPCD_CONF.exists():
+        return f"{VPCD_CONF} is missing (apt-get install vsmartcard-vpcd)"
+    lib = re.search(r"^\s*LIBPATH\s+(\S+)", VPCD_CONF.read_text(), re.MULTILINE)
+    if lib is None or not Path(lib.group(1)).exists():
+        return f"the vpcd driver named in {VPCD_CONF} is missing"
+    try:
+        import smartcard  # noqa: F401
+    except ImportError:
+        return "pyscard is not installed"
+    return None
+
+
+def vpcd_listening() -> bool:
+    """True when something listens on the vpcd port, read from /proc (connecting would insert a card)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[1].endswith(f":{VPCD_PORT:04X}") and fields[3] == "0A":  # 0A = LISTEN
+                return True
+    return False
+
+
+def _running_pcscd() -> int | None:
+    """Return the pid of a running pcscd from its pid file, or None."""
+    try:
+        pid = int(PCSCD_PID.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
+def card_present(reader: str = READER) -> bool:
+    """True when pcscd reports a card in the reader (asks for the state only; the card is not touched)."""
+    from smartcard import scard
+
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != scard.SCARD_S_SUCCESS:
+        return False
+    try:
+        hresult, states = scard.SCardGetStatusChange(context, 0, [(reader, scard.SCARD_STATE_UNAWARE)])
+        return hresult == scard.SCARD_S_SUCCESS and bool(states[0][1] & scard.SCARD_STATE_PRESENT)
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll condition until true; fail the test with `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}", pytrace=False)
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes] | None]:
+    """A pcscd serving the vpcd reader for the session: ours (`pcscd --foreground --debug`, log in
+    a temp dir), or one already running with vpcd (yielded as None and left alone)."""
+    reason = stack_missing()
+    if reason:
+        unavailable(reason)
+    if PCSCD_SOCKET.exists() and vpcd_listening():
+        yield None
+        return
+    other = _running_pcscd()
+    if other is not None:
+        unavailable(f"a pcscd (pid {other}) runs without the vpcd reader; stop it (systemctl stop pcscd.socket pcscd)")
+    log_path = tmp_path_factory.mktemp("pcscd") / "pcscd.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [shutil.which("pcscd") or "/usr/sbin/pcscd", "--foreground", "--debug"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C in pytest does not hit pcscd before teardown does
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while not (PCSCD_SOCKET.exists() and vpcd_listening()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                unavailable(f"pcscd did not come up with vpcd (exit {proc.poll()}); log:\n{tail}")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class CardProcess:
+    """A running `python -m physical.emulator` (the card is in the reader while it runs)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+
+    def wait_removed(self, timeout: float = 10) -> str:
+        """Wait for the emulator to leave (e.g. `--remove-after`); return its output after "card inserted"."""
+        out, _ = self.proc.communicate(timeout=timeout)
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture
+def start_card(pcscd: object) -> Iterator[Callable[..., CardProcess]]:
+    """Factory: `start_card(image_path, "--t0", ...)` runs the emulator and returns once the reader
+    `Virtual PCD 00 00` shows the card. Every card is removed at teardown, and the fixture waits
+    for the reader to be empty so that the next test starts clean."""
+    cards: list[CardProcess] = []
+
+    def start(image_path: Path, *args: str) -> CardProcess:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "physical.emulator", str(image_path), "--wait", "10", *args],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        card = CardProcess(proc)
+        cards.append(card)
+        ready = select.select([proc.stdout], [], [], 15)[0]
+        line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
+        if line.strip() != "card inserted":
+            card.stop()
+            pytest.fail(f"the emulator did not connect to vpcd: {line!r}", pytrace=False)
+        wait_until(card_present, 10, f"a card in {READER}")
+        return card
+
+    yield start
+    for card in cards:
+        card.stop()
+    wait_until(lambda: not card_present(), 10, f"{READER} to be empty")
