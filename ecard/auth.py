@@ -63,7 +63,7 @@ def create_terminal(session: Session, svc: Services, merchant: Merchant, *, name
     """Returns the terminal and its secret, which is shown once and stored only hashed."""
     import secrets
 
-    secret = secrets.token_urlsafe(24)
+    secret = "tsk_" + secrets.token_urlsafe(24)  # never starts with '-': safe on a command line
     terminal = Terminal(public_id=new_id("trm"), merchant_id=merchant.id, name=name,
                         secret_hash=svc.hasher.hash("terminal", secret), active=True, created_at=now)
     session.add(terminal)

@@ -68,5 +68,53 @@ def demo() -> None:
     click.echo(json.dumps(out, ensure_ascii=False, indent=2))
 
 
+@group.command("personalize")
+@click.argument("card_no")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="image file to write")
+@click.option("--pin", default="123456", show_default=True, help="the chip's initial PIN")
+def personalize_cmd(card_no: str, out: str, pin: str) -> None:
+    """Write the chip image of CARD_NO (records and diversified keys) for the card bureau."""
+    from pathlib import Path
+
+    from ecard import chip
+    from physical.image import save_image
+
+    session = db.session()
+    card = cards.get(session, card_no)
+    image = chip.personalize(session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), card,
+                             pin=pin, now=utcnow())
+    save_image(Path(out), image)
+    session.commit()
+    click.echo(f"card image for {card.card_no} written to {out} (keep it away from anyone but the card maker)")
+
+
+keys_group = AppGroup("keys", help="QR signing keys.")
+group.add_command(keys_group)
+
+
+@keys_group.command("rotate")
+@click.option("--publish-ahead", default=86400, show_default=True,
+              help="seconds the new key is published before it signs")
+def rotate_keys(publish_ahead: int) -> None:
+    """Add the next QR signing key: published now, signing after --publish-ahead; the current key
+    retires once its last code has expired."""
+    from datetime import timedelta
+
+    ring = current_app.extensions["ecard.qr_ring"]
+    new = ring.rotate(utcnow(), publish_ahead=timedelta(seconds=publish_ahead))
+    click.echo(json.dumps({"kid": new.kid_hex, "publish_from": new.publish_from.isoformat(),
+                           "sign_from": new.sign_from.isoformat()}))
+
+
+@keys_group.command("list")
+def list_keys() -> None:
+    """The QR key ring: kid, when each key signs and retires."""
+    ring = current_app.extensions["ecard.qr_ring"]
+    for k in ring.keys:
+        click.echo(json.dumps({"kid": k.kid_hex, "publish_from": k.publish_from.isoformat(),
+                               "sign_from": k.sign_from.isoformat(),
+                               "retire_at": k.retire_at.isoformat() if k.retire_at else None}))
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(group)

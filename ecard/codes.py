@@ -26,6 +26,7 @@ from ecard.pii import mask_id_number, mask_name
 
 SCENES = ("clinic", "transit", "scenic")
 GATE_LEEWAY = timedelta(seconds=5)  # offline gates' clocks; the server itself uses none
+OFFLINE_MAX_AGE = timedelta(days=7)  # offline records older than this are not reconciled
 
 
 @dataclass(frozen=True)

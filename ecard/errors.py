@@ -147,3 +147,6 @@ ConsentInvalid = _leaf("ConsentInvalid", ProxyError, "consent.invalid", 422, "�
 ConsentExpired = _leaf("ConsentExpired", ProxyError, "consent.expired", 422, "授权码已过期", "The consent code has expired")
 ConsentUsed = _leaf("ConsentUsed", ProxyError, "consent.used", 422, "授权码已使用", "The consent code was already used")
 SelfBinding = _leaf("SelfBinding", ProxyError, "proxy.self", 422, "不能绑定本人", "You cannot be your own proxy")
+
+ChipKeysMissing = _leaf("ChipKeysMissing", EcardError, "chip.keys_missing", 409,
+                        "该卡尚未个人化", "The card has not been personalized")

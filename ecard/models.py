@@ -95,6 +95,8 @@ class Card(Base):
     successor_card_no: Mapped[str | None] = mapped_column(sa.String(9))
     fee: Mapped[int] = mapped_column(default=0)  # fen charged for this card
     last_atc: Mapped[int | None]  # highest chip transaction counter seen (CARD-PROTOCOL.md)
+    chip_key_version: Mapped[int | None]  # issuer master key version used at personalization
+    chip_id_code: Mapped[str | None] = mapped_column(sa.String(32))  # EF05 01, hex
     created_at: Mapped[datetime]
 
     person: Mapped[Person] = relationship(lazy="joined")

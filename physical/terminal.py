@@ -20,6 +20,7 @@ HTTP uses only the standard library, so the agent's one extra dependency is pysc
 from __future__ import annotations
 
 import argparse
+import os
 import http.client
 import json
 import sys
@@ -108,11 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--server", required=True, help="base URL of the server, e.g. https://ecard.example")
     parser.add_argument("--terminal-id", required=True)
-    parser.add_argument("--secret", required=True)
+    # The secret is better given in the environment: a command line is visible to every user.
+    parser.add_argument("--secret", default=os.environ.get("ECARD_TERMINAL_SECRET"),
+                        help="terminal secret (default: $ECARD_TERMINAL_SECRET)")
     parser.add_argument("--reader", help="use the readers whose name contains this (default: any reader)")
     parser.add_argument("--pin", help="the holder's 6-digit PIN, when the scene needs it")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a card (default 30)")
     args = parser.parse_args(argv)
+    if not args.secret:
+        parser.error("give --secret or set ECARD_TERMINAL_SECRET")
     if args.pin is not None and not (len(args.pin) == 6 and args.pin.isascii() and args.pin.isdigit()):
         parser.error("--pin must be 6 digits")  # exits with status 2
     server = args.server.rstrip("/")

@@ -110,7 +110,8 @@ def verify_offline(body: s.OfflineIn):
     results = []
     for rec in body.records:
         scanned = rec.scanned_at
-        if scanned.tzinfo is None or scanned > now + codes.GATE_LEEWAY:
+        # A gate's clock is trusted only so far: not in the future, not older than a week.
+        if scanned > now + codes.GATE_LEEWAY or scanned < now - codes.OFFLINE_MAX_AGE:
             results.append({"accepted": False, "reason": "offline.bad_scan_time", "verification_id": None,
                             "scene": rec.scene, "holder": None})
             continue
@@ -146,3 +147,34 @@ def my_usage(query: s.PageQuery):
             item["proxy_name"] = mask_name(view(services(), session.get(Person, v.proxy_person_id)).name)
         items.append(item)
     return jsonify({"items": items, "next": str(rows[-1].id) if len(rows) == query.limit else None})
+
+
+@verify_bp.post("/verifications/chip/challenge", responses={201: s.ChallengeOut})
+@auth.require(auth.TERMINAL)
+def chip_challenge():
+    """A 16-byte single-use challenge (UN) for the card, bound to this terminal."""
+    from ecard import chip
+
+    session, now = db.session(), utcnow()
+    ch = chip.new_challenge(session, services(), g.principal, now)
+    session.commit()
+    return created({"challenge": ch.un, "expires_at": iso(ch.expires_at)})
+
+
+@verify_bp.post("/verifications/chip", responses={200: s.DecisionOut})
+@limiter.limit("600/minute", key_func=lambda: token_key())
+@auth.require(auth.TERMINAL)
+def verify_chip(body: s.ChipReadIn):
+    """Judge a chip read; an accepted decision carries `external_auth` to unlock EF06."""
+    from pathlib import Path
+
+    from ecard import chip
+
+    session, now = db.session(), utcnow()
+    d, e = chip.verify_read(session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), g.principal,
+                            body.model_dump(), scene=body.scene, now=now)
+    session.commit()
+    out = decision_out(d, now)
+    if e is not None:
+        out["external_auth"] = e
+    return jsonify(out)

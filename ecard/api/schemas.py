@@ -294,3 +294,24 @@ class DecisionOut(Out):
     verification_id: str | None
     scene: str | None
     holder: dict[str, Any] | None = None
+
+
+_HEX = r"^[0-9a-fA-F]*$"
+
+
+class ChipReadIn(Strict):
+    card_no: CardNo
+    atc: int = Field(ge=0, le=0xFFFF)
+    challenge: str = Field(min_length=32, max_length=32, pattern=_HEX)
+    cryptogram: str = Field(min_length=16, max_length=16, pattern=_HEX)
+    flags: int = Field(default=0, ge=0, le=255)
+    card_id_code: str = Field(min_length=32, max_length=32, pattern=_HEX)
+    expiry: str = Field(pattern=r"^\d{8}$")
+    generation: Literal[2, 3]
+    rc: str = Field(min_length=16, max_length=16, pattern=_HEX)
+    scene: Scene | None = None
+
+
+class ChallengeOut(Out):
+    challenge: str
+    expires_at: datetime

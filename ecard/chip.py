@@ -1,0 +1,115 @@
+"""Physical chip reads verified by the server (CARD-PROTOCOL.md, R-70, R-71).
+
+A terminal gets a single-use challenge (UN) bound to itself; the card MACs it with a session key
+derived from its own diversified key and its transaction counter (ATC); the server recomputes
+the MAC from the issuer master key, requires the ATC to rise, and checks the card's state.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ecard import cards, errors, persons
+from ecard.codes import Decision, _record
+from ecard.context import SYSTEM, Services
+from ecard.models import REISSUED, REPLACED, Card, ChipChallenge, Event, Terminal
+from physical import crypto
+from physical.image import personalize as build_image
+from physical.keys import MasterKeys
+
+
+def new_challenge(session: Session, svc: Services, terminal: Terminal, now: datetime) -> ChipChallenge:
+    ch = ChipChallenge(un=os.urandom(16).hex(), terminal_id=terminal.id,
+                       expires_at=now + timedelta(seconds=svc.setting("CHIP_CHALLENGE_TTL")))
+    session.add(ch)
+    session.flush()
+    return ch
+
+
+def _consume_challenge(session: Session, terminal: Terminal, un: str, now: datetime) -> bool:
+    # One conditional UPDATE: unknown, used, expired and another terminal's all match no row.
+    done = session.execute(sa.update(ChipChallenge).where(
+        ChipChallenge.un == un.lower(), ChipChallenge.terminal_id == terminal.id,
+        ChipChallenge.used_at.is_(None), ChipChallenge.expires_at > now).values(used_at=now))
+    return done.rowcount == 1
+
+
+def _raise_atc(session: Session, card: Card, atc: int) -> bool:
+    """Store `atc` only if it is above the last one seen, atomically. False: replay or clone."""
+    done = session.execute(sa.update(Card).where(
+        Card.id == card.id, sa.or_(Card.last_atc.is_(None), Card.last_atc < atc)).values(last_atc=atc))
+    return done.rowcount == 1
+
+
+def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Terminal, read: dict[str, Any],
+                *, scene: str | None, now: datetime) -> tuple[Decision, str | None]:
+    """Judge a chip read. Returns the decision and, when accepted, E (hex) to unlock EF06."""
+    scene = scene or terminal.merchant.scenes.split(",")[0]
+
+    def done(d: Decision, card: Card | None = None) -> tuple[Decision, None]:
+        _record(session, d, method="chip", terminal=terminal, now=now, card_id=card.id if card else None,
+                atc=read["atc"])
+        return d, None
+
+    if not _consume_challenge(session, terminal, read["challenge"], now):
+        return done(Decision(False, "chip.bad_challenge", scene))
+    card = session.scalar(sa.select(Card).where(Card.card_no == read["card_no"]))
+    if card is None or card.chip_key_version is None:
+        return done(Decision(False, "chip.unknown_card", scene))
+    d = Decision(False, None, scene, person=card.person, card_no=card.card_no)
+    if card.status in (REISSUED, REPLACED):
+        d.reason = "card.replaced"
+        return done(d, card)
+    keys = MasterKeys.load(keys_dir / "chip", card.region_code, card.generation, card.chip_key_version)
+    un = bytes.fromhex(read["challenge"])
+    genuine = read["generation"] == card.generation and crypto.check_mac(
+        keys.imk_ia, card.generation, un=un, atc=read["atc"], flags=read["flags"], card_no=card.card_no,
+        card_id_code=bytes.fromhex(read["card_id_code"]), expiry_bcd=bytes.fromhex(read["expiry"]),
+        mac=bytes.fromhex(read["cryptogram"]))
+    if not genuine:
+        d.reason = "chip.bad_cryptogram"
+        return done(d, card)
+    if not _raise_atc(session, card, read["atc"]):
+        # A counter that does not rise: a replayed read or a cloned chip (R-70) — recorded.
+        session.add(Event(person_id=card.person_id, card_id=card.id, at=now, action="misuse_signal",
+                          actor_type="terminal", actor_ref=terminal.public_id, channel="chip",
+                          reason=f"chip counter {read['atc']} not above {card.last_atc}"))
+        d.reason = "chip.replayed"
+        return done(d, card)
+    status = cards.effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE"))
+    try:
+        cards.refuse_unless_usable(card, status)
+    except errors.CardError as exc:
+        d.reason = exc.code
+        return done(d, card)
+    d.accepted = True
+    _record(session, d, method="chip", terminal=terminal, now=now, card_id=card.id, atc=read["atc"])
+    k_ea = crypto.diversify(keys.imk_ea, card.card_no, card.generation)
+    e = crypto.external_auth_data(k_ea, card.generation, bytes.fromhex(read["rc"]), un)
+    return d, e.hex()
+
+
+def personalize(session: Session, svc: Services, keys_dir: Path, card: Card, *, pin: str,
+                now: datetime) -> dict[str, Any]:
+    """The card image for the card bureau (records and diversified keys). Records the master key
+    version and the card identification code with the card."""
+    if card.issued_at is None or card.expires_at is None:
+        raise errors.CardNotIssued("personalize an issued card")
+    keys = MasterKeys.load_or_create(keys_dir / "chip", card.region_code, card.generation)
+    view = persons.view(svc, card.person)
+    image = build_image(card_no=card.card_no, region_code=card.region_code, generation=card.generation,
+                        issue_date=card.issued_at.date(), expiry_date=card.expires_at.date(),
+                        id_number=view.id_number, name=view.name,
+                        sex="1" if card.person.sex == "M" else "2", birth_date=card.person.birth_date,
+                        master_keys=keys, pin=pin)
+    card.chip_key_version = keys.version
+    card.chip_id_code = image["ef05"]["01"]
+    cards.record(session, card, "personalized", SYSTEM, now, reason=f"chip keys v{keys.version}")
+    return image
+
