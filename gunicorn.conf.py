@@ -13,7 +13,7 @@ keepalive = 5
 max_requests = 20000  # recycle workers now and then; jitter avoids all restarting at once
 max_requests_jitter = 2000
 preload_app = False  # each worker opens its own database connections
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # "" turns it off
 # JSON access log; the URL path is left out because it can carry card numbers.
 access_log_format = ('{"event":"access","method":"%(m)s","status":%(s)s,"bytes":%(B)s,'
                      '"ms":%(M)s,"request_id":"%({x-request-id}o)s"}')

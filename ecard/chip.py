@@ -49,8 +49,13 @@ def _raise_atc(session: Session, card: Card, atc: int) -> bool:
 
 def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Terminal, read: dict[str, Any],
                 *, scene: str | None, now: datetime) -> tuple[Decision, str | None]:
-    """Judge a chip read. Returns the decision and, when accepted, E (hex) to unlock EF06."""
-    scene = scene or terminal.merchant.scenes.split(",")[0]
+    """Judge a chip read. Returns the decision and, when accepted, E (hex) to unlock EF06.
+
+    Medical settlement (the clinic scene) needs the PIN verified on the card in this session
+    (R-50: FLAGS bit 0, covered by the MAC)."""
+    allowed = terminal.merchant.scenes.split(",")
+    wrong_scene = scene is not None and scene not in allowed
+    scene = scene or allowed[0]
 
     def done(d: Decision, card: Card | None = None) -> tuple[Decision, None]:
         _record(session, d, method="chip", terminal=terminal, now=now, card_id=card.id if card else None,
@@ -59,6 +64,8 @@ def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Termi
 
     if not _consume_challenge(session, terminal, read["challenge"], now):
         return done(Decision(False, "chip.bad_challenge", scene))
+    if wrong_scene:
+        return done(Decision(False, "chip.wrong_scene", scene))
     card = session.scalar(sa.select(Card).where(Card.card_no == read["card_no"]))
     if card is None or card.chip_key_version is None:
         return done(Decision(False, "chip.unknown_card", scene))
@@ -68,7 +75,8 @@ def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Termi
         return done(d, card)
     keys = MasterKeys.load(keys_dir / "chip", card.region_code, card.generation, card.chip_key_version)
     un = bytes.fromhex(read["challenge"])
-    genuine = read["generation"] == card.generation and crypto.check_mac(
+    same_chip = card.chip_id_code is None or read["card_id_code"].lower() == card.chip_id_code.lower()
+    genuine = same_chip and read["generation"] == card.generation and crypto.check_mac(
         keys.imk_ia, card.generation, un=un, atc=read["atc"], flags=read["flags"], card_no=card.card_no,
         card_id_code=bytes.fromhex(read["card_id_code"]), expiry_bcd=bytes.fromhex(read["expiry"]),
         mac=bytes.fromhex(read["cryptogram"]))
@@ -87,6 +95,9 @@ def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Termi
         cards.refuse_unless_usable(card, status)
     except errors.CardError as exc:
         d.reason = exc.code
+        return done(d, card)
+    if scene == "clinic" and not read["flags"] & 1:
+        d.reason = "chip.pin_required"
         return done(d, card)
     d.accepted = True
     _record(session, d, method="chip", terminal=terminal, now=now, card_id=card.id, atc=read["atc"])

@@ -38,6 +38,7 @@ SETTINGS: dict[str, tuple[Any, type]] = {
     "MAX_PROXIES": (5, int),
     "TRUST_LIST_TTL": (86400, int),
     "LOG_LEVEL": ("INFO", str),
+    "RATE_LIMITS": (1, int),  # 0 switches the abuse limits off (benchmarks of raw throughput only)
 }
 
 

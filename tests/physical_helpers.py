@@ -1,5 +1,6 @@
-"""Helpers for the chip tests: card images, a fake ecard server, and the real PC/SC stack
-(pcscd + the vpcd virtual reader + our emulator) as pytest fixtures.
+"""Helpers for the chip tests: card images and the real PC/SC stack (pcscd + the vpcd virtual
+reader + our emulator) as pytest fixtures. Tests that need a server use the real one
+(`tests.live_server.serve`), never a stand-in.
 
 Import the fixtures into a test module (`from tests.physical_helpers import pcscd, start_card`).
 
@@ -12,16 +13,12 @@ tests skip with the reason, except when the environment variable CI is set: then
 from __future__ import annotations
 
 import datetime
-import http.server
-import json
 import os
 import re
-import secrets
 import select
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from physical import crypto
 from physical.image import personalize, save_image
 from physical.keys import MasterKeys
 
@@ -68,102 +64,6 @@ def write_image(path: Path, keys_dir: Path, generation: int = 3, **overrides: An
     """Personalize a test card and save its image at path; return path."""
     save_image(path, make_image(keys_dir, generation, **overrides))
     return path
-
-
-# --- a fake ecard server: what the real one must do with a chip read --------------------------
-
-
-class FakeChipServer:
-    """An HTTP server on 127.0.0.1 with the three endpoints the terminal agent uses, judging chip
-    reads the way CARD-PROTOCOL.md says the real server does (challenge single use, MAC checked
-    with `crypto.check_mac`, ATC must rise). `requests` keeps every JSON body received;
-    `force_reject` makes it refuse every read."""
-
-    TERMINAL_ID = "T-0001"
-    SECRET = "s3cret"
-
-    def __init__(self, keys_dir: Path) -> None:
-        self.keys_dir = keys_dir
-        self.requests: list[tuple[str, dict[str, Any]]] = []
-        self.challenges: set[str] = set()
-        self.last_atc: dict[str, int] = {}
-        self.force_reject = False
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output quiet
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                server.requests.append((self.path, body))
-                status, answer = server.handle(self.path, body, self.headers.get("Authorization"))
-                raw = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json" if status == 200 else "application/problem+json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> FakeChipServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def handle(self, path: str, body: dict[str, Any], auth: str | None) -> tuple[int, dict[str, Any]]:
-        if path == "/api/v1/auth/terminal/token":
-            if body != {"terminal_id": self.TERMINAL_ID, "secret": self.SECRET}:
-                return 401, {"code": "auth.invalid_credentials", "title": "bad terminal credentials", "status": 401}
-            return 200, {"access_token": "terminal-token", "expires_in": 900}
-        if auth != "Bearer terminal-token":
-            return 401, {"code": "auth.required", "title": "token required", "status": 401}
-        if path == "/api/v1/verifications/chip/challenge":
-            challenge = secrets.token_hex(16)
-            self.challenges.add(challenge)
-            return 200, {"challenge": challenge, "expires_at": "2030-01-01T00:00:00+08:00"}
-        if path == "/api/v1/verifications/chip":
-            return 200, self.judge(body)
-        return 404, {"code": "not_found", "title": "not found", "status": 404}
-
-    def judge(self, read: dict[str, Any]) -> dict[str, Any]:
-        """The decision for a chip read, in the server's order of checks."""
-
-        def decision(reason: str | None, **extra: Any) -> dict[str, Any]:
-            return {"accepted": reason is None, "reason": reason, "verification_id": "v-1", "scene": "clinic", **extra}
-
-        if read["challenge"] not in self.challenges:
-            return decision("chip.bad_challenge")
-        self.challenges.discard(read["challenge"])  # single use
-        generation = read["generation"]
-        keys = MasterKeys.load(self.keys_dir, bytes.fromhex(read["card_id_code"])[:3].hex(), generation)
-        un = bytes.fromhex(read["challenge"])
-        genuine = crypto.check_mac(
-            keys.imk_ia,
-            generation,
-            un=un,
-            atc=read["atc"],
-            flags=read["flags"],
-            card_no=read["card_no"],
-            card_id_code=bytes.fromhex(read["card_id_code"]),
-            expiry_bcd=bytes.fromhex(read["expiry"]),
-            mac=bytes.fromhex(read["cryptogram"]),
-        )
-        if self.force_reject or not genuine:
-            return decision("chip.bad_cryptogram")
-        if read["atc"] <= self.last_atc.get(read["card_no"], 0):
-            return decision("chip.replayed")
-        self.last_atc[read["card_no"]] = read["atc"]
-        k_ea = crypto.diversify(keys.imk_ea, read["card_no"], generation)
-        e = crypto.external_auth_data(k_ea, generation, bytes.fromhex(read["rc"]), un)
-        holder = {"name": "张*丰", "id_number": "3201**********123X", "age_band": "adult", "by_proxy": False}
-        return decision(None, holder=holder, external_auth=e.hex())
 
 
 # --- the real PC/SC stack ---------------------------------------------------------------------

@@ -61,16 +61,20 @@ def test_a_genuine_card_is_accepted_and_its_holder_read(world, start_card):
     api = world["api"]
     card = api.issued_card(name="张三丰")
     start_card(world["image"](card), "--t0")
-    code, line, err = agent(world)
+    code, line, err = agent(world)  # no PIN: a clinic settles only with the PIN
+    assert code == 1 and line["reason"] == "chip.pin_required", err
+    code, line, err = agent(world, "--pin", "123456")
     assert code == 0, err
     assert line["accepted"] is True and line["reason"] is None
     assert line["chip_holder"] == {"name": "张**"}
     assert line["holder"]["card_no"] == card["card_no"]  # a clinic gets the card number
+    assert line["holder"]["name"] == "张*丰"
     assert card["person"]["id_number_clear"] not in json.dumps(line)
     # The use is in the holder's history.
     h = api.holder(card)
     usage = api.c.get("/api/v1/me/usage", headers=h["headers"]).json["items"]
-    assert usage[0]["method"] == "chip" and usage[0]["accepted"] is True
+    assert [(u["method"], u["accepted"], u["reason"]) for u in usage] == [
+        ("chip", True, None), ("chip", False, "chip.pin_required")]
 
 
 @pytest.mark.parametrize("action,body,reason", [
@@ -138,14 +142,14 @@ def test_a_replayed_challenge_and_a_clone_with_a_lower_counter(world, start_card
     for _ in range(2):  # two genuine reads: the counter reaches 2
         un = requests.post(f"{url}/api/v1/verifications/chip/challenge", json={}, headers=auth).json()["challenge"]
         with wait_for_card(READER, timeout=10) as conn:
-            read = read_card(conn, bytes.fromhex(un)).verification_request()
+            read = read_card(conn, bytes.fromhex(un), pin="123456").verification_request()
         decision = requests.post(f"{url}/api/v1/verifications/chip", json=read, headers=auth).json()
         assert decision["accepted"] is True, decision
     again = requests.post(f"{url}/api/v1/verifications/chip", json=read, headers=auth).json()
     assert again["accepted"] is False and again["reason"] == "chip.bad_challenge"
     proc.stop()
     start_card(clone)
-    code, line, _ = agent(world)
+    code, line, _ = agent(world, "--pin", "123456")
     assert code == 1 and line["reason"] == "chip.replayed"
     # The clone signal is in the card's history.
     history = api.c.get(f"/api/v1/cards/{card['card_no']}", headers=api.op).json["history"]

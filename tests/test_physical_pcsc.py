@@ -7,7 +7,6 @@ driver or pyscard they skip, or fail when the environment variable CI is set.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import subprocess
 import sys
@@ -19,13 +18,14 @@ from physical import crypto
 from physical.image import load_image
 from physical.keys import MasterKeys
 from physical.pcsc import CardRemovedError, NoCardError, NoReaderError, PcscConnection, wait_for_card
-from physical.reader import read_card, read_holder, select_application
+from physical.reader import read_card, read_holder
+from tests.conftest import Api
+from tests.live_server import serve
 from tests.physical_helpers import (  # noqa: F401 - pcscd and start_card are fixtures
     HOLDER,
     READER,
     REGION,
     ROOT,
-    FakeChipServer,
     pcscd,
     start_card,
     unavailable,
@@ -87,23 +87,6 @@ def test_no_card_and_no_reader(start_card) -> None:  # noqa: ANN001, F811
         wait_for_card("No Such Reader", timeout=0.3)
 
 
-def test_terminal_agent_end_to_end(tmp_path: Path, start_card) -> None:  # noqa: ANN001, F811
-    keys_dir = tmp_path / "keys"
-    start_card(write_image(tmp_path / "card.json", keys_dir), "--t0")
-    with FakeChipServer(keys_dir) as server:
-        result = subprocess.run(
-            [sys.executable, "-m", "physical.terminal", "--server", server.url,
-             "--terminal-id", server.TERMINAL_ID, "--secret", server.SECRET,
-             "--reader", READER, "--pin", "123456", "--timeout", "10"],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
-        )
-    assert result.returncode == 0, result.stderr
-    line = json.loads(result.stdout)
-    assert result.stdout.count("\n") == 1
-    assert line["accepted"] is True and line["chip_holder"] == {"name": "张**"}
-    assert HOLDER["id_number"] not in result.stdout
-
-
 def _with_pcscd_down(tmp_path: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
     """Run argv with libpcsclite pointed at a socket where no pcscd listens: to the client that
     is exactly "pcscd is down", whatever else runs on this machine."""
@@ -126,12 +109,14 @@ def test_pcscd_down_gives_our_exception(tmp_path: Path) -> None:
     assert result.stdout.startswith("unavailable: pcscd is not running")
 
 
-def test_terminal_with_pcscd_down_exits_2(tmp_path: Path) -> None:
-    with FakeChipServer(tmp_path / "keys") as server:
+@pytest.mark.committing
+def test_terminal_with_pcscd_down_exits_2(tmp_path: Path, committing_app) -> None:  # noqa: ANN001
+    with serve(committing_app) as url:  # the real server lets the terminal in; then the reader fails
+        t = Api(committing_app.test_client()).terminal(scenes=("clinic",))
         result = _with_pcscd_down(
             tmp_path,
-            [sys.executable, "-m", "physical.terminal", "--server", server.url,
-             "--terminal-id", server.TERMINAL_ID, "--secret", server.SECRET, "--timeout", "1"],
+            [sys.executable, "-m", "physical.terminal", "--server", url,
+             "--terminal-id", t["terminal_id"], "--secret", t["secret"], "--timeout", "1"],
         )
     assert result.returncode == 2
     assert result.stdout == ""

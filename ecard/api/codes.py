@@ -14,7 +14,7 @@ from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.views import iso
 from ecard.context import services, utcnow
-from ecard.limits import limiter
+from ecard.limits import limiter, token_key
 
 bp = APIBlueprint("codes", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="qr codes")],
                   abp_responses=PROBLEMS)
@@ -35,14 +35,6 @@ def ring() -> qr.KeyRing:
     return ext["ecard.qr_ring"]
 
 
-def token_key() -> str:
-    """Rate-limit bucket per presented token (a terminal's), before the token is checked: a
-    forged token only spends its own bucket."""
-    import hashlib
-
-    return hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()[:24]
-
-
 def decision_out(d: codes.Decision, now) -> dict:
     out = {"accepted": d.accepted, "reason": d.reason,
            "verification_id": d.verification.public_id if d.verification else None,
@@ -53,6 +45,7 @@ def decision_out(d: codes.Decision, now) -> dict:
 
 
 @bp.post("/qrcodes", responses={201: s.QrOut}, security=BEARER)
+@limiter.limit("120/minute", key_func=token_key)  # an app refreshes once a minute
 @auth.require(auth.HOLDER)
 def new_code(body: s.QrIn):
     """A short-lived signed code for a scene; for a dependant with `dependant_id`.
@@ -91,7 +84,7 @@ def trust_list():
 
 
 @verify_bp.post("/verifications/qr", responses={200: s.DecisionOut})
-@limiter.limit("600/minute", key_func=lambda: token_key())
+@limiter.limit("600/minute", key_func=token_key)
 @auth.require(auth.TERMINAL)
 def verify_qr(body: s.VerifyQrIn):
     """Judge a scanned code. Always 200 with a decision; single use is enforced here."""
@@ -162,7 +155,7 @@ def chip_challenge():
 
 
 @verify_bp.post("/verifications/chip", responses={200: s.DecisionOut})
-@limiter.limit("600/minute", key_func=lambda: token_key())
+@limiter.limit("600/minute", key_func=token_key)
 @auth.require(auth.TERMINAL)
 def verify_chip(body: s.ChipReadIn):
     """Judge a chip read; an accepted decision carries `external_auth` to unlock EF06."""

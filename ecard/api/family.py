@@ -11,7 +11,7 @@ from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.views import card_out, iso
 from ecard.context import Actor, services, utcnow
-from ecard.limits import limiter
+from ecard.limits import limiter, token_key
 from ecard.models import ProxyLink
 from ecard.pii import mask_name
 
@@ -54,7 +54,8 @@ def proxy_out(link: ProxyLink, now) -> dict:
 
 
 @bp.post("/me/dependants", responses={201: s.DependantOut})
-@limiter.limit("10/minute;30/day")
+@limiter.limit("10/minute;30/day")  # per client address
+@limiter.limit("10/hour", key_func=token_key)  # per relative: consent codes are not guessed
 @auth.require(auth.HOLDER)
 def bind_dependant(body: s.DependantIn):
     """Bind a minor (relation on record) or an adult (with their consent code)."""

@@ -10,7 +10,7 @@ from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.views import binding_out, card_out, ecard_out, event_out, person_out
 from ecard.context import Actor, services, utcnow
-from ecard.limits import limiter
+from ecard.limits import body_field, limiter
 from ecard.models import Binding
 
 bp = APIBlueprint("holder", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="holder")],
@@ -27,7 +27,8 @@ def holder_actor() -> Actor:
 
 
 @bp.post("/ecards", responses={201: s.SignOut})
-@limiter.limit("10/minute;50/day")
+@limiter.limit("10/minute;50/day")  # per client address
+@limiter.limit("5/minute;20/day", key_func=lambda: body_field("card_no"))  # per card: PIN guessing
 def sign_ecard(body: s.SignIn):
     """Sign the electronic card in a channel (R-41): card number, ID number, name and PIN."""
     session, now, svc = db.session(), utcnow(), services()

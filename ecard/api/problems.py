@@ -83,8 +83,10 @@ def register(app: Flask, jwt: JWTManager) -> None:
     @app.errorhandler(HTTPException)
     def on_http(exc: HTTPException) -> Response:
         if exc.code == 429:
-            retry = getattr(exc, "retry_after", None) or 60
-            return problem(errors.RateLimited(str(exc.description), retry_after=retry),
+            from ecard.limits import retry_after
+
+            retry = retry_after()
+            return problem(errors.RateLimited(f"limit {exc.description} reached", retry_after=retry),
                            headers={"Retry-After": str(retry)})
         leaf = _HTTP_CODES.get(exc.code or 500)
         if leaf is None:
