@@ -173,8 +173,10 @@ def test_authorization_matrix_over_every_dependant_endpoint(api, family):
     proxies = api.c.get("/api/v1/me/proxies", headers=child["headers"]).json["items"]
     pid = proxies[0]["proxy_id"]
     terminal = api.terminal()
-    endpoints = [("get", f"/api/v1/me/dependants/{did}"), ("post", f"/api/v1/me/dependants/{did}/loss"),
-                 ("delete", f"/api/v1/me/dependants/{did}")]
+    endpoints = [("get", f"/api/v1/me/dependants/{did}", None),
+                 ("post", f"/api/v1/me/dependants/{did}/loss", None),
+                 ("post", "/api/v1/qrcodes", {"scene": "clinic", "dependant_id": did}),
+                 ("delete", f"/api/v1/me/dependants/{did}", None)]
     expected = {
         "stranger": (family["stranger"]["headers"], 404),
         "dependant": (child["headers"], 404),  # the child is not their own proxy
@@ -183,8 +185,8 @@ def test_authorization_matrix_over_every_dependant_endpoint(api, family):
         "anonymous": ({}, 401),
     }
     for who, (headers, status) in expected.items():
-        for method, path in endpoints:
-            r = getattr(api.c, method)(path, headers=headers)
+        for method, path, body in endpoints:
+            r = getattr(api.c, method)(path, headers=headers, json=body)
             assert r.status_code == status, (who, method, path, r.json)
     # A proxy cannot unbind another proxy: /me/proxies only reaches one's own proxies.
     r = api.c.delete(f"/api/v1/me/proxies/{pid}", headers=family["parent"]["headers"])
@@ -192,9 +194,9 @@ def test_authorization_matrix_over_every_dependant_endpoint(api, family):
     r = api.c.delete(f"/api/v1/me/proxies/{pid}", headers=family["stranger"]["headers"])
     assert r.status_code == 404
     # The owner proxy can do all three.
-    assert api.c.get(endpoints[0][1], headers=family["parent"]["headers"]).status_code == 200
-    assert api.c.post(endpoints[1][1], headers=family["parent"]["headers"]).status_code == 200
-    assert api.c.delete(endpoints[2][1], headers=family["parent"]["headers"]).status_code == 200
+    owner = family["parent"]["headers"]
+    assert [getattr(api.c, m)(p, headers=owner, json=b).status_code for m, p, b in endpoints] == [200, 200, 409, 200]
+    # (the code is refused with 409 only because the proxy has just reported the card lost)
 
 
 def test_self_binding_and_duplicates(api, family):
@@ -205,3 +207,39 @@ def test_self_binding_and_duplicates(api, family):
     bind_child(api, family)
     r = api.c.post("/api/v1/me/dependants", json=bind_body(family["child"], "parent"), headers=parent["headers"])
     assert r.status_code == 409 and r.json["code"] == "proxy.exists"
+
+
+def test_a_proxy_shows_the_dependants_code_and_the_scanner_says_so(api, family):
+    dep = bind_child(api, family)
+    terminal = api.terminal(scenes=("transit",))
+    r = api.c.post("/api/v1/qrcodes", json={"scene": "transit", "dependant_id": dep["dependant_id"]},
+                   headers=family["parent"]["headers"])
+    assert r.status_code == 201 and r.json["by_proxy"] is True
+    d = api.c.post("/api/v1/verifications/qr", json={"payload": r.json["payload"]}, headers=terminal["headers"]).json
+    assert d["accepted"] is True and d["holder"]["by_proxy"] is True
+    assert d["holder"]["name"] == "李*雨" and d["holder"]["age_band"] == "6_17"  # the child, not the parent
+    child = api.holder(family["child"])
+    usage = api.c.get("/api/v1/me/usage", headers=child["headers"]).json["items"]
+    assert usage[0]["by_proxy"] is True and usage[0]["proxy_name"] == "李*国"
+    # Strangers cannot show the child's code.
+    r = api.c.post("/api/v1/qrcodes", json={"scene": "transit", "dependant_id": dep["dependant_id"]},
+                   headers=family["stranger"]["headers"])
+    assert r.status_code == 404
+
+
+def test_revocation_takes_effect_on_the_next_code_and_on_codes_in_flight(api):
+    elder = api.holder(api.issued_card(birth=date(1950, 5, 5), name="周老", sex="M"))
+    code = api.c.post("/api/v1/me/consent-codes", headers=elder["headers"]).json["code"]
+    son = api.holder(api.issued_card(birth=date(1975, 1, 1), name="周一"))
+    dep = api.c.post("/api/v1/me/dependants", json=bind_body(elder["card"], "child", code),
+                     headers=son["headers"]).json
+    terminal = api.terminal()
+    in_flight = api.c.post("/api/v1/qrcodes", json={"scene": "clinic", "dependant_id": dep["dependant_id"]},
+                           headers=son["headers"]).json["payload"]
+    proxy_id = api.c.get("/api/v1/me/proxies", headers=elder["headers"]).json["items"][0]["proxy_id"]
+    api.c.delete(f"/api/v1/me/proxies/{proxy_id}", headers=elder["headers"])
+    r = api.c.post("/api/v1/qrcodes", json={"scene": "clinic", "dependant_id": dep["dependant_id"]},
+                   headers=son["headers"])
+    assert r.status_code == 409 and r.json["code"] == "proxy.ended"
+    d = api.c.post("/api/v1/verifications/qr", json={"payload": in_flight}, headers=terminal["headers"]).json
+    assert d["accepted"] is False and d["reason"] == "proxy.ended"
