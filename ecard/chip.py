@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ecard import cards, errors, persons
-from ecard.codes import Decision, _record
+from ecard.codes import Decision, record_decision
 from ecard.context import SYSTEM, Services
 from ecard.models import REISSUED, REPLACED, Card, ChipChallenge, Event, Terminal
 from physical import crypto
@@ -58,7 +58,7 @@ def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Termi
     scene = scene or allowed[0]
 
     def done(d: Decision, card: Card | None = None) -> tuple[Decision, None]:
-        _record(session, d, method="chip", terminal=terminal, now=now, card_id=card.id if card else None,
+        record_decision(session, d, method="chip", terminal=terminal, now=now, card_id=card.id if card else None,
                 atc=read["atc"])
         return d, None
 
@@ -100,7 +100,7 @@ def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Termi
         d.reason = "chip.pin_required"
         return done(d, card)
     d.accepted = True
-    _record(session, d, method="chip", terminal=terminal, now=now, card_id=card.id, atc=read["atc"])
+    record_decision(session, d, method="chip", terminal=terminal, now=now, card_id=card.id, atc=read["atc"])
     k_ea = crypto.diversify(keys.imk_ea, card.card_no, card.generation)
     e = crypto.external_auth_data(k_ea, card.generation, bytes.fromhex(read["rc"]), un)
     return d, e.hex()

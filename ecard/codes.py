@@ -103,7 +103,7 @@ def _insert_ignore(session: Session, values: dict[str, Any]) -> bool:
     return session.execute(stmt).scalar() is not None
 
 
-def _record(session: Session, d: Decision, *, method: str, terminal: Terminal | None, now: datetime,
+def record_decision(session: Session, d: Decision, *, method: str, terminal: Terminal | None, now: datetime,
             card_id: int | None = None, proxy_person_id: int | None = None,
             scanned_at: datetime | None = None, atc: int | None = None) -> Decision:
     v = Verification(public_id=new_id("ver"), method=method, terminal_id=terminal.id if terminal else None,
@@ -135,17 +135,17 @@ def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: Termi
     try:
         code = qr.verify_with_ring(payload, ring, judged_at, leeway=GATE_LEEWAY if offline else timedelta(0))
     except qr.QrError as exc:
-        return _record(session, Decision(False, exc.code, scene), method="offline" if offline else "qr",
+        return record_decision(session, Decision(False, exc.code, scene), method="offline" if offline else "qr",
                        terminal=terminal, now=now, scanned_at=scanned_at)
     code_scene = str(code.scene)
     method = "offline" if offline else "qr"
     if code_scene not in allowed or (scene is not None and scene != code_scene):
-        return _record(session, Decision(False, "qr.wrong_scene", code_scene), method=method,
+        return record_decision(session, Decision(False, "qr.wrong_scene", code_scene), method=method,
                        terminal=terminal, now=now, scanned_at=scanned_at)
     ecard_id, link_id = struct.unpack(">QQ", qr.open_handle(ring, code))
     ecard = session.get(ECard, ecard_id)
     if ecard is None:  # a valid signature over a handle we never made: a key problem, not a holder
-        return _record(session, Decision(False, "qr.bad_signature", code_scene), method=method,
+        return record_decision(session, Decision(False, "qr.bad_signature", code_scene), method=method,
                        terminal=terminal, now=now, scanned_at=scanned_at)
     d = Decision(False, None, code_scene, person=ecard.person, by_proxy=code.by_proxy,
                  card_no=ecard.card.card_no)
@@ -163,7 +163,7 @@ def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: Termi
             d.accepted = True
         else:
             d.reason, d.late_replay = "qr.replayed", offline
-    return _record(session, d, method=method, terminal=terminal, now=now, card_id=ecard.card_id,
+    return record_decision(session, d, method=method, terminal=terminal, now=now, card_id=ecard.card_id,
                    proxy_person_id=proxy_person_id, scanned_at=scanned_at)
 
 
@@ -172,10 +172,10 @@ def _verify_totp(session: Session, svc: Services, terminal: Terminal, payload: s
     try:
         ref, otp = qr.parse_offline_code(payload)
     except qr.QrError as exc:
-        return _record(session, Decision(False, exc.code, scene), method="totp", terminal=terminal, now=now)
+        return record_decision(session, Decision(False, exc.code, scene), method="totp", terminal=terminal, now=now)
     binding = session.scalar(sa.select(Binding).where(Binding.public_id == "bnd_" + ref.lower()))
     if binding is None or binding.revoked_at is not None:
-        return _record(session, Decision(False, "qr.bad_signature", scene), method="totp",
+        return record_decision(session, Decision(False, "qr.bad_signature", scene), method="totp",
                        terminal=terminal, now=now)
     ecard = binding.ecard
     d = Decision(False, None, scene, person=ecard.person, card_no=ecard.card.card_no)
@@ -183,7 +183,7 @@ def _verify_totp(session: Session, svc: Services, terminal: Terminal, payload: s
         step = qr.check(ecards.totp_seed(svc, binding), otp, now, binding.last_totp_step)
     except qr.QrError as exc:
         d.reason = exc.code
-        return _record(session, d, method="totp", terminal=terminal, now=now, card_id=ecard.card_id)
+        return record_decision(session, d, method="totp", terminal=terminal, now=now, card_id=ecard.card_id)
     d.reason = _card_reason(svc, ecard, now)
     if d.reason is None:
         # Conditional update: two scanners racing on one step cannot both accept it.
@@ -193,7 +193,7 @@ def _verify_totp(session: Session, svc: Services, terminal: Terminal, payload: s
             .values(last_totp_step=step))
         d.accepted = moved.rowcount == 1
         d.reason = None if d.accepted else "qr.replayed"
-    return _record(session, d, method="totp", terminal=terminal, now=now, card_id=ecard.card_id)
+    return record_decision(session, d, method="totp", terminal=terminal, now=now, card_id=ecard.card_id)
 
 
 def offline_ref(binding: Binding) -> str:

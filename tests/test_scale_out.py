@@ -103,6 +103,9 @@ def test_two_instances_share_single_use_revocation_and_limits(committing_app, tw
     assert r.status_code == 200
     assert requests.get(f"{a}/api/v1/me", headers=wx).status_code == 401
     assert requests.get(f"{b}/api/v1/me", headers=wx).status_code == 401
+    # Revocation lives in the database: Redis losing everything (a restart) changes nothing.
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    assert requests.get(f"{a}/api/v1/me", headers=wx).status_code == 401
 
     # Limits are counted in Redis, not per process: 10 a minute for operator sign-in, in total.
     codes = [requests.post(f"{(a, b)[i % 2]}/api/v1/auth/operator/token",
