@@ -21,7 +21,7 @@ import qr
 from ecard import cards, ecards, errors, persons, proxies
 from ecard.context import Services
 from ecard.ids import new_id
-from ecard.models import Binding, ECard, Person, ProxyLink, Redemption, Terminal, Verification
+from ecard.models import Binding, Card, ECard, Person, ProxyLink, Redemption, Terminal, Verification
 from ecard.pii import mask_id_number, mask_name
 
 SCENES = ("clinic", "transit", "scenic")
@@ -40,8 +40,10 @@ class Issued:
 
 
 def _handle(ecard: ECard, link: ProxyLink | None) -> bytes:
-    # 16 bytes only the server can read: which e-card, and which proxy link showed it.
-    return struct.pack(">QQ", ecard.id, link.id if link else 0)
+    # 16 bytes only the server can read: the physical card the code stands for (a code is judged
+    # by that card, so a code of a card cancelled or replaced since never passes), and which
+    # proxy link showed it.
+    return struct.pack(">QQ", ecard.card_id, link.id if link else 0)
 
 
 def issue(svc: Services, ring: qr.KeyRing, ecard: ECard, *, scene: str, link: ProxyLink | None,
@@ -116,9 +118,10 @@ def record_decision(session: Session, d: Decision, *, method: str, terminal: Ter
     return d
 
 
-def _card_reason(svc: Services, ecard: ECard, now: datetime) -> str | None:
+def _card_reason(svc: Services, card: Card, now: datetime) -> str | None:
+    """Why `card` cannot be used at `now` (`card.lost`, `card.replaced` ...), or None."""
     try:
-        ecards.refuse_unless_active(svc, ecard, now)
+        cards.refuse_unless_usable(card, cards.effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE")))
     except errors.CardError as exc:
         return exc.code
     return None
@@ -136,19 +139,18 @@ def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: Termi
         code = qr.verify_with_ring(payload, ring, judged_at, leeway=GATE_LEEWAY if offline else timedelta(0))
     except qr.QrError as exc:
         return record_decision(session, Decision(False, exc.code, scene), method="offline" if offline else "qr",
-                       terminal=terminal, now=now, scanned_at=scanned_at)
+                               terminal=terminal, now=now, scanned_at=scanned_at)
     code_scene = str(code.scene)
     method = "offline" if offline else "qr"
     if code_scene not in allowed or (scene is not None and scene != code_scene):
         return record_decision(session, Decision(False, "qr.wrong_scene", code_scene), method=method,
-                       terminal=terminal, now=now, scanned_at=scanned_at)
-    ecard_id, link_id = struct.unpack(">QQ", qr.open_handle(ring, code))
-    ecard = session.get(ECard, ecard_id)
-    if ecard is None:  # a valid signature over a handle we never made: a key problem, not a holder
+                               terminal=terminal, now=now, scanned_at=scanned_at)
+    card_id, link_id = struct.unpack(">QQ", qr.open_handle(ring, code))
+    card = session.get(Card, card_id)
+    if card is None:  # a valid signature over a handle we never made: a key problem, not a holder
         return record_decision(session, Decision(False, "qr.bad_signature", code_scene), method=method,
-                       terminal=terminal, now=now, scanned_at=scanned_at)
-    d = Decision(False, None, code_scene, person=ecard.person, by_proxy=code.by_proxy,
-                 card_no=ecard.card.card_no)
+                               terminal=terminal, now=now, scanned_at=scanned_at)
+    d = Decision(False, None, code_scene, person=card.person, by_proxy=code.by_proxy, card_no=card.card_no)
     proxy_person_id = None
     if link_id:
         link = session.get(ProxyLink, link_id)
@@ -156,15 +158,15 @@ def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: Termi
         if link is None or proxies.link_status(link, judged_at)[0] != "active":
             d.reason = "proxy.ended"
     if d.reason is None:
-        d.reason = _card_reason(svc, ecard, now)
+        d.reason = _card_reason(svc, card, now)
     if d.reason is None:
         # Single use, decided by the unique nonce: of 16 concurrent scans exactly one inserts.
         if _insert_ignore(session, {"nonce": code.nonce, "at": now}):
             d.accepted = True
         else:
             d.reason, d.late_replay = "qr.replayed", offline
-    return record_decision(session, d, method=method, terminal=terminal, now=now, card_id=ecard.card_id,
-                   proxy_person_id=proxy_person_id, scanned_at=scanned_at)
+    return record_decision(session, d, method=method, terminal=terminal, now=now, card_id=card.id,
+                           proxy_person_id=proxy_person_id, scanned_at=scanned_at)
 
 
 def _verify_totp(session: Session, svc: Services, terminal: Terminal, payload: str, *, scene: str,
@@ -184,7 +186,7 @@ def _verify_totp(session: Session, svc: Services, terminal: Terminal, payload: s
     except qr.QrError as exc:
         d.reason = exc.code
         return record_decision(session, d, method="totp", terminal=terminal, now=now, card_id=ecard.card_id)
-    d.reason = _card_reason(svc, ecard, now)
+    d.reason = _card_reason(svc, ecard.card, now)
     if d.reason is None:
         # Conditional update: two scanners racing on one step cannot both accept it.
         moved = session.execute(sa.update(Binding).where(

@@ -7,6 +7,7 @@ transaction, so two concurrent retries cannot both act: the second gets 409.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import sqlalchemy as sa
@@ -16,10 +17,11 @@ from sqlalchemy.exc import IntegrityError
 
 from ecard import db, errors
 from ecard.api.problems import problem
-from ecard.context import utcnow
+from ecard.context import services, utcnow
 from ecard.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
+BODY_CTX = b"idempotency.body"
 
 
 def _scope() -> str:
@@ -62,7 +64,8 @@ def init_app(app: Flask) -> None:
                 return problem(errors.IdempotencyMismatch())
             if rec.status_code is None:
                 return problem(errors.IdempotencyInProgress())
-            resp = Response(rec.body, status=rec.status_code, content_type=rec.content_type)
+            body = services().vault.decrypt(rec.body, context=BODY_CTX) if rec.body else ""
+            resp = Response(base64.b64decode(body), status=rec.status_code, content_type=rec.content_type)
             resp.headers["Idempotent-Replayed"] = "true"
             return resp
 
@@ -77,7 +80,9 @@ def init_app(app: Flask) -> None:
             # Nothing was done; let the client retry with the same key.
             s.execute(sa.delete(IdempotencyRecord).where(IdempotencyRecord.id == rec_id))
         else:
+            # The answer may hold tokens, a terminal secret, an offline seed: encrypted at rest.
+            body = services().vault.encrypt(base64.b64encode(resp.get_data()).decode(), context=BODY_CTX)
             s.execute(sa.update(IdempotencyRecord).where(IdempotencyRecord.id == rec_id).values(
-                status_code=resp.status_code, content_type=resp.content_type, body=resp.get_data()))
+                status_code=resp.status_code, content_type=resp.content_type, body=body))
         s.commit()
         return resp

@@ -72,7 +72,7 @@ def new_code(body: s.QrIn):
     return resp, status
 
 
-@bp.get("/trust-list")
+@bp.get("/trust-list", responses={200: s.TrustListOut})
 def trust_list():
     """Issuer public keys for offline gates, and the list's own expiry. Public: keys are public."""
     svc, now = services(), utcnow()
@@ -90,11 +90,12 @@ def verify_qr(body: s.VerifyQrIn):
     """Judge a scanned code. Always 200 with a decision; single use is enforced here."""
     session, now = db.session(), utcnow()
     d = codes.verify_qr(session, services(), ring(), g.principal, body.payload, scene=body.scene, now=now)
+    out = decision_out(d, now)
     session.commit()
-    return jsonify(decision_out(d, now))
+    return jsonify(out)
 
 
-@verify_bp.post("/verifications/offline", responses={200: s.DecisionOut})
+@verify_bp.post("/verifications/offline", responses={200: s.OfflineOut})
 @auth.require(auth.TERMINAL)
 def verify_offline(body: s.OfflineIn):
     """Records a gate took while offline: each judged at its scan time, single use reconciled;
@@ -111,13 +112,13 @@ def verify_offline(body: s.OfflineIn):
         d = codes.verify_qr(session, services(), ring(), g.principal, rec.payload, scene=rec.scene,
                             now=now, scanned_at=scanned)
         results.append(decision_out(d, now))
+    out = {"results": results, "accepted": sum(r["accepted"] for r in results),
+           "late_replays": sum(bool(r.get("late_replay")) for r in results)}
     session.commit()
-    return jsonify({"results": results,
-                    "accepted": sum(r["accepted"] for r in results),
-                    "late_replays": sum(bool(r.get("late_replay")) for r in results)})
+    return jsonify(out)
 
 
-@bp.get("/me/usage", security=BEARER)
+@bp.get("/me/usage", responses={200: s.UsageOut}, security=BEARER)
 @auth.require(auth.HOLDER)
 def my_usage(query: s.PageQuery):
     """Where and when my card was used (QR, offline, chip), newest first, with proxy uses marked."""
@@ -150,8 +151,9 @@ def chip_challenge():
 
     session, now = db.session(), utcnow()
     ch = chip.new_challenge(session, services(), g.principal, now)
+    out = {"challenge": ch.un, "expires_at": iso(ch.expires_at)}
     session.commit()
-    return created({"challenge": ch.un, "expires_at": iso(ch.expires_at)})
+    return created(out)
 
 
 @verify_bp.post("/verifications/chip", responses={200: s.DecisionOut})
@@ -166,8 +168,8 @@ def verify_chip(body: s.ChipReadIn):
     session, now = db.session(), utcnow()
     d, e = chip.verify_read(session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), g.principal,
                             body.model_dump(), scene=body.scene, now=now)
-    session.commit()
     out = decision_out(d, now)
     if e is not None:
         out["external_auth"] = e
+    session.commit()
     return jsonify(out)

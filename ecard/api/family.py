@@ -63,11 +63,12 @@ def bind_dependant(body: s.DependantIn):
     link = proxies.bind(session, svc, _me(), id_number=body.id_number, name=body.name,
                         card_no=body.card_no, relation=body.relation, consent_code=body.consent_code,
                         actor=_proxy_actor(), now=now)
+    out = dependant_out(link, now, detail=True)
     session.commit()
-    return created(dependant_out(link, now, detail=True))
+    return created(out)
 
 
-@bp.get("/me/dependants")
+@bp.get("/me/dependants", responses={200: s.DependantsOut})
 @auth.require(auth.HOLDER)
 def list_dependants():
     now = utcnow()
@@ -89,11 +90,12 @@ def unbind_dependant(path: s.DependantPath):
     session, now = db.session(), utcnow()
     link = proxies.as_proxy(session, _me(), path.dependant_id, now, require_active=False)
     proxies.end(session, link, reason="unbound_by_proxy", actor=_proxy_actor(link), now=now)
+    out = dependant_out(link, now)
     session.commit()
-    return jsonify(dependant_out(link, now))
+    return jsonify(out)
 
 
-@bp.post("/me/dependants/<dependant_id>/loss")
+@bp.post("/me/dependants/<dependant_id>/loss", responses={200: s.DependantOut})
 @auth.require(auth.HOLDER)
 def dependant_loss(path: s.DependantPath):
     """Temporary loss of the dependant's card, reported by the proxy (recorded as such)."""
@@ -101,11 +103,12 @@ def dependant_loss(path: s.DependantPath):
     link = proxies.as_proxy(session, _me(), path.dependant_id, now)
     card = proxies.dependant_ecard(session, link).card
     cards.report_loss(session, svc, card, kind="temporary", actor=_proxy_actor(link), now=now)
+    out = dependant_out(link, now, detail=True)
     session.commit()
-    return jsonify(dependant_out(link, now, detail=True))
+    return jsonify(out)
 
 
-@bp.get("/me/proxies")
+@bp.get("/me/proxies", responses={200: s.ProxiesOut})
 @auth.require(auth.HOLDER)
 def list_proxies():
     now = utcnow()
@@ -113,7 +116,7 @@ def list_proxies():
                               proxies.links_of_dependant(db.session(), _me())]})
 
 
-@bp.delete("/me/proxies/<proxy_id>")
+@bp.delete("/me/proxies/<proxy_id>", responses={200: s.ProxyOut})
 @auth.require(auth.HOLDER)
 def revoke_proxy(path: s.ProxyPath):
     """The dependant revokes a proxy (R-62); effective at once."""
@@ -122,8 +125,9 @@ def revoke_proxy(path: s.ProxyPath):
     b = g.principal
     proxies.end(session, link, reason="revoked_by_dependant", actor=Actor("holder", b.public_id, b.channel),
                 now=now)
+    out = proxy_out(link, now)
     session.commit()
-    return jsonify(proxy_out(link, now))
+    return jsonify(out)
 
 
 @bp.post("/me/consent-codes", responses={201: s.ConsentCodeOut})
@@ -134,8 +138,9 @@ def my_consent_code():
     b = g.principal
     code, row = proxies.new_consent_code(session, svc, _me(), actor=Actor("holder", b.public_id, b.channel),
                                          now=now)
+    out = {"code": code, "expires_at": iso(row.expires_at)}
     session.commit()
-    return created({"code": code, "expires_at": iso(row.expires_at)})
+    return created(out)
 
 
 @bp.post("/persons/<person_id>/consent-codes", responses={201: s.ConsentCodeOut})
@@ -146,5 +151,6 @@ def window_consent_code(path: s.PersonPath):
     person = persons.get(session, path.person_id)
     code, row = proxies.new_consent_code(session, svc, person,
                                          actor=Actor("operator", g.principal.username, "window"), now=now)
+    out = {"code": code, "expires_at": iso(row.expires_at)}
     session.commit()
-    return created({"code": code, "expires_at": iso(row.expires_at)})
+    return created(out)

@@ -35,16 +35,16 @@ def sign_ecard(body: s.SignIn):
     binding = ecards.sign(session, svc, id_number=body.id_number, name=body.name,
                           card_no=body.card_no, pin=body.pin, channel=body.channel,
                           device_id=body.device_id, now=now)
-    session.commit()
     tokens = auth.tokens_for(auth.HOLDER, binding.public_id, refresh=True,
                              extra={"ch": binding.channel}, access_ttl=auth.access_ttl(auth.HOLDER))
     out = {**tokens, "ecard": ecard_out(svc, binding.ecard, now),
            "binding": {**binding_out(binding), "offline_seed": ecards.totp_seed(svc, binding),
                        "offline_ref": codes.offline_ref(binding)}}
+    session.commit()  # after the answer is built: see operator._card_response
     return created(out)
 
 
-@bp.get("/me", security=BEARER)
+@bp.get("/me", responses={200: s.MeOut}, security=BEARER)
 @auth.require(auth.HOLDER)
 def get_me():
     """The holder's own data in clear, the e-card status and the physical card."""
@@ -56,7 +56,7 @@ def get_me():
                     "binding": binding_out(me())})
 
 
-@bp.get("/me/channels", security=BEARER)
+@bp.get("/me/channels", responses={200: s.ChannelsOut}, security=BEARER)
 @auth.require(auth.HOLDER)
 def list_channels():
     items = [binding_out(b) for b in ecards.bindings(db.session(), me().ecard)]
@@ -65,27 +65,29 @@ def list_channels():
     return jsonify({"items": items})
 
 
-@bp.delete("/me/channels/<binding_id>", security=BEARER)
+@bp.delete("/me/channels/<binding_id>", responses={200: s.BindingOut}, security=BEARER)
 @auth.require(auth.HOLDER)
 def revoke_channel(path: s.BindingPath):
     session, now = db.session(), utcnow()
     binding = ecards.revoke_binding(session, me().ecard, path.binding_id, reason="revoked",
                                     actor=holder_actor(), now=now)
+    out = binding_out(binding)
     session.commit()
-    return jsonify(binding_out(binding))
+    return jsonify(out)
 
 
-@bp.post("/me/card/loss", security=BEARER)
+@bp.post("/me/card/loss", responses={200: s.CardOut}, security=BEARER)
 @auth.require(auth.HOLDER)
 def report_own_loss():
     """Temporary loss of one's own card (R-14): takes effect at once."""
     session, now, svc = db.session(), utcnow(), services()
     card = cards.report_loss(session, svc, me().ecard.card, kind="temporary", actor=holder_actor(), now=now)
+    out = card_out(svc, card, now)
     session.commit()
-    return jsonify(card_out(svc, card, now))
+    return jsonify(out)
 
 
-@bp.get("/me/audit", security=BEARER)
+@bp.get("/me/audit", responses={200: s.AuditOut}, security=BEARER)
 @auth.require(auth.HOLDER)
 def my_audit(query: s.PageQuery):
     """Every action on my cards: by me, my proxies, operators and the system. Newest first."""

@@ -21,8 +21,11 @@ def actor() -> Actor:
 
 
 def _card_response(card, now, status: int = 200):
+    """Build the answer, then commit: a database lost after the commit must not turn work that
+    was done into a 503 that the client would retry."""
     session = db.session()
     body = card_out(services(), card, now, history=cards.history(session, card))
+    session.commit()
     return jsonify(body), status
 
 
@@ -33,8 +36,9 @@ def create_person(body: s.PersonIn):
     session, now, svc = db.session(), utcnow(), services()
     person = persons.register(session, svc, id_number=body.id_number, name=body.name,
                               phone=body.phone, now=now)
+    out = person_out(svc, person, clear=False)
     session.commit()
-    return created(person_out(svc, person, clear=False))
+    return created(out)
 
 
 @bp.get("/persons/<person_id>", responses={200: s.PersonOut})
@@ -48,7 +52,7 @@ def get_person(path: s.PersonPath):
     return jsonify(out)
 
 
-@bp.post("/persons/<person_id>/relations")
+@bp.post("/persons/<person_id>/relations", responses={201: s.RelationOut})
 @auth.require(auth.OPERATOR)
 def create_relation(path: s.PersonPath, body: s.RelationIn):
     """Record that the relative is `relation` to this person, as the evidence shows."""
@@ -58,11 +62,12 @@ def create_relation(path: s.PersonPath, body: s.RelationIn):
     rel = persons.record_relation(session, svc, person, relative=relative, relation=body.relation,
                                   evidence_kind=body.evidence.kind, evidence_no=body.evidence.number,
                                   actor=actor(), now=now)
+    out = {"relation_id": rel.public_id, "person_id": person.public_id,
+           "relative_person_id": relative.public_id, "relation": rel.relation,
+           "evidence": {"kind": rel.evidence_kind}, "verified": True,
+           "created_at": rel.created_at.isoformat()}
     session.commit()
-    return created({"relation_id": rel.public_id, "person_id": person.public_id,
-                    "relative_person_id": relative.public_id, "relation": rel.relation,
-                    "evidence": {"kind": rel.evidence_kind}, "verified": True,
-                    "created_at": rel.created_at.isoformat()})
+    return created(out)
 
 
 @bp.post("/cards", responses={201: s.CardOut})
@@ -71,7 +76,6 @@ def apply_card(body: s.CardApply):
     session, now, svc = db.session(), utcnow(), services()
     person = persons.get(session, body.person_id)
     card = cards.apply(session, svc, person, actor=actor(), now=now)
-    session.commit()
     return _card_response(card, now, 201)
 
 
@@ -86,7 +90,6 @@ def get_card(path: s.CardPath):
 def issue_card(path: s.CardPath, body: s.PinIn):
     session, now, svc = db.session(), utcnow(), services()
     card = cards.issue(session, svc, cards.get(session, path.card_no), pin=body.pin, actor=actor(), now=now)
-    session.commit()
     return _card_response(card, now)
 
 
@@ -96,7 +99,6 @@ def report_loss(path: s.CardPath, body: s.LossIn):
     session, now, svc = db.session(), utcnow(), services()
     card = cards.report_loss(session, svc, cards.get(session, path.card_no), kind=body.kind,
                              actor=actor(), now=now)
-    session.commit()
     return _card_response(card, now)
 
 
@@ -105,7 +107,6 @@ def report_loss(path: s.CardPath, body: s.LossIn):
 def unhang(path: s.CardPath):
     session, now, svc = db.session(), utcnow(), services()
     card = cards.unhang(session, svc, cards.get(session, path.card_no), actor=actor(), now=now)
-    session.commit()
     return _card_response(card, now)
 
 
@@ -114,7 +115,6 @@ def unhang(path: s.CardPath):
 def reissue(path: s.CardPath, body: s.PinIn):
     session, now, svc = db.session(), utcnow(), services()
     new = cards.reissue(session, svc, cards.get(session, path.card_no), pin=body.pin, actor=actor(), now=now)
-    session.commit()
     return _card_response(new, now, 201)
 
 
@@ -124,7 +124,6 @@ def replace(path: s.CardPath, body: s.ReplaceIn):
     session, now, svc = db.session(), utcnow(), services()
     new = cards.replace(session, svc, cards.get(session, path.card_no), reason=body.reason,
                         pin=body.pin, actor=actor(), now=now)
-    session.commit()
     return _card_response(new, now, 201)
 
 
@@ -134,7 +133,6 @@ def cancel(path: s.CardPath, body: s.CancelIn):
     session, now, svc = db.session(), utcnow(), services()
     card = cards.cancel(session, svc, cards.get(session, path.card_no), reason=body.reason,
                         actor=actor(), now=now)
-    session.commit()
     return _card_response(card, now)
 
 
@@ -144,7 +142,6 @@ def freeze(path: s.CardPath, body: s.FreezeIn):
     session, now, svc = db.session(), utcnow(), services()
     card = cards.freeze(session, svc, cards.get(session, path.card_no), reason=body.reason,
                         actor=actor(), now=now)
-    session.commit()
     return _card_response(card, now)
 
 
@@ -154,7 +151,6 @@ def unfreeze(path: s.CardPath):
     session, now, svc = db.session(), utcnow(), services()
     card = cards.unfreeze(session, svc, cards.get(session, path.card_no), reason=None,
                           actor=actor(), now=now)
-    session.commit()
     return _card_response(card, now)
 
 
@@ -163,7 +159,6 @@ def unfreeze(path: s.CardPath):
 def unlock_pin(path: s.CardPath):
     session, now = db.session(), utcnow()
     card = cards.unlock_pin(session, cards.get(session, path.card_no), actor=actor(), now=now)
-    session.commit()
     return _card_response(card, now)
 
 
@@ -172,7 +167,6 @@ def unlock_pin(path: s.CardPath):
 def temporary_card(body: s.CardApply):
     session, now, svc = db.session(), utcnow(), services()
     card = cards.issue_temporary(session, svc, persons.get(session, body.person_id), actor=actor(), now=now)
-    session.commit()
     return _card_response(card, now, 201)
 
 
@@ -182,8 +176,9 @@ def create_merchant(body: s.MerchantIn):
     session, now = db.session(), utcnow()
     merchant = auth.create_merchant(session, name=body.name, scenes=list(body.scenes),
                                     region_code=body.region_code, now=now)
+    out = merchant_out(merchant)
     session.commit()
-    return created(merchant_out(merchant))
+    return created(out)
 
 
 @bp.post("/merchants/<merchant_id>/terminals", responses={201: s.TerminalOut})
@@ -198,6 +193,7 @@ def create_terminal(path: s.MerchantPath, body: s.TerminalIn):
     if merchant is None:
         raise errors.MerchantNotFound()
     terminal, secret = auth.create_terminal(session, svc, merchant, name=body.name, now=now)
+    out = {"terminal_id": terminal.public_id, "merchant_id": merchant.public_id,
+           "name": terminal.name, "secret": secret}
     session.commit()
-    return created({"terminal_id": terminal.public_id, "merchant_id": merchant.public_id,
-                    "name": terminal.name, "secret": secret})
+    return created(out)

@@ -152,6 +152,13 @@ class BindingPath(BaseModel):
 # --- responses (documented shapes; extra members allowed) -----------------------------------------
 
 class Problem(Out):
+    """RFC 9457 problem document; every error leaves as `application/problem+json`."""
+
+    # flask-openapi3 documents every response model as application/json; errors are served as
+    # application/problem+json, so the document names that media type too (with this schema).
+    model_config = ConfigDict(extra="allow", openapi_extra={"content": {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+
     type: str
     title: str
     status: int
@@ -315,3 +322,89 @@ class ChipReadIn(Strict):
 class ChallengeOut(Out):
     challenge: str
     expires_at: datetime
+
+
+# --- response models for operations whose blueprints do not declare them yet -------------------
+# (tests/test_fuzz_openapi.py: test_every_operation_documents_its_success_response). Each matches
+# what the handler sends today; wiring them is `responses={200: s.X}` on the route.
+
+class OfflineOut(Out):
+    """POST /verifications/offline: one decision per record, and the counts."""
+
+    results: list[DecisionOut]
+    accepted: int
+    late_replays: int
+
+
+class MeOut(Out):
+    person: PersonOut
+    ecard: EcardOut
+    card: CardOut
+    binding: BindingOut
+
+
+class ChannelsOut(Out):
+    items: list[BindingOut]
+
+
+class DependantsOut(Out):
+    items: list[DependantOut]
+
+
+class ProxyOut(Out):
+    proxy_id: str
+    kind: Literal["minor", "adult"]
+    relation: str
+    status: str
+    end_reason: str | None = None
+    name: str
+
+
+class ProxiesOut(Out):
+    items: list[ProxyOut]
+
+
+class UsageItemOut(Out):
+    verification_id: str
+    at: datetime
+    method: str
+    scene: str | None
+    accepted: bool
+    reason: str | None
+    by_proxy: bool
+
+
+class UsageOut(Out):
+    items: list[UsageItemOut]
+    next: str | None
+
+
+class AuditOut(Out):
+    items: list[EventOut]
+    next: str | None
+
+
+class RelationOut(Out):
+    relation_id: str
+    person_id: str
+    relative_person_id: str
+    relation: str
+    verified: bool
+
+
+class TrustKeyOut(Out):
+    kid: str
+    alg: str
+    public_key: str
+    region_code: str
+    not_before: datetime
+    not_after: datetime | None
+
+
+class TrustListOut(Out):
+    issuer: str
+    region_code: str
+    issued_at: datetime
+    expires_at: datetime
+    keys: list[TrustKeyOut]
+    denylist: list[str]

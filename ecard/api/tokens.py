@@ -53,7 +53,7 @@ def refresh():
     return _refresh_any()
 
 
-@bp.delete("/session", security=BEARER)
+@bp.delete("/session", responses={204: None}, security=BEARER)
 def logout():
     """Sign out. For a holder this ends the channel binding; every token of it stops at once."""
     from flask_jwt_extended import verify_jwt_in_request
