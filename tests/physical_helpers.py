@@ -156,7 +156,22 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen
     other = _running_pcscd()
     if other is not None:
         unavailable(f"a pcscd (pid {other}) runs without the vpcd reader; stop it (systemctl stop pcscd.socket pcscd)")
-    log_path = tmp_path_factory.mktemp("pcscd") / "pcscd.log"
+    log_dir = tmp_path_factory.mktemp("pcscd")
+    proc = None
+    for attempt in range(3):  # a busy machine now and then starts pcscd without its vpcd reader
+        proc, tail = _start_pcscd(log_dir / f"pcscd-{attempt}.log")
+        if proc is not None:
+            break
+    if proc is None:
+        unavailable(f"pcscd did not come up with vpcd after 3 tries; last log:\n{tail}")
+    try:
+        yield proc
+    finally:
+        _stop(proc)
+
+
+def _start_pcscd(log_path: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """Start `pcscd --foreground --debug`; return it once it serves vpcd, or (None, its log)."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [shutil.which("pcscd") or "/usr/sbin/pcscd", "--foreground", "--debug"],
@@ -164,21 +179,23 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C in pytest does not hit pcscd before teardown does
         )
-    try:
-        deadline = time.monotonic() + 10
-        while not (PCSCD_SOCKET.exists() and vpcd_listening()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                unavailable(f"pcscd did not come up with vpcd (exit {proc.poll()}); log:\n{tail}")
-            time.sleep(0.05)
-        yield proc
-    finally:
+    deadline = time.monotonic() + 20
+    while not (PCSCD_SOCKET.exists() and vpcd_listening()):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            return None, log_path.read_text(errors="replace")[-2000:]
+        time.sleep(0.05)
+    return proc, ""
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
         proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class CardProcess:
