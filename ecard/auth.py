@@ -123,25 +123,27 @@ def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
 
 
 def load_principal(session: Session, claims: dict[str, Any]) -> Any:
-    """Raises TokenRevoked when the token, its binding or its account is no longer live."""
-    if session.get(RevokedToken, claims["jti"]) is not None:
-        raise errors.TokenRevoked()
+    """Raises TokenRevoked when the token, its binding or its account is no longer live.
+
+    One query per request: a holder's tokens die with their binding (logout and revocation end
+    the binding), so only operator and terminal tokens are looked up in the revoked-jti list,
+    in the same statement as their principal.
+    """
     ptype, sub = claims["ptype"], claims["sub"]
     if ptype == HOLDER:
         principal = session.scalar(sa.select(Binding).where(Binding.public_id == sub))
         if principal is None or principal.revoked_at is not None:
             raise errors.TokenRevoked()
-    elif ptype == OPERATOR:
-        principal = session.scalar(sa.select(Operator).where(Operator.username == sub))
-        if principal is None or not principal.active:
-            raise errors.TokenRevoked()
-    elif ptype == TERMINAL:
-        principal = session.scalar(sa.select(Terminal).where(Terminal.public_id == sub))
-        if principal is None or not principal.active:
-            raise errors.TokenRevoked()
-    else:
+        return principal
+    model, key = {OPERATOR: (Operator, Operator.username), TERMINAL: (Terminal, Terminal.public_id)}.get(
+        ptype, (None, None))
+    if model is None:
         raise errors.AuthError("unknown principal type")
-    return principal
+    revoked = sa.exists().where(RevokedToken.jti == claims["jti"])
+    row = session.execute(sa.select(model, revoked).where(key == sub)).first()
+    if row is None or row[1] or not row[0].active:
+        raise errors.TokenRevoked()
+    return row[0]
 
 
 def access_ttl(ptype: str) -> int:
