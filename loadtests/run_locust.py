@@ -1,0 +1,91 @@
+"""`make loadtest`: seed a world, start gunicorn on 127.0.0.1, run loadtests/locustfile.py headless
+with CSV output, stop the server, and exit with locust's code (1 when an error or p95 budget
+failed).
+
+    python -m loadtests.run_locust [--db sqlite|postgres] [--cards 2000] [--scale 1] [--time 60s]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from loadtests import world
+from loadtests.bench import RESULTS
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtests.run_locust", description=__doc__.split("\n\n")[0])
+    p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument("--cards", type=int, default=2000)
+    p.add_argument("--scale", type=float, default=1.0, help="multiple of the city's peak hour (2: a festival day)")
+    p.add_argument("--users", type=int, default=270, help="locust users (the pacing follows)")
+    p.add_argument("--time", default="60s", help="locust --run-time")
+    p.add_argument("--keep", type=Path, default=None, help="instance directory to keep and reuse")
+    p.add_argument("--pg-db", default="ecard_loadtest")
+    p.add_argument("--workers", type=int, default=None)
+    args = p.parse_args(argv)
+    # A SIGTERM unwinds like Ctrl-C, so the server (in a session of its own) is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    reuse = args.keep is not None and (args.keep / "world.json").exists() and \
+        json.loads((args.keep / "world.json").read_text()).get("cards") == args.cards
+    inst = world.create_instance(args.db, args.keep, pg_db=args.pg_db, fresh=not reuse)
+    app = world.make_app(inst)
+    manifest = json.loads(inst.manifest.read_text()) if reuse else world.seed(app, inst, cards=args.cards, terminals=50)
+
+    holders = world.sample_holders(app, min(args.cards, 2000))
+    by_scene = {}
+    for m in manifest["merchants"][1:]:
+        by_scene[m["scenes"][0]] = world.terminal_tokens(app, m)
+    import sqlalchemy as sa
+
+    from ecard import db
+    from ecard.models import Card
+
+    with app.app_context():
+        card_nos = list(db.session().scalars(sa.select(Card.card_no).where(Card.status == "issued").limit(2000)))
+    doc = {
+        "holders": world.holder_tokens(app, holders),
+        "families": world.family_tokens(app, manifest["families"]),
+        "terminals": by_scene,
+        "operator": world.operator_token(app),
+        "chip_cards": [str(inst.dir / "chip" / f"{no}.json") for no in manifest["chip_cards"]],
+        "chip_pin": world.CHIP_PIN,
+        "card_nos": card_nos,
+        # New people registered at the windows get ID numbers no earlier run used.
+        "new_person_base": args.cards + 1000 + (int(time.time()) % 100000) * 100,
+    }
+    world_file = RESULTS / "locust-world.json"  # tokens for a throwaway world; results/ is gitignored
+    world_file.write_text(json.dumps(doc))
+    prefix = RESULTS / f"locust-{args.db}-{stamp}"
+    load_before = world.load_now()
+    with world.Server(inst, workers=args.workers, log_path=inst.dir / "gunicorn-locust.log") as server:
+        env = {**os.environ, "LOADTEST_WORLD": str(world_file), "LOADTEST_SCALE": str(args.scale),
+               "LOADTEST_USERS": str(args.users), "PYTHONPATH": str(world.ROOT)}
+        cmd = [str(world.BIN / "locust"), "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
+               "-u", str(args.users), "-r", str(max(10, args.users // 5)), "--run-time", args.time,
+               "--host", server.url, "--csv", str(prefix), "--only-summary", "--stop-timeout", "10"]
+        print(f"server {server.url} ({args.db}, {args.cards} holders); load {load_before}\n$ {' '.join(cmd)}",
+              flush=True)
+        meter = world.CpuMeter(server.proc.pid, args.pg_db if args.db == "postgres" else None)
+        code = subprocess.run(cmd, cwd=world.ROOT, env=env).returncode
+        cpu = meter.stop()
+    print(f"machine CPU during the run: server {cpu['server_pct']} %, locust {cpu['client_pct']} %, "
+          f"postgres {cpu['postgres_pct']} %, redis {cpu['redis_pct']} %, other work {cpu['external_pct']} % "
+          f"{cpu['external_top']}")
+    print(f"load before {load_before}, after {world.load_now()}; CSV: {prefix}_stats.csv; exit {code}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
