@@ -162,6 +162,7 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen
         proc, tail = _start_pcscd(log_dir / f"pcscd-{attempt}.log")
         if proc is not None:
             break
+        time.sleep(2)  # e.g. a client socket held the vpcd port ("Address already in use")
     if proc is None:
         unavailable(f"pcscd did not come up with vpcd after 3 tries; last log:\n{tail}")
     try:
