@@ -20,6 +20,8 @@ from pathlib import Path
 from loadtests import world
 from loadtests.bench import RESULTS
 
+SCENARIOS_PER_S = 27.0  # the city's peak, as in locustfile.py (the weights there add up to 270)
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.run_locust", description=__doc__.split("\n\n")[0])
@@ -73,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "LOADTEST_WORLD": str(world_file), "LOADTEST_SCALE": str(args.scale),
                "LOADTEST_USERS": str(args.users), "PYTHONPATH": str(world.ROOT)}
         cmd = [str(world.BIN / "locust"), "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
-               "-u", str(args.users), "-r", str(max(10, args.users // 5)), "--run-time", args.time,
+               # Spawned over one pacing period, so the users' scenarios are spread evenly in time
+               # instead of arriving together each period.
+               "-u", str(args.users), "-r", str(max(1.0, SCENARIOS_PER_S * args.scale)), "--run-time", args.time,
                "--host", server.url, "--csv", str(prefix), "--only-summary", "--stop-timeout", "10"]
         print(f"server {server.url} ({args.db}, {args.cards} holders); load {load_before}\n$ {' '.join(cmd)}",
               flush=True)

@@ -169,10 +169,17 @@ def test_pin_lockout_on_the_card(world, start_card):
     assert load_image(path)["pin_tries_left"] == 0
 
 
-def test_card_pulled_out_mid_read(world, start_card):
+def test_card_pulled_out_during_the_read(world, pcscd):  # noqa: F811
+    """The card leaves 0.3 s after it arrives: the agent meets it mid-read or not at all, and
+    either way says it could not read (exit 2), never a decision. (The exact mid-read moment is
+    pinned in process by test_physical_pcsc.py::test_card_pulled_out_mid_read.)"""
     api = world["api"]
     card = api.issued_card()
-    proc = start_card(world["image"](card), "--remove-after", "0.3")
-    code, line, err = agent(world, timeout=5)
-    proc.wait_removed()
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "physical.emulator", str(world["image"](card)), "--wait", "10",
+         "--remove-after", "0.3"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        code, line, err = agent(world, timeout=5)
+    finally:
+        emulator.communicate(timeout=20)
     assert code == 2 and line is None and err.strip()
