@@ -87,6 +87,20 @@ def refuse_unless_usable(card: Card, status: str) -> None:
         raise errors.CardFrozen()
 
 
+def refuse_unless_usable_at(svc: Services, card: Card, now: datetime) -> None:
+    """`refuse_unless_usable` at the card's status at `now` (a lapsed loss, an expiry)."""
+    refuse_unless_usable(card, effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE")))
+
+
+def unusable_reason(svc: Services, card: Card, now: datetime) -> str | None:
+    """Why `card` cannot be used at `now` (`card.lost`, `card.replaced` ...), or None."""
+    try:
+        refuse_unless_usable_at(svc, card, now)
+    except errors.CardError as exc:
+        return exc.code
+    return None
+
+
 def _refuse_dead(card: Card) -> None:
     if card.status == CANCELLED:
         raise errors.CardCancelled()

@@ -90,11 +90,8 @@ def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Termi
                           reason=f"chip counter {read['atc']} not above {card.last_atc}"))
         d.reason = "chip.replayed"
         return done(d, card)
-    status = cards.effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE"))
-    try:
-        cards.refuse_unless_usable(card, status)
-    except errors.CardError as exc:
-        d.reason = exc.code
+    d.reason = cards.unusable_reason(svc, card, now)
+    if d.reason is not None:
         return done(d, card)
     if scene == "clinic" and not read["flags"] & 1:
         d.reason = "chip.pin_required"

@@ -118,15 +118,6 @@ def record_decision(session: Session, d: Decision, *, method: str, terminal: Ter
     return d
 
 
-def _card_reason(svc: Services, card: Card, now: datetime) -> str | None:
-    """Why `card` cannot be used at `now` (`card.lost`, `card.replaced` ...), or None."""
-    try:
-        cards.refuse_unless_usable(card, cards.effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE")))
-    except errors.CardError as exc:
-        return exc.code
-    return None
-
-
 def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: Terminal, payload: str, *,
               scene: str | None, now: datetime, scanned_at: datetime | None = None) -> Decision:
     """Judge one scan. Never raises for a bad code: the reason is in the decision."""
@@ -158,7 +149,7 @@ def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: Termi
         if link is None or proxies.link_status(link, judged_at)[0] != "active":
             d.reason = "proxy.ended"
     if d.reason is None:
-        d.reason = _card_reason(svc, card, now)
+        d.reason = cards.unusable_reason(svc, card, now)
     if d.reason is None:
         # Single use, decided by the unique nonce: of 16 concurrent scans exactly one inserts.
         if _insert_ignore(session, {"nonce": code.nonce, "at": now}):
@@ -186,7 +177,7 @@ def _verify_totp(session: Session, svc: Services, terminal: Terminal, payload: s
     except qr.QrError as exc:
         d.reason = exc.code
         return record_decision(session, d, method="totp", terminal=terminal, now=now, card_id=ecard.card_id)
-    d.reason = _card_reason(svc, ecard.card, now)
+    d.reason = cards.unusable_reason(svc, ecard.card, now)
     if d.reason is None:
         # Conditional update: two scanners racing on one step cannot both accept it.
         moved = session.execute(sa.update(Binding).where(

@@ -33,9 +33,8 @@ def status(svc: Services, ecard: ECard, now: datetime) -> str:
 
 def refuse_unless_active(svc: Services, ecard: ECard, now: datetime) -> Card:
     """Raise the card's own error (card.lost, card.frozen ...) when the e-card cannot be used."""
-    card = ecard.card
-    cards.refuse_unless_usable(card, cards.effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE")))
-    return card
+    cards.refuse_unless_usable_at(svc, ecard.card, now)
+    return ecard.card
 
 
 def sign(session: Session, svc: Services, *, id_number: str, name: str, card_no: str, pin: str,
