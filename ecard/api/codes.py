@@ -9,12 +9,14 @@ from flask import Response, current_app, g, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
 import qr
-from ecard import auth, codes, db, proxies
+from ecard import auth, codes, db, persons, proxies
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.views import iso
 from ecard.context import services, utcnow
 from ecard.limits import limiter, token_key
+from ecard.models import Person, Terminal
+from ecard.pii import mask_name
 
 bp = APIBlueprint("codes", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="qr codes")],
                   abp_responses=PROBLEMS)
@@ -122,8 +124,6 @@ def verify_offline(body: s.OfflineIn):
 @auth.require(auth.HOLDER)
 def my_usage(query: s.PageQuery):
     """Where and when my card was used (QR, offline, chip), newest first, with proxy uses marked."""
-    from ecard.models import Person, Terminal
-
     session = db.session()
     before = int(query.before) if query.before and query.before.isdigit() else None
     rows = codes.usage(session, g.principal.ecard.person, before_id=before, limit=query.limit)
@@ -135,10 +135,8 @@ def my_usage(query: s.PageQuery):
                 "merchant": terminal.merchant.name if terminal else None,
                 "by_proxy": v.proxy_person_id is not None}
         if v.proxy_person_id:
-            from ecard.pii import mask_name
-            from ecard.persons import view
-
-            item["proxy_name"] = mask_name(view(services(), session.get(Person, v.proxy_person_id)).name)
+            proxy = session.get(Person, v.proxy_person_id)  # identity map: one load per proxy
+            item["proxy_name"] = mask_name(persons.view(services(), proxy).name)
         items.append(item)
     return jsonify({"items": items, "next": str(rows[-1].id) if len(rows) == query.limit else None})
 
