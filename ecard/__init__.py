@@ -22,6 +22,8 @@ from ecard.pii import Vault
 from ecard.secrets import load_or_create
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# Endpoints that only read, with one statement (no snapshot needed): no transaction at all.
+READ_ONLY_ENDPOINTS = frozenset({"codes.new_code", "codes.trust_list"})
 
 
 @functools.cache
@@ -85,8 +87,8 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=settings["ECARD_ACCESS_TOKEN_TTL"]),
         JWT_REFRESH_TOKEN_EXPIRES=timedelta(seconds=settings["ECARD_REFRESH_TOKEN_TTL"]),
     )
-    jwt = JWTManager(app)
-    problems.register(app, jwt)
+    JWTManager(app)  # mints the tokens; `auth.bearer_claims` checks them
+    problems.register(app)
 
     from ecard import idempotency, limits
 
@@ -95,7 +97,11 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     @app.before_request
     def check_body():
-        db.write_intent.set(request.method not in ("GET", "HEAD", "OPTIONS"))
+        # Issuing a code writes nothing: it must not queue for SQLite's write lock nor open a
+        # transaction, unless an Idempotency-Key answer will be stored through its session.
+        read_only = request.endpoint in READ_ONLY_ENDPOINTS and idempotency.HEADER not in request.headers
+        db.write_intent.set(request.method not in ("GET", "HEAD", "OPTIONS") and not read_only)
+        db.autocommit.set(read_only)
         if request.method in ("POST", "PUT", "PATCH", "DELETE") and request.content_length:
             if not request.is_json:
                 raise errors.UnsupportedMediaType("send the body as application/json")

@@ -9,19 +9,22 @@ survives a restart.
 from __future__ import annotations
 
 import functools
+import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, TypeVar
 
+import jwt as pyjwt
 import sqlalchemy as sa
-from flask import g
-from flask_jwt_extended import (create_access_token, create_refresh_token, get_jwt,
-                                verify_jwt_in_request)
+from flask import current_app, g, request
+from flask_jwt_extended import create_access_token, create_refresh_token
 from sqlalchemy.orm import Session
 
 from ecard import db, errors
+from ecard.cards import CardState
 from ecard.context import Services, services
 from ecard.ids import new_id
-from ecard.models import Binding, Merchant, Operator, RevokedToken, Terminal
+from ecard.models import Binding, Card, ECard, Merchant, Operator, RevokedToken, Terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
 HOLDER, OPERATOR, TERMINAL = "holder", "operator", "terminal"
@@ -102,15 +105,87 @@ def revoke_jti(session: Session, claims: dict[str, Any]) -> None:
         session.add(RevokedToken(jti=claims["jti"], expires_at=expires))
 
 
+_REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "type", "ptype"]
+_CHECKED_TOKENS = 4096  # per app and process: a worker's recently seen tokens
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    """The claims of `token`, checked: HS256 only (`alg: none` and key confusion are refused),
+    signature, audience and issuer, and expiry with the configured leeway. Raises TokenExpired,
+    AuthError.
+
+    A token whose signature has been checked once is remembered (by its exact text) and only its
+    expiry is checked again: an app sends the same token with every request for its lifetime,
+    and decoding it was a tenth of a code's issue request. Revocation is never cached: it is
+    the principal's own row, read on every request (`load_principal`)."""
+    cfg = current_app.config
+    checked = current_app.extensions.setdefault("ecard.checked_tokens", {})
+    claims = checked.get(token)
+    if claims is None:
+        try:
+            claims = pyjwt.decode(token, cfg["JWT_SECRET_KEY"], algorithms=["HS256"],
+                                  audience=cfg["JWT_DECODE_AUDIENCE"], issuer=cfg["JWT_DECODE_ISSUER"],
+                                  leeway=cfg["JWT_DECODE_LEEWAY"],
+                                  options={"require": _REQUIRED_CLAIMS, "verify_exp": False})
+        except pyjwt.InvalidTokenError as exc:
+            raise errors.AuthError(f"invalid token: {exc}") from None
+        if not isinstance(claims["exp"], int):
+            raise errors.AuthError("invalid token: exp is not a number")
+        if len(checked) >= _CHECKED_TOKENS:
+            checked.clear()  # simple and bounded; a full cache is refilled at one decode a token
+        checked[token] = claims
+    if time.time() >= claims["exp"] + cfg["JWT_DECODE_LEEWAY"]:
+        raise errors.TokenExpired()
+    return claims
+
+
+def bearer_claims(*, refresh: bool = False) -> dict[str, Any]:
+    """The request's `Authorization: Bearer` token, decoded; an access token, or with `refresh`
+    a refresh token. Raises AuthMissing, TokenExpired, AuthError."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme != "Bearer" or not token:
+        raise errors.AuthMissing("a Bearer token is required")
+    claims = decode_token(token)
+    if claims["type"] != ("refresh" if refresh else "access"):
+        raise errors.AuthError(f"this needs an {'refresh' if refresh else 'access'} token")
+    return claims
+
+
+@dataclass(frozen=True)
+class HolderPrincipal:
+    """Who a holder token speaks for: its channel binding, read with the e-card and the card's
+    state in one statement. Handlers that need more load it (`binding`)."""
+
+    binding_id: int
+    public_id: str
+    channel: str
+    ecard_id: int
+    person_id: int
+    card: CardState
+
+    def binding(self, session: Session) -> Binding:
+        return session.get_one(Binding, self.binding_id)
+
+
+@dataclass(frozen=True)
+class TerminalPrincipal:
+    """A merchant's terminal, with the scenes its merchant may judge."""
+
+    id: int
+    public_id: str
+    merchant_id: int
+    merchant_public_id: str
+    scenes: tuple[str, ...]
+
+
 def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
     """Decorator: a valid token of principal `ptype`, still live. Loads `g.principal`
-    (an Operator, a Terminal, or the holder's Binding)."""
+    (an Operator, a TerminalPrincipal or a HolderPrincipal)."""
 
     def decorator(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            verify_jwt_in_request(refresh=refresh)
-            claims = get_jwt()
+            claims = bearer_claims(refresh=refresh)
             if claims.get("ptype") != ptype:
                 raise errors.WrongPrincipal(f"this needs a {ptype} token")
             g.principal = load_principal(db.session(), claims)
@@ -122,6 +197,22 @@ def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
     return decorator
 
 
+# Built once: building a joined select per request (and computing its cache key) cost more than
+# running it. Executed on the session's connection, as plain rows: no ORM objects to hydrate.
+_HOLDER_Q = (
+    sa.select(Binding.id, Binding.public_id, Binding.channel, Binding.revoked_at,
+              ECard.id.label("ecard_id"), ECard.person_id, Card.id.label("card_id"), Card.card_no,
+              Card.status, Card.lost_at, Card.expires_at, Card.frozen, Card.successor_card_no)
+    .join(ECard, ECard.id == Binding.ecard_id).join(Card, Card.id == ECard.card_id)
+    .where(Binding.public_id == sa.bindparam("sub")))
+_TERMINAL_Q = (
+    sa.select(Terminal.id, Terminal.public_id, Terminal.active, Terminal.merchant_id,
+              Merchant.public_id.label("merchant_public_id"), Merchant.scenes,
+              sa.exists().where(RevokedToken.jti == sa.bindparam("jti")).label("revoked"))
+    .join(Merchant, Merchant.id == Terminal.merchant_id)
+    .where(Terminal.public_id == sa.bindparam("sub")))
+
+
 def load_principal(session: Session, claims: dict[str, Any]) -> Any:
     """Raises TokenRevoked when the token, its binding or its account is no longer live.
 
@@ -131,16 +222,22 @@ def load_principal(session: Session, claims: dict[str, Any]) -> Any:
     """
     ptype, sub = claims["ptype"], claims["sub"]
     if ptype == HOLDER:
-        principal = session.scalar(sa.select(Binding).where(Binding.public_id == sub))
-        if principal is None or principal.revoked_at is not None:
+        r = session.connection().execute(_HOLDER_Q, {"sub": sub}).first()
+        if r is None or r.revoked_at is not None:
             raise errors.TokenRevoked()
-        return principal
-    model, key = {OPERATOR: (Operator, Operator.username), TERMINAL: (Terminal, Terminal.public_id)}.get(
-        ptype, (None, None))
-    if model is None:
+        return HolderPrincipal(r.id, r.public_id, r.channel, r.ecard_id, r.person_id,
+                               CardState(r.card_id, r.card_no, r.status, r.lost_at, r.expires_at,
+                                         r.frozen, r.successor_card_no))
+    if ptype == TERMINAL:
+        r = session.connection().execute(_TERMINAL_Q, {"sub": sub, "jti": claims["jti"]}).first()
+        if r is None or r.revoked or not r.active:
+            raise errors.TokenRevoked()
+        return TerminalPrincipal(r.id, r.public_id, r.merchant_id, r.merchant_public_id,
+                                 tuple(r.scenes.split(",")))
+    if ptype != OPERATOR:
         raise errors.AuthError("unknown principal type")
     revoked = sa.exists().where(RevokedToken.jti == claims["jti"])
-    row = session.execute(sa.select(model, revoked).where(key == sub)).first()
+    row = session.execute(sa.select(Operator, revoked).where(Operator.username == sub)).first()
     if row is None or row[1] or not row[0].active:
         raise errors.TokenRevoked()
     return row[0]

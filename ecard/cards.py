@@ -8,6 +8,7 @@ and `settle` writes them down before any change is made.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -29,7 +30,21 @@ LOSS_KINDS = ("temporary", "formal")
 
 # --- time-dependent state ------------------------------------------------------------------------
 
-def effective_status(card: Card, now: datetime, lapse_seconds: int) -> str:
+@dataclass(frozen=True)
+class CardState:
+    """A card's state as one statement read it: what deciding whether the card can be used needs
+    (the functions below take it as they take a Card)."""
+
+    id: int
+    card_no: str
+    status: str
+    lost_at: datetime | None
+    expires_at: datetime | None
+    frozen: bool
+    successor_card_no: str | None
+
+
+def effective_status(card: Card | CardState, now: datetime, lapse_seconds: int) -> str:
     """The status at `now`, counting a lapsed temporary loss (R-14) and expiry (R-10)."""
     status = card.status
     if status == LOST_TEMPORARY and card.lost_at and now >= card.lost_at + timedelta(seconds=lapse_seconds):
@@ -71,7 +86,7 @@ def record(session: Session, card: Card, action: str, actor: Actor, now: datetim
                       actor_ref=actor.ref, channel=actor.channel, reason=reason))
 
 
-def refuse_unless_usable(card: Card, status: str) -> None:
+def refuse_unless_usable(card: Card | CardState, status: str) -> None:
     """Raise the error that says why a card at `status` cannot be used, if it cannot."""
     if status in (LOST_TEMPORARY, LOST_FORMAL):
         raise errors.CardLost()
@@ -87,12 +102,12 @@ def refuse_unless_usable(card: Card, status: str) -> None:
         raise errors.CardFrozen()
 
 
-def refuse_unless_usable_at(svc: Services, card: Card, now: datetime) -> None:
+def refuse_unless_usable_at(svc: Services, card: Card | CardState, now: datetime) -> None:
     """`refuse_unless_usable` at the card's status at `now` (a lapsed loss, an expiry)."""
     refuse_unless_usable(card, effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE")))
 
 
-def unusable_reason(svc: Services, card: Card, now: datetime) -> str | None:
+def unusable_reason(svc: Services, card: Card | CardState, now: datetime) -> str | None:
     """Why `card` cannot be used at `now` (`card.lost`, `card.replaced` ...), or None."""
     try:
         refuse_unless_usable_at(svc, card, now)

@@ -7,6 +7,7 @@ the MAC from the issuer master key, requires the ATC to rise, and checks the car
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,15 +17,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ecard import cards, errors, persons
+from ecard.auth import TerminalPrincipal
 from ecard.codes import Decision, record_decision
 from ecard.context import SYSTEM, Services
-from ecard.models import REISSUED, REPLACED, Card, ChipChallenge, Event, Terminal
+from ecard.models import REISSUED, REPLACED, Card, ChipChallenge, Event
 from physical import crypto
 from physical.image import personalize as build_image
 from physical.keys import MasterKeys
 
 
-def new_challenge(session: Session, svc: Services, terminal: Terminal, now: datetime) -> ChipChallenge:
+def new_challenge(session: Session, svc: Services, terminal: TerminalPrincipal, now: datetime) -> ChipChallenge:
     ch = ChipChallenge(un=os.urandom(16).hex(), terminal_id=terminal.id,
                        expires_at=now + timedelta(seconds=svc.setting("CHIP_CHALLENGE_TTL")))
     session.add(ch)
@@ -32,28 +34,42 @@ def new_challenge(session: Session, svc: Services, terminal: Terminal, now: date
     return ch
 
 
-def _consume_challenge(session: Session, terminal: Terminal, un: str, now: datetime) -> bool:
-    # One conditional UPDATE: unknown, used, expired and another terminal's all match no row.
-    done = session.execute(sa.update(ChipChallenge).where(
-        ChipChallenge.un == un.lower(), ChipChallenge.terminal_id == terminal.id,
-        ChipChallenge.used_at.is_(None), ChipChallenge.expires_at > now).values(used_at=now))
+# The statements of a read, built once (building them per request cost more than running them).
+# One conditional UPDATE: unknown, used, expired and another terminal's challenge all match no row.
+_CONSUME = sa.update(ChipChallenge).where(
+    ChipChallenge.un == sa.bindparam("un_"), ChipChallenge.terminal_id == sa.bindparam("terminal_id_"),
+    ChipChallenge.used_at.is_(None), ChipChallenge.expires_at > sa.bindparam("now_"),
+).values(used_at=sa.bindparam("now_"))
+_RAISE_ATC = sa.update(Card).where(
+    Card.id == sa.bindparam("card_id_"), sa.or_(Card.last_atc.is_(None), Card.last_atc < sa.bindparam("atc_")),
+).values(last_atc=sa.bindparam("atc_"))
+_CARD_BY_NO = sa.select(Card).where(Card.card_no == sa.bindparam("card_no_"))
+
+
+@functools.lru_cache(maxsize=64)
+def _master_keys(keys_dir: Path, region_code: str, generation: int, version: int) -> MasterKeys:
+    # A version's keys never change (rotation adds a version), so they are read from disk once.
+    return MasterKeys.load(keys_dir / "chip", region_code, generation, version)
+
+
+def _consume_challenge(session: Session, terminal: TerminalPrincipal, un: str, now: datetime) -> bool:
+    done = session.connection().execute(_CONSUME, {"un_": un.lower(), "terminal_id_": terminal.id, "now_": now})
     return done.rowcount == 1
 
 
 def _raise_atc(session: Session, card: Card, atc: int) -> bool:
     """Store `atc` only if it is above the last one seen, atomically. False: replay or clone."""
-    done = session.execute(sa.update(Card).where(
-        Card.id == card.id, sa.or_(Card.last_atc.is_(None), Card.last_atc < atc)).values(last_atc=atc))
+    done = session.connection().execute(_RAISE_ATC, {"card_id_": card.id, "atc_": atc})
     return done.rowcount == 1
 
 
-def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Terminal, read: dict[str, Any],
+def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: TerminalPrincipal, read: dict[str, Any],
                 *, scene: str | None, now: datetime) -> tuple[Decision, str | None]:
     """Judge a chip read. Returns the decision and, when accepted, E (hex) to unlock EF06.
 
     Medical settlement (the clinic scene) needs the PIN verified on the card in this session
     (R-50: FLAGS bit 0, covered by the MAC)."""
-    allowed = terminal.merchant.scenes.split(",")
+    allowed = terminal.scenes
     wrong_scene = scene is not None and scene not in allowed
     scene = scene or allowed[0]
 
@@ -66,14 +82,14 @@ def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Termi
         return done(Decision(False, "chip.bad_challenge", scene))
     if wrong_scene:
         return done(Decision(False, "chip.wrong_scene", scene))
-    card = session.scalar(sa.select(Card).where(Card.card_no == read["card_no"]))
+    card = session.execute(_CARD_BY_NO, {"card_no_": read["card_no"]}).scalar()
     if card is None or card.chip_key_version is None:
         return done(Decision(False, "chip.unknown_card", scene))
     d = Decision(False, None, scene, person=card.person, card_no=card.card_no)
     if card.status in (REISSUED, REPLACED):
         d.reason = "card.replaced"
         return done(d, card)
-    keys = MasterKeys.load(keys_dir / "chip", card.region_code, card.generation, card.chip_key_version)
+    keys = _master_keys(keys_dir, card.region_code, card.generation, card.chip_key_version)
     un = bytes.fromhex(read["challenge"])
     same_chip = card.chip_id_code is None or read["card_id_code"].lower() == card.chip_id_code.lower()
     genuine = same_chip and read["generation"] == card.generation and crypto.check_mac(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session
 
 import qr
 from ecard import cards, ecards, errors, persons, proxies
+from ecard.auth import TerminalPrincipal
+from ecard.cards import CardState
 from ecard.context import Services
 from ecard.ids import new_id
-from ecard.models import Binding, Card, ECard, Person, ProxyLink, Redemption, Terminal, Verification
+from ecard.models import Binding, Card, Person, ProxyLink, Redemption, Verification
 from ecard.pii import mask_id_number, mask_name
 
 SCENES = ("clinic", "transit", "scenic")
@@ -39,36 +41,47 @@ class Issued:
     by_proxy: bool
 
 
-def _handle(ecard: ECard, link: ProxyLink | None) -> bytes:
+def _handle(card_id: int, link: ProxyLink | None) -> bytes:
     # 16 bytes only the server can read: the physical card the code stands for (a code is judged
     # by that card, so a code of a card cancelled or replaced since never passes), and which
     # proxy link showed it.
-    return struct.pack(">QQ", ecard.card_id, link.id if link else 0)
+    return struct.pack(">QQ", card_id, link.id if link else 0)
 
 
-def issue(svc: Services, ring: qr.KeyRing, ecard: ECard, *, scene: str, link: ProxyLink | None,
+def issue(svc: Services, ring: qr.KeyRing, card: Card | CardState, *, scene: str, link: ProxyLink | None,
           now: datetime) -> Issued:
-    """A fresh code for `ecard`. Raises EcardSuspended (with the card's reason) for an e-card
-    that cannot be used (R-43)."""
-    try:
-        ecards.refuse_unless_active(svc, ecard, now)
-    except errors.CardError as exc:
-        raise errors.EcardSuspended(f"no code: {exc.code}", reason=exc.code) from None
+    """A fresh code for the e-card standing on `card`. Raises EcardSuspended (with the card's
+    reason) when the card cannot be used (R-43)."""
+    reason = cards.unusable_reason(svc, card, now)
+    if reason is not None:
+        raise errors.EcardSuspended(f"no code: {reason}", reason=reason)
     ttl = svc.setting("QR_TTL")
-    text, code = qr.issue(ring, scene, _handle(ecard, link), now, ttl=ttl, by_proxy=link is not None)
+    text, code = qr.issue(ring, scene, _handle(card.id, link), now, ttl=ttl, by_proxy=link is not None)
     refresh = code.expires_at - timedelta(seconds=min(svc.setting("QR_REFRESH_BEFORE"), ttl // 2))
     return Issued(text, scene, code.issued_at, code.expires_at, refresh, link is not None)
 
 
 # --- judging ---------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class HolderFacts:
+    """What a decision may tell about the holder, as the scan's one statement read it (a Person
+    serves as well)."""
+
+    id: int
+    name_enc: bytes
+    id_number_enc: bytes
+    birth_date: date
+    sex: str
+
+
 @dataclass
 class Decision:
     accepted: bool
     reason: str | None
     scene: str | None
-    verification: Verification | None = None
-    person: Person | None = None
+    verification_id: str | None = None  # public id of the recorded Verification
+    person: Person | HolderFacts | None = None
     by_proxy: bool = False
     late_replay: bool = False
     card_no: str | None = None
@@ -86,8 +99,9 @@ def holder_fields(svc: Services, d: Decision, now: datetime) -> dict[str, Any] |
     """What the scene needs of the holder, and no more (R-04)."""
     if not d.accepted or d.person is None:
         return None
-    view = persons.view(svc, d.person)
-    out: dict[str, Any] = {"name": mask_name(view.name), "id_number": mask_id_number(view.id_number),
+    name = svc.vault.decrypt(d.person.name_enc, context=persons.NAME_CTX)
+    id_number = svc.vault.decrypt(d.person.id_number_enc, context=persons.ID_CTX)
+    out: dict[str, Any] = {"name": mask_name(name), "id_number": mask_id_number(id_number),
                            "age_band": age_band(persons.age_on(d.person.birth_date, now.date())),
                            "by_proxy": d.by_proxy}
     if d.scene == "clinic":
@@ -96,32 +110,49 @@ def holder_fields(svc: Services, d: Decision, now: datetime) -> dict[str, Any] |
     return out
 
 
+# Statements of the scan path, built once (building and keying them per request cost more than
+# running them) and run on the session's connection, without the ORM's unit of work.
+_REDEEM = {name: dialect.insert(Redemption).on_conflict_do_nothing(index_elements=["nonce"])
+           .returning(Redemption.nonce) for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_RECORD = sa.insert(Verification)
+_CARD_AND_HOLDER = (
+    sa.select(Card.id, Card.card_no, Card.status, Card.lost_at, Card.expires_at, Card.frozen,
+              Card.successor_card_no, Person.id.label("person_id"), Person.name_enc, Person.id_number_enc,
+              Person.birth_date, Person.sex)
+    .join(Person, Person.id == Card.person_id).where(Card.id == sa.bindparam("card_id_")))
+
+
+def _card_and_holder(session: Session, card_id: int) -> tuple[CardState, HolderFacts] | None:
+    r = session.connection().execute(_CARD_AND_HOLDER, {"card_id_": card_id}).first()
+    if r is None:
+        return None
+    return (CardState(r.id, r.card_no, r.status, r.lost_at, r.expires_at, r.frozen, r.successor_card_no),
+            HolderFacts(r.person_id, r.name_enc, r.id_number_enc, r.birth_date, r.sex))
+
+
 def _insert_ignore(session: Session, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING into redemptions; True when this call inserted."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = (dialect.insert(Redemption).values(**values)
-            .on_conflict_do_nothing(index_elements=["nonce"]).returning(Redemption.nonce))
-    # RETURNING, not rowcount: an ORM-executed insert does not report a row count on psycopg.
-    return session.execute(stmt).scalar() is not None
+    conn = session.connection()
+    # RETURNING, not rowcount: psycopg does not report a row count for it.
+    return conn.execute(_REDEEM[conn.dialect.name], values).scalar() is not None
 
 
-def record_decision(session: Session, d: Decision, *, method: str, terminal: Terminal | None, now: datetime,
-            card_id: int | None = None, proxy_person_id: int | None = None,
-            scanned_at: datetime | None = None, atc: int | None = None) -> Decision:
-    v = Verification(public_id=new_id("ver"), method=method, terminal_id=terminal.id if terminal else None,
-                     person_id=d.person.id if d.person else None, card_id=card_id,
-                     proxy_person_id=proxy_person_id, scene=d.scene, accepted=d.accepted,
-                     reason=d.reason, atc=atc, at=now, scanned_at=scanned_at)
-    session.add(v)
-    session.flush()
-    d.verification = v
+def record_decision(session: Session, d: Decision, *, method: str, terminal: TerminalPrincipal | None,
+                    now: datetime, card_id: int | None = None, proxy_person_id: int | None = None,
+                    scanned_at: datetime | None = None, atc: int | None = None) -> Decision:
+    d.verification_id = new_id("ver")
+    session.connection().execute(_RECORD, {
+        "public_id": d.verification_id, "method": method, "terminal_id": terminal.id if terminal else None,
+        "person_id": d.person.id if d.person else None, "card_id": card_id,
+        "proxy_person_id": proxy_person_id, "scene": d.scene, "accepted": d.accepted, "reason": d.reason,
+        "atc": atc, "at": now, "scanned_at": scanned_at})
     return d
 
 
-def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: Terminal, payload: str, *,
+def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: TerminalPrincipal, payload: str, *,
               scene: str | None, now: datetime, scanned_at: datetime | None = None) -> Decision:
     """Judge one scan. Never raises for a bad code: the reason is in the decision."""
-    allowed = terminal.merchant.scenes.split(",")
+    allowed = terminal.scenes
     if payload.startswith(qr.OFFLINE_PREFIX):
         return _verify_totp(session, svc, terminal, payload, scene=scene or allowed[0], now=now)
     offline = scanned_at is not None
@@ -137,11 +168,12 @@ def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: Termi
         return record_decision(session, Decision(False, "qr.wrong_scene", code_scene), method=method,
                                terminal=terminal, now=now, scanned_at=scanned_at)
     card_id, link_id = struct.unpack(">QQ", qr.open_handle(ring, code))
-    card = session.get(Card, card_id)
-    if card is None:  # a valid signature over a handle we never made: a key problem, not a holder
+    found = _card_and_holder(session, card_id)
+    if found is None:  # a valid signature over a handle we never made: a key problem, not a holder
         return record_decision(session, Decision(False, "qr.bad_signature", code_scene), method=method,
                                terminal=terminal, now=now, scanned_at=scanned_at)
-    d = Decision(False, None, code_scene, person=card.person, by_proxy=code.by_proxy, card_no=card.card_no)
+    card, holder = found
+    d = Decision(False, None, code_scene, person=holder, by_proxy=code.by_proxy, card_no=card.card_no)
     proxy_person_id = None
     if link_id:
         link = session.get(ProxyLink, link_id)
@@ -160,7 +192,7 @@ def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: Termi
                            proxy_person_id=proxy_person_id, scanned_at=scanned_at)
 
 
-def _verify_totp(session: Session, svc: Services, terminal: Terminal, payload: str, *, scene: str,
+def _verify_totp(session: Session, svc: Services, terminal: TerminalPrincipal, payload: str, *, scene: str,
                  now: datetime) -> Decision:
     try:
         ref, otp = qr.parse_offline_code(payload)
@@ -196,8 +228,8 @@ def offline_ref(binding: Binding) -> str:
 
 # --- usage -------------------------------------------------------------------------------------------
 
-def usage(session: Session, person: Person, *, before_id: int | None, limit: int) -> list[Verification]:
-    q = sa.select(Verification).where(Verification.person_id == person.id)
+def usage(session: Session, person_id: int, *, before_id: int | None, limit: int) -> list[Verification]:
+    q = sa.select(Verification).where(Verification.person_id == person_id)
     if before_id is not None:
         q = q.where(Verification.id < before_id)
     return list(session.scalars(q.order_by(Verification.id.desc()).limit(limit)))

@@ -12,10 +12,9 @@ import hashlib
 
 import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, request
-from flask_jwt_extended import decode_token
 from sqlalchemy.exc import IntegrityError
 
-from ecard import db, errors
+from ecard import auth, db, errors
 from ecard.api.problems import problem
 from ecard.context import services, utcnow
 from ecard.models import IdempotencyRecord
@@ -25,12 +24,12 @@ BODY_CTX = b"idempotency.body"
 
 
 def _scope() -> str:
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
         try:
-            claims = decode_token(auth[7:])
+            claims = auth.decode_token(header[7:])
             return f"{claims.get('ptype')}:{claims.get('sub')}"
-        except Exception:  # an invalid token is refused by the handler itself
+        except errors.AuthError:  # an invalid token is refused by the handler itself
             return "invalid"
     return "anonymous"
 

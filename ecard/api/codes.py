@@ -39,7 +39,7 @@ def ring() -> qr.KeyRing:
 
 def decision_out(d: codes.Decision, now) -> dict:
     out = {"accepted": d.accepted, "reason": d.reason,
-           "verification_id": d.verification.public_id if d.verification else None,
+           "verification_id": d.verification_id,
            "scene": d.scene, "holder": codes.holder_fields(services(), d, now)}
     if d.late_replay:
         out["late_replay"] = True
@@ -53,13 +53,14 @@ def new_code(body: s.QrIn):
     """A short-lived signed code for a scene; for a dependant with `dependant_id`.
 
     With `Accept: image/png` or `image/svg+xml` the rendered code comes back instead of JSON."""
-    session, now, svc = db.session(), utcnow(), services()
-    link = None
-    ecard = g.principal.ecard
+    now, svc = utcnow(), services()
+    link, card = None, g.principal.card
     if body.dependant_id:
-        link = proxies.as_proxy(session, ecard.person, body.dependant_id, now)
-        ecard = proxies.dependant_ecard(session, link)
-    issued = codes.issue(svc, ring(), ecard, scene=body.scene, link=link, now=now)
+        session = db.session()
+        me = session.get_one(Person, g.principal.person_id)
+        link = proxies.as_proxy(session, me, body.dependant_id, now)
+        card = proxies.dependant_ecard(session, link).card
+    issued = codes.issue(svc, ring(), card, scene=body.scene, link=link, now=now)
     headers = {"Cache-Control": "no-store", "X-Expires-At": iso(issued.expires_at),
                "X-Refresh-At": iso(issued.refresh_at)}
     best = request.accept_mimetypes.best_match(["application/json", "image/png", "image/svg+xml"])
@@ -126,7 +127,7 @@ def my_usage(query: s.PageQuery):
     """Where and when my card was used (QR, offline, chip), newest first, with proxy uses marked."""
     session = db.session()
     before = int(query.before) if query.before and query.before.isdigit() else None
-    rows = codes.usage(session, g.principal.ecard.person, before_id=before, limit=query.limit)
+    rows = codes.usage(session, g.principal.person_id, before_id=before, limit=query.limit)
     items = []
     for v in rows:
         terminal = session.get(Terminal, v.terminal_id) if v.terminal_id else None

@@ -19,8 +19,8 @@ bp = APIBlueprint("family", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="
                   abp_security=BEARER, abp_responses=PROBLEMS)
 
 
-def _me():
-    return g.principal.ecard.person
+def _me() -> persons.Person:
+    return db.session().get_one(persons.Person, g.principal.person_id)
 
 
 def _proxy_actor(link: ProxyLink | None = None) -> Actor:

@@ -18,7 +18,7 @@ bp = APIBlueprint("holder", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="
 
 
 def me() -> Binding:
-    return g.principal
+    return g.principal.binding(db.session())
 
 
 def holder_actor() -> Actor:

@@ -10,7 +10,6 @@ from typing import Any
 
 import structlog
 from flask import Flask, Response, request
-from flask_jwt_extended import JWTManager
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
@@ -63,7 +62,7 @@ _HTTP_CODES = {404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.B
                415: errors.UnsupportedMediaType, 400: errors.MalformedJson}
 
 
-def register(app: Flask, jwt: JWTManager) -> None:
+def register(app: Flask) -> None:
     @app.errorhandler(errors.EcardError)
     def on_domain_error(exc: errors.EcardError) -> Response:
         session = db.session()
@@ -115,35 +114,6 @@ def register(app: Flask, jwt: JWTManager) -> None:
         err = type("InternalError", (errors.EcardError,), {
             "code": "internal", "status": 500, "title_zh": "服务内部错误", "title_en": "Internal error"})
         return problem(err())
-
-    # flask-jwt-extended answers 401/422 with {"msg": ...} unless every loader is set.
-    @jwt.unauthorized_loader
-    def on_missing(reason: str) -> Response:
-        return problem(errors.AuthMissing("a Bearer token is required"))
-
-    @jwt.invalid_token_loader
-    def on_invalid(reason: str) -> Response:
-        return problem(errors.AuthError(f"invalid token: {reason}"))
-
-    @jwt.expired_token_loader
-    def on_expired(_header: dict, _data: dict) -> Response:
-        return problem(errors.TokenExpired())
-
-    @jwt.revoked_token_loader
-    def on_revoked(_header: dict, _data: dict) -> Response:
-        return problem(errors.TokenRevoked())
-
-    @jwt.needs_fresh_token_loader
-    def on_needs_fresh(_header: dict, _data: dict) -> Response:
-        return problem(errors.AuthError("a fresh token is required"))
-
-    @jwt.token_verification_failed_loader
-    def on_claims_failed(_header: dict, _data: dict) -> Response:
-        return problem(errors.AuthError("token claims rejected"))
-
-    @jwt.user_lookup_error_loader
-    def on_lookup(_header: dict, _data: dict) -> Response:
-        return problem(errors.TokenRevoked())
 
 
 def _rollback_quietly() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import g, jsonify
-from flask_jwt_extended import get_jwt
 from flask_openapi3 import APIBlueprint, Tag
 
 from ecard import auth, db
@@ -35,7 +34,7 @@ def terminal_token(body: s.TerminalLogin):
 
 
 def _refresh_any():
-    claims = get_jwt()
+    claims = g.claims
     ptype = claims["ptype"]
     extra = {k: claims[k] for k in ("mid",) if k in claims}
     return jsonify(auth.tokens_for(ptype, claims["sub"], refresh=False, extra=extra,
@@ -46,24 +45,19 @@ def _refresh_any():
 @limiter.limit("60/minute")
 def refresh():
     """A new access token for a refresh token (holder or operator)."""
-    from flask_jwt_extended import verify_jwt_in_request
-
-    verify_jwt_in_request(refresh=True)
-    g.principal = auth.load_principal(db.session(), get_jwt())
+    g.claims = auth.bearer_claims(refresh=True)
+    g.principal = auth.load_principal(db.session(), g.claims)
     return _refresh_any()
 
 
 @bp.delete("/session", responses={204: None}, security=BEARER)
 def logout():
     """Sign out. For a holder this ends the channel binding; every token of it stops at once."""
-    from flask_jwt_extended import verify_jwt_in_request
-
-    verify_jwt_in_request()
-    claims = get_jwt()
+    claims = auth.bearer_claims()
     session, now = db.session(), utcnow()
     principal = auth.load_principal(session, claims)
     if claims["ptype"] == auth.HOLDER:
-        revoke_binding(session, principal.ecard, principal.public_id, reason="signed_out",
+        revoke_binding(session, principal.binding(session).ecard, principal.public_id, reason="signed_out",
                        actor=Actor("holder", principal.public_id, principal.channel), now=now)
     else:
         auth.revoke_jti(session, claims)
