@@ -76,3 +76,21 @@ def test_a_terminal_flood_is_limited(api, app, tmp_path, clock):
     codes = {c.post("/api/v1/verifications/qr", json={"payload": "EC1:X"}, headers=t["headers"]).status_code
              for _ in range(601)}
     assert codes == {200, 429}
+
+
+def test_limits_hold_in_memory_while_redis_is_unreachable(api, app, tmp_path, clock):
+    """Redis gone: the limits fall back to the process's own counters instead of switching off."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api.op  # creates the operator w1
+    limited = build_app(tmp_path, RATELIMIT_ENABLED=True, ECARD_KEYS_DIR=app.config["ECARD_KEYS_DIR"],
+                        ECARD_DATABASE_URL=app.config["ECARD_DATABASE_URL"],
+                        ECARD_REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    limited.extensions["ecard.db"].use_bind(app.extensions["ecard.db"].bind)
+    c = limited.test_client()
+    statuses = [c.post("/api/v1/auth/operator/token", json={"username": "w1", "password": "bad-password"}).status_code
+                for _ in range(11)]
+    assert statuses == [401] * 10 + [429]

@@ -81,12 +81,6 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def on_http(exc: HTTPException) -> Response:
-        if exc.code == 429:
-            from ecard.limits import retry_after
-
-            retry = retry_after()
-            return problem(errors.RateLimited(f"limit {exc.description} reached", retry_after=retry),
-                           headers={"Retry-After": str(retry)})
         leaf = _HTTP_CODES.get(exc.code or 500)
         if leaf is None:
             leaf = type("HttpError", (errors.EcardError,), {
