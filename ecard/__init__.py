@@ -92,8 +92,13 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     from ecard import idempotency, limits
 
+    from prometheus_client import CollectorRegistry
+    from prometheus_flask_exporter import PrometheusMetrics
+
     limits.init_app(app)
-    logs.init_app(app)  # first, so every later hook and error has the request id
+    # /metrics; the request metrics themselves are observed by `logs` (see there why).
+    metrics = PrometheusMetrics(app, registry=CollectorRegistry(), export_defaults=False)
+    logs.init_app(app, metrics.registry)  # first, so every later hook and error has the request id
 
     @app.before_request
     def check_body():
@@ -124,12 +129,6 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.register_api(codes.bp)
     app.register_api(codes.verify_bp)
     app.register_blueprint(service.bp)
-
-    from prometheus_client import CollectorRegistry
-    from prometheus_flask_exporter import PrometheusMetrics
-
-    PrometheusMetrics(app, registry=CollectorRegistry(), group_by="url_rule",
-                      excluded_paths=["/healthz", "/metrics"])
 
     from ecard import cli
 

@@ -198,14 +198,14 @@ def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
 
 
 # Built once: building a joined select per request (and computing its cache key) cost more than
-# running it. Executed on the session's connection, as plain rows: no ORM objects to hydrate.
-_HOLDER_Q = (
+# running it. Run as prepared statements, as plain rows: no ORM objects to hydrate.
+_HOLDER_Q = db.Prepared(
     sa.select(Binding.id, Binding.public_id, Binding.channel, Binding.revoked_at,
               ECard.id.label("ecard_id"), ECard.person_id, Card.id.label("card_id"), Card.card_no,
               Card.status, Card.lost_at, Card.expires_at, Card.frozen, Card.successor_card_no)
     .join(ECard, ECard.id == Binding.ecard_id).join(Card, Card.id == ECard.card_id)
     .where(Binding.public_id == sa.bindparam("sub")))
-_TERMINAL_Q = (
+_TERMINAL_Q = db.Prepared(
     sa.select(Terminal.id, Terminal.public_id, Terminal.active, Terminal.merchant_id,
               Merchant.public_id.label("merchant_public_id"), Merchant.scenes,
               sa.exists().where(RevokedToken.jti == sa.bindparam("jti")).label("revoked"))
@@ -222,14 +222,14 @@ def load_principal(session: Session, claims: dict[str, Any]) -> Any:
     """
     ptype, sub = claims["ptype"], claims["sub"]
     if ptype == HOLDER:
-        r = session.connection().execute(_HOLDER_Q, {"sub": sub}).first()
+        r = _HOLDER_Q.first(session, {"sub": sub})
         if r is None or r.revoked_at is not None:
             raise errors.TokenRevoked()
         return HolderPrincipal(r.id, r.public_id, r.channel, r.ecard_id, r.person_id,
                                CardState(r.card_id, r.card_no, r.status, r.lost_at, r.expires_at,
                                          r.frozen, r.successor_card_no))
     if ptype == TERMINAL:
-        r = session.connection().execute(_TERMINAL_Q, {"sub": sub, "jti": claims["jti"]}).first()
+        r = _TERMINAL_Q.first(session, {"sub": sub, "jti": claims["jti"]})
         if r is None or r.revoked or not r.active:
             raise errors.TokenRevoked()
         return TerminalPrincipal(r.id, r.public_id, r.merchant_id, r.merchant_public_id,

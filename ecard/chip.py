@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecard import cards, errors, persons
+from ecard import cards, db, errors, persons
 from ecard.auth import TerminalPrincipal
 from ecard.codes import Decision, record_decision
 from ecard.context import SYSTEM, Services
@@ -36,13 +36,13 @@ def new_challenge(session: Session, svc: Services, terminal: TerminalPrincipal, 
 
 # The statements of a read, built once (building them per request cost more than running them).
 # One conditional UPDATE: unknown, used, expired and another terminal's challenge all match no row.
-_CONSUME = sa.update(ChipChallenge).where(
+_CONSUME = db.Prepared(sa.update(ChipChallenge).where(
     ChipChallenge.un == sa.bindparam("un_"), ChipChallenge.terminal_id == sa.bindparam("terminal_id_"),
     ChipChallenge.used_at.is_(None), ChipChallenge.expires_at > sa.bindparam("now_"),
-).values(used_at=sa.bindparam("now_"))
-_RAISE_ATC = sa.update(Card).where(
+).values(used_at=sa.bindparam("now_")))
+_RAISE_ATC = db.Prepared(sa.update(Card).where(
     Card.id == sa.bindparam("card_id_"), sa.or_(Card.last_atc.is_(None), Card.last_atc < sa.bindparam("atc_")),
-).values(last_atc=sa.bindparam("atc_"))
+).values(last_atc=sa.bindparam("atc_")))
 _CARD_BY_NO = sa.select(Card).where(Card.card_no == sa.bindparam("card_no_"))
 
 
@@ -53,14 +53,12 @@ def _master_keys(keys_dir: Path, region_code: str, generation: int, version: int
 
 
 def _consume_challenge(session: Session, terminal: TerminalPrincipal, un: str, now: datetime) -> bool:
-    done = session.connection().execute(_CONSUME, {"un_": un.lower(), "terminal_id_": terminal.id, "now_": now})
-    return done.rowcount == 1
+    return _CONSUME.rowcount(session, {"un_": un.lower(), "terminal_id_": terminal.id, "now_": now}) == 1
 
 
 def _raise_atc(session: Session, card: Card, atc: int) -> bool:
     """Store `atc` only if it is above the last one seen, atomically. False: replay or clone."""
-    done = session.connection().execute(_RAISE_ATC, {"card_id_": card.id, "atc_": atc})
-    return done.rowcount == 1
+    return _RAISE_ATC.rowcount(session, {"card_id_": card.id, "atc_": atc}) == 1
 
 
 def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: TerminalPrincipal, read: dict[str, Any],

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import qr
-from ecard import cards, ecards, errors, persons, proxies
+from ecard import cards, db, ecards, errors, persons, proxies
 from ecard.auth import TerminalPrincipal
 from ecard.cards import CardState
 from ecard.context import Services
@@ -111,11 +111,14 @@ def holder_fields(svc: Services, d: Decision, now: datetime) -> dict[str, Any] |
 
 
 # Statements of the scan path, built once (building and keying them per request cost more than
-# running them) and run on the session's connection, without the ORM's unit of work.
-_REDEEM = {name: dialect.insert(Redemption).on_conflict_do_nothing(index_elements=["nonce"])
-           .returning(Redemption.nonce) for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
-_RECORD = sa.insert(Verification)
-_CARD_AND_HOLDER = (
+# running them) and run as prepared statements, without the ORM's unit of work.
+_REDEEM = {name: db.Prepared(dialect.insert(Redemption).values(nonce=sa.bindparam("nonce"), at=sa.bindparam("at"))
+                             .on_conflict_do_nothing(index_elements=["nonce"]).returning(Redemption.nonce))
+           for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_RECORD = db.Prepared(sa.insert(Verification).values({name: sa.bindparam(name) for name in (
+    "public_id", "method", "terminal_id", "person_id", "card_id", "proxy_person_id", "scene", "accepted",
+    "reason", "atc", "at", "scanned_at")}))
+_CARD_AND_HOLDER = db.Prepared(
     sa.select(Card.id, Card.card_no, Card.status, Card.lost_at, Card.expires_at, Card.frozen,
               Card.successor_card_no, Person.id.label("person_id"), Person.name_enc, Person.id_number_enc,
               Person.birth_date, Person.sex)
@@ -123,7 +126,7 @@ _CARD_AND_HOLDER = (
 
 
 def _card_and_holder(session: Session, card_id: int) -> tuple[CardState, HolderFacts] | None:
-    r = session.connection().execute(_CARD_AND_HOLDER, {"card_id_": card_id}).first()
+    r = _CARD_AND_HOLDER.first(session, {"card_id_": card_id})
     if r is None:
         return None
     return (CardState(r.id, r.card_no, r.status, r.lost_at, r.expires_at, r.frozen, r.successor_card_no),
@@ -132,16 +135,15 @@ def _card_and_holder(session: Session, card_id: int) -> tuple[CardState, HolderF
 
 def _insert_ignore(session: Session, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING into redemptions; True when this call inserted."""
-    conn = session.connection()
     # RETURNING, not rowcount: psycopg does not report a row count for it.
-    return conn.execute(_REDEEM[conn.dialect.name], values).scalar() is not None
+    return _REDEEM[session.get_bind().dialect.name].first(session, values) is not None
 
 
 def record_decision(session: Session, d: Decision, *, method: str, terminal: TerminalPrincipal | None,
                     now: datetime, card_id: int | None = None, proxy_person_id: int | None = None,
                     scanned_at: datetime | None = None, atc: int | None = None) -> Decision:
     d.verification_id = new_id("ver")
-    session.connection().execute(_RECORD, {
+    _RECORD.execute(session, {
         "public_id": d.verification_id, "method": method, "terminal_id": terminal.id if terminal else None,
         "person_id": d.person.id if d.person else None, "card_id": card_id,
         "proxy_person_id": proxy_person_id, "scene": d.scene, "accepted": d.accepted, "reason": d.reason,

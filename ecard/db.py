@@ -10,8 +10,10 @@ import contextvars
 import fcntl
 import os
 import sqlite3
+from collections import namedtuple
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from flask import Flask, g
@@ -205,3 +207,90 @@ def session() -> Session:
 
         g.db_session = current_app.extensions["ecard.db"].new_session()
     return g.db_session
+
+
+# --- prepared statements on the hot paths -----------------------------------------------------------
+
+class _Compiled(NamedTuple):
+    sql: str
+    positions: tuple[str, ...] | None  # parameter order for positional drivers (SQLite's qmark)
+    construct: Callable[[Mapping[str, Any]], dict[str, Any]]  # with the statement's own literals
+    bind: dict[str, Callable[[Any], Any]]
+    row: Callable[..., Any] | None  # the row type, for statements that return rows
+    result: tuple[Callable[[Any], Any] | None, ...]
+
+
+class Prepared:
+    """A Core statement compiled once per dialect and run straight on the DBAPI connection of the
+    session's transaction.
+
+    SQLAlchemy's per-execution work (an execution context, result metadata, the row machinery)
+    cost about 100 us a statement, ten times the statement itself on SQLite and a third of a
+    code's whole verification. The columns' own bind and result processors still convert the
+    values, so they come back exactly as through Core (aware UTC datetimes, booleans); driver
+    errors are raised as SQLAlchemy's, with a dead connection invalidated, and
+    `before_cursor_execute` listeners are called, as Core does.
+    Only for fixed statements on hot paths; everything else goes through the session.
+    """
+
+    def __init__(self, stmt: sa.Executable) -> None:
+        self.stmt = stmt
+        self._by_dialect: dict[str, _Compiled] = {}
+
+    def _compiled(self, dialect: sa.Dialect) -> _Compiled:
+        done = self._by_dialect.get(dialect.name)
+        if done is None:
+            compiled = self.stmt.compile(dialect=dialect)
+            bind = {}
+            for name, param in compiled.binds.items():
+                proc = param.type.dialect_impl(dialect).bind_processor(dialect)
+                if proc is not None:
+                    bind[name] = proc
+            columns = list(getattr(self.stmt, "exported_columns", ()))
+            row = namedtuple("Row", [c.key for c in columns]) if columns else None  # type: ignore[misc]
+            result = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
+            positions = tuple(compiled.positiontup or ()) if dialect.positional else None
+            done = self._by_dialect[dialect.name] = _Compiled(str(compiled), positions, compiled.construct_params,
+                                                              bind, row, result)
+        return done
+
+    def execute(self, session: Session, params: Mapping[str, Any]) -> tuple[list[Any], int]:
+        """Run the statement in the session's transaction. Returns its rows (named tuples; none
+        for a statement without RETURNING) and the row count the driver reports."""
+        conn = session.connection()
+        dialect = conn.dialect
+        c = self._compiled(dialect)
+        values = c.construct(params)
+        for name, proc in c.bind.items():
+            values[name] = proc(values[name])
+        args: Any = values if c.positions is None else tuple(values[name] for name in c.positions)
+        dbapi_conn = conn.connection.dbapi_connection
+        cursor = dbapi_conn.cursor()
+        try:
+            if conn.dispatch.before_cursor_execute:  # listeners see these statements as Core's
+                conn.dispatch.before_cursor_execute(conn, cursor, c.sql, args, None, False)
+            cursor.execute(c.sql, args)
+            raw = cursor.fetchall() if c.row is not None else []
+            count = cursor.rowcount
+        except dialect.loaded_dbapi.Error as exc:
+            gone = dialect.is_disconnect(exc, dbapi_conn, cursor)
+            if gone:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(c.sql, args, exc, dialect.loaded_dbapi.Error,
+                                             connection_invalidated=gone) from exc
+        finally:
+            cursor.close()
+        if c.row is None:
+            return [], count
+        procs = c.result
+        rows = [c.row(*[v if p is None else p(v) for p, v in zip(procs, r)]) for r in raw]
+        return rows, count
+
+    def first(self, session: Session, params: Mapping[str, Any]) -> Any:
+        """The first row, or None."""
+        rows, _ = self.execute(session, params)
+        return rows[0] if rows else None
+
+    def rowcount(self, session: Session, params: Mapping[str, Any]) -> int:
+        """Rows matched by an UPDATE (or inserted by an INSERT)."""
+        return self.execute(session, params)[1]

@@ -1,5 +1,13 @@
-"""Structured JSON logs with a request id. Paths are logged as their route templates
-(`/api/v1/cards/<card_no>`), and bodies never, so no personal data reaches the logs."""
+"""Structured JSON logs with a request id, and the request metrics `/metrics` serves. Paths
+are logged as their route templates (`/api/v1/cards/<card_no>`), and bodies never, so no
+personal data reaches the logs.
+
+The request duration and count are observed here, in the hook that already has the route, the
+status and the time, rather than by prometheus-flask-exporter's own per-request hooks, which
+cost 100-150 us a request (a fifth of issuing a code) resolving labels on every call. The
+metric names and labels are the exporter's (`flask_http_request_duration_seconds`,
+`flask_http_request_total`); the exporter still serves `/metrics`.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +15,11 @@ import logging
 import sys
 import time
 import uuid
+from typing import Any
 
 import structlog
 from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 def configure(level: str = "INFO") -> None:
@@ -31,7 +41,14 @@ def configure(level: str = "INFO") -> None:
 log = structlog.get_logger("ecard.http")
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, registry: CollectorRegistry) -> None:
+    duration = Histogram("flask_http_request_duration_seconds", "Flask HTTP request duration in seconds",
+                         ("method", "url_rule", "status"), registry=registry)
+    total = Counter("flask_http_request_total", "Total number of HTTP requests", ("method", "status"),
+                    registry=registry)
+    # (method, route, status) -> the two metric children: `labels()` is the costly part.
+    children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     @app.before_request
     def start() -> None:
         rid = request.headers.get("X-Request-Id", "")
@@ -47,6 +64,13 @@ def init_app(app: Flask) -> None:
         resp.headers["X-Request-Id"] = g.get("request_id", "")
         if request.path not in ("/healthz", "/metrics"):
             rule = request.url_rule.rule if request.url_rule else "<unmatched>"
-            log.info("request", method=request.method, route=rule, status=resp.status_code,
-                     ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2))
+            method, status = request.method, resp.status_code
+            seconds = time.perf_counter() - g.get("started", time.perf_counter())
+            log.info("request", method=method, route=rule, status=status, ms=round(seconds * 1000, 2))
+            key = (method, rule, status)
+            pair = children.get(key)
+            if pair is None:
+                pair = children[key] = (duration.labels(method, rule, status), total.labels(method, status))
+            pair[0].observe(seconds)
+            pair[1].inc()
         return resp

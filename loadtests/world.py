@@ -481,7 +481,10 @@ class Server:
 
     def start(self, timeout: float = 60) -> Server:
         env = self.inst.server_env()
-        env.update(GUNICORN_BIND=f"127.0.0.1:{self.port}", GUNICORN_ACCESSLOG="", **self.extra_env)
+        # No worker recycling: at /healthz rates the default bound fell inside the window, and a
+        # recycled worker's CPU time vanished from the count with its process.
+        env.update(GUNICORN_BIND=f"127.0.0.1:{self.port}", GUNICORN_ACCESSLOG="", GUNICORN_MAX_REQUESTS="0",
+                   **self.extra_env)
         if self.workers:
             env["GUNICORN_WORKERS"] = str(self.workers)
         log = open(self.log_path, "ab")

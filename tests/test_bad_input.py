@@ -101,3 +101,33 @@ def test_service_endpoints(api):
     assert "/api/v1/cards/{card_no}/reissue" in spec["paths"]
     assert api.c.get("/docs").status_code in (301, 302)
     assert api.c.get("/metrics").status_code == 200
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of `name` with exactly these labels in a Prometheus text page."""
+    want = {f'{k}="{v}"' for k, v in labels.items()}
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            got = set(line[len(name) + 1:line.index("}")].split(","))
+            if got == want:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_requests_by_route_and_status_without_card_numbers(api):
+    """Operators watch rates and latencies by route template; /healthz and /metrics stay out,
+    and a path's card number never becomes a label."""
+    before = api.c.get("/metrics").get_data(as_text=True)
+    for _ in range(3):
+        api.c.get("/api/v1/trust-list")
+    unknown = api.c.get("/api/v1/cards/A99999999", headers=api.op).status_code
+    assert unknown in (404, 422)
+    api.c.get("/healthz")
+    after = api.c.get("/metrics").get_data(as_text=True)
+    route = {"method": "GET", "url_rule": "/api/v1/trust-list", "status": "200"}
+    count = "flask_http_request_duration_seconds_count"
+    assert _metric(after, count, **route) - _metric(before, count, **route) == 3
+    missing = {"method": "GET", "url_rule": "/api/v1/cards/<card_no>", "status": str(unknown)}
+    assert _metric(after, count, **missing) - _metric(before, count, **missing) == 1
+    assert _metric(after, "flask_http_request_total", method="GET", status=str(unknown)) >= 1
+    assert "A99999999" not in after and "/healthz" not in after and 'url_rule="/metrics"' not in after
