@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 
 from ecard import cards, db, errors, persons
 from ecard.auth import TerminalPrincipal
-from ecard.codes import Decision, record_decision
+from ecard.cards import CardState
+from ecard.codes import Decision, HolderFacts, record_decision
 from ecard.context import SYSTEM, Services
-from ecard.models import REISSUED, REPLACED, Card, ChipChallenge, Event
+from ecard.models import REISSUED, REPLACED, Card, ChipChallenge, Event, Person
 from physical import crypto
 from physical.image import personalize as build_image
 from physical.keys import MasterKeys
@@ -43,7 +44,12 @@ _CONSUME = db.Prepared(sa.update(ChipChallenge).where(
 _RAISE_ATC = db.Prepared(sa.update(Card).where(
     Card.id == sa.bindparam("card_id_"), sa.or_(Card.last_atc.is_(None), Card.last_atc < sa.bindparam("atc_")),
 ).values(last_atc=sa.bindparam("atc_")))
-_CARD_BY_NO = sa.select(Card).where(Card.card_no == sa.bindparam("card_no_"))
+# The card, its chip fields and what a decision may tell of its holder, in one statement.
+_CARD_FOR_READ = db.Prepared(
+    sa.select(Card.id, Card.card_no, Card.status, Card.lost_at, Card.expires_at, Card.frozen, Card.successor_card_no,
+              Card.region_code, Card.generation, Card.chip_key_version, Card.chip_id_code, Card.last_atc,
+              Person.id.label("person_id"), Person.name_enc, Person.id_number_enc, Person.birth_date, Person.sex)
+    .join(Person, Person.id == Card.person_id).where(Card.card_no == sa.bindparam("card_no_")))
 
 
 @functools.lru_cache(maxsize=64)
@@ -56,9 +62,9 @@ def _consume_challenge(session: Session, terminal: TerminalPrincipal, un: str, n
     return _CONSUME.rowcount(session, {"un_": un.lower(), "terminal_id_": terminal.id, "now_": now}) == 1
 
 
-def _raise_atc(session: Session, card: Card, atc: int) -> bool:
+def _raise_atc(session: Session, card_id: int, atc: int) -> bool:
     """Store `atc` only if it is above the last one seen, atomically. False: replay or clone."""
-    return _RAISE_ATC.rowcount(session, {"card_id_": card.id, "atc_": atc}) == 1
+    return _RAISE_ATC.rowcount(session, {"card_id_": card_id, "atc_": atc}) == 1
 
 
 def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: TerminalPrincipal, read: dict[str, Any],
@@ -71,22 +77,22 @@ def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Termi
     wrong_scene = scene is not None and scene not in allowed
     scene = scene or allowed[0]
 
-    def done(d: Decision, card: Card | None = None) -> tuple[Decision, None]:
-        record_decision(session, d, method="chip", terminal=terminal, now=now, card_id=card.id if card else None,
-                atc=read["atc"])
+    def done(d: Decision, card_id: int | None = None) -> tuple[Decision, None]:
+        record_decision(session, d, method="chip", terminal=terminal, now=now, card_id=card_id, atc=read["atc"])
         return d, None
 
     if not _consume_challenge(session, terminal, read["challenge"], now):
         return done(Decision(False, "chip.bad_challenge", scene))
     if wrong_scene:
         return done(Decision(False, "chip.wrong_scene", scene))
-    card = session.execute(_CARD_BY_NO, {"card_no_": read["card_no"]}).scalar()
+    card = _CARD_FOR_READ.first(session, {"card_no_": read["card_no"]})
     if card is None or card.chip_key_version is None:
         return done(Decision(False, "chip.unknown_card", scene))
-    d = Decision(False, None, scene, person=card.person, card_no=card.card_no)
+    holder = HolderFacts(card.person_id, card.name_enc, card.id_number_enc, card.birth_date, card.sex)
+    d = Decision(False, None, scene, person=holder, card_no=card.card_no)
     if card.status in (REISSUED, REPLACED):
         d.reason = "card.replaced"
-        return done(d, card)
+        return done(d, card.id)
     keys = _master_keys(keys_dir, card.region_code, card.generation, card.chip_key_version)
     un = bytes.fromhex(read["challenge"])
     same_chip = card.chip_id_code is None or read["card_id_code"].lower() == card.chip_id_code.lower()
@@ -96,20 +102,21 @@ def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Termi
         mac=bytes.fromhex(read["cryptogram"]))
     if not genuine:
         d.reason = "chip.bad_cryptogram"
-        return done(d, card)
-    if not _raise_atc(session, card, read["atc"]):
+        return done(d, card.id)
+    if not _raise_atc(session, card.id, read["atc"]):
         # A counter that does not rise: a replayed read or a cloned chip (R-70) — recorded.
         session.add(Event(person_id=card.person_id, card_id=card.id, at=now, action="misuse_signal",
                           actor_type="terminal", actor_ref=terminal.public_id, channel="chip",
                           reason=f"chip counter {read['atc']} not above {card.last_atc}"))
         d.reason = "chip.replayed"
-        return done(d, card)
-    d.reason = cards.unusable_reason(svc, card, now)
+        return done(d, card.id)
+    d.reason = cards.unusable_reason(svc, CardState(card.id, card.card_no, card.status, card.lost_at, card.expires_at,
+                                                    card.frozen, card.successor_card_no), now)
     if d.reason is not None:
-        return done(d, card)
+        return done(d, card.id)
     if scene == "clinic" and not read["flags"] & 1:
         d.reason = "chip.pin_required"
-        return done(d, card)
+        return done(d, card.id)
     d.accepted = True
     record_decision(session, d, method="chip", terminal=terminal, now=now, card_id=card.id, atc=read["atc"])
     k_ea = crypto.diversify(keys.imk_ea, card.card_no, card.generation)
