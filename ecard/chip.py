@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 
 from ecard import cards, db, errors, persons
 from ecard.auth import TerminalPrincipal
-from ecard.cards import CardState
-from ecard.codes import Decision, HolderFacts, record_decision
+from ecard.codes import CARD_AND_HOLDER_COLUMNS, Decision, card_and_holder, record_decision
 from ecard.context import SYSTEM, Services
 from ecard.models import REISSUED, REPLACED, Card, ChipChallenge, Event, Person
 from physical import crypto
@@ -46,9 +45,8 @@ _RAISE_ATC = db.Prepared(sa.update(Card).where(
 ).values(last_atc=sa.bindparam("atc_")))
 # The card, its chip fields and what a decision may tell of its holder, in one statement.
 _CARD_FOR_READ = db.Prepared(
-    sa.select(Card.id, Card.card_no, Card.status, Card.lost_at, Card.expires_at, Card.frozen, Card.successor_card_no,
-              Card.region_code, Card.generation, Card.chip_key_version, Card.chip_id_code, Card.last_atc,
-              Person.id.label("person_id"), Person.name_enc, Person.id_number_enc, Person.birth_date, Person.sex)
+    sa.select(*CARD_AND_HOLDER_COLUMNS, Card.region_code, Card.generation, Card.chip_key_version, Card.chip_id_code,
+              Card.last_atc)
     .join(Person, Person.id == Card.person_id).where(Card.card_no == sa.bindparam("card_no_")))
 
 
@@ -88,7 +86,7 @@ def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Termi
     card = _CARD_FOR_READ.first(session, {"card_no_": read["card_no"]})
     if card is None or card.chip_key_version is None:
         return done(Decision(False, "chip.unknown_card", scene))
-    holder = HolderFacts(card.person_id, card.name_enc, card.id_number_enc, card.birth_date, card.sex)
+    state, holder = card_and_holder(card)
     d = Decision(False, None, scene, person=holder, card_no=card.card_no)
     if card.status in (REISSUED, REPLACED):
         d.reason = "card.replaced"
@@ -110,8 +108,7 @@ def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Termi
                           reason=f"chip counter {read['atc']} not above {card.last_atc}"))
         d.reason = "chip.replayed"
         return done(d, card.id)
-    d.reason = cards.unusable_reason(svc, CardState(card.id, card.card_no, card.status, card.lost_at, card.expires_at,
-                                                    card.frozen, card.successor_card_no), now)
+    d.reason = cards.unusable_reason(svc, state, now)
     if d.reason is not None:
         return done(d, card.id)
     if scene == "clinic" and not read["flags"] & 1:

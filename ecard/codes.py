@@ -118,19 +118,23 @@ _REDEEM = {name: db.Prepared(dialect.insert(Redemption).values(nonce=sa.bindpara
 _RECORD = db.Prepared(sa.insert(Verification).values({name: sa.bindparam(name) for name in (
     "public_id", "method", "terminal_id", "person_id", "card_id", "proxy_person_id", "scene", "accepted",
     "reason", "atc", "at", "scanned_at")}))
-_CARD_AND_HOLDER = db.Prepared(
-    sa.select(Card.id, Card.card_no, Card.status, Card.lost_at, Card.expires_at, Card.frozen,
-              Card.successor_card_no, Person.id.label("person_id"), Person.name_enc, Person.id_number_enc,
-              Person.birth_date, Person.sex)
-    .join(Person, Person.id == Card.person_id).where(Card.id == sa.bindparam("card_id_")))
+# A card's state and its holder's facts, in one statement (scans and chip reads).
+CARD_AND_HOLDER_COLUMNS = (
+    Card.id, Card.card_no, Card.status, Card.lost_at, Card.expires_at, Card.frozen, Card.successor_card_no,
+    Person.id.label("person_id"), Person.name_enc, Person.id_number_enc, Person.birth_date, Person.sex)
+_CARD_AND_HOLDER = db.Prepared(sa.select(*CARD_AND_HOLDER_COLUMNS).join(Person, Person.id == Card.person_id)
+                               .where(Card.id == sa.bindparam("card_id_")))
+
+
+def card_and_holder(r: Any) -> tuple[CardState, HolderFacts]:
+    """The card state and holder facts of a row that has CARD_AND_HOLDER_COLUMNS."""
+    return (CardState(r.id, r.card_no, r.status, r.lost_at, r.expires_at, r.frozen, r.successor_card_no),
+            HolderFacts(r.person_id, r.name_enc, r.id_number_enc, r.birth_date, r.sex))
 
 
 def _card_and_holder(session: Session, card_id: int) -> tuple[CardState, HolderFacts] | None:
     r = _CARD_AND_HOLDER.first(session, {"card_id_": card_id})
-    if r is None:
-        return None
-    return (CardState(r.id, r.card_no, r.status, r.lost_at, r.expires_at, r.frozen, r.successor_card_no),
-            HolderFacts(r.person_id, r.name_enc, r.id_number_enc, r.birth_date, r.sex))
+    return None if r is None else card_and_holder(r)
 
 
 def _insert_ignore(session: Session, values: dict[str, Any]) -> bool:
