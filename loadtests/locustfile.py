@@ -46,6 +46,15 @@ from pathlib import Path
 
 from locust import FastHttpUser, constant_pacing, events, task
 
+# Imported here, before any user runs: importing inside a task blocks locust's whole event loop
+# (loadtests.world brings in the app, about a second), and every request in flight then
+# measures the stall (it was the p99 of 850-1 100 ms of earlier runs; the server's own p99 was
+# 10-90 ms).
+from loadtests.world import PIN, adult
+from physical.card import VirtualCard
+from physical.image import load_image, save_image
+from physical.reader import DirectConnection, read_card
+
 WORLD = json.loads(Path(os.environ.get("LOADTEST_WORLD", "loadtests/results/locust-world.json")).read_text())
 SCALE = float(os.environ.get("LOADTEST_SCALE", "1"))
 SCENARIOS_PER_S = 27.0  # the city's peak hour, all scenarios (the weights below add up to 270)
@@ -164,9 +173,6 @@ class ClinicChipRead(CityUser):
     weight = 14
 
     def on_start(self) -> None:
-        from physical.card import VirtualCard
-        from physical.image import load_image, save_image
-
         # The image is rewritten after every counter change, as the emulator does: the next run
         # goes on from the counter the server last saw.
         self.cards = [VirtualCard(load_image(p), save=lambda image, p=p: save_image(p, image))
@@ -175,8 +181,6 @@ class ClinicChipRead(CityUser):
 
     @task
     def read(self) -> None:
-        from physical.reader import DirectConnection, read_card
-
         r = self.client.post("/api/v1/verifications/chip/challenge", json={}, headers=_auth(self.token),
                              name="POST /api/v1/verifications/chip/challenge")
         if r.status_code != 201:
@@ -219,7 +223,6 @@ class WindowOperator(CityUser):
             no = random.choice(WORLD["card_nos"])
             self.client.get(f"/api/v1/cards/{no}", headers=h, name="GET /api/v1/cards/[card_no]")
             return
-        from loadtests.world import PIN, adult
 
         idn, name, phone = adult(next(_new_person))
         r = self.client.post("/api/v1/persons", json={"id_number": idn, "name": name,

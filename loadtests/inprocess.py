@@ -1,0 +1,96 @@
+"""In-process cost of a code's issue and verification, without gunicorn or the network:
+`python -m loadtests.inprocess --world /tmp/lt-sqlite-1k [--root /path/to/other/checkout]`.
+
+Requests go straight through the WSGI app of the tree at `--root` (this one by default, or a
+`git worktree` of another commit, for an A/B), on a world `loadtests.bench --keep` left (SQLite).
+Prints, per endpoint, the CPU time per request (best of five rounds of 1 000) and the Python
+function calls per request (`cProfile`'s count: the same from run to run, so it shows a change
+where a shared machine's timings scatter). The log level is WARNING, so the request log line is
+not in the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--world", type=Path, required=True, help="an instance directory of loadtests.bench --keep")
+    p.add_argument("--root", type=Path, default=HERE, help="the checkout whose server code is measured")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("-n", type=int, default=1000, help="requests a round")
+    args = p.parse_args()
+    manifest = json.loads((args.world / "world.json").read_text())
+    if manifest["db"] != "sqlite":
+        raise SystemExit("an SQLite world, please")
+    root = str(args.root.resolve())
+    sys.path[:0] = [root, str(HERE)]  # the server's code from --root, the load tools from here
+    os.chdir(root)
+    os.environ.update(ECARD_DATABASE_URL=manifest["url"], ECARD_KEYS_DIR=str(args.world / "keys"),
+                      ECARD_REDIS_URL=os.environ.get("ECARD_REDIS_URL", "redis://127.0.0.1:6379/9"),
+                      ECARD_QR_TTL="300", ECARD_LOG_LEVEL="WARNING")
+    import ecard
+
+    if not ecard.__file__.startswith(root):
+        raise SystemExit(f"ecard came from {ecard.__file__}, not {root}")
+    from loadtests import world
+    from wsgi import app
+
+    holder_tokens = world.holder_tokens(app, world.sample_holders(app, 200))
+    terminal_tokens = world.terminal_tokens(app, manifest["merchants"][0])
+
+    def request(path: str, body: dict, token: str) -> tuple[dict, bytes]:
+        data = json.dumps(body).encode()
+        return ({"REQUEST_METHOD": "POST", "PATH_INFO": path, "SERVER_NAME": "bench", "SERVER_PORT": "80",
+                 "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "REMOTE_ADDR": "127.0.0.1",
+                 "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True,
+                 "wsgi.run_once": False, "HTTP_HOST": "bench", "CONTENT_TYPE": "application/json",
+                 "CONTENT_LENGTH": str(len(data)), "HTTP_AUTHORIZATION": "Bearer " + token}, data)
+
+    def call(req: tuple[dict, bytes]) -> bytes:
+        environ = dict(req[0], **{"wsgi.input": io.BytesIO(req[1])})
+        return b"".join(app(environ, lambda *_: None))
+
+    n, rounds, warm = args.n, args.rounds, 300
+    issue = [request("/api/v1/qrcodes", {"scene": "clinic"}, t) for t in holder_tokens]
+    # Every verification needs a fresh code: issue them first, through the same app.
+    payloads = [json.loads(call(issue[i % len(issue)]))["payload"] for i in range(warm + n * (rounds + 1))]
+    verify = [request("/api/v1/verifications/qr", {"payload": code, "scene": "clinic"},
+                      terminal_tokens[i % len(terminal_tokens)]) for i, code in enumerate(payloads)]
+    if b'"accepted":true' not in call(verify[0]):
+        raise SystemExit("a fresh code was not accepted")
+    for i in range(1, warm):
+        call(verify[i])
+        call(issue[i % len(issue)])
+    out = {}
+    for name, reqs, single_use in (("issue", issue, False), ("verify", verify, True)):
+        pos, best = warm, float("inf")
+        for _ in range(rounds):
+            t0 = time.process_time()
+            for i in range(n):
+                call(reqs[pos + i] if single_use else reqs[i % len(reqs)])
+            best = min(best, (time.process_time() - t0) / n)
+            pos += n
+        prof = cProfile.Profile()
+        prof.enable()
+        for i in range(200):
+            call(reqs[pos + i] if single_use else reqs[i % len(reqs)])
+        prof.disable()
+        out[name] = {"cpu_us": round(best * 1e6), "calls": round(pstats.Stats(prof).total_calls / 200)}
+        print(f"{name:7s} {out[name]['cpu_us']:6d} us CPU a request, {out[name]['calls']:5d} Python calls a request")
+    print(json.dumps({"root": root, **out}))
+
+
+if __name__ == "__main__":
+    main()
