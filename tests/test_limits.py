@@ -70,8 +70,9 @@ def test_429_is_a_problem_with_retry_after(api, app, tmp_path, clock, storage):
     assert r.json["code"] == "rate_limited" and 0 < int(r.headers["Retry-After"]) <= 61  # the one-minute window, rounded up
 
 
-def test_a_terminal_flood_is_limited(api, app, tmp_path, clock):
-    c = limited_client(app, tmp_path, "memory")
+@pytest.mark.parametrize("storage", list(storages()))
+def test_a_terminal_flood_is_limited(api, app, tmp_path, clock, storage):
+    c = limited_client(app, tmp_path, storage)
     t = api.terminal()
     codes = {c.post("/api/v1/verifications/qr", json={"payload": "EC1:X"}, headers=t["headers"]).status_code
              for _ in range(601)}
@@ -94,3 +95,55 @@ def test_limits_hold_in_memory_while_redis_is_unreachable(api, app, tmp_path, cl
     statuses = [c.post("/api/v1/auth/operator/token", json={"username": "w1", "password": "bad-password"}).status_code
                 for _ in range(11)]
     assert statuses == [401] * 10 + [429]
+
+
+class Clocks:
+    """Wall clock (the windows) and monotonic clock (the batch interval), moved by hand."""
+
+    def __init__(self) -> None:
+        self.wall, self.mono = 1_800_000_000.0, 0.0  # a minute boundary
+
+
+def counts(client, clocks: Clocks, every: float = 1.0):
+    from ecard.limits import BatchedCounts
+
+    return BatchedCounts(client, every=every, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
+
+
+@pytest.mark.parametrize("storage", [s for s in storages() if s != "memory"])
+def test_batched_counts_reach_every_worker_within_one_interval(storage):
+    """Two workers over one Redis: within one batch interval each decides alone, so a token can
+    pass its limit by what they admitted meanwhile; once both have flushed, both refuse it until
+    the window ends, and the next window starts from zero."""
+    from limits import parse
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    clocks, item = Clocks(), parse("10/minute")
+    a, b = counts(client, clocks), counts(client, clocks)
+    assert [a.hit(item, "scan", "tok") for _ in range(8)] == [True] * 8
+    assert [b.hit(item, "scan", "tok") for _ in range(8)] == [True] * 8  # b has heard of a's first hit only
+    clocks.mono += 1.0  # the interval passes: each worker's next hit adds its batch to Redis
+    assert a.hit(item, "scan", "tok") and b.hit(item, "scan", "tok")
+    assert [a.hit(item, "scan", "tok"), b.hit(item, "scan", "tok")] == [False, False]
+    assert a.retry_after(item) == 61 and b.hit(item, "scan", "other-token")
+    clocks.wall += 30
+    assert not a.hit(item, "scan", "tok") and a.retry_after(item) == 31
+    clocks.wall += 30  # the next minute
+    assert a.hit(item, "scan", "tok") and b.hit(item, "scan", "tok")
+
+
+def test_batched_counts_are_exact_in_one_process_and_without_redis():
+    """No Redis, or Redis unreachable: the process's own counts decide, exactly."""
+    import socket
+
+    from limits import parse
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5)
+    for client in (None, dead):
+        clocks, item = Clocks(), parse("10/minute")
+        c = counts(client, clocks, every=0.0)  # a flush on every hit
+        assert [c.hit(item, "issue", "tok") for _ in range(12)] == [True] * 10 + [False] * 2

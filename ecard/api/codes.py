@@ -47,7 +47,7 @@ def decision_out(d: codes.Decision, now) -> dict:
 
 
 @bp.post("/qrcodes", responses={201: s.QrOut}, security=BEARER)
-@limiter.limit("120/minute", key_func=token_key)  # an app refreshes once a minute
+@limiter.limit("120/minute", key_func=token_key, batched=True)  # an app refreshes once a minute
 @auth.require(auth.HOLDER)
 def new_code(body: s.QrIn):
     """A short-lived signed code for a scene; for a dependant with `dependant_id`.
@@ -87,7 +87,7 @@ def trust_list():
 
 
 @verify_bp.post("/verifications/qr", responses={200: s.DecisionOut})
-@limiter.limit("600/minute", key_func=token_key)
+@limiter.limit("600/minute", key_func=token_key, batched=True)
 @auth.require(auth.TERMINAL)
 def verify_qr(body: s.VerifyQrIn):
     """Judge a scanned code. Always 200 with a decision; single use is enforced here."""
@@ -156,7 +156,7 @@ def chip_challenge():
 
 
 @verify_bp.post("/verifications/chip", responses={200: s.DecisionOut})
-@limiter.limit("600/minute", key_func=token_key)
+@limiter.limit("600/minute", key_func=token_key, batched=True)
 @auth.require(auth.TERMINAL)
 def verify_chip(body: s.ChipReadIn):
     """Judge a chip read; an accepted decision carries `external_auth` to unlock EF06."""
