@@ -26,6 +26,20 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 READ_ONLY_ENDPOINTS = frozenset({"codes.new_code", "codes.trust_list"})
 
 
+def _nul_at(value: Any, where: str) -> str | None:
+    """Where in a parsed JSON body a string holds a NUL character, if anywhere. PostgreSQL's
+    text cannot store one (a DataError deep in a handler), and no field of ours means one."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = (where if isinstance(key, str) and "\x00" in key
+                 else _nul_at(item, f"{where}.{key}" if where else str(key)))
+        if found is not None:
+            return found
+    return None
+
+
 @functools.cache
 def _takes_body(view: Any) -> bool:
     return view is not None and "body" in inspect.signature(view).parameters
@@ -107,6 +121,9 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         read_only = request.endpoint in READ_ONLY_ENDPOINTS and idempotency.HEADER not in request.headers
         db.write_intent.set(request.method not in ("GET", "HEAD", "OPTIONS") and not read_only)
         db.autocommit.set(read_only)
+        if "\x00" in request.path or b"%00" in request.query_string:
+            raise errors.ValidationFailed("the URL may not contain NUL characters",
+                                          errors={"url": ["contains a NUL character"]})
         if request.method in ("POST", "PUT", "PATCH", "DELETE") and request.content_length:
             if not request.is_json:
                 raise errors.UnsupportedMediaType("send the body as application/json")
@@ -114,6 +131,10 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
                 data = request.get_json(force=False, silent=False, cache=True)
             except BadRequest:  # werkzeug's answer to undecodable JSON; 413 passes through
                 raise errors.MalformedJson() from None
+            # JSON can only carry a NUL escaped, so the raw bytes tell cheaply whether to look.
+            if b"\\u0000" in request.get_data(cache=True) and (where := _nul_at(data, "")) is not None:
+                raise errors.ValidationFailed("text may not contain NUL characters",
+                                              errors={where or "body": ["contains a NUL character"]})
             if data != {} and not _takes_body(app.view_functions.get(request.endpoint)):
                 raise errors.ValidationFailed("this endpoint takes no body",
                                               errors={"body": ["send no body, or {}"]})

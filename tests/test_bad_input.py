@@ -14,6 +14,9 @@ BAD_BODIES = {
     "not_json": ("pin=285714", "application/x-www-form-urlencoded"),
     "huge": ('{"name": "' + "x" * 40000 + '"}', "application/json"),
     "null": ("null", "application/json"),
+    # PostgreSQL's text cannot hold a NUL: refused up front, not a database error mid-handler.
+    "nul": ('{"name": "a\\u0000", "username": "w\\u0000", "card_no": "A0\\u0000", "pin": "1\\u0000", '
+            '"scene": "clinic\\u0000", "reason": "x\\u0000", "payload": "EC1:\\u0000"}', "application/json"),
 }
 
 
@@ -66,6 +69,23 @@ def test_specific_codes(api):
     r = api.c.post("/api/v1/persons", json={"id_number": "11010519491231002X", "name": "x", "extra": 1},
                    headers=api.op)
     assert r.status_code == 422 and r.json["errors"]["extra"]
+
+
+def test_nul_characters_are_refused_with_where_they_are(api):
+    r = api.c.post("/api/v1/auth/operator/token", json={"username": "w1\x00", "password": "x" * 12})
+    assert r.status_code == 422 and r.json["code"] == "validation.failed"
+    assert r.json["errors"] == {"username": ["contains a NUL character"]}
+    r = api.c.post("/api/v1/persons", json={"id_number": "11010519491231002X", "name": "x",
+                                             "addresses": [{"line": "ok"}, {"line": "a\x00b"}]}, headers=api.op)
+    assert r.status_code == 422 and r.json["errors"] == {"addresses.1.line": ["contains a NUL character"]}
+    # An escaped backslash before "u0000" is text, not a NUL: it reaches the usual validation.
+    r = api.c.post("/api/v1/persons", data='{"id_number": "11010519491231002X", "name": "a\\\\u0000"}',
+                   headers={**api.op, "Content-Type": "application/json"})
+    assert r.status_code == 201 and r.json["name"] != "", r.json
+    r = api.c.get("/api/v1/cards/A0000%0001", headers=api.op)
+    assert r.status_code == 422 and r.json["errors"] == {"url": ["contains a NUL character"]}
+    r = api.c.get("/api/v1/persons?q=%00", headers=api.op)
+    assert r.status_code == 422
 
 
 def test_titles_follow_accept_language(api):
