@@ -46,21 +46,35 @@ log = structlog.get_logger("ecard.limits")
 PREFIX = "ecard"
 
 
+# Adds each (field, count) pair of ARGV to the window's hash and returns the new totals; the
+# last argument is the hash's time to live. One command a flush, however many tokens it carries:
+# a pipelined INCRBY and EXPIRE per token cost redis-py more than the round trip saved.
+_ADD_HITS = """
+local totals = {}
+for i = 1, #ARGV - 1, 2 do
+  totals[#totals + 1] = redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[#ARGV])
+return totals
+"""
+
+
 class BatchedCounts:
     """Fixed-window counts (windows aligned to the clock) kept by the process and added to
-    Redis in batches. A hit is decided from the count Redis gave at the last flush plus this
-    process's hits since; a flush (one pipelined INCRBY and EXPIRE per key hit since the last)
-    happens on a hit once `every` seconds have passed or `max_pending` hits wait. Without a
-    client, or while Redis is unreachable, the counts are the process's own."""
+    Redis in batches, one hash per window. A hit is decided from the count Redis gave at the
+    last flush plus this process's hits since; a flush happens on a hit once `every` seconds
+    have passed or `max_pending` hits wait. Without a client, or while Redis is unreachable,
+    the counts are the process's own."""
 
     def __init__(self, client: redis.Redis | None, *, every: float = 0.1, max_pending: int = 256,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._client, self._every, self._max_pending = client, every, max_pending
+        self._add_hits = client.register_script(_ADD_HITS) if client is not None else None
         self._clock, self._monotonic = clock, monotonic
         # (window seconds, window index) -> limit key -> [shared count at last flush, own hits since]
         self._windows: dict[tuple[int, int], dict[str, list[int]]] = {}
-        self._dirty: list[tuple[str, int, list[int]]] = []  # (Redis key, ttl, entry) with hits to add
+        self._dirty: dict[tuple[int, int], list[tuple[str, list[int]]]] = {}  # window -> keys with hits to add
         self._pending = 0
         self._next_flush = 0.0
         self._lock = threading.Lock()  # gunicorn's sync workers have one thread; the dev server has more
@@ -68,21 +82,21 @@ class BatchedCounts:
     def hit(self, item: RateLimitItem, *ids: str) -> bool:
         """Count one request; False when it is over the limit (a refused request is not counted)."""
         seconds = item.get_expiry()
-        index = int(self._clock() // seconds)
+        window_id = (seconds, int(self._clock() // seconds))
         name = item.key_for(*ids)
         with self._lock:
-            window = self._windows.get((seconds, index))
+            window = self._windows.get(window_id)
             if window is None:
                 for old in [w for w in self._windows if w[0] == seconds]:
                     del self._windows[old]  # a past window: its counts no longer matter
-                window = self._windows[(seconds, index)] = {}
+                window = self._windows[window_id] = {}
             entry = window.get(name)
             if entry is None:
                 entry = window[name] = [0, 0]
             allowed = entry[0] + entry[1] < item.amount
             if allowed:
                 if entry[1] == 0:
-                    self._dirty.append((f"{PREFIX}:batched:{name}:{index}", seconds + 1, entry))
+                    self._dirty.setdefault(window_id, []).append((name, entry))
                 entry[1] += 1
                 self._pending += 1
             if self._pending >= self._max_pending or self._monotonic() >= self._next_flush:
@@ -96,24 +110,20 @@ class BatchedCounts:
 
     def _flush(self) -> None:
         self._next_flush = self._monotonic() + self._every
-        dirty, self._dirty, self._pending = self._dirty, [], 0
-        if not dirty:
-            return
-        if self._client is not None:
-            pipe = self._client.pipeline(transaction=False)
-            for key, ttl, entry in dirty:
-                pipe.incrby(key, entry[1])
-                pipe.expire(key, ttl)
-            try:
-                totals = pipe.execute()[::2]
-            except redis.RedisError as exc:
-                log.warning("rate_limit_storage_unavailable", error=type(exc).__name__)
-            else:
-                for (_, _, entry), total in zip(dirty, totals):
-                    entry[0], entry[1] = int(total), 0
-                return
-        for _, _, entry in dirty:  # no shared storage: the own hits are the count
-            entry[0], entry[1] = entry[0] + entry[1], 0
+        dirty, self._dirty, self._pending = self._dirty, {}, 0
+        for (seconds, index), entries in dirty.items():
+            if self._add_hits is not None:
+                args = [x for name, entry in entries for x in (name, entry[1])] + [seconds + 1]
+                try:
+                    totals = self._add_hits(keys=[f"{PREFIX}:batched:{seconds}:{index}"], args=args)
+                except redis.RedisError as exc:
+                    log.warning("rate_limit_storage_unavailable", error=type(exc).__name__)
+                else:
+                    for (_, entry), total in zip(entries, totals):
+                        entry[0], entry[1] = int(total), 0
+                    continue
+            for _, entry in entries:  # no shared storage: the own hits are the count
+                entry[0], entry[1] = entry[0] + entry[1], 0
 
 
 class Limits:
