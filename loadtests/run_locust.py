@@ -82,9 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                "-u", str(args.users), "-r", str(max(1.0, SCENARIOS_PER_S * args.scale)), "--run-time", args.time,
                "--host", server.url, "--csv", str(prefix), "--only-summary", "--stop-timeout", "10",
                # The budgets judge the steady state: statistics restart once every user runs.
-               # During the spawn locust itself stalls once for 0.7-1 s (users' start-up in its
-               # one event loop; the server's own p99 stays under 100 ms), and every request in
-               # flight measured that stall.
+               # Stalls of locust's one event loop (0.7-1 s, seen during the spawn; one cause was a
+               # chip image's fsync, see the locustfile) are measured by every request in flight.
                "--reset-stats"]
         print(f"server {server.url} ({args.db}, {args.cards} holders); load {load_before}\n$ {' '.join(cmd)}",
               flush=True)
