@@ -21,3 +21,11 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # "" turns it off
 # JSON access log; the URL path is left out because it can carry card numbers.
 access_log_format = ('{"event":"access","method":"%(m)s","status":%(s)s,"bytes":%(B)s,'
                      '"ms":%(M)s,"request_id":"%({x-request-id}o)s"}')
+
+
+def post_worker_init(worker) -> None:
+    """The database connection and the hot statements' compilation before the first request
+    (`ecard.warm_up`), not inside it."""
+    from ecard import warm_up
+
+    warm_up(worker.wsgi)

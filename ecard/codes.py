@@ -112,9 +112,10 @@ def holder_fields(svc: Services, d: Decision, now: datetime) -> dict[str, Any] |
 
 # Statements of the scan path, built once (building and keying them per request cost more than
 # running them) and run as prepared statements, without the ORM's unit of work.
-_REDEEM = {name: db.Prepared(dialect.insert(Redemption).values(nonce=sa.bindparam("nonce"), at=sa.bindparam("at"))
-                             .on_conflict_do_nothing(index_elements=["nonce"]).returning(Redemption.nonce))
-           for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_REDEEM = db.Prepared(**{  # each dialect's own INSERT ... ON CONFLICT DO NOTHING
+    name: insert(Redemption).values(nonce=sa.bindparam("nonce"), at=sa.bindparam("at"))
+    .on_conflict_do_nothing(index_elements=["nonce"]).returning(Redemption.nonce)
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))})
 _RECORD = db.Prepared(sa.insert(Verification).values({name: sa.bindparam(name) for name in (
     "public_id", "method", "terminal_id", "person_id", "card_id", "proxy_person_id", "scene", "accepted",
     "reason", "atc", "at", "scanned_at")}))
@@ -140,7 +141,7 @@ def _card_and_holder(session: Session, card_id: int) -> tuple[CardState, HolderF
 def _insert_ignore(session: Session, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING into redemptions; True when this call inserted."""
     # RETURNING, not rowcount: psycopg does not report a row count for it.
-    return _REDEEM[session.get_bind().dialect.name].first(session, values) is not None
+    return _REDEEM.first(session, values) is not None
 
 
 def record_decision(session: Session, d: Decision, *, method: str, terminal: TerminalPrincipal | None,

@@ -233,20 +233,40 @@ class Prepared:
     Only for fixed statements on hot paths; everything else goes through the session.
     """
 
-    def __init__(self, stmt: sa.Executable) -> None:
+    instances: list[Prepared] = []  # every one made, for `compile_all`
+
+    def __init__(self, stmt: sa.Executable | None = None, **by_dialect: sa.Executable) -> None:
+        """`stmt` for every dialect, or one statement per dialect name where they differ
+        (`Prepared(postgresql=..., sqlite=...)`, e.g. each dialect's INSERT ... ON CONFLICT)."""
         self.stmt = stmt
+        self._stmts = by_dialect
         self._by_dialect: dict[str, _Compiled] = {}
+        Prepared.instances.append(self)
+
+    @classmethod
+    def compile_all(cls, dialect: sa.Dialect) -> int:
+        """Compile every prepared statement for `dialect` now (a worker's warm-up); returns how
+        many there are."""
+        for p in cls.instances:
+            p._compiled(dialect)
+        return len(cls.instances)
+
+    def is_compiled_for(self, dialect: sa.Dialect) -> bool:
+        return dialect.name in self._by_dialect
 
     def _compiled(self, dialect: sa.Dialect) -> _Compiled:
         done = self._by_dialect.get(dialect.name)
         if done is None:
-            compiled = self.stmt.compile(dialect=dialect)
+            stmt = self._stmts.get(dialect.name, self.stmt)
+            if stmt is None:
+                raise ValueError(f"no statement for {dialect.name}")
+            compiled = stmt.compile(dialect=dialect)
             bind = {}
             for name, param in compiled.binds.items():
                 proc = param.type.dialect_impl(dialect).bind_processor(dialect)
                 if proc is not None:
                     bind[name] = proc
-            columns = list(getattr(self.stmt, "exported_columns", ()))
+            columns = list(getattr(stmt, "exported_columns", ()))
             row = namedtuple("Row", [c.key for c in columns]) if columns else None  # type: ignore[misc]
             result = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
             positions = tuple(compiled.positiontup or ()) if dialect.positional else None

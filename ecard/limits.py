@@ -69,7 +69,7 @@ class BatchedCounts:
     def __init__(self, client: redis.Redis | None, *, every: float = 0.1, max_pending: int = 256,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._client, self._every, self._max_pending = client, every, max_pending
+        self.client, self._every, self._max_pending = client, every, max_pending
         self._add_hits = client.register_script(_ADD_HITS) if client is not None else None
         self._clock, self._monotonic = clock, monotonic
         # (window seconds, window index) -> limit key -> [shared count at last flush, own hits since]
@@ -137,6 +137,17 @@ class Limits:
         # Short timeouts: a hung Redis must not hold a request for long (the counts go on locally).
         self.batched = BatchedCounts(redis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
                                      if redis_url else None)
+
+    def connect(self) -> None:
+        """Open the Redis connections now (a worker's warm-up), not in a request; a Redis that
+        is down is tried again by the requests."""
+        if self._shared is not None:
+            self._shared.storage.check()  # a PING; False, not an error, when Redis is down
+        if self.batched.client is not None:
+            try:
+                self.batched.client.ping()
+            except redis.RedisError:
+                pass
 
     def hit(self, item: RateLimitItem, *ids: str, batched: bool = False) -> bool:
         """Count one request; False when it is over the limit."""

@@ -251,6 +251,26 @@ def test_readyz_says_not_ready_while_the_database_is_unreachable(tmp_path, clock
     app.extensions["ecard.db"].engine.dispose()
 
 
+def test_a_worker_warms_up_before_its_first_request_or_starts_without_a_database(app, tmp_path, clock):
+    """gunicorn's post_worker_init (`ecard.warm_up`): the database connected and every prepared
+    statement compiled before the first request; with the database unreachable the worker still
+    starts, and its requests get 503 problems, not a crash."""
+    from ecard import db, warm_up
+
+    for p in db.Prepared.instances:  # as in a fresh worker: nothing compiled yet
+        p._by_dialect.clear()
+    assert warm_up(app) is True
+    dialect = app.extensions["ecard.db"].engine.dialect
+    assert len(db.Prepared.instances) >= 8
+    assert all(p.is_compiled_for(dialect) for p in db.Prepared.instances)
+
+    down = build_app(tmp_path, ECARD_DATABASE_URL=_unreachable_url(tmp_path))
+    assert warm_up(down) is False
+    assert_unavailable(down.test_client().post("/api/v1/auth/operator/token",
+                                               json={"username": "w1", "password": "x" * 12}))
+    down.extensions["ecard.db"].engine.dispose()
+
+
 @pytest.mark.skipif(DB_URL.startswith("postgres"), reason="moves the SQLite file's folder away")
 def test_readyz_follows_the_database_going_and_coming_back(committing_app, clock, tmp_path):
     """SQLite: the folder of the database disappears (a lost mount) and comes back."""

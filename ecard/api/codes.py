@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from flask import Response, current_app, g, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
 import qr
-from ecard import auth, codes, db, persons, proxies
+from ecard import auth, chip, codes, db, persons, proxies
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.views import iso
@@ -146,8 +147,6 @@ def my_usage(query: s.PageQuery):
 @auth.require(auth.TERMINAL)
 def chip_challenge():
     """A 16-byte single-use challenge (UN) for the card, bound to this terminal."""
-    from ecard import chip
-
     session, now = db.session(), utcnow()
     ch = chip.new_challenge(session, services(), g.principal, now)
     out = {"challenge": ch.un, "expires_at": iso(ch.expires_at)}
@@ -160,10 +159,6 @@ def chip_challenge():
 @auth.require(auth.TERMINAL)
 def verify_chip(body: s.ChipReadIn):
     """Judge a chip read; an accepted decision carries `external_auth` to unlock EF06."""
-    from pathlib import Path
-
-    from ecard import chip
-
     session, now = db.session(), utcnow()
     d, e = chip.verify_read(session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), g.principal,
                             body.model_dump(), scene=body.scene, now=now)
