@@ -251,6 +251,40 @@ def test_readyz_says_not_ready_while_the_database_is_unreachable(tmp_path, clock
     app.extensions["ecard.db"].engine.dispose()
 
 
+@pytest.mark.skipif(DB_URL.startswith("postgres"), reason="SQLite's one write lock")
+def test_sign_ins_and_codes_do_not_queue_behind_a_sqlite_writer(committing_app, clock):
+    """A writer of another worker holds SQLite's write lock (our flock beside the file): a
+    sign-in, whose argon2 check takes 200 ms in production, and a code's issue go on without
+    it; a scan, which writes, waits its turn."""
+    import fcntl
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as Waited
+
+    api = Api(committing_app.test_client())
+    holder, terminal = api.holder(), api.terminal()
+    path = committing_app.extensions["ecard.db"].engine.url.database + ".writer-lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    with ThreadPoolExecutor(3) as pool:
+        try:  # the lock is let go before the pool waits for its threads, whatever happens
+            signs = pool.submit(lambda: committing_app.test_client().post(
+                "/api/v1/auth/operator/token", json={"username": "w1", "password": "window-pass-1"}))
+            code = pool.submit(lambda: committing_app.test_client().post(
+                "/api/v1/qrcodes", json={"scene": "clinic"}, headers=holder["headers"]))
+            assert signs.result(timeout=10).status_code == 200
+            r = code.result(timeout=10)
+            assert r.status_code == 201
+            scan = pool.submit(lambda: committing_app.test_client().post(
+                "/api/v1/verifications/qr", json={"payload": r.json["payload"]}, headers=terminal["headers"]))
+            with pytest.raises(Waited):
+                scan.result(timeout=0.5)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            assert scan.result(timeout=10).json["accepted"] is True
+        finally:
+            os.close(fd)
+
+
 def test_a_worker_warms_up_before_its_first_request_or_starts_without_a_database(app, tmp_path, clock):
     """gunicorn's post_worker_init (`ecard.warm_up`): the database connected and every prepared
     statement compiled before the first request; with the database unreachable the worker still
