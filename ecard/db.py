@@ -200,6 +200,20 @@ def init_app(app: Flask, url: str) -> Database:
     return database
 
 
+def read_before_writing(stmt: sa.Executable) -> Any:
+    """One scalar, read outside the request's transaction and without taking SQLite's write lock:
+    for work that must not happen under the lock (a stored hash to check with argon2 first)."""
+    from flask import current_app
+
+    ac, wi = autocommit.set(True), write_intent.set(False)
+    try:
+        with current_app.extensions["ecard.db"].new_session() as s:
+            return s.scalar(stmt)
+    finally:
+        autocommit.reset(ac)
+        write_intent.reset(wi)
+
+
 def session() -> Session:
     """The session of the current request (or app context), created on first use."""
     if "db_session" not in g:

@@ -285,6 +285,40 @@ def test_sign_ins_and_codes_do_not_queue_behind_a_sqlite_writer(committing_app, 
             os.close(fd)
 
 
+@pytest.mark.skipif(DB_URL.startswith("postgres"), reason="SQLite's one write lock")
+def test_an_ecard_sign_in_checks_the_pin_before_taking_the_sqlite_write_lock(committing_app, clock, monkeypatch):
+    """argon2's check (200 ms in production) runs while the write lock is free, once, and a
+    wrong PIN still counts against the card."""
+    import fcntl
+    import os
+
+    api = Api(committing_app.test_client())
+    card = api.issued_card()
+    path = committing_app.extensions["ecard.db"].engine.url.database + ".writer-lock"
+    hasher = committing_app.extensions["ecard.services"].hasher
+    checks: list[bool] = []  # per argon2 check: was the write lock free?
+    real = hasher._verify
+
+    def watched(stored, peppered):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            checks.append(True)
+        except BlockingIOError:
+            checks.append(False)
+        finally:
+            os.close(fd)
+        return real(stored, peppered)
+
+    monkeypatch.setattr(hasher, "_verify", watched)
+    wrong = api.sign({**card, "pin": "135790"})
+    assert wrong.status_code == 401 and wrong.json["code"] == "pin.wrong" and wrong.json["tries_left"] == 2
+    assert checks == [True]
+    checks.clear()
+    assert api.sign(card).status_code == 201
+    assert checks == [True]
+
+
 def test_a_worker_warms_up_before_its_first_request_or_starts_without_a_database(app, tmp_path, clock):
     """gunicorn's post_worker_init (`ecard.warm_up`): the database connected and every prepared
     statement compiled before the first request; with the database unreachable the worker still

@@ -52,3 +52,21 @@ def test_responses_mask_unless_operator_or_self(api):
     assert p["name"] == "张*明" and "*" in p["id_number"]
     r = api.c.get(f"/api/v1/persons/{p['person_id']}", headers=api.op)
     assert r.json["name"] == "张小明"
+
+
+def test_a_pin_checked_ahead_is_reused_only_for_the_same_stored_hash():
+    from ecard.hashing import Hasher
+
+    h = Hasher(b"pepper", time_cost=1, memory_kib=1024)
+    old, new = h.hash("pin", "285714"), h.hash("pin", "135790")
+    calls = []
+    real = h._verify
+    h._verify = lambda stored, peppered: calls.append(stored) or real(stored, peppered)
+    with h.ahead():
+        h.verify_ahead("pin", old, "285714")
+        assert h.verify("pin", old, "285714") is True  # reused
+        assert calls == [old]
+        assert h.verify("pin", new, "285714") is False  # the PIN changed meanwhile: checked again
+        assert calls == [old, new]
+    h.verify_ahead("pin", old, "285714")  # outside `ahead()`: nothing kept
+    assert h.verify("pin", old, "000000") is False and len(calls) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
@@ -11,7 +12,7 @@ from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.views import binding_out, card_out, ecard_out, event_out, person_out
 from ecard.context import Actor, services, utcnow
 from ecard.limits import body_field, limiter
-from ecard.models import Binding
+from ecard.models import Binding, Card
 
 bp = APIBlueprint("holder", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="holder")],
                   abp_responses=PROBLEMS)
@@ -31,10 +32,17 @@ def holder_actor() -> Actor:
 @limiter.limit("5/minute;20/day", key_func=lambda: body_field("card_no"))  # per card: PIN guessing
 def sign_ecard(body: s.SignIn):
     """Sign the electronic card in a channel (R-41): card number, ID number, name and PIN."""
-    session, now, svc = db.session(), utcnow(), services()
-    binding = ecards.sign(session, svc, id_number=body.id_number, name=body.name,
-                          card_no=body.card_no, pin=body.pin, channel=body.channel,
-                          device_id=body.device_id, now=now)
+    svc = services()
+    with svc.hasher.ahead():
+        # The PIN's argon2 check before the transaction, which holds SQLite's write lock; inside
+        # it `verify_pin` reuses the result if the card's PIN hash is still the one checked.
+        stored = db.read_before_writing(sa.select(Card.pin_hash).where(Card.card_no == body.card_no.strip().upper()))
+        if stored:
+            svc.hasher.verify_ahead("pin", stored, body.pin)
+        session, now = db.session(), utcnow()
+        binding = ecards.sign(session, svc, id_number=body.id_number, name=body.name,
+                              card_no=body.card_no, pin=body.pin, channel=body.channel,
+                              device_id=body.device_id, now=now)
     tokens = auth.tokens_for(auth.HOLDER, binding.public_id, refresh=True,
                              extra={"ch": binding.channel}, access_ttl=auth.access_ttl(auth.HOLDER))
     out = {**tokens, "ecard": ecard_out(svc, binding.ecard, now),
