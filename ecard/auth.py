@@ -188,7 +188,14 @@ def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
             claims = bearer_claims(refresh=refresh)
             if claims.get("ptype") != ptype:
                 raise errors.WrongPrincipal(f"this needs a {ptype} token")
-            g.principal = load_principal(db.session(), claims)
+            if ptype == OPERATOR:
+                # Read before the request's transaction: a window's request may hash a PIN
+                # (argon2, 200 ms) before it writes, and on SQLite the transaction's first
+                # statement takes the one write lock. Handlers use the operator's name only.
+                with db.reading_session() as reading:
+                    g.principal = load_principal(reading, claims)
+            else:
+                g.principal = load_principal(db.session(), claims)
             g.claims = claims
             return fn(*args, **kwargs)
 

@@ -6,12 +6,13 @@ path serves both.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import fcntl
 import os
 import sqlite3
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -200,15 +201,17 @@ def init_app(app: Flask, url: str) -> Database:
     return database
 
 
-def read_before_writing(stmt: sa.Executable) -> Any:
-    """One scalar, read outside the request's transaction and without taking SQLite's write lock:
-    for work that must not happen under the lock (a stored hash to check with argon2 first)."""
+@contextlib.contextmanager
+def reading_session() -> Iterator[Session]:
+    """A session of its own, outside the request's transaction and without SQLite's write lock,
+    for reads that must come before the lock is taken (a principal, a stored hash), so that
+    slow work between them and the writes (argon2) does not hold it."""
     from flask import current_app
 
     ac, wi = autocommit.set(True), write_intent.set(False)
     try:
         with current_app.extensions["ecard.db"].new_session() as s:
-            return s.scalar(stmt)
+            yield s
     finally:
         autocommit.reset(ac)
         write_intent.reset(wi)

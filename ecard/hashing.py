@@ -10,16 +10,15 @@ import contextlib
 import contextvars
 import hashlib
 import hmac
-from typing import Iterator
+from typing import Any, Iterator
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 
-# Checks made ahead of a transaction, within `Hasher.ahead()`: (purpose, stored hash, peppered
-# secret) -> the result.
-_AHEAD: contextvars.ContextVar[dict[tuple[str, str, bytes], bool] | None] = contextvars.ContextVar(
-    "hasher_ahead", default=None)
+# Work done ahead of a transaction, within `Hasher.ahead()`: ("verify", purpose, stored hash,
+# peppered secret) -> the result, ("hash", purpose, peppered secret) -> a hash.
+_AHEAD: contextvars.ContextVar[dict[tuple, Any] | None] = contextvars.ContextVar("hasher_ahead", default=None)
 
 
 class Hasher:
@@ -32,25 +31,36 @@ class Hasher:
                         hashlib.sha256).digest()
 
     def hash(self, purpose: str, secret: str) -> str:
-        """Hash `secret` for `purpose` ("pin", "password", "terminal")."""
-        return self._ph.hash(self._peppered(purpose, secret))
+        """Hash `secret` for `purpose` ("pin", "password", "terminal"). Within `ahead()`, a hash
+        `hash_ahead` made of the same secret is used instead."""
+        peppered = self._peppered(purpose, secret)
+        memo = _AHEAD.get()
+        if memo is not None and ("hash", purpose, peppered) in memo:
+            return memo.pop(("hash", purpose, peppered))
+        return self._ph.hash(peppered)
+
+    def hash_ahead(self, purpose: str, secret: str) -> None:
+        memo = _AHEAD.get()
+        if memo is not None:
+            peppered = self._peppered(purpose, secret)
+            memo["hash", purpose, peppered] = self._ph.hash(peppered)
 
     def verify(self, purpose: str, stored: str, secret: str) -> bool:
         """True when `secret` matches `stored`; never raises for a mismatch. Within `ahead()`, a
         check `verify_ahead` made of the same stored hash and secret is used instead."""
         peppered = self._peppered(purpose, secret)
         memo = _AHEAD.get()
-        if memo is not None and (purpose, stored, peppered) in memo:
-            return memo.pop((purpose, stored, peppered))
+        if memo is not None and ("verify", purpose, stored, peppered) in memo:
+            return memo.pop(("verify", purpose, stored, peppered))
         return self._verify(stored, peppered)
 
     @contextlib.contextmanager
     def ahead(self) -> Iterator[None]:
-        """A scope in which `verify_ahead` may do argon2's work (about 200 ms at the production
-        cost) before a transaction, for `verify` to reuse inside it. On SQLite a writing
+        """A scope in which `verify_ahead` and `hash_ahead` may do argon2's work (about 200 ms at
+        the production cost) before a transaction, for `verify` and `hash` to reuse inside it. On SQLite a writing
         transaction holds the one write lock, and every scan of the instance waited behind a
-        PIN check made while holding it. The reuse is keyed by the stored hash, so a hash
-        changed in between is simply checked again."""
+        PIN check made while holding it. A check is reused only against the same stored hash,
+        so a hash changed in between is simply checked again."""
         token = _AHEAD.set({})
         try:
             yield
@@ -61,7 +71,7 @@ class Hasher:
         memo = _AHEAD.get()
         if memo is not None:
             peppered = self._peppered(purpose, secret)
-            memo[(purpose, stored, peppered)] = self._verify(stored, peppered)
+            memo["verify", purpose, stored, peppered] = self._verify(stored, peppered)
 
     def _verify(self, stored: str, peppered: bytes) -> bool:
         try:

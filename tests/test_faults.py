@@ -286,9 +286,10 @@ def test_sign_ins_and_codes_do_not_queue_behind_a_sqlite_writer(committing_app, 
 
 
 @pytest.mark.skipif(DB_URL.startswith("postgres"), reason="SQLite's one write lock")
-def test_an_ecard_sign_in_checks_the_pin_before_taking_the_sqlite_write_lock(committing_app, clock, monkeypatch):
-    """argon2's check (200 ms in production) runs while the write lock is free, once, and a
-    wrong PIN still counts against the card."""
+def test_pins_are_checked_and_hashed_before_taking_the_sqlite_write_lock(committing_app, clock, monkeypatch):
+    """argon2 (200 ms in production) runs while the write lock is free, once per request: an
+    e-card sign-in's PIN check (a wrong PIN still counts against the card) and a window's card
+    issue with its new PIN (the operator's token read before the transaction too)."""
     import fcntl
     import os
 
@@ -296,26 +297,42 @@ def test_an_ecard_sign_in_checks_the_pin_before_taking_the_sqlite_write_lock(com
     card = api.issued_card()
     path = committing_app.extensions["ecard.db"].engine.url.database + ".writer-lock"
     hasher = committing_app.extensions["ecard.services"].hasher
-    checks: list[bool] = []  # per argon2 check: was the write lock free?
-    real = hasher._verify
 
-    def watched(stored, peppered):
+    def lock_free() -> bool:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            checks.append(True)
+            return True
         except BlockingIOError:
-            checks.append(False)
+            return False
         finally:
             os.close(fd)
-        return real(stored, peppered)
 
-    monkeypatch.setattr(hasher, "_verify", watched)
+    checks: list[bool] = []  # per argon2 run: was the write lock free?
+    real_verify, real_ph = hasher._verify, hasher._ph
+
+    class WatchedHashing:  # argon2's PasswordHasher has slots: wrap it
+        def hash(self, peppered):
+            checks.append(lock_free())
+            return real_ph.hash(peppered)
+
+        def __getattr__(self, name):
+            return getattr(real_ph, name)
+
+    monkeypatch.setattr(hasher, "_verify", lambda stored, peppered: checks.append(lock_free()) or
+                        real_verify(stored, peppered))
+    monkeypatch.setattr(hasher, "_ph", WatchedHashing())
     wrong = api.sign({**card, "pin": "135790"})
     assert wrong.status_code == 401 and wrong.json["code"] == "pin.wrong" and wrong.json["tries_left"] == 2
     assert checks == [True]
     checks.clear()
     assert api.sign(card).status_code == 201
+    assert checks == [True]
+    person = api.person(name="李四")
+    applied = api.c.post("/api/v1/cards", json={"person_id": person["person_id"]}, headers=api.op).json
+    checks.clear()
+    r = api.c.post(f"/api/v1/cards/{applied['card_no']}/issue", json={"pin": "285714"}, headers=api.op)
+    assert r.status_code == 200 and r.json["status"] == "issued"
     assert checks == [True]
 
 

@@ -36,7 +36,8 @@ def sign_ecard(body: s.SignIn):
     with svc.hasher.ahead():
         # The PIN's argon2 check before the transaction, which holds SQLite's write lock; inside
         # it `verify_pin` reuses the result if the card's PIN hash is still the one checked.
-        stored = db.read_before_writing(sa.select(Card.pin_hash).where(Card.card_no == body.card_no.strip().upper()))
+        with db.reading_session() as reading:
+            stored = reading.scalar(sa.select(Card.pin_hash).where(Card.card_no == body.card_no.strip().upper()))
         if stored:
             svc.hasher.verify_ahead("pin", stored, body.pin)
         session, now = db.session(), utcnow()
