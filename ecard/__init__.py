@@ -50,10 +50,11 @@ def _takes_body(view: Any) -> bool:
 
 def warm_up(app: OpenAPI) -> bool:
     """Pay a worker's one-time costs before its first request rather than in it: the first
-    database connection (and the dialect's first-connect checks), the mappers, and the
-    compilation of every prepared statement of the hot paths, the Redis connections. Under load a fresh worker's first
-    code, challenge or scan took 65-117 ms, against 2-8 ms after. gunicorn calls this once per
-    worker (`post_worker_init`). A database that is down only postpones the costs (False)."""
+    database connection (and the dialect's first-connect checks), the mappers, the compilation
+    of every prepared statement of the hot paths, the Redis connections. Under load a fresh
+    worker's first code, challenge or scan took 65-117 ms, against 2-8 ms after. gunicorn calls
+    this once per worker (`post_worker_init`). A database that is down only postpones the costs
+    (False)."""
     import sqlalchemy as sa
     import structlog
 

@@ -139,6 +139,16 @@ def get(session: Session, card_no: str) -> Card:
     return card
 
 
+def stored_pin_hash(session: Session, card_no: str) -> str | None:
+    """The card's PIN hash, or None (no such card, a malformed number, no PIN yet): for a check
+    made before the transaction (`Hasher.verify_ahead`); `get` raises the errors later."""
+    try:
+        card_no = check_card_no(card_no)
+    except ValueError:
+        return None
+    return session.scalar(sa.select(Card.pin_hash).where(Card.card_no == card_no))
+
+
 def live_card(session: Session, person: Person, kind: str = "formal") -> Card | None:
     return session.scalar(sa.select(Card).where(Card.person_id == person.id, Card.live,
                                                 Card.kind == kind))

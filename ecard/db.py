@@ -261,12 +261,10 @@ class Prepared:
         Prepared.instances.append(self)
 
     @classmethod
-    def compile_all(cls, dialect: sa.Dialect) -> int:
-        """Compile every prepared statement for `dialect` now (a worker's warm-up); returns how
-        many there are."""
+    def compile_all(cls, dialect: sa.Dialect) -> None:
+        """Compile every prepared statement for `dialect` now (a worker's warm-up)."""
         for p in cls.instances:
             p._compiled(dialect)
-        return len(cls.instances)
 
     def is_compiled_for(self, dialect: sa.Dialect) -> bool:
         return dialect.name in self._by_dialect

@@ -57,9 +57,9 @@ class Hasher:
     @contextlib.contextmanager
     def ahead(self) -> Iterator[None]:
         """A scope in which `verify_ahead` and `hash_ahead` may do argon2's work (about 200 ms at
-        the production cost) before a transaction, for `verify` and `hash` to reuse inside it. On SQLite a writing
-        transaction holds the one write lock, and every scan of the instance waited behind a
-        PIN check made while holding it. A check is reused only against the same stored hash,
+        the production cost) before a transaction, for `verify` and `hash` to reuse inside it.
+        On SQLite a writing transaction holds the one write lock, and every scan of the instance
+        waited behind a PIN check made while holding it. A check is reused only against the same stored hash,
         so a hash changed in between is simply checked again."""
         token = _AHEAD.set({})
         try:

@@ -9,8 +9,8 @@ codes per relative, scans per terminal token.
 
 The limits hit on every request of a hot route (a code's issue, a scan, a chip read: high limits
 per token) are counted in batches (`batched=True`, `BatchedCounts`): each worker decides from
-the shared count it last saw plus its own hits since, and adds its hits to Redis in one pipelined
-round trip at most every 0.1 s. A Redis round trip costs this process 55 us of system time on
+the shared count it last saw plus its own hits since, and adds its hits to Redis in one script
+call at most every 0.1 s. A Redis round trip costs this process 55 us of system time on
 loopback and redis-py's work doubles it; per request that was a tenth of a code's issue, and
 Redis saw one command per request of the whole city. The price is a bound, not exactness: a
 token can get past its limit by what the other workers admit in one batch interval before they

@@ -50,7 +50,7 @@ from locust import FastHttpUser, constant_pacing, events, task
 # (loadtests.world brings in the app), and every request in flight then measures the stall.
 from loadtests.world import PIN, adult
 from physical.card import VirtualCard
-from physical.image import load_image
+from physical.image import load_image, save_image
 from physical.reader import DirectConnection, read_card
 
 WORLD = json.loads(Path(os.environ.get("LOADTEST_WORLD", "loadtests/results/locust-world.json")).read_text())
@@ -68,20 +68,6 @@ BUDGET_P95_MS = {
     "POST /api/v1/cards": 300, "POST /api/v1/cards/[card_no]/issue": 1000,
 }
 MAX_ERROR_RATIO = 0.01
-
-
-
-def save_image_unsynced(path: str, image: dict) -> None:
-    """A chip image rewritten after a read, atomically but without `physical.image.save_image`'s
-    fsync. All users share locust's one event loop, and an fsync that queued behind the server's
-    own disk writes blocked it for up to a second: every request in flight measured a 1 s stall
-    (the "spawn stall" of earlier reports, seen in the steady state too). A scratch image needs
-    no durability."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(image, fh, indent=2)
-    os.replace(tmp, path)
-
 
 _new_person = count(WORLD["new_person_base"])
 # Chip users take four cards each from the personalized pool, in turn.
@@ -186,8 +172,10 @@ class ClinicChipRead(CityUser):
 
     def on_start(self) -> None:
         # The image is rewritten after every counter change, as the emulator does: the next run
-        # goes on from the counter the server last saw.
-        self.cards = [VirtualCard(load_image(p), save=lambda image, p=p: save_image_unsynced(p, image))
+        # goes on from the counter the server last saw. Without fsync: all users share locust's
+        # one event loop, and an fsync can queue behind the server's own disk writes, a stall
+        # every request in flight would measure. A scratch image needs no durability.
+        self.cards = [VirtualCard(load_image(p), save=lambda image, p=p: save_image(p, image, sync=False))
                       for p in next(_chip_hands)]
         self.token = random.choice(WORLD["terminals"]["clinic"])
 

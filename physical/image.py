@@ -161,11 +161,13 @@ def load_image(path: str | os.PathLike[str]) -> dict[str, Any]:
     return image
 
 
-def save_image(path: str | os.PathLike[str], image: dict[str, Any]) -> None:
+def save_image(path: str | os.PathLike[str], image: dict[str, Any], *, sync: bool = True) -> None:
     """Write the card image atomically (temp file in the same directory, fsync, os.replace), mode 0600.
 
     Atomic because the emulator rewrites it after every ATC or tries change: a crash or a card
-    pulled out mid-write must leave the old or the new image, never half of one. Raises OSError.
+    pulled out mid-write must leave the old or the new image, never half of one. `sync=False`
+    leaves out the fsync, for scratch images (the load test's) that need no durability. Raises
+    OSError.
     """
     target = Path(path)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -173,8 +175,9 @@ def save_image(path: str | os.PathLike[str], image: dict[str, Any]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(image, fh, indent=2)
             fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

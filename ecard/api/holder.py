@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
@@ -12,7 +11,7 @@ from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.views import binding_out, card_out, ecard_out, event_out, person_out
 from ecard.context import Actor, services, utcnow
 from ecard.limits import body_field, limiter
-from ecard.models import Binding, Card
+from ecard.models import Binding
 
 bp = APIBlueprint("holder", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="holder")],
                   abp_responses=PROBLEMS)
@@ -37,7 +36,7 @@ def sign_ecard(body: s.SignIn):
         # The PIN's argon2 check before the transaction, which holds SQLite's write lock; inside
         # it `verify_pin` reuses the result if the card's PIN hash is still the one checked.
         with db.reading_session() as reading:
-            stored = reading.scalar(sa.select(Card.pin_hash).where(Card.card_no == body.card_no.strip().upper()))
+            stored = cards.stored_pin_hash(reading, body.card_no)
         if stored:
             svc.hasher.verify_ahead("pin", stored, body.pin)
         session, now = db.session(), utcnow()
