@@ -54,7 +54,15 @@ def warm_up(app: OpenAPI) -> bool:
     of every prepared statement of the hot paths, the Redis connections. Under load a fresh
     worker's first code, challenge or scan took 65-117 ms, against 2-8 ms after. gunicorn calls
     this once per worker (`post_worker_init`). A database that is down only postpones the costs
-    (False)."""
+    (False).
+
+    Last, everything the worker has built so far (modules, the app, mappers, compiled
+    statements: some 150 000 objects) is moved out of the garbage collector's sight
+    (`gc.freeze`): none of it is ever freed, yet a full collection walked all of it, a pause of
+    150-170 ms in the middle of some request; after the freeze it walks only what requests
+    left behind."""
+    import gc
+
     import sqlalchemy as sa
     import structlog
 
@@ -65,10 +73,13 @@ def warm_up(app: OpenAPI) -> bool:
             session.execute(sa.text("SELECT 1"))
             db.Prepared.compile_all(session.get_bind().dialect)
         app.extensions["ecard.limits"].connect()
-        return True
+        ready = True
     except sa.exc.SQLAlchemyError as exc:
         structlog.get_logger("ecard").warning("warm_up_postponed", error=type(exc).__name__)
-        return False
+        ready = False
+    gc.collect()  # what start-up left as garbage goes now, not frozen with the rest
+    gc.freeze()
+    return ready
 
 
 def create_app(config: dict[str, Any] | None = None) -> OpenAPI:

@@ -194,6 +194,9 @@ def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
                 # statement takes the one write lock. Handlers use the operator's name only.
                 with db.reading_session() as reading:
                     g.principal = load_principal(reading, claims)
+            elif db.autocommit.get():  # a read-only request (a code's issue): no session at all
+                with db.reading_connection() as conn:
+                    g.principal = load_principal(conn, claims)
             else:
                 g.principal = load_principal(db.session(), claims)
             g.claims = claims
@@ -220,8 +223,10 @@ _TERMINAL_Q = db.Prepared(
     .where(Terminal.public_id == sa.bindparam("sub")))
 
 
-def load_principal(session: Session, claims: dict[str, Any]) -> Any:
-    """Raises TokenRevoked when the token, its binding or its account is no longer live.
+def load_principal(session: Session | sa.Connection, claims: dict[str, Any]) -> Any:
+    """Raises TokenRevoked when the token, its binding or its account is no longer live. An
+    operator needs a session; a holder or a terminal is read with a prepared statement, so a
+    connection will do.
 
     One query per request: a holder's tokens die with their binding (logout and revocation end
     the binding), so only operator and terminal tokens are looked up in the revoked-jti list,

@@ -165,20 +165,35 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        self.bind: Engine | Connection = self.engine
-        self._factory = sessionmaker(bind=self.bind, expire_on_commit=False,
-                                     join_transaction_mode="create_savepoint")
-        # SQLite's autocommit is decided in its `begin` hook; PostgreSQL's is the driver's mode.
-        self._autocommit_factory = None if self.engine.dialect.name == "sqlite" else sessionmaker(
-            bind=self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+        self.use_bind(self.engine)
 
     def use_bind(self, bind: Engine | Connection) -> None:
         """Make new sessions use `bind` (tests pass a connection they roll back afterwards)."""
         self.bind = bind
         self._factory = sessionmaker(bind=bind, expire_on_commit=False,
                                      join_transaction_mode="create_savepoint")
-        if isinstance(bind, Connection):
-            self._autocommit_factory = None  # inside the test's transaction, like everything else
+        self._autocommit_engine: Engine | None = None  # inside a test's transaction, like everything else
+        self._autocommit_factory: sessionmaker[Session] | None = None
+        if isinstance(bind, Engine):
+            # SQLite's autocommit is decided in its `begin` hook; PostgreSQL's is the driver's mode.
+            if bind.dialect.name == "sqlite":
+                self._autocommit_engine = bind
+            else:
+                self._autocommit_engine = bind.execution_options(isolation_level="AUTOCOMMIT")
+                self._autocommit_factory = sessionmaker(bind=self._autocommit_engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def reading_connection(self) -> Iterator[Connection]:
+        """A pooled connection without a transaction, for a read-only request's prepared
+        statements: checking one out costs a fifth of a session and its connection (17-21 us
+        against 70 on SQLite), and a code's issue reads nothing else. A test's outer connection
+        when it bound one."""
+        if self._autocommit_engine is None:
+            assert isinstance(self.bind, Connection)
+            yield self.bind
+            return
+        with self._autocommit_engine.connect() as conn:
+            yield conn
 
     def new_session(self) -> Session:
         if self._autocommit_factory is not None and autocommit.get():
@@ -215,6 +230,13 @@ def reading_session() -> Iterator[Session]:
     finally:
         autocommit.reset(ac)
         write_intent.reset(wi)
+
+
+def reading_connection() -> contextlib.AbstractContextManager[Connection]:
+    """`Database.reading_connection` of the current app."""
+    from flask import current_app
+
+    return current_app.extensions["ecard.db"].reading_connection()
 
 
 def session() -> Session:
@@ -289,10 +311,11 @@ class Prepared:
                                                               bind, row, result)
         return done
 
-    def execute(self, session: Session, params: Mapping[str, Any]) -> tuple[list[Any], int]:
-        """Run the statement in the session's transaction. Returns its rows (named tuples; none
-        for a statement without RETURNING) and the row count the driver reports."""
-        conn = session.connection()
+    def execute(self, session: Session | Connection, params: Mapping[str, Any]) -> tuple[list[Any], int]:
+        """Run the statement in the session's transaction (or on a connection as it stands).
+        Returns its rows (named tuples; none for a statement without RETURNING) and the row
+        count the driver reports."""
+        conn = session.connection() if isinstance(session, Session) else session
         dialect = conn.dialect
         c = self._compiled(dialect)
         values = c.construct(params)
@@ -321,7 +344,7 @@ class Prepared:
         rows = [c.row(*[v if p is None else p(v) for p, v in zip(procs, r)]) for r in raw]
         return rows, count
 
-    def first(self, session: Session, params: Mapping[str, Any]) -> Any:
+    def first(self, session: Session | Connection, params: Mapping[str, Any]) -> Any:
         """The first row, or None."""
         rows, _ = self.execute(session, params)
         return rows[0] if rows else None
