@@ -6,7 +6,11 @@ Requests go straight through the WSGI app of the tree at `--root` (this one by d
 Prints, per endpoint, the CPU time per request (best of five rounds of 1 000) and the Python
 function calls per request (`cProfile`'s count: the same from run to run, so it shows a change
 where a shared machine's timings scatter). The log level is WARNING, so the request log line is
-not in the figures.
+not in the figures, unless `--log` (INFO, the lines written to /dev/null).
+
+`--gap-ms G` spins G ms between requests (the spin's own CPU is not counted), as a server waits
+between requests: on this VM the same request then costs two to three times its CPU in a tight
+loop (see docs/performance.md, "Why the server's CPU per request is twice the in-process one").
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ import argparse
 import cProfile
 import io
 import json
+import logging
 import os
 import pstats
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +37,14 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=HERE, help="the checkout whose server code is measured")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("-n", type=int, default=1000, help="requests a round")
+    p.add_argument("--log", action="store_true", help="log level INFO, the request lines to /dev/null")
+    p.add_argument("--gap-ms", type=float, default=0.0, help="spin this long between requests (not counted)")
+    p.add_argument("--instructions", action="store_true",
+                   help="count machine instructions a request under valgrind's callgrind instead (slow)")
+    p.add_argument("--only", choices=("issue", "verify"), help=argparse.SUPPRESS)  # a child of --instructions
     args = p.parse_args()
+    if args.instructions:
+        return instructions(args)
     manifest = json.loads((args.world / "world.json").read_text())
     if manifest["db"] != "sqlite":
         raise SystemExit("an SQLite world, please")
@@ -39,7 +53,9 @@ def main() -> None:
     os.chdir(root)
     os.environ.update(ECARD_DATABASE_URL=manifest["url"], ECARD_KEYS_DIR=str(args.world / "keys"),
                       ECARD_REDIS_URL=os.environ.get("ECARD_REDIS_URL", "redis://127.0.0.1:6379/9"),
-                      ECARD_QR_TTL="300", ECARD_LOG_LEVEL="WARNING")
+                      ECARD_QR_TTL="300", ECARD_LOG_LEVEL="INFO" if args.log else "WARNING")
+    if args.log:  # the app's own basicConfig is then a no-op: its lines go to /dev/null
+        logging.basicConfig(stream=open(os.devnull, "w"), format="%(message)s")  # noqa: SIM115
     import ecard
 
     if not ecard.__file__.startswith(root):
@@ -62,10 +78,13 @@ def main() -> None:
         environ = dict(req[0], **{"wsgi.input": io.BytesIO(req[1])})
         return b"".join(app(environ, lambda *_: None))
 
-    n, rounds, warm = args.n, args.rounds, 300
+    n, rounds, warm, gap = args.n, args.rounds, 300, args.gap_ms / 1000
+    codes_needed = warm + n * (rounds + 1)
+    if args.only:  # one child of --instructions: the same set-up whatever -n, then n requests
+        warm, codes_needed = 50, 50 + max(INSTRUCTION_COUNTS) + 1
     issue = [request("/api/v1/qrcodes", {"scene": "clinic"}, t) for t in holder_tokens]
     # Every verification needs a fresh code: issue them first, through the same app.
-    payloads = [json.loads(call(issue[i % len(issue)]))["payload"] for i in range(warm + n * (rounds + 1))]
+    payloads = [json.loads(call(issue[i % len(issue)]))["payload"] for i in range(codes_needed)]
     verify = [request("/api/v1/verifications/qr", {"payload": code, "scene": "clinic"},
                       terminal_tokens[i % len(terminal_tokens)]) for i, code in enumerate(payloads)]
     if b'"accepted":true' not in call(verify[0]):
@@ -73,14 +92,29 @@ def main() -> None:
     for i in range(1, warm):
         call(verify[i])
         call(issue[i % len(issue)])
+    if args.only:
+        reqs = issue if args.only == "issue" else verify
+        for i in range(n):
+            call(reqs[(warm + i) % len(reqs)] if args.only == "issue" else reqs[warm + i])
+        return
     out = {}
-    for name, reqs, single_use in (("issue", issue, False), ("verify", verify, True)):
+    healthz = [({"REQUEST_METHOD": "GET", "PATH_INFO": "/healthz", "SERVER_NAME": "bench", "SERVER_PORT": "80",
+                 "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "REMOTE_ADDR": "127.0.0.1",
+                 "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True,
+                 "wsgi.run_once": False, "HTTP_HOST": "bench"}, b"")]
+    for name, reqs, single_use in (("healthz", healthz, False), ("issue", issue, False), ("verify", verify, True)):
         pos, best = warm, float("inf")
         for _ in range(rounds):
-            t0 = time.process_time()
+            spun, t0 = 0.0, time.process_time()
             for i in range(n):
                 call(reqs[pos + i] if single_use else reqs[i % len(reqs)])
-            best = min(best, (time.process_time() - t0) / n)
+                if gap:
+                    s0 = time.process_time()
+                    until = time.perf_counter() + gap
+                    while time.perf_counter() < until:
+                        pass
+                    spun += time.process_time() - s0
+            best = min(best, (time.process_time() - t0 - spun) / n)
             pos += n
         prof = cProfile.Profile()
         prof.enable()
@@ -90,6 +124,33 @@ def main() -> None:
         out[name] = {"cpu_us": round(best * 1e6), "calls": round(pstats.Stats(prof).total_calls / 200)}
         print(f"{name:7s} {out[name]['cpu_us']:6d} us CPU a request, {out[name]['calls']:5d} Python calls a request")
     print(json.dumps({"root": root, **out}))
+
+
+# Requests a child run makes; the difference of two runs' totals, over the difference of their
+# requests, is one request's instructions, with start-up and set-up cancelled out.
+INSTRUCTION_COUNTS = (40, 240)
+
+
+def instructions(args: argparse.Namespace) -> None:
+    """Machine instructions a request, counted by callgrind: the same for the same code and
+    inputs whatever else the machine does, so a change shows where timings scatter."""
+    out = {}
+    for endpoint in ("issue", "verify"):
+        totals = []
+        for count in INSTRUCTION_COUNTS:
+            cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                   sys.executable, "-m", "loadtests.inprocess", "--world", str(args.world),
+                   "--root", str(args.root), "-n", str(count), "--only", endpoint] + (["--log"] if args.log else [])
+            env = dict(os.environ, PYTHONHASHSEED="0")
+            done = subprocess.run(cmd, cwd=HERE, env=env, capture_output=True, text=True, check=True)
+            found = re.search(r"Collected : (\d+)", done.stderr)
+            if found is None:
+                raise SystemExit(f"no instruction count from valgrind:\n{done.stderr[-2000:]}")
+            totals.append(int(found.group(1)))
+        per = (totals[1] - totals[0]) / (INSTRUCTION_COUNTS[1] - INSTRUCTION_COUNTS[0])
+        out[endpoint] = {"instructions": round(per)}
+        print(f"{endpoint:7s} {per / 1e6:6.2f} M instructions a request")
+    print(json.dumps({"root": str(args.root.resolve()), **out}))
 
 
 if __name__ == "__main__":
