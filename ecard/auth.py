@@ -62,13 +62,15 @@ def create_merchant(session: Session, *, name: str, scenes: list[str], region_co
 
 
 def create_terminal(session: Session, svc: Services, merchant: Merchant, *, name: str,
-                    now: datetime) -> tuple[Terminal, str]:
-    """Returns the terminal and its secret, which is shown once and stored only hashed."""
+                    now: datetime, offline_capable: bool = False) -> tuple[Terminal, str]:
+    """Returns the terminal and its secret, which is shown once and stored only hashed.
+    `offline_capable`: a gate that may upload records it took while offline."""
     import secrets
 
     secret = "tsk_" + secrets.token_urlsafe(24)  # never starts with '-': safe on a command line
     terminal = Terminal(public_id=new_id("trm"), merchant_id=merchant.id, name=name,
-                        secret_hash=svc.hasher.hash("terminal", secret), active=True, created_at=now)
+                        secret_hash=svc.hasher.hash("terminal", secret), active=True,
+                        offline_capable=offline_capable, created_at=now)
     session.add(terminal)
     session.flush()
     return terminal, secret
@@ -176,6 +178,7 @@ class TerminalPrincipal:
     merchant_id: int
     merchant_public_id: str
     scenes: tuple[str, ...]
+    offline_capable: bool = False
 
 
 def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
@@ -216,7 +219,7 @@ _HOLDER_Q = db.Prepared(
     .join(ECard, ECard.id == Binding.ecard_id).join(Card, Card.id == ECard.card_id)
     .where(Binding.public_id == sa.bindparam("sub")))
 _TERMINAL_Q = db.Prepared(
-    sa.select(Terminal.id, Terminal.public_id, Terminal.active, Terminal.merchant_id,
+    sa.select(Terminal.id, Terminal.public_id, Terminal.active, Terminal.offline_capable, Terminal.merchant_id,
               Merchant.public_id.label("merchant_public_id"), Merchant.scenes,
               sa.exists().where(RevokedToken.jti == sa.bindparam("jti")).label("revoked"))
     .join(Merchant, Merchant.id == Terminal.merchant_id)
@@ -245,7 +248,7 @@ def load_principal(session: Session | sa.Connection, claims: dict[str, Any]) -> 
         if r is None or r.revoked or not r.active:
             raise errors.TokenRevoked()
         return TerminalPrincipal(r.id, r.public_id, r.merchant_id, r.merchant_public_id,
-                                 tuple(r.scenes.split(",")))
+                                 tuple(r.scenes.split(",")), bool(r.offline_capable))
     if ptype != OPERATOR:
         raise errors.AuthError("unknown principal type")
     revoked = sa.exists().where(RevokedToken.jti == claims["jti"])

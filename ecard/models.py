@@ -153,6 +153,9 @@ class Binding(Base):
     revoked_at: Mapped[datetime | None]
     revoke_reason: Mapped[str | None] = mapped_column(sa.String(32))
     totp_seed_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    # The reference inside this binding's offline codes (`ET1:<ref>:<otp>`): random, its own,
+    # never the binding id (which is also the token subject); a new binding gets a new one.
+    offline_ref: Mapped[str | None] = mapped_column(sa.String(16), unique=True)
     last_totp_step: Mapped[int | None]  # replay guard: pyotp remembers nothing
 
     ecard: Mapped[ECard] = relationship(lazy="joined")
@@ -182,6 +185,8 @@ class Terminal(Base):
     name: Mapped[str] = mapped_column(sa.String(100))
     secret_hash: Mapped[str] = mapped_column(sa.String(200))
     active: Mapped[bool] = mapped_column(default=True)
+    # Registered as a gate that may scan while offline and upload its records later.
+    offline_capable: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime]
 
     merchant: Mapped[Merchant] = relationship(lazy="joined")
@@ -224,6 +229,8 @@ class Verification(Base):
     accepted: Mapped[bool]
     reason: Mapped[str | None] = mapped_column(sa.String(48))
     atc: Mapped[int | None]
+    # A signed code's nonce: an offline record of a code already judged online is refused.
+    nonce: Mapped[bytes | None] = mapped_column(sa.LargeBinary(16), index=True)
     at: Mapped[datetime]
     scanned_at: Mapped[datetime | None]  # offline records: when the gate took it
 

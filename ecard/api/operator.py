@@ -208,8 +208,9 @@ def create_terminal(path: s.MerchantPath, body: s.TerminalIn):
     merchant = session.scalar(sa.select(Merchant).where(Merchant.public_id == path.merchant_id))
     if merchant is None:
         raise errors.MerchantNotFound()
-    terminal, secret = auth.create_terminal(session, svc, merchant, name=body.name, now=now)
+    terminal, secret = auth.create_terminal(session, svc, merchant, name=body.name,
+                                            offline_capable=body.offline_capable, now=now)
     out = {"terminal_id": terminal.public_id, "merchant_id": merchant.public_id,
-           "name": terminal.name, "secret": secret}
+           "name": terminal.name, "offline_capable": terminal.offline_capable, "secret": secret}
     session.commit()
     return created(out)

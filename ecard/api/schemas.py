@@ -114,6 +114,8 @@ class MerchantIn(Strict):
 
 class TerminalIn(Strict):
     name: str = Field(min_length=1, max_length=100)
+    # A gate that may scan while offline and upload its records (`/verifications/offline`).
+    offline_capable: bool = False
 
 
 class SignIn(Strict):
@@ -235,6 +237,7 @@ class TerminalOut(Out):
     terminal_id: str
     merchant_id: str
     name: str
+    offline_capable: bool
     secret: str | None = None
 
 
