@@ -21,6 +21,8 @@ SETTINGS: dict[str, tuple[Any, type]] = {
     "TEMP_LOSS_LAPSE": (604800, int),  # 7 days
     "CONSENT_CODE_TTL": (600, int),
     "CHIP_CHALLENGE_TTL": (60, int),
+    "OFFLINE_MAX_AGE": (259200, int),  # seconds: how old an offline gate's record may be at upload
+    "TOTP_MAX_ATTEMPTS": (10, int),  # offline phone codes tried per binding in 10 minutes
     "PIN_MAX_TRIES": (3, int),
     "ACCESS_TOKEN_TTL": (900, int),
     "REFRESH_TOKEN_TTL": (30 * 86400, int),
