@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from ecard import db, errors
 from ecard.cards import CardState
 from ecard.context import Services, services
+from ecard.hashing import Hasher
 from ecard.ids import new_id
 from ecard.models import Binding, Card, ECard, Merchant, Operator, RevokedToken, Terminal
 
@@ -46,9 +47,31 @@ def create_operator(session: Session, svc: Services, *, username: str, password:
     return op
 
 
+@functools.lru_cache(maxsize=4)
+def dummy_hash(hasher: Hasher) -> str:
+    """An argon2 hash, at `hasher`'s cost, of a random secret nobody knows: what an unknown or
+    inactive account's secret is checked against, so that it costs what a known one does."""
+    import secrets
+
+    return hasher.hash("dummy", secrets.token_urlsafe(24))
+
+
+def _check_secret(svc: Services, purpose: str, stored: str | None, secret: str) -> bool:
+    """True when `secret` matches `stored`; an absent account (`stored` None) is still paid for
+    with one argon2 verification, or the answer's time tells which names exist (a few ms for
+    an unknown name against hundreds for a known one)."""
+    if stored is None:
+        svc.hasher.verify(purpose, dummy_hash(svc.hasher), secret)
+        return False
+    return svc.hasher.verify(purpose, stored, secret)
+
+
 def authenticate_operator(session: Session, svc: Services, username: str, password: str) -> Operator:
+    """The active operator `username` whose password this is. Raises BadCredentials, after the
+    same one argon2 verification whether or not the account exists and is active."""
     op = session.scalar(sa.select(Operator).where(Operator.username == username))
-    if op is None or not op.active or not svc.hasher.verify("password", op.password_hash, password):
+    live = op is not None and op.active
+    if not _check_secret(svc, "password", op.password_hash if live else None, password) or op is None:
         raise errors.BadCredentials()
     return op
 
@@ -77,8 +100,11 @@ def create_terminal(session: Session, svc: Services, merchant: Merchant, *, name
 
 
 def authenticate_terminal(session: Session, svc: Services, terminal_id: str, secret: str) -> Terminal:
+    """The active terminal `terminal_id` whose secret this is. Raises BadCredentials, after the
+    same one argon2 verification whether or not the terminal exists and is active."""
     terminal = session.scalar(sa.select(Terminal).where(Terminal.public_id == terminal_id))
-    if terminal is None or not terminal.active or not svc.hasher.verify("terminal", terminal.secret_hash, secret):
+    live = terminal is not None and terminal.active
+    if not _check_secret(svc, "terminal", terminal.secret_hash if live else None, secret) or terminal is None:
         raise errors.BadCredentials()
     return terminal
 

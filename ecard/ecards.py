@@ -41,13 +41,18 @@ def sign(session: Session, svc: Services, *, id_number: str, name: str, card_no:
          channel: str, device_id: str, now: datetime) -> Binding:
     """R-41: sign the electronic card in a channel against an issued, live card.
 
-    Who the card belongs to is not revealed to a wrong guess: any mismatch of ID number, name
-    and card number is the same IdentityMismatch. Raises IdentityMismatch, the card's state
-    errors, WrongPin, PinLocked.
+    Neither whether a card exists nor who it belongs to is revealed to a wrong guess: an
+    unknown card number and any mismatch of ID number, name and card number are the same
+    IdentityMismatch. Raises InvalidCardNo (a malformed number: its format, not its existence),
+    IdentityMismatch, the card's state errors, WrongPin, PinLocked.
     """
-    card = cards.get(session, card_no)
+    try:
+        card = cards.get(session, card_no)
+    except errors.CardNotFound:
+        card = None  # a 404 here would tell a guesser which card numbers are real
     person = persons.find_by_id_number(session, svc, id_number)
-    if person is None or card.person_id != person.id or persons.view(svc, person).name != name.strip():
+    if (card is None or person is None or card.person_id != person.id
+            or persons.view(svc, person).name != name.strip()):
         raise errors.IdentityMismatch()
     cards.settle(session, svc, card, now)
     cards.refuse_unless_usable(card, card.status)

@@ -37,8 +37,9 @@ def sign_ecard(body: s.SignIn):
         # it `verify_pin` reuses the result if the card's PIN hash is still the one checked.
         with db.reading_session() as reading:
             stored = cards.stored_pin_hash(reading, body.card_no)
-        if stored:
-            svc.hasher.verify_ahead("pin", stored, body.pin)
+        # An unknown card (or one without a PIN) costs the same one argon2 check, against a
+        # dummy hash: the answer's time must not tell which card numbers exist.
+        svc.hasher.verify_ahead("pin", stored or auth.dummy_hash(svc.hasher), body.pin)
         session, now = db.session(), utcnow()
         binding = ecards.sign(session, svc, id_number=body.id_number, name=body.name,
                               card_no=body.card_no, pin=body.pin, channel=body.channel,
