@@ -2,7 +2,7 @@ from datetime import date
 
 import pytest
 
-from ecard.idnumber import check_card_no, make_card_no, parse_id_number
+from ecard.idnumber import check_card_no, check_character, make_card_no, parse_id_number
 from ecard.pii import mask_id_number, mask_name
 
 
@@ -40,3 +40,27 @@ def test_masks():
     assert mask_name("张三") == "张*"
     assert mask_name("张小明") == "张*明"
     assert mask_name("欧阳小明") == "欧**明"
+
+
+# R-02: the ID number is ASCII. Other scripts' digits (Arabic-Indic, full-width, superscripts)
+# are refused by the domain parsers; folding full-width input is the API edge's job.
+@pytest.mark.parametrize("raw", [
+    "１１０１０５１９４９１２３１００２Ｘ",  # full-width
+    "١١٠١٠٥١٩٤٩١٢٣١٠٠٢X",  # Arabic-Indic
+    "11010519491231002Ｘ",  # only the check character full-width
+    "11010519491231002\u00b2",  # a superscript two: str.isdigit() says True
+])
+def test_refuses_id_numbers_in_other_digits(raw):
+    with pytest.raises(ValueError, match="ASCII"):
+        parse_id_number(raw)
+
+
+@pytest.mark.parametrize("raw", ["Ａ００００００１８", "A٠٠٠٠٠٠١٨", "\u017f00000018"])  # last: long s, upper() 'S'
+def test_refuses_card_numbers_in_other_characters(raw):
+    with pytest.raises(ValueError):
+        check_card_no(raw)
+
+
+def test_check_character_refuses_other_digits():
+    with pytest.raises(ValueError):
+        check_character("١١٠١٠٥١٩٤٩١٢٣١٠٠٢")

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from ecard.idnumber import check_card_no, parse_id_number
+
+
+def _nfkc(value: Any) -> Any:
+    """`value` in Unicode NFKC when it is text: an input method's full-width forms (`１２Ｘ`)
+    become ASCII. Other scripts' digits (Arabic-Indic `١٢`) are left as they are, for the ASCII
+    pattern or parser after it to refuse. Anything else passes through to the type check."""
+    return unicodedata.normalize("NFKC", value) if isinstance(value, str) else value
+
+
+# For every identifier, number, PIN and code that arrives as text: NFKC first, then patterns
+# written with [0-9], never \d (pydantic's regex `\d` is any Unicode digit, `१२` included).
+Folded = BeforeValidator(_nfkc)
 
 
 def _id_number(value: str) -> str:
@@ -25,11 +38,11 @@ def _card_no(value: str) -> str:
         raise PydanticCustomError("card_no", str(exc)) from None
 
 
-IdNumber = Annotated[str, Field(min_length=1, max_length=32, examples=["11010519491231002X"]),
+IdNumber = Annotated[str, Folded, Field(min_length=1, max_length=32, examples=["11010519491231002X"]),
                      AfterValidator(_id_number)]
-CardNo = Annotated[str, Field(min_length=1, max_length=16, examples=["A00000018"]),
+CardNo = Annotated[str, Folded, Field(min_length=1, max_length=16, examples=["A00000018"]),
                    AfterValidator(_card_no)]
-Pin = Annotated[str, Field(pattern=r"^\d{6}$", examples=["285714"])]
+Pin = Annotated[str, Folded, Field(pattern=r"^[0-9]{6}$", examples=["285714"])]
 Name = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^\S(.*\S)?$")]
 Scene = Literal["clinic", "transit", "scenic"]
 Channel = Literal["app", "wechat", "alipay", "bank"]
@@ -58,7 +71,7 @@ class TerminalLogin(Strict):
 class PersonIn(Strict):
     id_number: IdNumber
     name: Name
-    phone: Annotated[str, Field(pattern=r"^\+?\d{5,20}$")] | None = None
+    phone: Annotated[str, Folded, Field(pattern=r"^\+?[0-9]{5,20}$")] | None = None
 
 
 class RelationIn(Strict):
@@ -109,7 +122,7 @@ class UnfreezeIn(Strict):
 class MerchantIn(Strict):
     name: str = Field(min_length=1, max_length=100)
     scenes: list[Scene] = Field(min_length=1, max_length=3)
-    region_code: str = Field(pattern=r"^\d{6}$")
+    region_code: Annotated[str, Folded, Field(pattern=r"^[0-9]{6}$")]
 
 
 class TerminalIn(Strict):
@@ -136,7 +149,7 @@ class PageQuery(BaseModel):
 # --- paths -------------------------------------------------------------------------------------
 
 class CardPath(BaseModel):
-    card_no: str = Field(max_length=32)
+    card_no: Annotated[str, Folded, Field(max_length=32)]
 
 
 class PersonPath(BaseModel):
@@ -307,18 +320,19 @@ class DecisionOut(Out):
 
 
 _HEX = r"^[0-9a-fA-F]*$"
+ChipText = Annotated[str, Folded]  # as a reader hands it over: hex, and the expiry's digits
 
 
 class ChipReadIn(Strict):
     card_no: CardNo
     atc: int = Field(ge=0, le=0xFFFF)
-    challenge: str = Field(min_length=32, max_length=32, pattern=_HEX)
-    cryptogram: str = Field(min_length=16, max_length=16, pattern=_HEX)
+    challenge: ChipText = Field(min_length=32, max_length=32, pattern=_HEX)
+    cryptogram: ChipText = Field(min_length=16, max_length=16, pattern=_HEX)
     flags: int = Field(default=0, ge=0, le=255)
-    card_id_code: str = Field(min_length=32, max_length=32, pattern=_HEX)
-    expiry: str = Field(pattern=r"^\d{8}$")
+    card_id_code: ChipText = Field(min_length=32, max_length=32, pattern=_HEX)
+    expiry: ChipText = Field(pattern=r"^[0-9]{8}$")
     generation: Literal[2, 3]
-    rc: str = Field(min_length=16, max_length=16, pattern=_HEX)
+    rc: ChipText = Field(min_length=16, max_length=16, pattern=_HEX)
     scene: Scene | None = None
 
 
