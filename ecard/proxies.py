@@ -25,8 +25,9 @@ _ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 
 
 def link_status(link: ProxyLink, now: datetime) -> tuple[str, str | None]:
-    """(`active` | `ended`, the reason it ended). A minor's link ends at the 16th birthday."""
-    if link.ended_at is not None:
+    """(`active` | `ended`, the reason it ended) at `now`: a link ended later was active then (an
+    offline record is judged at its scan time). A minor's link ends at the 16th birthday."""
+    if link.ended_at is not None and now >= link.ended_at:
         return "ended", link.end_reason
     if link.ends_at is not None and now >= link.ends_at:
         return "ended", "dependant_turned_16"
@@ -86,12 +87,21 @@ def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name
     """Bind a dependant to `proxy`. The proxy proves the dependant's card details; a minor needs
     a parent, grandparent or guardian relation on record, an adult their consent code.
 
-    Raises IdentityMismatch, SelfBinding, ProxyNotAllowed, ConsentRequired/Invalid/Expired/Used,
-    ProxyExists, TooManyDependants, TooManyProxies, the card's dead-state errors.
+    As when signing (R-41), neither whether a card exists nor whose it is is revealed to a wrong
+    guess: an unknown card number and any mismatch of ID number, name and card number are the
+    same IdentityMismatch; only a malformed number is InvalidCardNo (its format).
+
+    Raises InvalidCardNo, IdentityMismatch, SelfBinding, ProxyNotAllowed,
+    ConsentRequired/Invalid/Expired/Used, ProxyExists, TooManyDependants, TooManyProxies, the
+    card's dead-state errors.
     """
-    card = cards.get(session, card_no)
+    try:
+        card = cards.get(session, card_no)
+    except errors.CardNotFound:
+        card = None  # a 404 here would tell a guesser which card numbers are real
     dependant = persons.find_by_id_number(session, svc, id_number)
-    if dependant is None or card.person_id != dependant.id or persons.view(svc, dependant).name != name.strip():
+    if (card is None or dependant is None or card.person_id != dependant.id
+            or persons.view(svc, dependant).name != name.strip()):
         raise errors.IdentityMismatch()
     if dependant.id == proxy.id:
         raise errors.SelfBinding()
