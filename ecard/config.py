@@ -8,65 +8,114 @@ each one can be changed per deployment.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
-# name -> (default, type). Names are the environment variables without the `ECARD_` prefix.
-SETTINGS: dict[str, tuple[Any, type]] = {
-    "ENV": ("development", str),  # "production" refuses to generate keys on its own
-    "DATABASE_URL": (None, str),  # None: SQLite file in the instance folder
-    "REDIS_URL": (None, str),  # None: rate limits and caches in process
-    "KEYS_DIR": (None, str),  # None: <instance>/keys
-    "QR_TTL": (60, int),  # seconds a dynamic code lives
-    "QR_REFRESH_BEFORE": (10, int),  # clients fetch the next code this long before expiry
-    "TEMP_LOSS_LAPSE": (604800, int),  # R-14: 7 days
-    "CONSENT_CODE_TTL": (600, int),
-    "CHIP_CHALLENGE_TTL": (60, int),
-    "OFFLINE_MAX_AGE": (259200, int),  # seconds: how old an offline gate's record may be at upload
-    "TOTP_MAX_ATTEMPTS": (10, int),  # offline phone codes tried per binding in 10 minutes
-    "PIN_MAX_TRIES": (3, int),  # R-32
-    "ACCESS_TOKEN_TTL": (900, int),
-    "REFRESH_TOKEN_TTL": (30 * 86400, int),
-    "TERMINAL_TOKEN_TTL": (3600, int),
-    "MAX_BODY_BYTES": (16 * 1024, int),  # a body larger than this is a 413
-    "REGION_CODE": ("320100", str),  # the issuing region of this deployment (R-54)
-    "ISSUER": ("ecard.320100", str),  # JWT `iss` and trust-list issuer
-    "CARD_GENERATION": (3, int),  # new cards are 3rd generation (SM4) unless changed
-    "PRODUCTION_DAYS": (30, int),  # R-12: first issue deadline, days
-    "TEMP_CARD_DAYS": (90, int),  # R-21
-    "FEE_REISSUE": (2000, int),  # R-19: price-office fee in fen (chosen)
-    "FEE_REPLACE": (2000, int),
-    "QUALITY_FAULT_FREE_YEARS": (2, int),  # R-19
-    "MAX_DEPENDANTS": (8, int),  # R-64
-    "MAX_PROXIES": (5, int),  # R-64
-    "TRUST_LIST_TTL": (86400, int),
-    "LOG_LEVEL": ("INFO", str),
-    "RATE_LIMITS": (1, int),  # 0 switches the abuse limits off (benchmarks of raw throughput only)
+from qr import MAX_CODE_TTL
+from qr.keys import DEFAULT_PUBLISH_AHEAD
+
+DAY = 86400
+# A bound: (low, high) inclusive for an int; for a str, a set of the values allowed or a pattern
+# the whole value must match; None for a str that may be anything non-empty (a URL, a path).
+Bounds = tuple[int, int] | frozenset[str] | re.Pattern[str] | None
+
+_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+
+# name -> (default, type, bounds). Names are the environment variables without the `ECARD_`
+# prefix. The bounds are what the code can honour, not a judgement of the region's policy: a
+# value outside them would start a service that fails later, request after request.
+SETTINGS: dict[str, tuple[Any, type, Bounds]] = {
+    # "production" refuses to generate keys on its own; a misspelling of it must not run as
+    # development, which would.
+    "ENV": ("development", str, frozenset({"development", "production"})),
+    "DATABASE_URL": (None, str, None),  # None: SQLite file in the instance folder
+    "REDIS_URL": (None, str, None),  # None: rate limits and caches in process
+    "KEYS_DIR": (None, str, None),  # None: <instance>/keys
+    # seconds a dynamic code lives; the signer refuses more than MAX_CODE_TTL, the bound on
+    # which key rotation rests (qr/keys.py).
+    "QR_TTL": (60, int, (1, int(MAX_CODE_TTL.total_seconds()))),
+    # clients fetch the next code this long before expiry (at most half the code's life is used)
+    "QR_REFRESH_BEFORE": (10, int, (0, int(MAX_CODE_TTL.total_seconds()))),
+    "TEMP_LOSS_LAPSE": (7 * DAY, int, (60, 365 * DAY)),  # R-14: 7 days
+    "CONSENT_CODE_TTL": (600, int, (60, 7 * DAY)),
+    "CHIP_CHALLENGE_TTL": (60, int, (1, DAY)),  # the load tests run with 3600
+    "PIN_MAX_TRIES": (3, int, (1, 10)),  # R-32
+    "ACCESS_TOKEN_TTL": (900, int, (60, DAY)),
+    "REFRESH_TOKEN_TTL": (30 * DAY, int, (60, 365 * DAY)),
+    "TERMINAL_TOKEN_TTL": (3600, int, (60, 7 * DAY)),
+    "MAX_BODY_BYTES": (16 * 1024, int, (1024, 16 * 1024 * 1024)),  # a body larger than this is a 413
+    "REGION_CODE": ("320100", str, re.compile(r"[0-9]{6}", re.ASCII)),  # the issuing region (R-54)
+    "ISSUER": ("ecard.320100", str, re.compile(r"[!-~]{1,100}", re.ASCII)),  # JWT `iss`, trust-list issuer
+    "CARD_GENERATION": (3, int, (2, 3)),  # new cards are 3rd generation (SM4) unless changed
+    "PRODUCTION_DAYS": (30, int, (1, 365)),  # R-12: first issue deadline, days
+    "TEMP_CARD_DAYS": (90, int, (1, 365)),  # R-21
+    "FEE_REISSUE": (2000, int, (0, 1_000_000)),  # R-19: price-office fee in fen (chosen)
+    "FEE_REPLACE": (2000, int, (0, 1_000_000)),
+    "QUALITY_FAULT_FREE_YEARS": (2, int, (0, 10)),  # R-19
+    "MAX_DEPENDANTS": (8, int, (1, 100)),  # R-64
+    "MAX_PROXIES": (5, int, (1, 100)),  # R-64
+    # A gate must refresh its list before a newly published key signs: keys are published
+    # DEFAULT_PUBLISH_AHEAD before they sign, so a list lives less than that (qr/keys.py).
+    "TRUST_LIST_TTL": (DAY, int, (60, int(DEFAULT_PUBLISH_AHEAD.total_seconds()) - 3600)),
+    "LOG_LEVEL": ("INFO", str, _LEVELS),
+    "RATE_LIMITS": (1, int, (0, 1)),  # 0 switches the abuse limits off (benchmarks of raw throughput only)
 }
 
+_INT = re.compile(r"-?[0-9]{1,18}", re.ASCII)
 
-def _convert(raw: str, kind: type) -> Any:
-    if kind is int:
+
+def _convert(key: str, raw: Any, kind: type) -> Any:
+    """`raw` as a `kind`. Text for an int is ASCII digits only: `int()` would also take
+    Arabic-Indic digits, spaces and underscores. Raises ValueError naming `key`."""
+    if kind is int and isinstance(raw, str):
+        if not _INT.fullmatch(raw):
+            raise ValueError(f"{key} must be an integer in ASCII digits: {raw!r}")
         return int(raw)
+    if kind is int and (isinstance(raw, bool) or not isinstance(raw, int)):
+        raise ValueError(f"{key} must be an integer: {raw!r}")
+    if kind is str and not isinstance(raw, str):
+        raise ValueError(f"{key} must be text: {raw!r}")
     return raw
 
 
-def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Return the settings as a dict keyed `ECARD_<NAME>`.
+def check(key: str, value: Any, kind: type, bounds: Bounds, default: Any = None) -> Any:
+    """Return `value` converted to `kind` when it is within `bounds`. None is allowed only for a
+    setting whose default is None. Raises ValueError naming `key` and what it allows."""
+    if value is None and default is None:
+        return None
+    value = _convert(key, value, kind)
+    if isinstance(bounds, tuple) and not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"{key} must be {bounds[0]}..{bounds[1]}: {value!r}")
+    if isinstance(bounds, frozenset) and value not in bounds:
+        raise ValueError(f"{key} must be one of {', '.join(sorted(bounds))}: {value!r}")
+    if isinstance(bounds, re.Pattern) and not bounds.fullmatch(value):
+        raise ValueError(f"{key} must match {bounds.pattern}: {value!r}")
+    if bounds is None and kind is str and not value:
+        raise ValueError(f"{key} may not be empty")
+    return value
 
-    Raises ValueError naming the variable when an environment value has the wrong type.
+
+def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return the settings as a dict keyed `ECARD_<NAME>`: defaults, then the environment, then
+    `overrides`.
+
+    Raises ValueError naming the variable when a value, from the environment or the overrides,
+    has the wrong type or lies outside the setting's bounds.
     """
     config: dict[str, Any] = {}
-    for name, (default, kind) in SETTINGS.items():
+    for name, spec in SETTINGS.items():
+        default, kind = spec[0], spec[1]
+        bounds = spec[2] if len(spec) > 2 else None
         key = f"ECARD_{name}"
         value = default
         if key in os.environ and os.environ[key] != "":
-            try:
-                value = _convert(os.environ[key], kind)
-            except ValueError as exc:
-                raise ValueError(f"{key} must be {kind.__name__}: {os.environ[key]!r}") from exc
+            value = check(key, os.environ[key], kind, bounds, default)
+        if overrides and key in overrides:
+            value = check(key, overrides[key], kind, bounds, default)
         config[key] = value
-    config.update(overrides or {})
+    config.update({k: v for k, v in (overrides or {}).items() if k not in config})
     return config
 
 # argon2id cost. The defaults are argon2-cffi's (about 50 ms a hash); the test suite lowers them.
-SETTINGS.update({"ARGON2_TIME_COST": (3, int), "ARGON2_MEMORY_KIB": (65536, int)})
+SETTINGS.update({"ARGON2_TIME_COST": (3, int, (1, 20)),
+                 "ARGON2_MEMORY_KIB": (65536, int, (1024, 4 * 1024 * 1024))})
