@@ -24,9 +24,10 @@ from ecard.secrets import load_or_create
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # Endpoints that only read, needing no snapshot: no transaction at all. Above all no SQLite
 # write lock: the sign-ins verify a password with argon2 (about 200 ms at the production cost),
-# and every scan of the instance would wait behind a lock held through it.
+# and every scan of the instance would wait behind a lock held through it. (A refresh writes:
+# it records the refresh token it uses up; it hashes nothing.)
 READ_ONLY_ENDPOINTS = frozenset({"codes.new_code", "codes.trust_list", "tokens.operator_token",
-                                 "tokens.terminal_token", "tokens.refresh"})
+                                 "tokens.terminal_token"})
 
 
 def _nul_at(value: Any, where: str) -> str | None:

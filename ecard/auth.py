@@ -11,13 +11,15 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, TypeVar
 
 import jwt as pyjwt
 import sqlalchemy as sa
+import structlog
 from flask import current_app, g, request
 from flask_jwt_extended import create_access_token, create_refresh_token
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ecard import db, errors
@@ -25,10 +27,11 @@ from ecard.cards import CardState
 from ecard.context import Services, services
 from ecard.hashing import Hasher
 from ecard.ids import new_id
-from ecard.models import Binding, Card, ECard, Merchant, Operator, RevokedToken, Terminal
+from ecard.models import Binding, Card, ECard, Event, Merchant, Operator, RevokedToken, Terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
 HOLDER, OPERATOR, TERMINAL = "holder", "operator", "terminal"
+log = structlog.get_logger("ecard.auth")
 
 
 # --- operators and terminals ---------------------------------------------------------------------
@@ -112,8 +115,12 @@ def authenticate_terminal(session: Session, svc: Services, terminal_id: str, sec
 # --- tokens --------------------------------------------------------------------------------------
 
 def tokens_for(ptype: str, subject: str, *, refresh: bool, extra: dict[str, Any] | None = None,
-               access_ttl: int) -> dict[str, Any]:
-    claims = {"ptype": ptype, **(extra or {})}
+               access_ttl: int, sid: str | None = None, refresh_expires: int | None = None) -> dict[str, Any]:
+    """The token answer: an access token and, with `refresh`, a refresh token, both of session
+    `sid` (a new session unless given), which logging out or a refresh token's reuse ends,
+    every token of it at once. `refresh_expires` (a timestamp): when the refresh token expires,
+    for a rotated one its session's end; `ECARD_REFRESH_TOKEN_TTL` from now otherwise."""
+    claims = {"ptype": ptype, **(extra or {}), "sid": sid or new_id("ses")}
     out: dict[str, Any] = {
         "access_token": create_access_token(subject, additional_claims=claims,
                                             expires_delta=timedelta(seconds=access_ttl)),
@@ -121,16 +128,73 @@ def tokens_for(ptype: str, subject: str, *, refresh: bool, extra: dict[str, Any]
         "expires_in": access_ttl,
     }
     if refresh:
-        out["refresh_token"] = create_refresh_token(subject, additional_claims=claims)
+        lifetime = None if refresh_expires is None else timedelta(seconds=refresh_expires - time.time())
+        out["refresh_token"] = create_refresh_token(subject, additional_claims=claims,
+                                                    expires_delta=lifetime)
     return out
 
 
-def revoke_jti(session: Session, claims: dict[str, Any]) -> None:
-    from datetime import timezone
+def session_key(claims: dict[str, Any]) -> str:
+    """The revoked_tokens row that ends the session of `claims` (a token minted before sessions
+    existed is its own session)."""
+    return f"sid:{claims.get('sid') or claims['jti']}"
 
+
+def _record(session: Session, key: str, expires_at: datetime) -> bool:
+    """Insert the revoked_tokens row `key`; False when it was there already (also when a
+    concurrent request inserted it first)."""
+    if session.get(RevokedToken, key) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(RevokedToken(jti=key, expires_at=expires_at))
+    except IntegrityError:
+        return False
+    return True
+
+
+def end_session(session: Session, claims: dict[str, Any], *, now: datetime) -> None:
+    """Revoke every token of the session of `claims`: the access and refresh token minted
+    together and every pair rotated from them. An operator's or terminal's; a holder's session
+    is its binding (`ecards.revoke_binding`)."""
+    lifetime = services().setting("REFRESH_TOKEN_TTL") + current_app.config["JWT_DECODE_LEEWAY"]
+    _record(session, session_key(claims), now + timedelta(seconds=lifetime))
+
+
+def use_refresh_token(session: Session, claims: dict[str, Any], *, now: datetime) -> Any:
+    """The principal of refresh token `claims`, which is recorded as used: a refresh token is
+    good for one refresh, and the answer carries the next one.
+
+    Raises TokenRevoked when the session has ended, the account is gone, or the token was used
+    before. A second use means two parties hold the token (a thief, or the holder after a
+    thief), and nobody can tell which is which: it ends the whole session, access tokens
+    included (for a holder, the binding); the error asks for that ending to be committed."""
+    try:
+        principal = load_principal(session, claims)
+    except errors.TokenRevoked:
+        principal = None
     expires = datetime.fromtimestamp(claims["exp"], timezone.utc)
-    if session.get(RevokedToken, claims["jti"]) is None:
-        session.add(RevokedToken(jti=claims["jti"], expires_at=expires))
+    if principal is not None and _record(session, claims["jti"], expires):
+        return principal
+    if session.get(RevokedToken, claims["jti"]) is not None:
+        log.warning("refresh_token_reused", ptype=claims["ptype"])
+        if claims["ptype"] == HOLDER:
+            _end_binding(session, claims["sub"], now)
+        else:
+            end_session(session, claims, now=now)
+        raise errors.TokenRevoked("this refresh token was used before: its session has ended",
+                                  commit_state=True)
+    raise errors.TokenRevoked()
+
+
+def _end_binding(session: Session, public_id: str, now: datetime) -> None:
+    binding = session.scalar(sa.select(Binding).where(Binding.public_id == public_id,
+                                                      Binding.revoked_at.is_(None)))
+    if binding is not None:
+        binding.revoked_at, binding.revoke_reason = now, "revoked"
+        session.add(Event(person_id=binding.ecard.person_id, card_id=binding.ecard.card_id, at=now,
+                          action="binding_revoked", actor_type="system", channel=binding.channel,
+                          reason=f"refresh token used twice: {binding.channel} binding {binding.public_id}"))
 
 
 _REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "type", "ptype"]
@@ -247,7 +311,7 @@ _HOLDER_Q = db.Prepared(
 _TERMINAL_Q = db.Prepared(
     sa.select(Terminal.id, Terminal.public_id, Terminal.active, Terminal.offline_capable, Terminal.merchant_id,
               Merchant.public_id.label("merchant_public_id"), Merchant.scenes,
-              sa.exists().where(RevokedToken.jti == sa.bindparam("jti")).label("revoked"))
+              sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"))
     .join(Merchant, Merchant.id == Terminal.merchant_id)
     .where(Terminal.public_id == sa.bindparam("sub")))
 
@@ -257,8 +321,9 @@ def load_principal(session: Session | sa.Connection, claims: dict[str, Any]) -> 
     operator needs a session; a holder or a terminal is read with a prepared statement, so a
     connection will do.
 
-    One query per request: a holder's tokens die with their binding (logout and revocation end
-    the binding), so only operator and terminal tokens are looked up in the revoked-jti list,
+    One query per request: a holder's tokens die with their binding (logout, revocation and a
+    refresh token's reuse end the binding), so only operator and terminal tokens are looked up
+    in the revoked list, by their jti (a used refresh token) and their session (logout, reuse),
     in the same statement as their principal.
     """
     ptype, sub = claims["ptype"], claims["sub"]
@@ -270,14 +335,14 @@ def load_principal(session: Session | sa.Connection, claims: dict[str, Any]) -> 
                                CardState(r.card_id, r.card_no, r.status, r.lost_at, r.expires_at,
                                          r.frozen, r.successor_card_no))
     if ptype == TERMINAL:
-        r = _TERMINAL_Q.first(session, {"sub": sub, "jti": claims["jti"]})
+        r = _TERMINAL_Q.first(session, {"sub": sub, "jti": claims["jti"], "sid": session_key(claims)})
         if r is None or r.revoked or not r.active:
             raise errors.TokenRevoked()
         return TerminalPrincipal(r.id, r.public_id, r.merchant_id, r.merchant_public_id,
                                  tuple(r.scenes.split(",")), bool(r.offline_capable))
     if ptype != OPERATOR:
         raise errors.AuthError("unknown principal type")
-    revoked = sa.exists().where(RevokedToken.jti == claims["jti"])
+    revoked = sa.exists().where(RevokedToken.jti.in_([claims["jti"], session_key(claims)]))
     row = session.execute(sa.select(Operator, revoked).where(Operator.username == sub)).first()
     if row is None or row[1] or not row[0].active:
         raise errors.TokenRevoked()

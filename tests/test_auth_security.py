@@ -77,3 +77,80 @@ def test_terminal_sign_in_costs_one_verification_whether_or_not_the_terminal_exi
     verifications.clear()
     r = api.c.post("/api/v1/auth/terminal/token", json={"terminal_id": t["terminal_id"], "secret": t["secret"]})
     assert r.status_code == 401 and len(verifications) == 1
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def operator_tokens(api) -> dict:
+    api.op  # creates w1
+    r = api.c.post("/api/v1/auth/operator/token", json={"username": "w1", "password": "window-pass-1"})
+    assert r.status_code == 200
+    return r.json
+
+
+def test_operator_logout_ends_the_refresh_token_too(api):
+    pair = operator_tokens(api)
+    assert api.c.delete("/api/v1/auth/session", headers=bearer(pair["access_token"])).status_code == 204
+    r = api.c.post("/api/v1/auth/refresh", headers=bearer(pair["refresh_token"]))
+    assert (r.status_code, r.json["code"]) == (401, "auth.token_revoked")
+
+
+def test_logout_after_a_refresh_ends_every_token_of_the_session(api):
+    pair = operator_tokens(api)
+    r = api.c.post("/api/v1/auth/refresh", headers=bearer(pair["refresh_token"]))
+    assert r.status_code == 200 and r.json["refresh_token"] != pair["refresh_token"]
+    rotated = r.json
+    assert api.c.delete("/api/v1/auth/session", headers=bearer(pair["access_token"])).status_code == 204
+    for token in (rotated["access_token"],):
+        assert api.c.get("/api/v1/cards/A00000018", headers=bearer(token)).status_code == 401
+    r = api.c.post("/api/v1/auth/refresh", headers=bearer(rotated["refresh_token"]))
+    assert (r.status_code, r.json["code"]) == (401, "auth.token_revoked")
+
+
+def test_a_used_refresh_token_presented_again_ends_the_operator_session(api):
+    pair = operator_tokens(api)
+    other = operator_tokens(api)  # another window's session of the same operator
+    thief = api.c.post("/api/v1/auth/refresh", headers=bearer(pair["refresh_token"]))
+    assert thief.status_code == 200
+    r = api.c.post("/api/v1/auth/refresh", headers=bearer(pair["refresh_token"]))  # the owner, after the thief
+    assert (r.status_code, r.json["code"]) == (401, "auth.token_revoked")
+    for token in (pair["access_token"], thief.json["access_token"]):
+        assert api.c.get("/api/v1/cards/A00000018", headers=bearer(token)).json["code"] == "auth.token_revoked"
+    assert api.c.post("/api/v1/auth/refresh", headers=bearer(thief.json["refresh_token"])).status_code == 401
+    # Only that session: the operator's other sign-in goes on.
+    assert api.c.get("/api/v1/cards/A00000018", headers=bearer(other["access_token"])).status_code != 401
+
+
+def test_a_used_refresh_token_presented_again_ends_the_holder_binding(api):
+    h = api.holder()
+    r = api.c.post("/api/v1/auth/refresh", headers=bearer(h["refresh_token"]))
+    assert r.status_code == 200 and r.json["refresh_token"] != h["refresh_token"]
+    assert api.c.get("/api/v1/me", headers=bearer(r.json["access_token"])).status_code == 200
+    r2 = api.c.post("/api/v1/auth/refresh", headers=bearer(r.json["refresh_token"]))  # rotation goes on
+    assert r2.status_code == 200
+    reused = api.c.post("/api/v1/auth/refresh", headers=bearer(h["refresh_token"]))
+    assert (reused.status_code, reused.json["code"]) == (401, "auth.token_revoked")
+    for token in (h["access_token"], r2.json["access_token"]):
+        assert api.c.get("/api/v1/me", headers=bearer(token)).status_code == 401
+    assert api.c.post("/api/v1/auth/refresh", headers=bearer(r2.json["refresh_token"])).status_code == 401
+
+
+def test_a_rotated_refresh_token_keeps_its_session_end(api, clock):
+    from datetime import timedelta
+
+    h = api.holder()
+    clock.shift(timedelta(days=29))
+    r = api.c.post("/api/v1/auth/refresh", headers=bearer(h["refresh_token"]))
+    assert r.status_code == 200
+    clock.shift(timedelta(days=1, minutes=1))  # 30 days after the sign-in
+    r = api.c.post("/api/v1/auth/refresh", headers=bearer(r.json["refresh_token"]))
+    assert (r.status_code, r.json["code"]) == (401, "auth.token_expired")
+
+
+def test_a_terminal_logout_ends_its_token(api):
+    t = api.terminal()
+    assert api.c.delete("/api/v1/auth/session", headers=t["headers"]).status_code == 204
+    r = api.c.post("/api/v1/verifications/qr", json={"payload": "EC1:X"}, headers=t["headers"])
+    assert (r.status_code, r.json["code"]) == (401, "auth.token_revoked")

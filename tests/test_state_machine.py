@@ -147,6 +147,7 @@ class CardLife(RuleBasedStateMachine):
             del p.sessions[channel]
             return None
         s.access, s.access_at = r.json["access_token"], now
+        s.refresh = r.json["refresh_token"]  # rotated: the used one would end the session
         return s.access
 
     # --- the model -----------------------------------------------------------------------------

@@ -33,26 +33,28 @@ def terminal_token(body: s.TerminalLogin):
                                    access_ttl=auth.access_ttl(auth.TERMINAL)))
 
 
-def _refresh_any():
-    claims = g.claims
-    ptype = claims["ptype"]
-    extra = {k: claims[k] for k in ("mid",) if k in claims}
-    return jsonify(auth.tokens_for(ptype, claims["sub"], refresh=False, extra=extra,
-                                   access_ttl=auth.access_ttl(ptype)))
-
-
 @bp.post("/refresh", responses={200: s.TokenOut}, security=BEARER)
 @limiter.limit("60/minute")
 def refresh():
-    """A new access token for a refresh token (holder or operator)."""
-    g.claims = auth.bearer_claims(refresh=True)
-    g.principal = auth.load_principal(db.session(), g.claims)
-    return _refresh_any()
+    """A new access token and a new refresh token for a refresh token (holder or operator). The
+    one presented is used up: presented again, it ends the session (every token of it)."""
+    claims = auth.bearer_claims(refresh=True)
+    session, now = db.session(), utcnow()
+    g.principal = auth.use_refresh_token(session, claims, now=now)
+    g.claims = claims
+    ptype = claims["ptype"]
+    extra = {k: claims[k] for k in ("mid", "ch") if k in claims}
+    # The same session, and its end: rotation does not make a stolen token live forever.
+    out = auth.tokens_for(ptype, claims["sub"], refresh=True, extra=extra, access_ttl=auth.access_ttl(ptype),
+                          sid=claims.get("sid"), refresh_expires=claims["exp"])
+    session.commit()
+    return jsonify(out)
 
 
 @bp.delete("/session", responses={204: None}, security=BEARER)
 def logout():
-    """Sign out. For a holder this ends the channel binding; every token of it stops at once."""
+    """Sign out. For a holder this ends the channel binding; for an operator or a terminal the
+    session: the access token and the refresh token minted with it stop at once."""
     claims = auth.bearer_claims()
     session, now = db.session(), utcnow()
     principal = auth.load_principal(session, claims)
@@ -60,6 +62,6 @@ def logout():
         revoke_binding(session, principal.binding(session).ecard, principal.public_id, reason="signed_out",
                        actor=Actor("holder", principal.public_id, principal.channel), now=now)
     else:
-        auth.revoke_jti(session, claims)
+        auth.end_session(session, claims, now=now)
     session.commit()
     return "", 204
