@@ -147,6 +147,12 @@ ConsentInvalid = _leaf("ConsentInvalid", ProxyError, "consent.invalid", 422, "�
 ConsentExpired = _leaf("ConsentExpired", ProxyError, "consent.expired", 422, "授权码已过期", "The consent code has expired")
 ConsentUsed = _leaf("ConsentUsed", ProxyError, "consent.used", 422, "授权码已使用", "The consent code was already used")
 SelfBinding = _leaf("SelfBinding", ProxyError, "proxy.self", 422, "不能绑定本人", "You cannot be your own proxy")
+ProxyCardUnusable = _leaf("ProxyCardUnusable", ProxyError, "proxy.own_card_unusable", 403,
+                          "您本人的社会保障卡当前不可用，不能代办亲属业务",
+                          "Your own card is not usable, so you cannot act for a relative")
+MinorCannotRevoke = _leaf("MinorCannotRevoke", ProxyError, "proxy.minor_cannot_revoke", 403,
+                          "未成年人的亲情绑定满16周岁自动解除，或到服务网点解除",
+                          "A minor's family binding ends at 16, or at a service window")
 
 ChipKeysMissing = _leaf("ChipKeysMissing", EcardError, "chip.keys_missing", 409,
                         "该卡尚未个人化", "The card has not been personalized")

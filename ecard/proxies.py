@@ -93,8 +93,9 @@ def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name
 
     Raises InvalidCardNo, IdentityMismatch, SelfBinding, ProxyNotAllowed,
     ConsentRequired/Invalid/Expired/Used, ProxyExists, TooManyDependants, TooManyProxies, the
-    card's dead-state errors.
+    card's dead-state errors; ProxyCardUnusable when the proxy's own card is not usable.
     """
+    _refuse_unless_own_card_usable(session, svc, proxy, now)
     try:
         card = cards.get(session, card_no)
     except errors.CardNotFound:
@@ -149,22 +150,79 @@ def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name
     return link
 
 
-def as_proxy(session: Session, proxy: Person, dependant_id: str, now: datetime, *,
-             require_active: bool = True) -> ProxyLink:
-    """The proxy's own link. Another family's link is simply not found (object-level authz).
-    Raises ProxyNotFound, ProxyEnded."""
+def _refuse_unless_own_card_usable(session: Session, svc: Services, proxy: Person, now: datetime, *,
+                                   loss_report: bool = False) -> None:
+    """A relative acts for a dependant only while their own card is usable (R-22, R-43, R-63):
+    someone whose card is frozen for suspected fraud, cancelled or expired, or whose electronic
+    card is suspended, keeps no proxy powers. One exception: a proxy whose own card is reported
+    lost may still report the dependant's card lost (one lost wallet often holds both).
+
+    Raises ProxyCardUnusable with `reason`, the code of the proxy's own card's state
+    (`card.frozen`, `card.lost` ...), so a client can tell it from the dependant's card's state.
+    """
+    ecard = session.scalar(sa.select(ECard).where(ECard.person_id == proxy.id))
+    card = ecard.card if ecard is not None else cards.live_card(session, proxy)
+    if card is None:
+        raise errors.ProxyCardUnusable("you hold no card of your own", reason="card.not_issued")
+    try:
+        cards.refuse_unless_usable_at(svc, card, now)
+    except errors.CardLost:
+        if not loss_report:
+            raise errors.ProxyCardUnusable("your own card is reported lost", reason="card.lost") from None
+    except errors.CardError as exc:
+        raise errors.ProxyCardUnusable(f"your own card is not usable ({exc.code})", reason=exc.code) from None
+
+
+def _link_of(session: Session, proxy: Person, dependant_id: str) -> ProxyLink:
+    """The proxy's own link. Another family's link is simply not found (object-level authz)."""
     link = session.scalar(sa.select(ProxyLink).where(ProxyLink.public_id == dependant_id,
                                                      ProxyLink.proxy_person_id == proxy.id))
     if link is None:
         raise errors.ProxyNotFound()
+    return link
+
+
+def as_proxy(session: Session, svc: Services, proxy: Person, dependant_id: str, now: datetime, *,
+             require_active: bool = True, loss_report: bool = False) -> ProxyLink:
+    """The proxy's own link, to act on the dependant's card (issue a code, read the card, report
+    it lost: `loss_report`), which the proxy may do only with a usable card of their own.
+
+    Raises ProxyNotFound, ProxyEnded (when `require_active`), ProxyCardUnusable.
+    """
+    link = _link_of(session, proxy, dependant_id)
     if require_active:
         state, reason = link_status(link, now)
         if state != "active":
             raise errors.ProxyEnded(f"the binding has ended ({reason})", end_reason=reason)
+    _refuse_unless_own_card_usable(session, svc, proxy, now, loss_report=loss_report)
     return link
 
 
+def unbind(session: Session, proxy: Person, dependant_id: str, *, actor: Actor, now: datetime) -> ProxyLink:
+    """The proxy gives the binding up. Allowed whatever the state of the proxy's own card: it
+    only removes powers. Raises ProxyNotFound."""
+    return end(session, _link_of(session, proxy, dependant_id), reason="unbound_by_proxy", actor=actor, now=now)
+
+
+def revoke(session: Session, dependant: Person, proxy_id: str, *, actor: Actor, now: datetime) -> ProxyLink:
+    """End a proxy's binding of `dependant` at once (R-62): by the dependant, an adult, or at a
+    service window (an operator actor), for an adult without a phone or to end a minor's
+    binding before the 16th birthday. A binding already ended is returned as it is.
+
+    Raises ProxyNotFound, MinorCannotRevoke (a minor's binding ends at 16 or at a window, R-61).
+    """
+    link = as_dependant(session, dependant, proxy_id)
+    if link_status(link, now)[0] == "ended":
+        return link
+    if actor.type == "operator":
+        return end(session, link, reason="ended_at_window", actor=actor, now=now)
+    if link.kind == "minor":
+        raise errors.MinorCannotRevoke()
+    return end(session, link, reason="revoked_by_dependant", actor=actor, now=now)
+
+
 def as_dependant(session: Session, dependant: Person, proxy_id: str) -> ProxyLink:
+    """One of `dependant`'s proxies' links, by its id. Raises ProxyNotFound."""
     link = session.scalar(sa.select(ProxyLink).where(ProxyLink.public_id == proxy_id,
                                                      ProxyLink.dependant_person_id == dependant.id))
     if link is None:

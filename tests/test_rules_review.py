@@ -36,3 +36,53 @@ def test_r41_bind_with_an_unknown_card_number_is_the_same_identity_mismatch(api,
     body = {**bind_body(family["child"], "parent"), "card_no": "A12"}
     r = api.c.post("/api/v1/me/dependants", json=body, headers=family["parent"]["headers"])
     assert r.status_code == 422
+
+
+# --- item 12: a proxy acts only with a usable card of their own; a minor does not revoke --------
+
+def test_r22_a_proxy_whose_own_card_is_frozen_cannot_act_for_the_dependant(api, family):
+    dep = bind_child(api, family)
+    did, h = dep["dependant_id"], family["parent"]["headers"]
+    parent_no = family["parent"]["card"]["card_no"]
+    r = api.c.post(f"/api/v1/cards/{parent_no}/freeze", json={"reason": "suspected fraud"}, headers=api.op)
+    assert r.status_code == 200
+    refused = [api.c.get(f"/api/v1/me/dependants/{did}", headers=h),
+               api.c.post("/api/v1/qrcodes", json={"scene": "transit", "dependant_id": did}, headers=h),
+               api.c.post(f"/api/v1/me/dependants/{did}/loss", headers=h)]
+    for r in refused:
+        assert r.status_code == 403, r.json
+        assert r.json["code"] == "proxy.own_card_unusable" and r.json["reason"] == "card.frozen"
+    # Nor can they take on a new dependant.
+    other = api.issued_card(birth=date(2018, 1, 1), name="李小二")
+    relate(api, other["person"], family["parent"]["card"]["person"], "parent")
+    r = api.c.post("/api/v1/me/dependants", json=bind_body(other, "parent"), headers=h)
+    assert r.status_code == 403 and r.json["code"] == "proxy.own_card_unusable"
+    # The child's card itself was never touched, and once unfrozen the parent acts again.
+    r = api.c.get(f"/api/v1/cards/{family['child']['card_no']}", headers=api.op)
+    assert r.json["status"] == "issued" and "lost_temporary" not in [e["action"] for e in r.json["history"]]
+    api.c.delete(f"/api/v1/cards/{parent_no}/freeze", headers=api.op)
+    r = api.c.get(f"/api/v1/me/dependants/{did}", headers=h)
+    assert r.status_code == 200 and r.json["card"]["status"] == "issued"
+
+
+def test_r14_a_proxy_who_lost_their_own_card_may_still_report_the_dependants_lost(api, family):
+    # A parent who lost a wallet holding both cards stops both; nothing else is allowed meanwhile.
+    dep = bind_child(api, family)
+    did, h = dep["dependant_id"], family["parent"]["headers"]
+    assert api.c.post("/api/v1/me/card/loss", headers=h).status_code == 200
+    r = api.c.post("/api/v1/qrcodes", json={"scene": "transit", "dependant_id": did}, headers=h)
+    assert r.status_code == 403 and r.json["reason"] == "card.lost"
+    r = api.c.get(f"/api/v1/me/dependants/{did}", headers=h)
+    assert r.status_code == 403 and r.json["reason"] == "card.lost"
+    r = api.c.post(f"/api/v1/me/dependants/{did}/loss", headers=h)
+    assert r.status_code == 200 and r.json["card"]["status"] == "lost_temporary"
+
+
+def test_r62_a_minor_cannot_end_a_parents_binding(api, family):
+    bind_child(api, family)
+    child = api.holder(family["child"])
+    pid = api.c.get("/api/v1/me/proxies", headers=child["headers"]).json["items"][0]["proxy_id"]
+    r = api.c.delete(f"/api/v1/me/proxies/{pid}", headers=child["headers"])
+    assert r.status_code == 403 and r.json["code"] == "proxy.minor_cannot_revoke"
+    items = api.c.get("/api/v1/me/proxies", headers=child["headers"]).json["items"]
+    assert items[0]["status"] == "active"

@@ -59,7 +59,7 @@ def new_code(body: s.QrIn):
     if body.dependant_id:
         session = db.session()
         me = session.get_one(Person, g.principal.person_id)
-        link = proxies.as_proxy(session, me, body.dependant_id, now)
+        link = proxies.as_proxy(session, svc, me, body.dependant_id, now)
         card = proxies.dependant_ecard(session, link).card
     issued = codes.issue(svc, ring(), card, scene=body.scene, link=link, now=now)
     headers = {"Cache-Control": "no-store", "X-Expires-At": iso(issued.expires_at),

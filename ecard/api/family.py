@@ -80,7 +80,7 @@ def list_dependants():
 @auth.require(auth.HOLDER)
 def get_dependant(path: s.DependantPath):
     now = utcnow()
-    link = proxies.as_proxy(db.session(), _me(), path.dependant_id, now, require_active=False)
+    link = proxies.as_proxy(db.session(), services(), _me(), path.dependant_id, now, require_active=False)
     return jsonify(dependant_out(link, now, detail=True))
 
 
@@ -88,8 +88,8 @@ def get_dependant(path: s.DependantPath):
 @auth.require(auth.HOLDER)
 def unbind_dependant(path: s.DependantPath):
     session, now = db.session(), utcnow()
-    link = proxies.as_proxy(session, _me(), path.dependant_id, now, require_active=False)
-    proxies.end(session, link, reason="unbound_by_proxy", actor=_proxy_actor(link), now=now)
+    actor = Actor("proxy", path.dependant_id, g.principal.channel)
+    link = proxies.unbind(session, _me(), path.dependant_id, actor=actor, now=now)
     out = dependant_out(link, now)
     session.commit()
     return jsonify(out)
@@ -100,7 +100,7 @@ def unbind_dependant(path: s.DependantPath):
 def dependant_loss(path: s.DependantPath):
     """Temporary loss of the dependant's card, reported by the proxy (recorded as such)."""
     session, now, svc = db.session(), utcnow(), services()
-    link = proxies.as_proxy(session, _me(), path.dependant_id, now)
+    link = proxies.as_proxy(session, svc, _me(), path.dependant_id, now, loss_report=True)
     card = proxies.dependant_ecard(session, link).card
     cards.report_loss(session, svc, card, kind="temporary", actor=_proxy_actor(link), now=now)
     out = dependant_out(link, now, detail=True)
@@ -119,12 +119,11 @@ def list_proxies():
 @bp.delete("/me/proxies/<proxy_id>", responses={200: s.ProxyOut})
 @auth.require(auth.HOLDER)
 def revoke_proxy(path: s.ProxyPath):
-    """The dependant revokes a proxy (R-62); effective at once."""
+    """The dependant, an adult, revokes a proxy (R-62); effective at once. A minor cannot (403
+    `proxy.minor_cannot_revoke`): their binding ends at 16 or at a service window."""
     session, now = db.session(), utcnow()
-    link = proxies.as_dependant(session, _me(), path.proxy_id)
     b = g.principal
-    proxies.end(session, link, reason="revoked_by_dependant", actor=Actor("holder", b.public_id, b.channel),
-                now=now)
+    link = proxies.revoke(session, _me(), path.proxy_id, actor=Actor("holder", b.public_id, b.channel), now=now)
     out = proxy_out(link, now)
     session.commit()
     return jsonify(out)
