@@ -268,12 +268,21 @@ def issue(session: Session, svc: Services, card: Card, *, pin: str, actor: Actor
     card.issued_at = now
     card.expires_at = validity_end(card.person.birth_date, now)
     _transition(session, card, ISSUED, "issued", actor, now)
-    temporary = live_card(session, card.person, "temporary")
-    if temporary is not None:
-        _transition(session, temporary, CANCELLED, "returned", actor, now,
-                    reason=f"formal card {card.card_no} collected")
+    _return_temporary(session, svc, card, actor, now)
     _follow(session, card.person, card)
     return card
+
+
+def _return_temporary(session: Session, svc: Services, card: Card, actor: Actor, now: datetime) -> None:
+    """R-21: the holder's live temporary card is returned (cancelled) when a formal card is
+    collected: on first issue and, its main case, when a reissued or replaced card is."""
+    temporary = live_card(session, card.person, "temporary")
+    if temporary is None:
+        return
+    settle(session, svc, temporary, now)  # one whose 90 days ran out is expired, not returned
+    if temporary.live:
+        _transition(session, temporary, CANCELLED, "returned", actor, now,
+                    reason=f"formal card {card.card_no} collected")
 
 
 def report_loss(session: Session, svc: Services, card: Card, *, kind: str, actor: Actor,
@@ -327,6 +336,7 @@ def _successor(session: Session, svc: Services, old: Card, *, pin: str, fee: int
     new.frozen = old.frozen
     new.freeze_reason = old.freeze_reason
     _transition(session, new, ISSUED, "issued", actor, now)
+    _return_temporary(session, svc, new, actor, now)
     _follow(session, person, new)
     return new
 

@@ -86,3 +86,27 @@ def test_r62_a_minor_cannot_end_a_parents_binding(api, family):
     assert r.status_code == 403 and r.json["code"] == "proxy.minor_cannot_revoke"
     items = api.c.get("/api/v1/me/proxies", headers=child["headers"]).json["items"]
     assert items[0]["status"] == "active"
+
+
+# --- item 13 ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["reissue", "replace"])
+def test_r21_the_temporary_card_is_returned_when_the_new_card_is_collected(api, how):
+    card = api.issued_card()
+    no, pid = card["card_no"], card["person"]["person_id"]
+    if how == "reissue":
+        api.c.post(f"/api/v1/cards/{no}/loss", json={"kind": "formal"}, headers=api.op)
+    else:
+        api.c.post(f"/api/v1/cards/{no}/freeze", json={"reason": "chip under inspection"}, headers=api.op)
+    r = api.c.post("/api/v1/temporary-cards", json={"person_id": pid}, headers=api.op)
+    assert r.status_code == 201, r.json
+    temp_no = r.json["card_no"]
+    body = {"pin": "385714"} if how == "reissue" else {"pin": "385714", "reason": "unreadable"}
+    r = api.c.post(f"/api/v1/cards/{no}/{how}", json=body, headers=api.op)
+    assert r.status_code == 201, r.json
+    new_no = r.json["card_no"]
+    r = api.c.get(f"/api/v1/cards/{temp_no}", headers=api.op)
+    assert r.json["status"] == "cancelled"
+    last = r.json["history"][-1]
+    assert last["action"] == "returned" and new_no in last["reason"]
+    assert last["actor"]["type"] == "operator"
