@@ -110,3 +110,21 @@ def test_r21_the_temporary_card_is_returned_when_the_new_card_is_collected(api, 
     last = r.json["history"][-1]
     assert last["action"] == "returned" and new_no in last["reason"]
     assert last["actor"]["type"] == "operator"
+
+
+def test_r22_unfreeze_takes_an_optional_reason_and_records_it(api):
+    card = api.issued_card()
+    no = card["card_no"]
+    api.c.post(f"/api/v1/cards/{no}/freeze", json={"reason": "suspected fraud"}, headers=api.op)
+    r = api.c.delete(f"/api/v1/cards/{no}/freeze", json={"reason": "police cleared the holder"},
+                     headers=api.op)
+    assert r.status_code == 200, r.json
+    assert r.json["frozen"] is False
+    last = r.json["history"][-1]
+    assert (last["action"], last["reason"]) == ("unfrozen", "police cleared the holder")
+    # Without a body, as before.
+    api.c.post(f"/api/v1/cards/{no}/freeze", json={"reason": "again"}, headers=api.op)
+    r = api.c.delete(f"/api/v1/cards/{no}/freeze", headers=api.op)
+    assert r.status_code == 200 and r.json["frozen"] is False
+    r = api.c.delete(f"/api/v1/cards/{no}/freeze", json={"reason": "x", "extra": 1}, headers=api.op)
+    assert r.status_code == 422

@@ -163,9 +163,10 @@ def freeze(path: s.CardPath, body: s.FreezeIn):
 
 @bp.delete("/cards/<card_no>/freeze", responses={200: s.CardOut})
 @auth.require(auth.OPERATOR)
-def unfreeze(path: s.CardPath):
+def unfreeze(path: s.CardPath, body: s.UnfreezeIn):
+    """Clear the freeze (R-22); the optional `reason` goes into the card history (R-23)."""
     session, now, svc = db.session(), utcnow(), services()
-    card = cards.unfreeze(session, svc, cards.get(session, path.card_no), reason=None,
+    card = cards.unfreeze(session, svc, cards.get(session, path.card_no), reason=body.reason,
                           actor=actor(), now=now)
     return _card_response(card, now)
 

@@ -6,7 +6,8 @@ import unicodedata
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from ecard.idnumber import check_card_no, parse_id_number
@@ -116,7 +117,15 @@ class FreezeIn(Strict):
 
 
 class UnfreezeIn(Strict):
-    reason: str | None = Field(default=None, max_length=200)
+    """Optional: DELETE .../freeze without a body unfreezes with no reason given."""
+
+    model_config = ConfigDict(openapi_extra={"required": False})
+    reason: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_body(cls, data: Any) -> Any:
+        return {} if data is None else data  # flask-openapi3 passes None for a missing body
 
 
 class MerchantIn(Strict):
