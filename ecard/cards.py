@@ -207,9 +207,10 @@ def set_pin(svc: Services, card: Card, person: Person, pin: str) -> None:
     card.pin_locked = False
 
 
-def verify_pin(session: Session, svc: Services, card: Card, pin: str) -> None:
+def verify_pin(session: Session, svc: Services, card: Card, pin: str, *, now: datetime) -> None:
     """R-32. A wrong PIN counts against the card even though the request fails, so the
-    errors raised here ask the error handler to commit (`commit_state`).
+    errors raised here ask the error handler to commit (`commit_state`). The try that locks the
+    PIN records the lock in the card history, by the system (R-23).
 
     Raises PinLocked, WrongPin (with `tries_left`).
     """
@@ -225,8 +226,12 @@ def verify_pin(session: Session, svc: Services, card: Card, pin: str) -> None:
         sa.update(Card).where(Card.id == card.id).values(pin_failures=Card.pin_failures + 1)
         .returning(Card.pin_failures))
     if failures >= limit:
-        session.execute(sa.update(Card).where(Card.id == card.id).values(pin_locked=True))
+        # Only the try that flips the lock records it: parallel wrong tries lock it once.
+        locked = session.execute(sa.update(Card).where(Card.id == card.id, Card.pin_locked.is_(False))
+                                 .values(pin_locked=True))
         session.refresh(card)
+        if locked.rowcount == 1:
+            record(session, card, "pin_locked", SYSTEM, now, reason=f"{failures} wrong PINs in a row")
         raise errors.PinLocked(commit_state=True)
     session.refresh(card)
     raise errors.WrongPin(tries_left=limit - failures, commit_state=True)

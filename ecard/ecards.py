@@ -56,7 +56,7 @@ def sign(session: Session, svc: Services, *, id_number: str, name: str, card_no:
         raise errors.IdentityMismatch()
     cards.settle(session, svc, card, now)
     cards.refuse_unless_usable(card, card.status)
-    cards.verify_pin(session, svc, card, pin)
+    cards.verify_pin(session, svc, card, pin, now=now)
     ecard = session.scalar(sa.select(ECard).where(ECard.person_id == person.id))
     if ecard is None:
         ecard = ECard(public_id=new_id("ec"), person_id=person.id, card_id=card.id, created_at=now)

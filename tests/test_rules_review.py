@@ -128,3 +128,16 @@ def test_r22_unfreeze_takes_an_optional_reason_and_records_it(api):
     assert r.status_code == 200 and r.json["frozen"] is False
     r = api.c.delete(f"/api/v1/cards/{no}/freeze", json={"reason": "x", "extra": 1}, headers=api.op)
     assert r.status_code == 422
+
+
+def test_r23_the_automatic_pin_lock_is_in_the_card_history(api):
+    card = api.issued_card()
+    for pin in ("000001", "000002", "000003"):
+        r = api.sign(card, pin=pin)
+    assert r.status_code == 423 and r.json["code"] == "pin.locked"
+    locks = [e for e in _events(api, card["card_no"]) if e["action"] == "pin_locked"]
+    assert len(locks) == 1
+    assert locks[0]["actor"]["type"] == "system" and "3 wrong PINs" in locks[0]["reason"]
+    # A try on the locked card does not record another lock.
+    api.sign(card, pin="000004")
+    assert len([e for e in _events(api, card["card_no"]) if e["action"] == "pin_locked"]) == 1
