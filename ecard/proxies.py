@@ -147,6 +147,9 @@ def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name
     session.flush()
     _event(session, dependant.id, "proxy_bound", actor, now, reason=f"{link.kind} binding, relation {relation}",
            card_id=card.id)
+    # The answer to the binding shows the proxy the card's status (R-63: a read, recorded).
+    _event(session, dependant.id, "proxy_card_read", actor, now, reason="card status, in the binding's answer",
+           card_id=card.id)
     return link
 
 
@@ -195,6 +198,19 @@ def as_proxy(session: Session, svc: Services, proxy: Person, dependant_id: str, 
         if state != "active":
             raise errors.ProxyEnded(f"the binding has ended ({reason})", end_reason=reason)
     _refuse_unless_own_card_usable(session, svc, proxy, now, loss_report=loss_report)
+    return link
+
+
+def read_dependant(session: Session, svc: Services, proxy: Person, dependant_id: str, *, actor: Actor,
+                   now: datetime) -> ProxyLink:
+    """The proxy looks up a dependant: an active binding shows the card's status, which is a
+    read of the dependant's card and so recorded in the dependant's audit (R-63, R-72); an ended
+    one shows only the binding. Raises what `as_proxy` raises, except ProxyEnded."""
+    link = as_proxy(session, svc, proxy, dependant_id, now, require_active=False)
+    if link_status(link, now)[0] == "active":
+        card_id = session.scalar(sa.select(ECard.card_id).where(ECard.person_id == link.dependant_person_id))
+        _event(session, link.dependant_person_id, "proxy_card_read", actor, now, reason="card status",
+               card_id=card_id)
     return link
 
 

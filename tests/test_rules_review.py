@@ -141,3 +141,18 @@ def test_r23_the_automatic_pin_lock_is_in_the_card_history(api):
     # A try on the locked card does not record another lock.
     api.sign(card, pin="000004")
     assert len([e for e in _events(api, card["card_no"]) if e["action"] == "pin_locked"]) == 1
+
+
+def test_r63_a_proxys_reads_of_the_dependants_card_are_in_the_dependants_audit(api, family):
+    dep = bind_child(api, family)
+    did = dep["dependant_id"]
+    r = api.c.get(f"/api/v1/me/dependants/{did}", headers=family["parent"]["headers"])
+    assert r.status_code == 200 and r.json["card"]["card_no"] == family["child"]["card_no"]
+    child = api.holder(family["child"])
+    reads = [e for e in _audit(api, child["headers"]) if e["action"] == "proxy_card_read"]
+    assert len(reads) == 2  # the answer to the binding, then the look-up
+    assert all(e["actor"]["type"] == "proxy" for e in reads)
+    assert reads[0]["actor"]["ref"] == did  # newest first: the look-up, by this binding
+    # The list (no card details) is not a read of the card.
+    api.c.get("/api/v1/me/dependants", headers=family["parent"]["headers"])
+    assert len([e for e in _audit(api, child["headers"]) if e["action"] == "proxy_card_read"]) == 2

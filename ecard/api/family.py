@@ -3,7 +3,7 @@ their proxies. Every lookup is scoped to the caller: another family's binding is
 
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import g, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
 from ecard import auth, cards, db, ecards, persons, proxies
@@ -17,6 +17,14 @@ from ecard.pii import mask_name
 
 bp = APIBlueprint("family", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="family")],
                   abp_security=BEARER, abp_responses=PROBLEMS)
+
+
+@bp.before_request
+def _reads_that_write() -> None:
+    # A proxy's look-up of a dependant records the read (R-63): a GET that writes, so on SQLite
+    # it takes the write lock from its first statement, as other writers do (db.write_intent).
+    if request.endpoint == "family.get_dependant":
+        db.write_intent.set(True)
 
 
 def _me() -> persons.Person:
@@ -79,9 +87,14 @@ def list_dependants():
 @bp.get("/me/dependants/<dependant_id>", responses={200: s.DependantOut})
 @auth.require(auth.HOLDER)
 def get_dependant(path: s.DependantPath):
-    now = utcnow()
-    link = proxies.as_proxy(db.session(), services(), _me(), path.dependant_id, now, require_active=False)
-    return jsonify(dependant_out(link, now, detail=True))
+    """The binding and, while it is active, the dependant's card status (a read recorded in the
+    dependant's audit, R-63)."""
+    session, now = db.session(), utcnow()
+    link = proxies.read_dependant(session, services(), _me(), path.dependant_id,
+                                  actor=Actor("proxy", path.dependant_id, g.principal.channel), now=now)
+    out = dependant_out(link, now, detail=True)
+    session.commit()
+    return jsonify(out)
 
 
 @bp.delete("/me/dependants/<dependant_id>", responses={200: s.DependantOut})
