@@ -156,3 +156,35 @@ def test_r63_a_proxys_reads_of_the_dependants_card_are_in_the_dependants_audit(a
     # The list (no card details) is not a read of the card.
     api.c.get("/api/v1/me/dependants", headers=family["parent"]["headers"])
     assert len([e for e in _audit(api, child["headers"]) if e["action"] == "proxy_card_read"]) == 2
+
+
+def test_r62_a_window_ends_a_proxy_for_an_adult_without_a_phone_and_for_a_minor(api, family):
+    elder = api.issued_card(birth=date(1945, 5, 5), name="王奶奶", sex="F")
+    son = api.holder(api.issued_card(birth=date(1970, 1, 1), name="王大"))
+    code = api.c.post(f"/api/v1/persons/{elder['person']['person_id']}/consent-codes",
+                      headers=api.op).json["code"]
+    r = api.c.post("/api/v1/me/dependants", json=bind_body(elder, "child", code), headers=son["headers"])
+    assert r.status_code == 201, r.json
+    did = r.json["dependant_id"]
+    # The window finds the binding on the person's record, and ends it.
+    epid = elder["person"]["person_id"]
+    r = api.c.get(f"/api/v1/persons/{epid}/proxies", headers=api.op)
+    assert r.status_code == 200 and [p["proxy_id"] for p in r.json["items"]] == [did]
+    r = api.c.delete(f"/api/v1/persons/{epid}/proxies/{did}", headers=api.op)
+    assert r.status_code == 200, r.json
+    assert r.json["status"] == "ended" and r.json["end_reason"] == "ended_at_window"
+    r = api.c.post(f"/api/v1/me/dependants/{did}/loss", headers=son["headers"])
+    assert r.status_code == 409 and r.json["code"] == "proxy.ended"
+    # A minor's binding, too (the way to end it before 16).
+    dep = bind_child(api, family)
+    cpid = family["child"]["person"]["person_id"]
+    r = api.c.delete(f"/api/v1/persons/{cpid}/proxies/{dep['dependant_id']}", headers=api.op)
+    assert r.status_code == 200 and r.json["status"] == "ended"
+    child = api.holder(family["child"])
+    ends = [e for e in _audit(api, child["headers"]) if e["action"] == "proxy_ended"]
+    assert ends[0]["actor"] == {"type": "operator", "ref": "w1", "channel": "window"}
+    # Another person's binding id, or a holder's token, is refused.
+    r = api.c.delete(f"/api/v1/persons/{epid}/proxies/{dep['dependant_id']}", headers=api.op)
+    assert r.status_code == 404 and r.json["code"] == "proxy.not_found"
+    r = api.c.delete(f"/api/v1/persons/{cpid}/proxies/{dep['dependant_id']}", headers=son["headers"])
+    assert r.status_code == 403

@@ -155,6 +155,29 @@ def my_consent_code():
     return created(out)
 
 
+@bp.get("/persons/<person_id>/proxies", responses={200: s.ProxiesOut})
+@auth.require(auth.OPERATOR)
+def window_list_proxies(path: s.PersonPath):
+    """The person's proxies, at a window: to find the one to end."""
+    session, now = db.session(), utcnow()
+    person = persons.get(session, path.person_id)
+    return jsonify({"items": [proxy_out(link, now) for link in proxies.links_of_dependant(session, person)]})
+
+
+@bp.delete("/persons/<person_id>/proxies/<proxy_id>", responses={200: s.ProxyOut})
+@auth.require(auth.OPERATOR)
+def window_end_proxy(path: s.PersonProxyPath):
+    """End a proxy's binding at a window (R-62): for an adult without a phone, or a minor's
+    binding before the 16th birthday. Recorded with the operator as the actor."""
+    session, now = db.session(), utcnow()
+    person = persons.get(session, path.person_id)
+    link = proxies.revoke(session, person, path.proxy_id,
+                          actor=Actor("operator", g.principal.username, "window"), now=now)
+    out = proxy_out(link, now)
+    session.commit()
+    return jsonify(out)
+
+
 @bp.post("/persons/<person_id>/consent-codes", responses={201: s.ConsentCodeOut})
 @auth.require(auth.OPERATOR)
 def window_consent_code(path: s.PersonPath):

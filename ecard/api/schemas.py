@@ -279,6 +279,11 @@ class ProxyPath(BaseModel):
     proxy_id: str = Field(max_length=32)
 
 
+class PersonProxyPath(BaseModel):
+    person_id: str = Field(max_length=32)
+    proxy_id: str = Field(max_length=32)
+
+
 class DependantOut(Out):
     dependant_id: str
     kind: Literal["minor", "adult"]
