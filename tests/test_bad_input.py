@@ -151,3 +151,31 @@ def test_metrics_count_requests_by_route_and_status_without_card_numbers(api):
     assert _metric(after, count, **missing) - _metric(before, count, **missing) == 1
     assert _metric(after, "flask_http_request_total", method="GET", status=str(unknown)) >= 1
     assert "A99999999" not in after and "/healthz" not in after and 'url_rule="/metrics"' not in after
+
+
+# Issue 13, item 9: the paging cursor `before` is ASCII digits within a 63-bit integer. '²' passed
+# str.isdigit() and failed int() (a 500); 2**63 overflowed the database's integer (a 500).
+BAD_CURSORS = ["²", "١٢", "１２", "9223372036854775808", "99999999999999999999999999", "-1", "1.5",
+               "1_0", " 1", "0x10", ""]
+
+
+def test_a_bad_paging_cursor_is_a_422_problem_on_usage_and_audit(api):
+    h = api.holder()
+    for path in ("/api/v1/me/usage", "/api/v1/me/audit"):
+        for cursor in BAD_CURSORS:
+            r = api.c.get(path, query_string={"before": cursor}, headers=h["headers"])
+            assert r.status_code == 422, (path, cursor, r.status_code, r.data[:300])
+            assert r.headers["Content-Type"] == "application/problem+json"
+            assert r.json["code"] == "validation.failed" and "before" in r.json["errors"], (path, cursor)
+
+
+def test_the_largest_cursor_and_the_next_one_page_as_before(api):
+    h = api.holder()
+    api.c.post("/api/v1/me/card/loss", headers=h["headers"])
+    for path in ("/api/v1/me/usage", "/api/v1/me/audit"):
+        r = api.c.get(path, query_string={"before": str(2 ** 63 - 1)}, headers=h["headers"])
+        assert r.status_code == 200, (path, r.json)
+    first = api.c.get("/api/v1/me/audit?limit=1", headers=h["headers"]).json
+    assert first["next"]
+    second = api.c.get(f"/api/v1/me/audit?limit=1&before={first['next']}", headers=h["headers"]).json
+    assert second["items"] and second["items"][0] != first["items"][0]

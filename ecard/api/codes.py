@@ -127,7 +127,7 @@ def verify_offline(body: s.OfflineIn):
 def my_usage(query: s.PageQuery):
     """Where and when my card was used (QR, offline, chip), newest first, with proxy uses marked."""
     session = db.session()
-    before = int(query.before) if query.before and query.before.isdigit() else None
+    before = int(query.before) if query.before is not None else None  # ASCII digits (s.Cursor)
     rows = codes.usage(session, g.principal.person_id, before_id=before, limit=query.limit)
     items = []
     for v in rows:

@@ -100,7 +100,7 @@ def report_own_loss():
 @auth.require(auth.HOLDER)
 def my_audit(query: s.PageQuery):
     """Every action on my cards: by me, my proxies, operators and the system. Newest first."""
-    before = int(query.before) if query.before and query.before.isdigit() else None
+    before = int(query.before) if query.before is not None else None  # ASCII digits (s.Cursor)
     events = ecards.audit(db.session(), me().ecard.person, before_id=before, limit=query.limit)
     items = [event_out(e) for e in events]
     nxt = str(events[-1].id) if len(events) == query.limit else None

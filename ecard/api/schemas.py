@@ -149,10 +149,25 @@ class SignIn(Strict):
     device_id: str = Field(min_length=1, max_length=128)
 
 
+_MAX_ROW_ID = 2 ** 63 - 1  # the database's BIGINT; one more overflows in the driver
+
+
+def _row_id(value: str) -> str:
+    if int(value) > _MAX_ROW_ID:  # the pattern has made it ASCII digits
+        raise PydanticCustomError("cursor", "a cursor is at most {max}", {"max": _MAX_ROW_ID})
+    return value
+
+
+# The `next` of the previous page: ASCII digits of a 63-bit row id. Text, not an int field: a
+# lax int would take " 1", "1_0" and "1.0" too.
+Cursor = Annotated[str, Field(min_length=1, max_length=19, pattern=r"^[0-9]+$",
+                              examples=["1042"]), AfterValidator(_row_id)]
+
+
 class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=50, ge=1, le=200)
-    before: str | None = Field(default=None, max_length=32)
+    before: Cursor | None = None
 
 
 # --- paths -------------------------------------------------------------------------------------
