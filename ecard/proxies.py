@@ -167,13 +167,12 @@ def _refuse_unless_own_card_usable(session: Session, svc: Services, proxy: Perso
     card = ecard.card if ecard is not None else cards.live_card(session, proxy)
     if card is None:
         raise errors.ProxyCardUnusable("you hold no card of your own", reason="card.not_issued")
-    try:
-        cards.refuse_unless_usable_at(svc, card, now)
-    except errors.CardLost:
-        if not loss_report:
-            raise errors.ProxyCardUnusable("your own card is reported lost", reason="card.lost") from None
-    except errors.CardError as exc:
-        raise errors.ProxyCardUnusable(f"your own card is not usable ({exc.code})", reason=exc.code) from None
+    reason = cards.unusable_reason(svc, card, now)
+    if card.frozen:
+        reason = "card.frozen"  # suspected fraud outweighs a loss report: no exception for it
+    if reason is None or (reason == "card.lost" and loss_report):
+        return
+    raise errors.ProxyCardUnusable(f"your own card is not usable ({reason})", reason=reason)
 
 
 def _link_of(session: Session, proxy: Person, dependant_id: str) -> ProxyLink:

@@ -76,6 +76,12 @@ def test_r14_a_proxy_who_lost_their_own_card_may_still_report_the_dependants_los
     assert r.status_code == 403 and r.json["reason"] == "card.lost"
     r = api.c.post(f"/api/v1/me/dependants/{did}/loss", headers=h)
     assert r.status_code == 200 and r.json["card"]["status"] == "lost_temporary"
+    # Not when the proxy's lost card is also frozen (suspected fraud): that outweighs the loss.
+    api.c.delete(f"/api/v1/cards/{family['child']['card_no']}/loss", headers=api.op)
+    parent_no = family["parent"]["card"]["card_no"]
+    api.c.post(f"/api/v1/cards/{parent_no}/freeze", json={"reason": "suspected fraud"}, headers=api.op)
+    r = api.c.post(f"/api/v1/me/dependants/{did}/loss", headers=h)
+    assert r.status_code == 403 and r.json["reason"] == "card.frozen"
 
 
 def test_r62_a_minor_cannot_end_a_parents_binding(api, family):
