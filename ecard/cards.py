@@ -116,6 +116,27 @@ def unusable_reason(svc: Services, card: Card | CardState, now: datetime) -> str
     return None
 
 
+def state_at(session: Session, card: Card | CardState, at: datetime) -> CardState:
+    """The card's state as it stood at `at`, read from its history (R-23 records every change):
+    the status of the last change at or before `at`, the freeze then in force, and the loss
+    report's time. An offline record is judged by the card as it was when the gate scanned it,
+    not by what happened to it between the scan and the upload (R-51). A card with no history
+    yet at `at` did not exist then: `applied`.
+    """
+    events = session.execute(
+        sa.select(Event.action, Event.to_status, Event.at)
+        .where(Event.card_id == card.id, Event.at <= at).order_by(Event.at, Event.id)).all()
+    status, lost_at, frozen = APPLIED, None, False
+    for action, to_status, when in events:
+        if to_status is not None:
+            status = to_status
+            if to_status in (LOST_TEMPORARY, LOST_FORMAL) and action.startswith("lost_"):
+                lost_at = when
+        if action in ("frozen", "unfrozen"):
+            frozen = action == "frozen"
+    return CardState(card.id, card.card_no, status, lost_at, card.expires_at, frozen, card.successor_card_no)
+
+
 def _refuse_dead(card: Card) -> None:
     if card.status == CANCELLED:
         raise errors.CardCancelled()

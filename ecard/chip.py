@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from ecard import cards, db, errors, persons
 from ecard.auth import TerminalPrincipal
-from ecard.codes import CARD_AND_HOLDER_COLUMNS, Decision, card_and_holder, record_decision
+from ecard.codes import (CARD_AND_HOLDER_COLUMNS, Decision, SceneRefused, card_and_holder, judged_scene,
+                         record_decision)
 from ecard.context import SYSTEM, Services
 from ecard.models import REISSUED, REPLACED, Card, ChipChallenge, Event, Person
 from physical import crypto
@@ -71,9 +72,10 @@ def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Termi
 
     Medical settlement (the clinic scene) needs the PIN verified on the card in this session
     (R-50: FLAGS bit 0, covered by the MAC)."""
-    allowed = terminal.scenes
-    wrong_scene = scene is not None and scene not in allowed
-    scene = scene or allowed[0]
+    try:  # what the read may disclose is decided by the scene judged, never the one claimed (R-04)
+        scene, scene_refused = judged_scene(terminal, scene, None, prefix="chip"), None
+    except SceneRefused as exc:
+        scene_refused = exc.reason
 
     def done(d: Decision, card_id: int | None = None) -> tuple[Decision, None]:
         record_decision(session, d, method="chip", terminal=terminal, now=now, card_id=card_id, atc=read["atc"])
@@ -81,8 +83,8 @@ def verify_read(session: Session, svc: Services, keys_dir: Path, terminal: Termi
 
     if not _consume_challenge(session, terminal, read["challenge"], now):
         return done(Decision(False, "chip.bad_challenge", scene))
-    if wrong_scene:
-        return done(Decision(False, "chip.wrong_scene", scene))
+    if scene_refused is not None:
+        return done(Decision(False, scene_refused, scene))
     card = _CARD_FOR_READ.first(session, {"card_no_": read["card_no"]})
     if card is None or card.chip_key_version is None:
         return done(Decision(False, "chip.unknown_card", scene))

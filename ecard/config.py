@@ -39,6 +39,9 @@ SETTINGS: dict[str, tuple[Any, type, Bounds]] = {
     "TEMP_LOSS_LAPSE": (7 * DAY, int, (60, 365 * DAY)),  # 7 days
     "CONSENT_CODE_TTL": (600, int, (60, 7 * DAY)),
     "CHIP_CHALLENGE_TTL": (60, int, (1, DAY)),  # the load tests run with 3600
+    # seconds: how old an offline gate's record may be at upload (a gate offline over a weekend)
+    "OFFLINE_MAX_AGE": (3 * DAY, int, (60, 30 * DAY)),
+    "TOTP_MAX_ATTEMPTS": (10, int, (1, 1000)),  # offline phone codes tried per binding in 10 minutes
     "PIN_MAX_TRIES": (3, int, (1, 10)),
     "ACCESS_TOKEN_TTL": (900, int, (60, DAY)),
     "REFRESH_TOKEN_TTL": (30 * DAY, int, (60, 365 * DAY)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -67,13 +69,20 @@ def sign(session: Session, svc: Services, *, id_number: str, name: str, card_no:
             Binding.ecard_id == ecard.id, Binding.channel == channel, Binding.revoked_at.is_(None))):
         old.revoked_at, old.revoke_reason = now, "replaced"
     binding = Binding(public_id=new_id("bnd"), ecard_id=ecard.id, channel=channel,
-                      device_id=device_id, created_at=now,
+                      device_id=device_id, created_at=now, offline_ref=new_offline_ref(),
                       totp_seed_enc=svc.vault.encrypt(qr.new_seed(), context=TOTP_CTX))
     session.add(binding)
     session.flush()
     session.add(Event(person_id=person.id, card_id=card.id, at=now, action="ecard_signed",
                       actor_type="holder", actor_ref=binding.public_id, channel=channel))
     return binding
+
+
+def new_offline_ref() -> str:
+    """A fresh reference for a binding's offline codes (`ET1:<ref>:<otp>`): 16 characters of A-Z
+    and 2-7 (80 random bits). Its own, so that a code shows neither the binding id nor the token
+    subject; every new binding (a new phone, a channel signed again) gets a new one."""
+    return base64.b32encode(secrets.token_bytes(10)).decode()
 
 
 def totp_seed(svc: Services, binding: Binding) -> str:

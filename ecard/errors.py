@@ -44,6 +44,15 @@ UnsupportedMediaType = _leaf("UnsupportedMediaType", EcardError, "request.unsupp
                              415, "不支持的内容类型", "Unsupported media type")
 BodyTooLarge = _leaf("BodyTooLarge", EcardError, "request.too_large", 413,
                      "请求体过大", "Request body too large")
+# Refused by the HTTP server before the app sees the request (gunicorn.conf.py, ecard.worker), or
+# while the app reads a chunked body (ecard.edge).
+MalformedRequest = _leaf("MalformedRequest", EcardError, "request.malformed", 400,
+                         "请求格式错误", "Malformed HTTP request")
+MalformedBody = _leaf("MalformedBody", EcardError, "request.malformed_body", 400,
+                      "请求体编码错误", "The request body's transfer encoding is malformed")
+UriTooLong = _leaf("UriTooLong", EcardError, "request.uri_too_long", 414, "请求地址过长", "URI too long")
+HeadersTooLarge = _leaf("HeadersTooLarge", EcardError, "request.headers_too_large", 431,
+                        "请求头过大", "Request header fields too large")
 NotFound = _leaf("NotFound", EcardError, "not_found", 404, "资源不存在", "Not found")
 MethodNotAllowed = _leaf("MethodNotAllowed", EcardError, "method_not_allowed", 405,
                          "不支持的请求方法", "Method not allowed")
@@ -125,6 +134,8 @@ BindingNotFound = _leaf("BindingNotFound", EcardStateError, "binding.not_found",
 
 # --- merchants ----------------------------------------------------------------------------------
 MerchantNotFound = _leaf("MerchantNotFound", EcardError, "merchant.not_found", 404, "商户不存在", "Merchant not found")
+TerminalNotOfflineCapable = _leaf("TerminalNotOfflineCapable", AuthError, "terminal.not_offline_capable", 403,
+                                  "该终端未登记为离线终端", "This terminal is not registered to upload offline records")
 OperatorExists = _leaf("OperatorExists", EcardError, "operator.exists", 409, "操作员已存在", "Operator already exists")
 
 # --- family proxies -----------------------------------------------------------------------------

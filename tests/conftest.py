@@ -159,12 +159,14 @@ class Api:
         assert r.status_code == 201, r.json
         return {**r.json, "card": card, "headers": {"Authorization": f"Bearer {r.json['access_token']}"}}
 
-    def terminal(self, scenes: tuple[str, ...] = ("clinic", "transit", "scenic")) -> dict:
+    def terminal(self, scenes: tuple[str, ...] = ("clinic", "transit", "scenic"), *,
+                 offline_capable: bool = False) -> dict:
         r = self.c.post("/api/v1/merchants", json={"name": "Clinic", "scenes": list(scenes),
                                                    "region_code": "320100"}, headers=self.op)
         assert r.status_code == 201, r.json
         mid = r.json["merchant_id"]
-        r = self.c.post(f"/api/v1/merchants/{mid}/terminals", json={"name": "t1"}, headers=self.op)
+        r = self.c.post(f"/api/v1/merchants/{mid}/terminals", json={"name": "t1", "offline_capable": offline_capable},
+                        headers=self.op)
         assert r.status_code == 201, r.json
         t = r.json
         r = self.c.post("/api/v1/auth/terminal/token", json={"terminal_id": t["terminal_id"],

@@ -179,7 +179,7 @@ def test_offline_gate_verifies_from_the_trust_list_and_reconciles(api, h, term, 
     gate_seen = qr.verify(c["payload"], tl, T0 + timedelta(seconds=3), scene="transit")
     assert gate_seen.by_proxy is False
     clock.shift(timedelta(hours=2))  # the gate uploads later
-    t = api.terminal()
+    t = api.terminal(offline_capable=True)
     rec = {"payload": c["payload"], "scanned_at": (T0 + timedelta(seconds=3)).isoformat(), "scene": "transit"}
     r = api.c.post("/api/v1/verifications/offline", json={"records": [rec]}, headers=t["headers"])
     assert r.status_code == 200 and r.json["results"][0]["accepted"] is True
@@ -210,14 +210,14 @@ def test_rendered_png_decodes_with_zxing_and_verifies(api, h, term):
 def test_offline_phone_code_is_accepted_once(api, h, term, clock):
     seed, ref = h["binding"]["offline_seed"], h["binding"]["offline_ref"]
     text = qr.offline_code(ref, seed, T0)
-    d = scan(api, term, text)
+    d = scan(api, term, text, scene="clinic")
     assert d["accepted"] is True and d["holder"]["name"] == "张*明"
-    assert scan(api, term, text)["reason"] == "qr.replayed"
+    assert scan(api, term, text, scene="clinic")["reason"] == "qr.replayed"
     clock.shift(timedelta(seconds=30))
-    assert scan(api, term, text)["reason"] == "qr.replayed"  # previous step, already used
-    assert scan(api, term, qr.offline_code(ref, seed, T0 + timedelta(seconds=30)))["accepted"] is True
+    assert scan(api, term, text, scene="clinic")["reason"] == "qr.replayed"  # previous step, already used
+    assert scan(api, term, qr.offline_code(ref, seed, T0 + timedelta(seconds=30)), scene="clinic")["accepted"] is True
     clock.shift(timedelta(seconds=60))
-    assert scan(api, term, text)["reason"] == "qr.totp_invalid"  # too old
+    assert scan(api, term, text, scene="clinic")["reason"] == "qr.totp_invalid"  # too old
 
 
 def test_usage_history(api, h, term):

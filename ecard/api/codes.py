@@ -8,13 +8,14 @@ from pathlib import Path
 
 from flask import Response, current_app, g, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
+from limits import parse
 
 import qr
-from ecard import auth, chip, codes, db, persons, proxies
+from ecard import auth, chip, codes, db, persons
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.views import iso
-from ecard.context import services, utcnow
+from ecard.context import Actor, services, utcnow
 from ecard.limits import limiter, token_key
 from ecard.models import Person, Terminal
 from ecard.pii import mask_name
@@ -55,13 +56,14 @@ def new_code(body: s.QrIn):
 
     With `Accept: image/png` or `image/svg+xml` the rendered code comes back instead of JSON."""
     now, svc = utcnow(), services()
-    link, card = None, g.principal.card
     if body.dependant_id:
-        session = db.session()
-        me = session.get_one(Person, g.principal.person_id)
-        link = proxies.as_proxy(session, svc, me, body.dependant_id, now)
-        card = proxies.dependant_ecard(session, link).card
-    issued = codes.issue(svc, ring(), card, scene=body.scene, link=link, now=now)
+        session, p = db.session(), g.principal
+        issued = codes.issue_for_dependant(session, svc, ring(), session.get_one(Person, p.person_id),
+                                           body.dependant_id, scene=body.scene,
+                                           actor=Actor("proxy", body.dependant_id, p.channel), now=now)
+        session.commit()
+    else:
+        issued = codes.issue(svc, ring(), g.principal.card, scene=body.scene, link=None, now=now)
     headers = {"Cache-Control": "no-store", "X-Expires-At": iso(issued.expires_at),
                "X-Refresh-At": iso(issued.refresh_at)}
     best = request.accept_mimetypes.best_match(["application/json", "image/png", "image/svg+xml"])
@@ -87,35 +89,41 @@ def trust_list():
     return resp
 
 
+def _totp_attempt(ref: str) -> bool:
+    """Spend one try of an offline phone code's binding (ECARD_TOTP_MAX_ATTEMPTS in 10 minutes,
+    counted across the online and the offline route); False once the binding's tries are spent.
+    Exact counts, not batched: this limit is what makes guessing 8 digits hopeless."""
+    counters = current_app.extensions["ecard.limits"]
+    if not counters.enabled:
+        return True
+    return counters.hit(parse(f"{services().setting('TOTP_MAX_ATTEMPTS')}/10minutes"), "totp", ref)
+
+
 @verify_bp.post("/verifications/qr", responses={200: s.DecisionOut})
 @limiter.limit("600/minute", key_func=token_key, batched=True)
 @auth.require(auth.TERMINAL)
 def verify_qr(body: s.VerifyQrIn):
     """Judge a scanned code. Always 200 with a decision; single use is enforced here."""
     session, now = db.session(), utcnow()
-    d = codes.verify_qr(session, services(), ring(), g.principal, body.payload, scene=body.scene, now=now)
+    d = codes.verify_qr(session, services(), ring(), g.principal, body.payload, scene=body.scene, now=now,
+                        totp_attempt=_totp_attempt)
     out = decision_out(d, now)
     session.commit()
     return jsonify(out)
 
 
 @verify_bp.post("/verifications/offline", responses={200: s.OfflineOut})
+@limiter.limit("60/minute", key_func=token_key)
 @auth.require(auth.TERMINAL)
 def verify_offline(body: s.OfflineIn):
-    """Records a gate took while offline: each judged at its scan time, single use reconciled;
-    a code already used elsewhere comes back `qr.replayed` with `late_replay: true`."""
+    """Records a gate registered as offline-capable took while offline: each judged at its scan
+    time, single use reconciled; a code already used elsewhere comes back `qr.replayed` with
+    `late_replay: true`."""
     session, now = db.session(), utcnow()
-    results = []
-    for rec in body.records:
-        scanned = rec.scanned_at
-        # A gate's clock is trusted only so far: not in the future, not older than a week.
-        if scanned > now + codes.GATE_LEEWAY or scanned < now - codes.OFFLINE_MAX_AGE:
-            results.append({"accepted": False, "reason": "offline.bad_scan_time", "verification_id": None,
-                            "scene": rec.scene, "holder": None})
-            continue
-        d = codes.verify_qr(session, services(), ring(), g.principal, rec.payload, scene=rec.scene,
-                            now=now, scanned_at=scanned)
-        results.append(decision_out(d, now))
+    decisions = codes.verify_offline(session, services(), ring(), g.principal,
+                                     [(r.payload, r.scene, r.scanned_at) for r in body.records], now=now,
+                                     totp_attempt=_totp_attempt)
+    results = [decision_out(d, now) for d in decisions]
     out = {"results": results, "accepted": sum(r["accepted"] for r in results),
            "late_replays": sum(bool(r.get("late_replay")) for r in results)}
     session.commit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import auth, cards, codes, db, ecards
+from ecard import auth, cards, db, ecards
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.views import binding_out, card_out, ecard_out, event_out, person_out
@@ -48,7 +48,7 @@ def sign_ecard(body: s.SignIn):
                              extra={"ch": binding.channel}, access_ttl=auth.access_ttl(auth.HOLDER))
     out = {**tokens, "ecard": ecard_out(svc, binding.ecard, now),
            "binding": {**binding_out(binding), "offline_seed": ecards.totp_seed(svc, binding),
-                       "offline_ref": codes.offline_ref(binding)}}
+                       "offline_ref": binding.offline_ref}}
     session.commit()  # after the answer is built: see operator._card_response
     return created(out)
 

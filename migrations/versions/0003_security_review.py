@@ -16,6 +16,9 @@ def upgrade():
     with op.batch_alter_table('bindings', schema=None) as batch_op:
         batch_op.add_column(sa.Column('offline_ref', sa.String(length=16), nullable=True))
         batch_op.create_unique_constraint('uq_bindings_offline_ref', ['offline_ref'])
+    # Bindings made before this keep the reference their apps already hold (the binding id's
+    # random part); every binding made from now on gets a random one of its own.
+    op.execute("UPDATE bindings SET offline_ref = upper(substr(public_id, 5)) WHERE offline_ref IS NULL")
     with op.batch_alter_table('terminals', schema=None) as batch_op:
         batch_op.add_column(sa.Column('offline_capable', sa.Boolean(), server_default=sa.false(),
                                       nullable=False))
