@@ -362,6 +362,8 @@ def _successor(session: Session, svc: Services, old: Card, *, pin: str, fee: int
     new.frozen = old.frozen
     new.freeze_reason = old.freeze_reason
     _transition(session, new, ISSUED, "issued", actor, now)
+    if new.frozen:  # in the new card's own history too: `state_at` reads the freeze from there
+        record(session, new, "frozen", actor, now, reason=new.freeze_reason)
     _return_temporary(session, svc, new, actor, now)
     _follow(session, person, new)
     return new
