@@ -6,7 +6,9 @@ import os
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Sync workers, one per core plus one: the work is short CPU (crypto, JSON) and quick DB calls.
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() + 1))
-worker_class = "sync"
+# gunicorn's sync worker, answering what gunicorn refuses itself (a URL or headers too large,
+# broken chunked encoding) with a problem document instead of its HTML page.
+worker_class = "ecard.worker.ProblemWorker"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 graceful_timeout = 20
 keepalive = 5

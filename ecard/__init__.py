@@ -15,7 +15,7 @@ from flask_openapi3 import Info, OpenAPI
 from werkzeug.exceptions import BadRequest
 
 from ecard import config as config_module
-from ecard import db, errors, logs
+from ecard import db, edge, errors, logs
 from ecard.context import Services
 from ecard.hashing import Hasher
 from ecard.pii import Vault
@@ -151,6 +151,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     # /metrics; the request metrics themselves are observed by `logs` (see there why).
     metrics = PrometheusMetrics(app, registry=CollectorRegistry(), export_defaults=False)
     logs.init_app(app, metrics.registry)  # first, so every later hook and error has the request id
+    edge.init_app(app)  # a chunked body read before check_body; nosniff and no-store on responses
 
     @app.before_request
     def check_body():
@@ -162,7 +163,9 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         if "\x00" in request.path or b"%00" in request.query_string:
             raise errors.ValidationFailed("the URL may not contain NUL characters",
                                           errors={"url": ["contains a NUL character"]})
-        if request.method in ("POST", "PUT", "PATCH", "DELETE") and request.content_length:
+        # A chunked body has no Content-Length; `edge` has read it already.
+        if request.method in ("POST", "PUT", "PATCH", "DELETE") and (
+                request.content_length or request.get_data(cache=True)):
             if not request.is_json:
                 raise errors.UnsupportedMediaType("send the body as application/json")
             try:
