@@ -157,7 +157,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     def check_body():
         # Issuing a code writes nothing: it must not queue for SQLite's write lock nor open a
         # transaction, unless an Idempotency-Key answer will be stored through its session.
-        read_only = request.endpoint in READ_ONLY_ENDPOINTS and idempotency.HEADER not in request.headers
+        read_only = request.endpoint in READ_ONLY_ENDPOINTS and not idempotency.requested()
         db.write_intent.set(request.method not in ("GET", "HEAD", "OPTIONS") and not read_only)
         db.autocommit.set(read_only)
         if "\x00" in request.path or b"%00" in request.query_string:

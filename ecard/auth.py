@@ -22,7 +22,7 @@ from flask_jwt_extended import create_access_token, create_refresh_token
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ecard import db, errors
+from ecard import db, errors, idempotency
 from ecard.cards import CardState
 from ecard.context import Services, services
 from ecard.hashing import Hasher
@@ -273,7 +273,8 @@ class TerminalPrincipal:
 
 def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
     """Decorator: a valid token of principal `ptype`, still live. Loads `g.principal`
-    (an Operator, a TerminalPrincipal or a HolderPrincipal)."""
+    (an Operator, a TerminalPrincipal or a HolderPrincipal) and claims the request's
+    Idempotency-Key (a replayed answer is returned instead of running the route)."""
 
     def decorator(fn: F) -> F:
         @functools.wraps(fn)
@@ -281,10 +282,12 @@ def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
             claims = bearer_claims(refresh=refresh)
             if claims.get("ptype") != ptype:
                 raise errors.WrongPrincipal(f"this needs a {ptype} token")
-            if ptype == OPERATOR:
+            if ptype == OPERATOR or idempotency.requested():
                 # Read before the request's transaction: a window's request may hash a PIN
                 # (argon2, 200 ms) before it writes, and on SQLite the transaction's first
                 # statement takes the one write lock. Handlers use the operator's name only.
+                # A key's claim below writes in a transaction of its own, which would wait
+                # for that lock for ever if this request already held it.
                 with db.reading_session() as reading:
                     g.principal = load_principal(reading, claims)
             elif db.autocommit.get():  # a read-only request (a code's issue): no session at all
@@ -293,6 +296,11 @@ def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
             else:
                 g.principal = load_principal(db.session(), claims)
             g.claims = claims
+            # Authenticated, and within the route's limits (they wrap this): only now may an
+            # Idempotency-Key be claimed, so that no anonymous or refused caller writes a record.
+            replay = idempotency.claim(f"{ptype}:{claims['sub']}")
+            if replay is not None:
+                return replay
             return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

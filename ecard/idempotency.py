@@ -1,8 +1,13 @@
 """`Idempotency-Key` on state-changing requests.
 
 Same key and same request: the first answer again. Same key, another request: 422. The key is
-claimed by an insert into a unique (scope, key) before the handler runs, in its own
+claimed by an insert into a unique (scope, key) before the handler's work, in its own
 transaction, so two concurrent retries cannot both act: the second gets 409.
+
+The claim comes after authentication and the abuse limits (`claim`, called at the end of
+`auth.require` and by the public routes themselves after their limits), so that an anonymous or
+refused caller writes nothing. A refusal that a retry could cure (401, 429, 5xx) is not kept:
+its claim is deleted, and the retry is judged afresh.
 """
 
 from __future__ import annotations
@@ -14,8 +19,7 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.exc import IntegrityError
 
-from ecard import auth, db, errors
-from ecard.api.problems import problem
+from ecard import db, errors
 from ecard.context import services, utcnow
 from ecard.models import IdempotencyRecord
 
@@ -23,51 +27,69 @@ HEADER = "Idempotency-Key"
 BODY_CTX = b"idempotency.body"
 
 
-def _scope() -> str:
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
+# Sign-ins that change nothing a retry could repeat: they claim no key, so a key does not make
+# them writers (and SQLite's write lock is not held through their argon2 check).
+UNCLAIMED = frozenset({"tokens.operator_token", "tokens.terminal_token"})
+
+
+def requested() -> bool:
+    """Whether this request carries a key that a route will claim."""
+    return (HEADER in request.headers and request.method in ("POST", "DELETE", "PUT", "PATCH")
+            and request.endpoint not in UNCLAIMED)
+
+
+def claim(scope: str) -> Response | None:
+    """Claim the request's Idempotency-Key for `scope` (whose keys these are: a principal, or
+    "anonymous"). Returns None to go on (no key, or the key is now this request's), or the first
+    answer to the same request, replayed. Raises ValidationFailed (a key over 200 characters),
+    IdempotencyInProgress (the first request is still running), IdempotencyMismatch (the key
+    was used for another request).
+
+    Call it once the caller is authenticated and within its limits, before any work and before
+    the request's own session has begun a transaction: the claim commits in a transaction of
+    its own, which on SQLite waits for the write lock that one would hold."""
+    key = request.headers.get(HEADER)
+    if not key or request.method not in ("POST", "DELETE", "PUT", "PATCH") or "idempotency_id" in g:
+        return None
+    request_session = g.get("db_session")
+    if request_session is not None and request_session.in_transaction():
+        raise RuntimeError("an Idempotency-Key is claimed before the request's transaction begins")
+    if len(key) > 200:
+        raise errors.ValidationFailed("Idempotency-Key is at most 200 characters",
+                                      errors={HEADER: ["at most 200 characters"]})
+    digest = hashlib.sha256(request.method.encode() + b" " + request.path.encode() + b"\n"
+                            + request.get_data()).hexdigest()
+    database = current_app.extensions["ecard.db"]
+    with database.new_session() as s:
         try:
-            claims = auth.decode_token(header[7:])
-            return f"{claims.get('ptype')}:{claims.get('sub')}"
-        except errors.AuthError:  # an invalid token is refused by the handler itself
-            return "invalid"
-    return "anonymous"
+            rec = IdempotencyRecord(scope=scope, key=key, request_hash=digest, created_at=utcnow())
+            s.add(rec)
+            s.commit()
+            g.idempotency_id = rec.id
+            return None
+        except IntegrityError:
+            s.rollback()
+        rec = s.scalar(sa.select(IdempotencyRecord).where(
+            IdempotencyRecord.scope == scope, IdempotencyRecord.key == key))
+        if rec is None:  # deleted between the two statements: the first answer was not kept
+            raise errors.IdempotencyInProgress()
+        if rec.request_hash != digest:
+            raise errors.IdempotencyMismatch()
+        if rec.status_code is None:
+            raise errors.IdempotencyInProgress()
+        body = services().vault.decrypt(rec.body, context=BODY_CTX) if rec.body else ""
+        resp = Response(base64.b64decode(body), status=rec.status_code, content_type=rec.content_type)
+        resp.headers["Idempotent-Replayed"] = "true"
+        return resp
+
+
+def _curable(status: int) -> bool:
+    """A refusal that the same request may overcome later: unauthenticated (a token refreshed,
+    a PIN typed again), over a limit (the window passes), or our own failure."""
+    return status in (401, 429) or status >= 500
 
 
 def init_app(app: Flask) -> None:
-    @app.before_request
-    def claim_key() -> Response | None:
-        key = request.headers.get(HEADER)
-        if not key or request.method not in ("POST", "DELETE", "PUT", "PATCH"):
-            return None
-        if len(key) > 200:
-            return problem(errors.ValidationFailed("Idempotency-Key is at most 200 characters"))
-        digest = hashlib.sha256(request.method.encode() + b" " + request.path.encode() + b"\n"
-                                + request.get_data()).hexdigest()
-        scope = _scope()
-        database = current_app.extensions["ecard.db"]
-        with database.new_session() as s:
-            try:
-                rec = IdempotencyRecord(scope=scope, key=key, request_hash=digest, created_at=utcnow())
-                s.add(rec)
-                s.commit()
-                g.idempotency_id = rec.id
-                return None
-            except IntegrityError:
-                s.rollback()
-            rec = s.scalar(sa.select(IdempotencyRecord).where(
-                IdempotencyRecord.scope == scope, IdempotencyRecord.key == key))
-            if rec is None:  # deleted between the two statements: a 5xx freed it
-                return problem(errors.IdempotencyInProgress())
-            if rec.request_hash != digest:
-                return problem(errors.IdempotencyMismatch())
-            if rec.status_code is None:
-                return problem(errors.IdempotencyInProgress())
-            body = services().vault.decrypt(rec.body, context=BODY_CTX) if rec.body else ""
-            resp = Response(base64.b64decode(body), status=rec.status_code, content_type=rec.content_type)
-            resp.headers["Idempotent-Replayed"] = "true"
-            return resp
-
     @app.after_request
     def store_answer(resp: Response) -> Response:
         rec_id = g.pop("idempotency_id", None)
@@ -75,8 +97,8 @@ def init_app(app: Flask) -> None:
             return resp
         # The handler has committed (or rolled back) its work; the request session is free.
         s = db.session()
-        if resp.status_code >= 500:
-            # Nothing was done; let the client retry with the same key.
+        if _curable(resp.status_code):
+            # Nothing was done that a retry must not repeat: let it be judged afresh.
             s.execute(sa.delete(IdempotencyRecord).where(IdempotencyRecord.id == rec_id))
         else:
             # The answer may hold tokens, a terminal secret, an offline seed: encrypted at rest.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import auth, cards, db, ecards
+from ecard import auth, cards, db, ecards, idempotency
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.views import binding_out, card_out, ecard_out, event_out, person_out
@@ -31,6 +31,9 @@ def holder_actor() -> Actor:
 @limiter.limit("5/minute;20/day", key_func=lambda: body_field("card_no"))  # per card: PIN guessing
 def sign_ecard(body: s.SignIn):
     """Sign the electronic card in a channel (R-41): card number, ID number, name and PIN."""
+    replay = idempotency.claim("anonymous")  # after the limits above: a refused caller claims nothing
+    if replay is not None:
+        return replay
     svc = services()
     with svc.hasher.ahead():
         # The PIN's argon2 check before the transaction, which holds SQLite's write lock; inside

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import auth, db
+from ecard import auth, db, idempotency
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS
 from ecard.context import Actor, services, utcnow
@@ -39,6 +39,11 @@ def refresh():
     """A new access token and a new refresh token for a refresh token (holder or operator). The
     one presented is used up: presented again, it ends the session (every token of it)."""
     claims = auth.bearer_claims(refresh=True)
+    # Before the token is used up: a client whose answer was lost retries with the same key and
+    # gets the same new pair, instead of ending its session by presenting the token again.
+    replay = idempotency.claim(f"refresh:{claims['jti']}")
+    if replay is not None:
+        return replay
     session, now = db.session(), utcnow()
     g.principal = auth.use_refresh_token(session, claims, now=now)
     g.claims = claims
@@ -56,6 +61,9 @@ def logout():
     """Sign out. For a holder this ends the channel binding; for an operator or a terminal the
     session: the access token and the refresh token minted with it stop at once."""
     claims = auth.bearer_claims()
+    replay = idempotency.claim(f"{claims['ptype']}:{claims['sub']}")  # before the request's transaction
+    if replay is not None:
+        return replay
     session, now = db.session(), utcnow()
     principal = auth.load_principal(session, claims)
     if claims["ptype"] == auth.HOLDER:
