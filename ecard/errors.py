@@ -53,15 +53,6 @@ MalformedBody = _leaf("MalformedBody", EcardError, "request.malformed_body", 400
 UriTooLong = _leaf("UriTooLong", EcardError, "request.uri_too_long", 414, "请求地址过长", "URI too long")
 HeadersTooLarge = _leaf("HeadersTooLarge", EcardError, "request.headers_too_large", 431,
                         "请求头过大", "Request header fields too large")
-# Refused by the HTTP server before the app sees the request (gunicorn.conf.py, ecard.worker), or
-# while the app reads a chunked body (ecard.edge).
-MalformedRequest = _leaf("MalformedRequest", EcardError, "request.malformed", 400,
-                         "请求格式错误", "Malformed HTTP request")
-MalformedBody = _leaf("MalformedBody", EcardError, "request.malformed_body", 400,
-                      "请求体编码错误", "The request body's transfer encoding is malformed")
-UriTooLong = _leaf("UriTooLong", EcardError, "request.uri_too_long", 414, "请求地址过长", "URI too long")
-HeadersTooLarge = _leaf("HeadersTooLarge", EcardError, "request.headers_too_large", 431,
-                        "请求头过大", "Request header fields too large")
 NotFound = _leaf("NotFound", EcardError, "not_found", 404, "资源不存在", "Not found")
 MethodNotAllowed = _leaf("MethodNotAllowed", EcardError, "method_not_allowed", 405,
                          "不支持的请求方法", "Method not allowed")
