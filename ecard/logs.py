@@ -57,7 +57,9 @@ def init_app(app: Flask, registry: CollectorRegistry) -> None:
     @app.before_request
     def start() -> None:
         rid = request.headers.get("X-Request-Id", "")
-        if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
+        # ASCII letters, digits and dashes only: it is echoed in a header and written to the
+        # logs, and str.isalnum() alone also takes 'é', 'ª' and the digits of other scripts.
+        if not (0 < len(rid) <= 64 and rid.isascii() and rid.replace("-", "").isalnum()):
             rid = uuid.uuid4().hex
         g.request_id = rid
         g.started = time.perf_counter()

@@ -199,3 +199,12 @@ def test_a_good_chunked_request_reaches_the_app_and_its_checks(gunicorn_server):
     assert status == 422 and json.loads(body)["errors"] == {"username": ["contains a NUL character"]}
     status, headers, body = post(b'{"username": ')
     assert status == 400 and json.loads(body)["code"] == "request.malformed_json"
+
+
+def test_a_request_id_is_kept_only_when_it_is_plain_ascii(api):
+    """A client's X-Request-Id is echoed and logged; one with other characters (str.isalnum()
+    takes 'é' and '１') is replaced by a fresh one."""
+    assert api.c.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"] == "abc-123"
+    for odd in ("abcé", "ª1", "１２３"):
+        rid = api.c.get("/healthz", headers={"X-Request-Id": odd}).headers["X-Request-Id"]
+        assert rid != odd and rid.isascii() and len(rid) == 32, (odd, rid)
