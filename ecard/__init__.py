@@ -13,6 +13,7 @@ from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.exceptions import BadRequest
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ecard import config as config_module
 from ecard import db, edge, errors, logs
@@ -98,6 +99,10 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         validation_error_callback=problems.validation_problem,
     )
     app.config.update(settings)
+    if settings["ECARD_TRUSTED_PROXIES"]:
+        # The client is the address the trusted proxies name, not theirs: the abuse limits count
+        # it. With none, X-Forwarded-For is ignored: anyone can write one.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings["ECARD_TRUSTED_PROXIES"])  # type: ignore[method-assign]
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     logs.configure(settings["ECARD_LOG_LEVEL"])
 

@@ -29,7 +29,7 @@ SETTINGS: dict[str, tuple[Any, type, Bounds]] = {
     # development, which would.
     "ENV": ("development", str, frozenset({"development", "production"})),
     "DATABASE_URL": (None, str, None),  # None: SQLite file in the instance folder
-    "REDIS_URL": (None, str, None),  # None: rate limits and caches in process
+    "REDIS_URL": (None, str, None),  # None: rate limits shared by one machine's workers in a file
     "KEYS_DIR": (None, str, None),  # None: <instance>/keys
     # seconds a dynamic code lives; the signer refuses more than MAX_CODE_TTL, the bound on
     # which key rotation rests (qr/keys.py).
@@ -62,6 +62,9 @@ SETTINGS: dict[str, tuple[Any, type, Bounds]] = {
     "TRUST_LIST_TTL": (DAY, int, (60, int(DEFAULT_PUBLISH_AHEAD.total_seconds()) - 3600)),
     "LOG_LEVEL": ("INFO", str, _LEVELS),
     "RATE_LIMITS": (1, int, (0, 1)),  # 0 switches the abuse limits off (benchmarks of raw throughput only)
+    # proxy hops in front whose X-Forwarded-For names the client (the abuse limits count it);
+    # 0: the header is ignored, since anyone can write one
+    "TRUSTED_PROXIES": (0, int, (0, 10)),
 }
 
 _INT = re.compile(r"-?[0-9]{1,18}", re.ASCII)

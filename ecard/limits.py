@@ -1,21 +1,36 @@
-"""Abuse limits, counted by the `limits` library in fixed windows. Storage is Redis when
-`ECARD_REDIS_URL` is set, so limits hold across gunicorn workers and instances; in process
-otherwise (development). If Redis goes away the limits fall back to per-process memory rather
-than switching off.
+"""Abuse limits, counted by the `limits` library in fixed windows.
 
-Limits are by client address, and where guessing targets one thing, by that thing too: PIN
-attempts per card (the lock after ECARD_PIN_MAX_TRIES ends a brute force in any case), consent
-codes per relative, scans per terminal token.
+Where the counts live. With `ECARD_REDIS_URL`, in Redis: shared by every worker of every
+instance. Without it (the embedded default, `./scripts/run` with its three gunicorn workers),
+in a small SQLite file beside the database (`<database>.limits`; `<instance>/limits.sqlite`
+when the database is not SQLite), which every worker of the machine opens (`SQLiteStorage`, the
+`limits` Storage interface). Per-process memory would count every limit once per worker: three
+workers let a card's PIN be tried three times as often as the limit says. A file rather than a
+counter in shared memory because gunicorn forks workers that build their own app
+(`preload_app = False`) and restarts them, and SQLite already does the locking across processes;
+beside the database because the counts belong to that deployment (two deployments on one
+machine, or two test runs, do not share them). Exact limits are one upsert each, the batched
+ones one transaction a flush. If the storage fails (Redis gone, the file unwritable) the limits
+fall back to per-process memory rather than switching off.
+
+Who is counted. Limits are by client address, and where guessing targets one thing, by that
+thing first: PIN attempts per card and per device, operator sign-in per name, terminal sign-in
+per terminal, consent codes per relative, scans per terminal token. The client address is the
+one the trusted proxies name (`ECARD_TRUSTED_PROXIES` hops of `X-Forwarded-For`, werkzeug's
+ProxyFix, set up by `create_app`), the peer's address when there are none: a forged header
+counts for nothing. Behind carrier NAT thousands of phones share one address, so a per-address
+limit of a sign-in route is a ceiling against one host sweeping many cards, not the guard
+against guessing one.
 
 The limits hit on every request of a hot route (a code's issue, a scan, a chip read: high limits
 per token) are counted in batches (`batched=True`, `BatchedCounts`): each worker decides from
-the shared count it last saw plus its own hits since, and adds its hits to Redis in one script
-call at most every 0.1 s. A Redis round trip costs this process 55 us of system time on
+the shared count it last saw plus its own hits since, and adds its hits to the shared storage
+in one call at most every 0.1 s. A Redis round trip costs this process 55 us of system time on
 loopback and redis-py's work doubles it; per request that was a tenth of a code's issue, and
 Redis saw one command per request of the whole city. The price is a bound, not exactness: a
 token can get past its limit by what the other workers admit in one batch interval before they
 hear of each other, which for an abuse limit of 120 or 600 a minute is nothing. Low limits (PIN
-tries, sign-in) stay exact, one Redis hit each.
+tries, sign-in) stay exact, one storage hit each.
 
 Why not Flask-Limiter, which this used before: it evaluated every request twice (in
 `before_request` and again in the route's decorator), resolving and filtering its limits each
@@ -27,16 +42,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sqlite3
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from pathlib import Path
+from typing import Any, Callable, Protocol, TypeVar
 
 import redis
+import sqlalchemy as sa
 import structlog
 from flask import Flask, current_app, request
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, RedisStorage
+from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 
 from ecard import errors
@@ -44,6 +62,17 @@ from ecard import errors
 F = TypeVar("F", bound=Callable[..., Any])
 log = structlog.get_logger("ecard.limits")
 PREFIX = "ecard"
+
+
+class HitStore(Protocol):
+    """Where batched counts are added up across processes."""
+
+    def add_hits(self, window: str, hits: list[tuple[str, int]], ttl: int) -> list[int]:
+        """Add each (name, count) of `hits` to window `window`, kept `ttl` seconds; returns the
+        new totals in the same order. Raises StorageError."""
+
+    def check(self) -> bool:
+        """Whether the store answers (it connects if it has not yet)."""
 
 
 # Adds each (field, count) pair of ARGV to the window's hash and returns the new totals; the
@@ -59,18 +88,142 @@ return totals
 """
 
 
-class BatchedCounts:
-    """Fixed-window counts (windows aligned to the clock) kept by the process and added to
-    Redis in batches, one hash per window. A hit is decided from the count Redis gave at the
-    last flush plus this process's hits since; a flush happens on a hit once `every` seconds
-    have passed or `max_pending` hits wait. Without a client, or while Redis is unreachable,
-    the counts are the process's own."""
+class RedisHits:
+    """Batched counts in Redis: one hash per window, one script call a flush."""
 
-    def __init__(self, client: redis.Redis | None, *, every: float = 0.1, max_pending: int = 256,
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._add_hits = client.register_script(_ADD_HITS)
+
+    def add_hits(self, window: str, hits: list[tuple[str, int]], ttl: int) -> list[int]:
+        args = [x for name, count in hits for x in (name, count)] + [ttl]
+        try:
+            return [int(t) for t in self._add_hits(keys=[f"{PREFIX}:batched:{window}"], args=args)]
+        except redis.RedisError as exc:
+            raise StorageError(exc) from exc
+
+    def check(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
+
+# A window's count: reset when the stored one has expired, added to otherwise (SET reads the
+# row as it was). One statement, atomic across every process that opens the file.
+_INCR = """
+INSERT INTO counts (key, count, expires_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (key) DO UPDATE SET
+  count = CASE WHEN counts.expires_at <= ?4 THEN excluded.count ELSE counts.count + excluded.count END,
+  expires_at = CASE WHEN counts.expires_at <= ?4 THEN excluded.expires_at ELSE counts.expires_at END
+RETURNING count
+"""
+
+
+class SQLiteStorage(Storage):
+    """`limits` storage in a SQLite file that the workers of one machine share: fixed-window
+    counts that expire, exact across processes (each hit one atomic upsert), and the batched
+    counts' flush (`add_hits`, one transaction). Expired rows are purged about once a minute."""
+
+    STORAGE_SCHEME = ["ecard+sqlite"]
+
+    def __init__(self, path: str, *, wrap_exceptions: bool = True) -> None:
+        super().__init__(wrap_exceptions=wrap_exceptions)
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one connection per process; the dev server has threads
+        self._next_purge = 0.0
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return sqlite3.Error
+
+    def _db(self) -> sqlite3.Connection:
+        """The connection, opened (and the table made) on first use. Called under the lock."""
+        if self._conn is None:
+            # Autocommit (isolation_level None); a short busy timeout: a hit waits behind
+            # other workers' single statements, and a storage stuck longer falls back to memory.
+            conn = sqlite3.connect(self.path, timeout=2, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=OFF")  # counts of the last instants may go with a crash
+                conn.execute("CREATE TABLE IF NOT EXISTS counts (key TEXT PRIMARY KEY, "
+                             "count INTEGER NOT NULL, expires_at REAL NOT NULL)")
+            except sqlite3.Error:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _purge(self, conn: sqlite3.Connection, now: float) -> None:
+        if now >= self._next_purge:
+            self._next_purge = now + 60
+            conn.execute("DELETE FROM counts WHERE expires_at <= ?", (now,))
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = time.time()
+        with self._lock:
+            conn = self._db()
+            self._purge(conn, now)
+            return int(conn.execute(_INCR, (key, amount, now + expiry, now)).fetchone()[0])
+
+    def get(self, key: str) -> int:
+        with self._lock:
+            row = self._db().execute("SELECT count FROM counts WHERE key = ? AND expires_at > ?",
+                                     (key, time.time())).fetchone()
+        return int(row[0]) if row else 0
+
+    def get_expiry(self, key: str) -> float:
+        now = time.time()
+        with self._lock:
+            row = self._db().execute("SELECT expires_at FROM counts WHERE key = ? AND expires_at > ?",
+                                     (key, now)).fetchone()
+        return float(row[0]) if row else now
+
+    def check(self) -> bool:
+        try:
+            with self._lock:
+                self._db().execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+    def reset(self) -> int | None:
+        with self._lock:
+            return self._db().execute("DELETE FROM counts").rowcount
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._db().execute("DELETE FROM counts WHERE key = ?", (key,))
+
+    def add_hits(self, window: str, hits: list[tuple[str, int]], ttl: int) -> list[int]:
+        now = time.time()
+        try:
+            with self._lock:
+                conn = self._db()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    totals = [int(conn.execute(_INCR, (f"batched:{window}:{name}", count, now + ttl, now))
+                                  .fetchone()[0]) for name, count in hits]
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            return totals
+        except sqlite3.Error as exc:
+            raise StorageError(exc) from exc
+
+
+class BatchedCounts:
+    """Fixed-window counts (windows aligned to the clock) kept by the process and added to the
+    shared store in batches. A hit is decided from the count the store gave at the last flush
+    plus this process's hits since; a flush happens on a hit once `every` seconds have passed or
+    `max_pending` hits wait. Without a store, or while it fails, the counts are the process's own."""
+
+    def __init__(self, store: HitStore | None, *, every: float = 0.1, max_pending: int = 256,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.client, self._every, self._max_pending = client, every, max_pending
-        self._add_hits = client.register_script(_ADD_HITS) if client is not None else None
+        self.store, self._every, self._max_pending = store, every, max_pending
         self._clock, self._monotonic = clock, monotonic
         # (window seconds, window index) -> limit key -> [shared count at last flush, own hits since]
         self._windows: dict[tuple[int, int], dict[str, list[int]]] = {}
@@ -112,42 +265,56 @@ class BatchedCounts:
         self._next_flush = self._monotonic() + self._every
         dirty, self._dirty, self._pending = self._dirty, {}, 0
         for (seconds, index), entries in dirty.items():
-            if self._add_hits is not None:
-                args = [x for name, entry in entries for x in (name, entry[1])] + [seconds + 1]
+            if self.store is not None:
                 try:
-                    totals = self._add_hits(keys=[f"{PREFIX}:batched:{seconds}:{index}"], args=args)
-                except redis.RedisError as exc:
-                    log.warning("rate_limit_storage_unavailable", error=type(exc).__name__)
+                    totals = self.store.add_hits(f"{seconds}:{index}", [(name, entry[1]) for name, entry in entries],
+                                                 seconds + 1)
+                except StorageError as exc:
+                    log.warning("rate_limit_storage_unavailable", error=type(exc.storage_error).__name__)
                 else:
                     for (_, entry), total in zip(entries, totals):
-                        entry[0], entry[1] = int(total), 0
+                        entry[0], entry[1] = total, 0
                     continue
             for _, entry in entries:  # no shared storage: the own hits are the count
                 entry[0], entry[1] = entry[0] + entry[1], 0
 
 
 class Limits:
-    """The counters of one app: shared (Redis) when configured, with memory as the fallback."""
+    """The counters of one app: shared (Redis, or the machine's SQLite file), with memory as
+    the fallback."""
 
-    def __init__(self, redis_url: str | None, *, enabled: bool) -> None:
+    def __init__(self, redis_url: str | None, *, enabled: bool, local_path: str | None = None) -> None:
+        """`local_path`: the SQLite file shared by this machine's workers when there is no Redis
+        (None: each process counts alone, as the fallback does)."""
         self.enabled = enabled
         self._memory = FixedWindowRateLimiter(MemoryStorage())
-        self._shared = (FixedWindowRateLimiter(RedisStorage(redis_url, key_prefix=PREFIX, wrap_exceptions=True))
-                        if redis_url else None)
-        # Short timeouts: a hung Redis must not hold a request for long (the counts go on locally).
-        self.batched = BatchedCounts(redis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
-                                     if redis_url else None)
+        store: HitStore | None
+        if redis_url:
+            self._shared: FixedWindowRateLimiter | None = FixedWindowRateLimiter(
+                RedisStorage(redis_url, key_prefix=PREFIX, wrap_exceptions=True))
+            # Short timeouts: a hung Redis must not hold a request for long (the counts go on locally).
+            store = RedisHits(redis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5))
+        elif local_path:
+            local = SQLiteStorage(local_path)
+            self._shared, store = FixedWindowRateLimiter(local), local
+        else:
+            self._shared, store = None, None
+        self.batched = BatchedCounts(store)
 
     def connect(self) -> None:
-        """Open the Redis connections now (a worker's warm-up), not in a request; a Redis that
-        is down is tried again by the requests."""
+        """Open the shared storage's connections now (a worker's warm-up), not in a request; a
+        storage that is down is tried again by the requests."""
         if self._shared is not None:
-            self._shared.storage.check()  # a PING; False, not an error, when Redis is down
-        if self.batched.client is not None:
-            try:
-                self.batched.client.ping()
-            except redis.RedisError:
-                pass
+            self._shared.storage.check()  # False, not an error, when it is down
+        if self.batched.store is not None:
+            self.batched.store.check()
+
+    def reset(self) -> None:
+        """Forget every count of the shared storage and of this process (tests; an operator
+        after a false alarm)."""
+        if self._shared is not None:
+            self._shared.storage.reset()
+        self._memory.storage.reset()
 
     def hit(self, item: RateLimitItem, *ids: str, batched: bool = False) -> bool:
         """Count one request; False when it is over the limit."""
@@ -172,6 +339,15 @@ class Limits:
         return max(1, int(reset - time.time()) + 1)
 
 
+def local_storage_path(app: Flask) -> str:
+    """The machine's shared counts without Redis: beside a SQLite database (its deployment's),
+    in the instance folder otherwise."""
+    url = sa.engine.make_url(app.config["ECARD_DATABASE_URL"])
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return f"{url.database}.limits"
+    return str(Path(app.instance_path) / "limits.sqlite")
+
+
 class Limiter:
     """`@limiter.limit("10/minute;100/hour", key_func=...)` on a route: each limit counted per
     route and per key (the client address unless `key_func` says otherwise); a request over any
@@ -179,7 +355,8 @@ class Limiter:
 
     def init_app(self, app: Flask) -> None:
         enabled = app.config.get("RATELIMIT_ENABLED", bool(app.config.get("ECARD_RATE_LIMITS", 1)))
-        app.extensions["ecard.limits"] = Limits(app.config.get("ECARD_REDIS_URL"), enabled=enabled)
+        app.extensions["ecard.limits"] = Limits(app.config.get("ECARD_REDIS_URL"), enabled=enabled,
+                                                local_path=local_storage_path(app))
 
     def limit(self, spec: str, *, key_func: Callable[[], str] | None = None,
               batched: bool = False) -> Callable[[F], F]:

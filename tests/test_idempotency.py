@@ -47,7 +47,7 @@ def test_a_wrong_pin_is_not_replayed(api, app):
 
 def test_a_429_is_not_replayed_once_the_window_has_passed(api, app, tmp_path, clock):
     card = api.issued_card()
-    c = limited_client(app, tmp_path, "memory")
+    c = limited_client(app, tmp_path)
     for _ in range(5):  # the card's sign-in limit, spent on wrong names
         assert c.post("/api/v1/ecards", json=sign_body(card, name="李四")).status_code == 401
     headers = {"Idempotency-Key": "sign-after-limit"}

@@ -20,7 +20,7 @@ def redis_up() -> bool:
 
 
 def storages():
-    yield "memory"
+    yield "local"  # no Redis: the SQLite file the workers of one machine share
     if redis_up():
         yield "redis"
     elif os.environ.get("CI"):
@@ -29,16 +29,23 @@ def storages():
         yield pytest.param("redis", marks=pytest.mark.skip(reason="no Redis at " + REDIS_URL))
 
 
-def limited_client(app, tmp_path, storage: str):
-    """A second app with the limits on, over the same database connection as the test."""
+def limited_app(app, tmp_path, storage: str = "local", **config):
+    """A second app with the limits on, over the same database connection as the test, its
+    counts starting from zero."""
     overrides = {"RATELIMIT_ENABLED": True, "ECARD_KEYS_DIR": app.config["ECARD_KEYS_DIR"],
-                 "ECARD_DATABASE_URL": app.config["ECARD_DATABASE_URL"]}
+                 "ECARD_DATABASE_URL": app.config["ECARD_DATABASE_URL"], **config}
     if storage == "redis":
         overrides["ECARD_REDIS_URL"] = REDIS_URL
         redis.Redis.from_url(REDIS_URL).flushdb()  # database 15 is the tests' own: start empty
     limited = build_app(tmp_path, **overrides)
     limited.extensions["ecard.db"].use_bind(app.extensions["ecard.db"].bind)
-    return limited.test_client()
+    if storage == "local":
+        limited.extensions["ecard.limits"].reset()  # the file beside the session's database
+    return limited
+
+
+def limited_client(app, tmp_path, storage: str = "local", **config):
+    return limited_app(app, tmp_path, storage, **config).test_client()
 
 
 @pytest.mark.parametrize("storage", list(storages()))
@@ -105,22 +112,30 @@ class Clocks:
 
 
 def counts(client, clocks: Clocks, every: float = 1.0):
-    from ecard.limits import BatchedCounts
+    """Batched counts over Redis (`client` a redis-py client), a shared store, or none."""
+    from ecard.limits import BatchedCounts, RedisHits
 
-    return BatchedCounts(client, every=every, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
+    store = RedisHits(client) if isinstance(client, redis.Redis) else client
+    return BatchedCounts(store, every=every, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
 
 
-@pytest.mark.parametrize("storage", [s for s in storages() if s != "memory"])
-def test_batched_counts_reach_every_worker_within_one_interval(storage):
-    """Two workers over one Redis: within one batch interval each decides alone, so a token can
-    pass its limit by what they admitted meanwhile; once both have flushed, both refuse it until
-    the window ends, and the next window starts from zero."""
+@pytest.mark.parametrize("storage", list(storages()))
+def test_batched_counts_reach_every_worker_within_one_interval(storage, tmp_path):
+    """Two workers over one Redis, or one machine's SQLite file: within one batch interval each
+    decides alone, so a token can pass its limit by what they admitted meanwhile; once both
+    have flushed, both refuse it until the window ends, and the next window starts from zero."""
     from limits import parse
 
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
+    from ecard.limits import SQLiteStorage
+
+    if storage == "redis":
+        client = redis.Redis.from_url(REDIS_URL)
+        client.flushdb()
     clocks, item = Clocks(), parse("10/minute")
-    a, b = counts(client, clocks), counts(client, clocks)
+    if storage == "redis":
+        a, b = counts(client, clocks), counts(client, clocks)
+    else:  # each worker opens the file itself
+        a, b = (counts(SQLiteStorage(str(tmp_path / "limits.sqlite")), clocks) for _ in range(2))
     assert [a.hit(item, "scan", "tok") for _ in range(8)] == [True] * 8
     assert [b.hit(item, "scan", "tok") for _ in range(8)] == [True] * 8  # b has heard of a's first hit only
     clocks.mono += 1.0  # the interval passes: each worker's next hit adds its batch to Redis
@@ -147,3 +162,107 @@ def test_batched_counts_are_exact_in_one_process_and_without_redis():
         clocks, item = Clocks(), parse("10/minute")
         c = counts(client, clocks, every=0.0)  # a flush on every hit
         assert [c.hit(item, "issue", "tok") for _ in range(12)] == [True] * 10 + [False] * 2
+
+
+# --- who is counted: the client the trusted proxies name; one count for the machine's workers ----
+
+PROXY = "10.0.0.1"  # the buffering proxy the README asks for
+
+
+def sign_body(card: dict, **change) -> dict:
+    person = card["person"]
+    return {"id_number": person["id_number_clear"], "name": person["name_clear"], "card_no": card["card_no"],
+            "pin": card["pin"], "channel": "app", "device_id": "phone-1", **change}
+
+
+def ceiling_per_minute() -> int:
+    from limits import parse_many
+
+    from ecard.api.holder import SIGN_IN_PER_ADDRESS
+
+    return min(item.amount for item in parse_many(SIGN_IN_PER_ADDRESS) if item.get_expiry() == 60)
+
+
+def stranger(i: int) -> dict:
+    """A sign-in for a card number nobody holds, from its own device: only the address is shared."""
+    from ecard.idnumber import make_card_no
+
+    return {"id_number": "11010519491231002X", "name": "某人", "card_no": make_card_no("A", 9_000_000 + i),
+            "pin": "123456", "channel": "app", "device_id": f"device-{i}"}
+
+
+def test_holders_behind_one_trusted_proxy_all_sign_in(api, app, tmp_path, clock):
+    """25 phones reach the service through one proxy hop: each is counted as itself."""
+    cards = [api.issued_card() for _ in range(25)]
+    c = limited_client(app, tmp_path, ECARD_TRUSTED_PROXIES=1)
+    answers = [c.post("/api/v1/ecards", json=sign_body(card, device_id=f"phone-{i}"), environ_base={"REMOTE_ADDR": PROXY},
+                      headers={"X-Forwarded-For": f"100.64.{i // 250}.{i % 250 + 1}"}).status_code
+               for i, card in enumerate(cards)]
+    assert answers == [201] * 25
+
+
+def test_a_forged_forwarded_for_does_not_escape_the_address_ceiling(api, app, tmp_path, clock):
+    """No trusted proxy: the header is anyone's to write and counts for nothing."""
+    c = limited_client(app, tmp_path)  # ECARD_TRUSTED_PROXIES=0, the default
+    n = ceiling_per_minute()
+    answers = [c.post("/api/v1/ecards", json=stranger(i), environ_base={"REMOTE_ADDR": "203.0.113.9"},
+                      headers={"X-Forwarded-For": f"198.51.100.{i % 250 + 1}"}).status_code for i in range(n + 1)]
+    assert answers == [401] * n + [429]
+
+
+def test_a_client_behind_a_trusted_proxy_cannot_choose_its_address(api, app, tmp_path, clock):
+    """One trusted hop: the address the proxy appended counts, not what the client wrote before it."""
+    c = limited_client(app, tmp_path, ECARD_TRUSTED_PROXIES=1)
+    n = ceiling_per_minute()
+    answers = [c.post("/api/v1/ecards", json=stranger(i), environ_base={"REMOTE_ADDR": PROXY},
+                      headers={"X-Forwarded-For": f"198.51.100.{i % 250 + 1}, 203.0.113.9"}).status_code
+               for i in range(n + 1)]
+    assert answers == [401] * n + [429]
+    # A neighbour behind the same proxy is not refused with it.
+    r = c.post("/api/v1/ecards", json=stranger(n + 1), environ_base={"REMOTE_ADDR": PROXY},
+               headers={"X-Forwarded-For": "203.0.113.10"})
+    assert r.status_code == 401
+
+
+def test_the_card_limit_holds_whatever_the_address(api, app, tmp_path, clock):
+    card = api.issued_card()
+    c = limited_client(app, tmp_path, ECARD_TRUSTED_PROXIES=1)
+    answers = [c.post("/api/v1/ecards", json=sign_body(card, name="李四", device_id=f"d{i}"),
+                      environ_base={"REMOTE_ADDR": f"10.0.{i}.1"},
+                      headers={"X-Forwarded-For": f"100.64.0.{i + 1}"}).json["code"] for i in range(6)]
+    assert answers == ["ecard.identity_mismatch"] * 5 + ["rate_limited"]
+
+
+def test_one_operator_guessed_at_does_not_lock_out_the_hall(api, app, tmp_path, clock):
+    """Operator sign-in is limited per name: a colleague at the same address still signs in."""
+    api.op  # creates w1
+    with app.app_context():
+        from ecard import auth, db
+        from ecard.context import services, utcnow
+
+        session = db.session()
+        auth.create_operator(session, services(), username="w2", password="window-pass-2", now=utcnow())
+        session.commit()
+    c = limited_client(app, tmp_path)
+    codes = [c.post("/api/v1/auth/operator/token", json={"username": "w1", "password": "bad-password"}).status_code
+             for _ in range(11)]
+    assert codes == [401] * 10 + [429]
+    r = c.post("/api/v1/auth/operator/token", json={"username": "w2", "password": "window-pass-2"})
+    assert r.status_code == 200
+
+
+def test_workers_without_redis_share_one_count(api, app, tmp_path, clock):
+    """Two apps over one database folder, as gunicorn's workers of `./scripts/run`: the operator
+    sign-in limit (10 a minute a name) is counted once, not once per worker."""
+    api.op  # creates w1
+    first = limited_app(app, tmp_path).test_client()
+    second = limited_app(app, tmp_path / "second").test_client()  # its reset comes before any count
+    codes = [(first, second)[i % 2].post("/api/v1/auth/operator/token",
+                                         json={"username": "w1", "password": "bad-password"}).status_code
+             for i in range(11)]
+    assert codes == [401] * 10 + [429]
+
+
+def test_trusted_proxies_out_of_range_stops_the_start(tmp_path):
+    with pytest.raises(ValueError, match="ECARD_TRUSTED_PROXIES"):
+        build_app(tmp_path, ECARD_TRUSTED_PROXIES=-1)

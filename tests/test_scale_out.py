@@ -1,9 +1,11 @@
 """Scale-out: two app instances (separate gunicorn processes, different ports) over one database
 and one Redis. A code verified concurrently through both is accepted exactly once; a revoked
-channel is refused by both; abuse limits are shared through Redis."""
+channel is refused by both; abuse limits are shared through Redis. Without Redis, the worker
+processes of one machine share the limits through a file."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -30,21 +32,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def two_instances(committing_app, tmp_path):
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=1).flushdb()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            pytest.fail("Redis is required in CI")
-        pytest.skip("no Redis at " + REDIS_URL)
+@contextlib.contextmanager
+def serve(committing_app, tmp_path, instances: int, **env_extra: str):
+    """Start `instances` gunicorn servers over the committing app's database and keys; yields
+    their URLs, and stops them afterwards."""
     env = {**os.environ, "ECARD_DATABASE_URL": committing_app.config["ECARD_DATABASE_URL"],
-           "ECARD_KEYS_DIR": committing_app.config["ECARD_KEYS_DIR"], "ECARD_REDIS_URL": REDIS_URL,
+           "ECARD_KEYS_DIR": committing_app.config["ECARD_KEYS_DIR"],
            "ECARD_ARGON2_TIME_COST": str(TEST_CONFIG["ECARD_ARGON2_TIME_COST"]),
            "ECARD_ARGON2_MEMORY_KIB": str(TEST_CONFIG["ECARD_ARGON2_MEMORY_KIB"]),
-           "ECARD_LOG_LEVEL": "WARNING", "GUNICORN_ACCESSLOG": "", "GUNICORN_WORKERS": "2"}
+           "ECARD_LOG_LEVEL": "WARNING", "GUNICORN_ACCESSLOG": "", "GUNICORN_WORKERS": "2", **env_extra}
+    if "ECARD_REDIS_URL" not in env_extra:
+        env.pop("ECARD_REDIS_URL", None)  # no Redis unless asked for
     procs, urls = [], []
-    for i in range(2):
+    for i in range(instances):
         port = free_port()
         log = open(tmp_path / f"instance{i}.log", "w")
         procs.append(subprocess.Popen(
@@ -69,6 +69,18 @@ def two_instances(committing_app, tmp_path):
             p.terminate()
         for p in procs:
             p.wait(timeout=20)
+
+
+@pytest.fixture
+def two_instances(committing_app, tmp_path):
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=1).flushdb()
+    except redis.RedisError:
+        if os.environ.get("CI"):
+            pytest.fail("Redis is required in CI")
+        pytest.skip("no Redis at " + REDIS_URL)
+    with serve(committing_app, tmp_path, 2, ECARD_REDIS_URL=REDIS_URL) as urls:
+        yield urls
 
 
 def test_two_instances_share_single_use_revocation_and_limits(committing_app, two_instances):
@@ -111,3 +123,15 @@ def test_two_instances_share_single_use_revocation_and_limits(committing_app, tw
     codes = [requests.post(f"{(a, b)[i % 2]}/api/v1/auth/operator/token",
                            json={"username": "nobody", "password": "wrong"}).status_code for i in range(11)]
     assert codes[:10] == [401] * 10 and codes[10] == 429
+
+
+def test_the_workers_of_one_machine_share_the_limits_without_redis(committing_app, tmp_path):
+    """`./scripts/run` without Redis: three worker processes count a limit once, in the SQLite
+    file beside the database, not three times over."""
+    with serve(committing_app, tmp_path, 1, GUNICORN_WORKERS="3") as (url,):
+        codes = []
+        for _ in range(11):  # a new connection each: the requests spread over the workers
+            with requests.Session() as http:
+                codes.append(http.post(f"{url}/api/v1/auth/operator/token",
+                                       json={"username": "nobody", "password": "wrong"}).status_code)
+    assert codes == [401] * 10 + [429]

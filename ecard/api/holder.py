@@ -26,9 +26,19 @@ def holder_actor() -> Actor:
     return Actor("holder", b.public_id, b.channel)
 
 
+# Sign-in is limited per card (PIN guessing; the lock after ECARD_PIN_MAX_TRIES ends it in any
+# case) and per device first, and checked in that order, so that a request refused there does
+# not spend the address's count. Per client address only a ceiling that carrier NAT (thousands
+# of phones behind one address) can live with: it stops one host sweeping many cards.
+SIGN_IN_PER_CARD = "5/minute;20/day"
+SIGN_IN_PER_DEVICE = "10/minute;50/day"
+SIGN_IN_PER_ADDRESS = "120/minute;5000/day"
+
+
 @bp.post("/ecards", responses={201: s.SignOut})
-@limiter.limit("10/minute;50/day")  # per client address
-@limiter.limit("5/minute;20/day", key_func=lambda: body_field("card_no"))  # per card: PIN guessing
+@limiter.limit(SIGN_IN_PER_CARD, key_func=lambda: body_field("card_no"))
+@limiter.limit(SIGN_IN_PER_DEVICE, key_func=lambda: body_field("device_id"))
+@limiter.limit(SIGN_IN_PER_ADDRESS)
 def sign_ecard(body: s.SignIn):
     """Sign the electronic card in a channel (R-41): card number, ID number, name and PIN."""
     replay = idempotency.claim("anonymous")  # after the limits above: a refused caller claims nothing

@@ -10,14 +10,24 @@ from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS
 from ecard.context import Actor, services, utcnow
 from ecard.ecards import revoke_binding
-from ecard.limits import limiter
+from ecard.limits import body_field, limiter
 
 bp = APIBlueprint("tokens", __name__, url_prefix="/api/v1/auth", abp_tags=[Tag(name="auth")],
                   abp_responses=PROBLEMS)
 
 
+# Sign-in is limited per account first (password guessing), per client address only with a
+# ceiling that a service hall's or a merchant's NAT, many windows or gates behind one address,
+# can live with: it stops one host trying many names.
+OPERATOR_PER_NAME = "10/minute;100/hour"
+OPERATOR_PER_ADDRESS = "120/minute;1000/hour"
+TERMINAL_PER_TERMINAL = "30/minute"
+TERMINAL_PER_ADDRESS = "300/minute"
+
+
 @bp.post("/operator/token", responses={200: s.TokenOut})
-@limiter.limit("10/minute;100/hour")
+@limiter.limit(OPERATOR_PER_NAME, key_func=lambda: body_field("username"))
+@limiter.limit(OPERATOR_PER_ADDRESS)
 def operator_token(body: s.OperatorLogin):
     op = auth.authenticate_operator(db.session(), services(), body.username, body.password)
     return jsonify(auth.tokens_for(auth.OPERATOR, op.username, refresh=True,
@@ -25,7 +35,8 @@ def operator_token(body: s.OperatorLogin):
 
 
 @bp.post("/terminal/token", responses={200: s.TokenOut})
-@limiter.limit("30/minute")
+@limiter.limit(TERMINAL_PER_TERMINAL, key_func=lambda: body_field("terminal_id"))
+@limiter.limit(TERMINAL_PER_ADDRESS)
 def terminal_token(body: s.TerminalLogin):
     terminal = auth.authenticate_terminal(db.session(), services(), body.terminal_id, body.secret)
     return jsonify(auth.tokens_for(auth.TERMINAL, terminal.public_id, refresh=False,
