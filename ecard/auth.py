@@ -1,9 +1,11 @@
 """Principals and their tokens: operators (service windows), holders (one per channel binding),
 terminals (merchant devices). Three kinds, never interchangeable (`ptype` claim).
 
-Tokens are JWTs (flask-jwt-extended, HS256 pinned, `aud` and `iss` checked). Revocation is
-kept in the database — a revoked binding or a logged-out jti — so it takes effect at once and
-survives a restart.
+Tokens are JWTs (flask-jwt-extended, HS256 pinned, `aud` and `iss` checked). The access and
+refresh token minted together share a session (`sid` claim); a refresh rotates the refresh
+token within the session, and a used one presented again ends the session. Revocation is kept
+in the database (a revoked binding, `sid:<id>` rows for ended sessions and the jti of used
+refresh tokens in revoked_tokens), so it takes effect at once and survives a restart.
 """
 
 from __future__ import annotations
