@@ -266,3 +266,15 @@ def test_workers_without_redis_share_one_count(api, app, tmp_path, clock):
 def test_trusted_proxies_out_of_range_stops_the_start(tmp_path):
     with pytest.raises(ValueError, match="ECARD_TRUSTED_PROXIES"):
         build_app(tmp_path, ECARD_TRUSTED_PROXIES=-1)
+
+
+def test_limits_hold_in_memory_while_the_local_file_is_unusable(tmp_path):
+    """No Redis and a file that cannot be opened: each process counts alone, limits stay on."""
+    from limits import parse
+
+    from ecard.limits import Limits
+
+    counters = Limits(None, enabled=True, local_path=str(tmp_path / "missing-folder" / "limits.sqlite"))
+    item = parse("3/minute")
+    assert [counters.hit(item, "route", "key") for _ in range(4)] == [True] * 3 + [False]
+    assert [counters.hit(parse("3/minute"), "hot", "tok", batched=True) for _ in range(4)] == [True] * 3 + [False]
