@@ -53,7 +53,7 @@ def claim(scope: str) -> Response | None:
         return None
     request_session = g.get("db_session")
     if request_session is not None and request_session.in_transaction():
-        raise RuntimeError("an Idempotency-Key is claimed before the request's transaction begins")
+        raise RuntimeError("Idempotency-Key claimed inside the request's transaction: the claim would wait for its lock")
     if len(key) > 200:
         raise errors.ValidationFailed("Idempotency-Key is at most 200 characters",
                                       errors={HEADER: ["at most 200 characters"]})
@@ -98,7 +98,7 @@ def init_app(app: Flask) -> None:
         # The handler has committed (or rolled back) its work; the request session is free.
         s = db.session()
         if _curable(resp.status_code):
-            # Nothing was done that a retry must not repeat: let it be judged afresh.
+            # Not kept: the retry is judged afresh (a wrong PIN's retry is another try, and counts).
             s.execute(sa.delete(IdempotencyRecord).where(IdempotencyRecord.id == rec_id))
         else:
             # The answer may hold tokens, a terminal secret, an offline seed: encrypted at rest.
