@@ -58,8 +58,10 @@ def validation_problem(exc: ValidationError) -> Response:
     return problem(leaf("; ".join(f"{k}: {v[0]}" for k, v in fields.items()), errors=fields))
 
 
-_HTTP_CODES = {404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.BodyTooLarge,
-               415: errors.UnsupportedMediaType, 400: errors.MalformedJson}
+# The statuses werkzeug raises that have a class of their own; any other is an errors.HttpError.
+_HTTP_CODES: dict[int, type[errors.EcardError]] = {
+    404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.BodyTooLarge,
+    415: errors.UnsupportedMediaType, 400: errors.MalformedJson}
 
 
 def register(app: Flask) -> None:
@@ -81,12 +83,10 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def on_http(exc: HTTPException) -> Response:
-        leaf = _HTTP_CODES.get(exc.code or 500)
-        if leaf is None:
-            leaf = type("HttpError", (errors.EcardError,), {
-                "code": f"http.{exc.code}", "status": exc.code or 500,
-                "title_zh": exc.name, "title_en": exc.name})
-        return problem(leaf(), status=exc.code)
+        status = exc.code or 500  # never None here: Flask returns a code-less one unhandled
+        leaf = _HTTP_CODES.get(status)
+        err = leaf() if leaf is not None else errors.HttpError(status, exc.name)
+        return problem(err, status=exc.code)
 
     @app.errorhandler(OperationalError)
     def on_db_down(exc: OperationalError) -> Response:
@@ -105,9 +105,7 @@ def register(app: Flask) -> None:
     def on_unexpected(exc: Exception) -> Response:
         _rollback_quietly()
         log.exception("unhandled_error", error=type(exc).__name__)
-        err = type("InternalError", (errors.EcardError,), {
-            "code": "internal", "status": 500, "title_zh": "服务内部错误", "title_en": "Internal error"})
-        return problem(err())
+        return problem(errors.Internal())
 
 
 def _rollback_quietly() -> None:
