@@ -1,4 +1,4 @@
-"""Physical chip reads verified by the server (CARD-PROTOCOL.md, R-70, R-71).
+"""Physical chip reads verified by the server (docs/chip.md, R-70, R-71).
 
 A terminal gets a single-use challenge (UN) bound to itself; the card MACs it with a session key
 derived from its own diversified key and its transaction counter (ATC); the server recomputes

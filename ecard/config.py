@@ -1,8 +1,8 @@
 """Every setting and its default in one place.
 
 Settings come from, in order: the defaults below, then `ECARD_*` environment variables, then the
-overrides passed to `create_app()`. Policy durations follow shared/DOMAIN.md; regions differ, so
-each one can be changed per deployment.
+overrides passed to `create_app()`. Policy durations follow the rules in docs/rules.md; regions
+differ, so each one can be changed per deployment.
 """
 
 from __future__ import annotations

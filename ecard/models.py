@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ecard.db import Base
 
-# Card states (shared/DOMAIN.md, "The physical card and its life").
+# Card states (docs/rules.md, "The physical card and its life").
 APPLIED, ISSUED = "applied", "issued"
 LOST_TEMPORARY, LOST_FORMAL = "lost_temporary", "lost_formal"
 REISSUED, REPLACED, CANCELLED, EXPIRED = "reissued", "replaced", "cancelled", "expired"
@@ -94,7 +94,7 @@ class Card(Base):
     previous_card_id: Mapped[int | None] = mapped_column(sa.ForeignKey("cards.id"))
     successor_card_no: Mapped[str | None] = mapped_column(sa.String(9))
     fee: Mapped[int] = mapped_column(default=0)  # fen charged for this card
-    last_atc: Mapped[int | None]  # highest chip transaction counter seen (CARD-PROTOCOL.md)
+    last_atc: Mapped[int | None]  # highest chip transaction counter seen (docs/chip.md)
     chip_key_version: Mapped[int | None]  # issuer master key version used at personalization
     chip_id_code: Mapped[str | None] = mapped_column(sa.String(32))  # EF05 01, hex
     created_at: Mapped[datetime]

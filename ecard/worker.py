@@ -1,5 +1,5 @@
 """gunicorn's sync worker, answering what gunicorn refuses itself as the API answers everything
-else: an RFC 9457 problem document with a stable `code` (shared/API.md, "Conventions").
+else: an RFC 9457 problem document with a stable `code` (docs/api.md, "Conventions").
 
 gunicorn refuses some requests before the app sees them: a request line or URL over
 `limit_request_line` (414), headers over `limit_request_fields` / `limit_request_field_size`

@@ -4,7 +4,7 @@ Every operation of `/api/v1/openapi.json` is fuzzed (positive and negative data)
 operator, holder and terminal. Checks: no 5xx (`not_a_server_error`), the response's media type
 and body conform to the document where it documents them (`content_type_conformance`,
 `response_schema_conformance`), and every error is an RFC 9457 problem with a stable dotted
-`code` (shared/API.md, "Conventions").
+`code` (docs/api.md, "Conventions").
 
 To go past the validators, some examples swap a generated identifier for a real one (the
 holder's card number, person id, binding, dependant, proxy, merchant, a fresh QR payload, the
@@ -188,7 +188,7 @@ def _odd_path_parameters(context, path_parameters):
 
 
 def assert_problem(response) -> None:
-    """shared/API.md: errors are RFC 9457 problem documents with a stable dotted `code`."""
+    """docs/api.md: errors are RFC 9457 problem documents with a stable dotted `code`."""
     content_type = (response.headers.get("content-type") or [""])[0]
     assert content_type.startswith("application/problem+json"), response.headers
     body = response.json()

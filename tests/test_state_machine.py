@@ -5,8 +5,8 @@ loss, unhang, reissue, replace, cancel, freeze, unfreeze), holders (sign the e-c
 report their own loss, ask for QR codes), a terminal (scan codes, some twice, some late) and
 time (seconds to a week and a day, so temporary losses lapse, R-14, and tokens expire).
 
-A small model of DOMAIN.md predicts every answer (status and problem `code`), and after each step
-the server's view of the person touched is compared with the model. Invariants:
+A small model of the rules (docs/rules.md) predicts every answer (status and problem `code`), and
+after each step the server's view of the person touched is compared with the model. Invariants:
 
 - every response is < 500;
 - at most one live formal card per person (R-01), and card numbers are never reused (R-23);
