@@ -1,6 +1,6 @@
 """One error tree. Every class names a condition and carries, as class attributes, a stable
 `code`, an HTTP status and titles in zh-CN and en; `ecard.api.problems` turns any of them into an
-RFC 9457 document. The codes are the API's contract (shared/API.md): never change one.
+RFC 9457 document. The codes are the API's contract (docs/api.md): never change one.
 
 Domain functions raise these; they never build HTTP responses. Two are raised only by
 `ecard.api.problems`: `HttpError`, for a status werkzeug raises that has no class here (its
