@@ -61,11 +61,25 @@ def demo() -> None:
         merchant = auth.create_merchant(session, name="Demo clinic and gate",
                                         scenes=["clinic", "transit", "scenic"],
                                         region_code=svc.setting("REGION_CODE"), now=now)
-    terminal, secret = auth.create_terminal(session, svc, merchant, name="demo terminal", now=now)
+    # A gate too: it may upload what it scanned offline.
+    terminal, secret = auth.create_terminal(session, svc, merchant, name="demo terminal", offline_capable=True,
+                                            now=now)
     out["terminal"] = {"terminal_id": terminal.public_id, "secret": secret,
                        "merchant_id": merchant.public_id}
     session.commit()
     click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+
+
+@group.command("purge")
+def purge() -> None:
+    """Delete rows that have expired (revoked tokens, old Idempotency-Key answers, chip
+    challenges); run it daily."""
+    from ecard import housekeeping
+
+    session = db.session()
+    counts = housekeeping.purge(session, utcnow())
+    session.commit()
+    click.echo(json.dumps(counts))
 
 
 @group.command("personalize")

@@ -278,3 +278,20 @@ def test_limits_hold_in_memory_while_the_local_file_is_unusable(tmp_path):
     item = parse("3/minute")
     assert [counters.hit(item, "route", "key") for _ in range(4)] == [True] * 3 + [False]
     assert [counters.hit(parse("3/minute"), "hot", "tok", batched=True) for _ in range(4)] == [True] * 3 + [False]
+
+
+def test_holders_behind_one_address_refresh_bind_and_ask_consent_codes(api, app, tmp_path, clock):
+    """Carrier NAT: a city's phones share one address. Refreshing tokens, asking consent codes and
+    binding relatives are counted per holder first, so 25 holders behind one address all pass."""
+    holders = [api.holder() for _ in range(25)]
+    c = limited_client(app, tmp_path)
+    nat = {"REMOTE_ADDR": "100.64.0.1"}
+    refreshed = [c.post("/api/v1/auth/refresh", environ_base=nat,
+                        headers={"Authorization": f"Bearer {h['refresh_token']}"}).status_code for h in holders]
+    consent = [c.post("/api/v1/me/consent-codes", environ_base=nat, headers=h["headers"]).status_code
+               for h in holders]
+    bind = [c.post("/api/v1/me/dependants", environ_base=nat, headers=h["headers"], json={
+        "id_number": "11010519491231002X", "name": "某人", "card_no": "A00000018", "relation": "child",
+        "consent_code": "ABCD2345"}).json["code"] for h in holders]
+    assert refreshed == [200] * 25 and consent == [201] * 25
+    assert "rate_limited" not in bind

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import pytest
 
 import qr
-from tests.conftest import T0, build_app
+from tests.conftest import T0
 
 
 def code(api, holder, scene="clinic", **extra):
@@ -78,11 +78,10 @@ def test_r04_a_signed_code_is_refused_for_a_scene_the_merchant_lacks_offline_too
 
 @pytest.fixture
 def limited(app, tmp_path):
-    """A second app with the limits on (memory counts), over the test's own connection."""
-    other = build_app(tmp_path, RATELIMIT_ENABLED=True, ECARD_KEYS_DIR=app.config["ECARD_KEYS_DIR"],
-                      ECARD_DATABASE_URL=app.config["ECARD_DATABASE_URL"], ECARD_TOTP_MAX_ATTEMPTS=5)
-    other.extensions["ecard.db"].use_bind(app.extensions["ecard.db"].bind)
-    return other.test_client()
+    """A second app with the limits on, counting from zero, over the test's own connection."""
+    from tests.test_limits import limited_client
+
+    return limited_client(app, tmp_path, ECARD_TOTP_MAX_ATTEMPTS=5)
 
 
 def test_offline_phone_code_guesses_are_limited_per_binding_across_both_routes(api, limited, clock):

@@ -15,6 +15,8 @@ from ecard.limits import limiter, token_key
 from ecard.models import ProxyLink
 from ecard.pii import mask_name
 
+BIND_PER_ADDRESS = "120/minute;5000/day"
+
 bp = APIBlueprint("family", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="family")],
                   abp_security=BEARER, abp_responses=PROBLEMS)
 
@@ -62,8 +64,8 @@ def proxy_out(link: ProxyLink, now) -> dict:
 
 
 @bp.post("/me/dependants", responses={201: s.DependantOut})
-@limiter.limit("10/minute;30/day")  # per client address
-@limiter.limit("10/hour", key_func=token_key)  # per relative: consent codes are not guessed
+@limiter.limit("10/hour", key_func=token_key)  # per relative first: consent codes are not guessed
+@limiter.limit(BIND_PER_ADDRESS)  # a ceiling for one host, which a NAT of a city's phones can live with
 @auth.require(auth.HOLDER)
 def bind_dependant(body: s.DependantIn):
     """Bind a minor (relation on record) or an adult (with their consent code)."""
@@ -143,7 +145,7 @@ def revoke_proxy(path: s.ProxyPath):
 
 
 @bp.post("/me/consent-codes", responses={201: s.ConsentCodeOut})
-@limiter.limit("10/hour")
+@limiter.limit("10/hour", key_func=token_key)  # per holder, not per address (NAT)
 @auth.require(auth.HOLDER)
 def my_consent_code():
     session, now, svc = db.session(), utcnow(), services()

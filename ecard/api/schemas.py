@@ -149,7 +149,9 @@ class SignIn(Strict):
     device_id: str = Field(min_length=1, max_length=128)
 
 
-_MAX_ROW_ID = 2 ** 63 - 1  # the database's BIGINT; one more overflows in the driver
+# The row ids are INTEGER columns: 32 bits on PostgreSQL, where one more is a NumericValueOutOfRange
+# (a 503); SQLite's 64 bits hold it. The bound is the narrower engine's.
+_MAX_ROW_ID = 2 ** 31 - 1
 
 
 def _row_id(value: str) -> str:
@@ -158,9 +160,9 @@ def _row_id(value: str) -> str:
     return value
 
 
-# The `next` of the previous page: ASCII digits of a 63-bit row id. Text, not an int field: a
-# lax int would take " 1", "1_0" and "1.0" too.
-Cursor = Annotated[str, Field(min_length=1, max_length=19, pattern=r"^[0-9]+$",
+# The `next` of the previous page: ASCII digits of a row id. Text, not an int field: a lax int
+# would take " 1", "1_0" and "1.0" too.
+Cursor = Annotated[str, Field(min_length=1, max_length=10, pattern=r"^[0-9]+$",
                               examples=["1042"]), AfterValidator(_row_id)]
 
 

@@ -10,7 +10,7 @@ from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS
 from ecard.context import Actor, services, utcnow
 from ecard.ecards import revoke_binding
-from ecard.limits import body_field, limiter
+from ecard.limits import body_field, limiter, token_key
 
 bp = APIBlueprint("tokens", __name__, url_prefix="/api/v1/auth", abp_tags=[Tag(name="auth")],
                   abp_responses=PROBLEMS)
@@ -23,6 +23,7 @@ OPERATOR_PER_NAME = "10/minute;100/hour"
 OPERATOR_PER_ADDRESS = "120/minute;1000/hour"
 TERMINAL_PER_TERMINAL = "30/minute"
 TERMINAL_PER_ADDRESS = "300/minute"
+REFRESH_PER_ADDRESS = "600/minute"
 
 
 @bp.post("/operator/token", responses={200: s.TokenOut})
@@ -45,7 +46,8 @@ def terminal_token(body: s.TerminalLogin):
 
 
 @bp.post("/refresh", responses={200: s.TokenOut}, security=BEARER)
-@limiter.limit("60/minute")
+@limiter.limit("10/minute", key_func=token_key)  # per refresh token first: each is good once anyway
+@limiter.limit(REFRESH_PER_ADDRESS)  # a ceiling a NAT of a city's phones can live with
 def refresh():
     """A new access token and a new refresh token for a refresh token (holder or operator). The
     one presented is used up: presented again, it ends the session (every token of it)."""
