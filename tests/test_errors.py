@@ -13,7 +13,7 @@ from flask import abort
 
 from ecard import errors
 
-# Every code a client may have seen, with its status (shared/API.md: the codes are the contract).
+# Every code a client may have seen, with its status (docs/api.md: the codes are the contract).
 # A code may be added; none may change, move to another class or disappear.
 CONTRACT = {
     "AuthError": ("auth.invalid_token", 401),
