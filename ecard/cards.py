@@ -407,14 +407,13 @@ def replace(session: Session, svc: Services, card: Card, *, reason: str, pin: st
 
 
 def cancel(session: Session, svc: Services, card: Card, *, reason: str, actor: Actor, now: datetime) -> Card:
-    """R-20: terminal. The electronic card ends with it (R-43) and proxy bindings end (R-63)."""
+    """R-20: the card's cancellation, terminal; the electronic card ends with it (R-43). What
+    else ends with it (the proxy bindings, R-63) is `ecard.cancellation.cancel`'s part.
+    Raises the dead-card errors for a card already cancelled or replaced."""
     settle(session, svc, card, now)
     if card.status in (CANCELLED, REISSUED, REPLACED):
         _refuse_dead(card)
     _transition(session, card, CANCELLED, "cancelled", actor, now, reason=reason)
-    from ecard import proxies  # late import: proxies builds on cards
-
-    proxies.end_all_for(session, card.person, reason="card_cancelled", now=now)
     return card
 
 

@@ -11,7 +11,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from limits import parse
 
 import qr
-from ecard import auth, chip, codes, db, persons
+from ecard import auth, chip, codes, db, persons, verifications
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.views import iso
@@ -39,10 +39,10 @@ def ring() -> qr.KeyRing:
     return ext["ecard.qr_ring"]
 
 
-def decision_out(d: codes.Decision, now) -> dict:
+def decision_out(d: verifications.Decision, now) -> dict:
     out = {"accepted": d.accepted, "reason": d.reason,
            "verification_id": d.verification_id,
-           "scene": d.scene, "holder": codes.holder_fields(services(), d, now)}
+           "scene": d.scene, "holder": verifications.disclosed(services(), d, now)}
     if d.late_replay:
         out["late_replay"] = True
     return out
@@ -105,7 +105,7 @@ def _totp_attempt(ref: str) -> bool:
 def verify_qr(body: s.VerifyQrIn):
     """Judge a scanned code. Always 200 with a decision; single use is enforced here."""
     session, now = db.session(), utcnow()
-    d = codes.verify_qr(session, services(), ring(), g.principal, body.payload, scene=body.scene, now=now,
+    d = verifications.verify_qr(session, services(), ring(), g.principal, body.payload, scene=body.scene, now=now,
                         totp_attempt=_totp_attempt)
     out = decision_out(d, now)
     session.commit()
@@ -120,7 +120,7 @@ def verify_offline(body: s.OfflineIn):
     time, single use reconciled; a code already used elsewhere comes back `qr.replayed` with
     `late_replay: true`."""
     session, now = db.session(), utcnow()
-    decisions = codes.verify_offline(session, services(), ring(), g.principal,
+    decisions = verifications.verify_offline(session, services(), ring(), g.principal,
                                      [(r.payload, r.scene, r.scanned_at) for r in body.records], now=now,
                                      totp_attempt=_totp_attempt)
     results = [decision_out(d, now) for d in decisions]
@@ -136,7 +136,7 @@ def my_usage(query: s.PageQuery):
     """Where and when my card was used (QR, offline, chip), newest first, with proxy uses marked."""
     session = db.session()
     before = int(query.before) if query.before is not None else None  # ASCII digits (s.Cursor)
-    rows = codes.usage(session, g.principal.person_id, before_id=before, limit=query.limit)
+    rows = verifications.usage(session, g.principal.person_id, before_id=before, limit=query.limit)
     items = []
     for v in rows:
         terminal = session.get(Terminal, v.terminal_id) if v.terminal_id else None
@@ -168,7 +168,7 @@ def chip_challenge():
 def verify_chip(body: s.ChipReadIn):
     """Judge a chip read; an accepted decision carries `external_auth` to unlock EF06."""
     session, now = db.session(), utcnow()
-    d, e = chip.verify_read(session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), g.principal,
+    d, e = verifications.verify_chip(session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), g.principal,
                             body.model_dump(), scene=body.scene, now=now)
     out = decision_out(d, now)
     if e is not None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import auth, cards, db, persons
+from ecard import auth, cancellation, cards, db, persons
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.views import card_out, merchant_out, person_out
@@ -147,7 +147,7 @@ def replace(path: s.CardPath, body: s.ReplaceIn):
 @auth.require(auth.OPERATOR)
 def cancel(path: s.CardPath, body: s.CancelIn):
     session, now, svc = db.session(), utcnow(), services()
-    card = cards.cancel(session, svc, cards.get(session, path.card_no), reason=body.reason,
+    card = cancellation.cancel(session, svc, cards.get(session, path.card_no), reason=body.reason,
                         actor=actor(), now=now)
     return _card_response(card, now)
 

@@ -11,6 +11,7 @@ from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator,
 from pydantic_core import PydanticCustomError
 
 from ecard.idnumber import check_card_no, parse_id_number
+from ecard.verifications import Reason
 
 
 def _nfkc(value: Any) -> Any:
@@ -344,7 +345,7 @@ class OfflineIn(BaseModel):
 
 class DecisionOut(Out):
     accepted: bool
-    reason: str | None
+    reason: Reason | None  # the declared vocabulary of ecard.verifications
     verification_id: str | None
     scene: str | None
     holder: dict[str, Any] | None = None
@@ -418,7 +419,7 @@ class UsageItemOut(Out):
     method: str
     scene: str | None
     accepted: bool
-    reason: str | None
+    reason: Reason | None
     by_proxy: bool
 
 

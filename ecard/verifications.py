@@ -1,0 +1,490 @@
+"""Judging scans (R-04, R-44, R-50 to R-54, R-70): a signed code (`EC1:`) scanned online, the
+records a gate took offline, an offline phone code (`ET1:`), a chip read.
+
+One place for all of them: one `Decision`, one function that records it (`record`, a row of
+`verifications`: the holder's usage and the merchant's log), one vocabulary of outcomes
+(`Reason`), one rule for the scene a scan is judged for (`judged_scene`) and one for what that
+scene may see of the holder (`disclosed`). Each judging function writes its check order in its
+docstring and never raises for a bad scan: the reason is in the decision.
+
+Single use is held by the database: an accepted code inserts its nonce into `redemptions`
+(INSERT ... ON CONFLICT DO NOTHING), a chip read raises the card's counter with a conditional
+UPDATE, never a read-then-write. Issuing codes is `ecard.codes`; chip challenges and
+personalisation are `ecard.chip`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+import qr
+from ecard import cards, db, ecards, errors, persons, proxies
+from ecard.auth import TerminalPrincipal
+from ecard.cards import CardState
+from ecard.chip import master_keys
+from ecard.context import Services
+from ecard.ids import new_id
+from ecard.models import (REISSUED, REPLACED, Binding, Card, ChipChallenge, Event, Person, ProxyLink, Redemption,
+                          Verification)
+from ecard.pii import mask_id_number, mask_name
+from physical import crypto
+
+GATE_LEEWAY = timedelta(seconds=5)  # offline gates' clocks; the server itself uses none
+
+
+class Reason(StrEnum):
+    """Why a scan was refused: the `reason` of a decision, stored with it and shown in usage."""
+
+    # the code itself (the first eight are `qr`'s own errors' codes)
+    QR_MALFORMED = "qr.malformed"
+    QR_BAD_SIGNATURE = "qr.bad_signature"  # also: an offline phone code of no live binding
+    QR_EXPIRED = "qr.expired"
+    QR_NOT_YET_VALID = "qr.not_yet_valid"
+    QR_WRONG_SCENE = "qr.wrong_scene"
+    QR_UNKNOWN_KEY = "qr.unknown_key"
+    QR_TOTP_INVALID = "qr.totp_invalid"
+    QR_REPLAYED = "qr.replayed"
+    QR_SCENE_REQUIRED = "qr.scene_required"
+    QR_TOO_MANY_ATTEMPTS = "qr.too_many_attempts"
+    # the card (its state errors' codes, `cards.unusable_reason`)
+    CARD_LOST = "card.lost"
+    CARD_FROZEN = "card.frozen"
+    CARD_CANCELLED = "card.cancelled"
+    CARD_EXPIRED = "card.expired"
+    CARD_REPLACED = "card.replaced"
+    CARD_NOT_ISSUED = "card.not_issued"
+    PROXY_ENDED = "proxy.ended"
+    # offline records
+    OFFLINE_BAD_SCAN_TIME = "offline.bad_scan_time"
+    OFFLINE_JUDGED_ONLINE = "offline.judged_online"
+    # chip reads
+    CHIP_BAD_CHALLENGE = "chip.bad_challenge"
+    CHIP_WRONG_SCENE = "chip.wrong_scene"
+    CHIP_SCENE_REQUIRED = "chip.scene_required"
+    CHIP_UNKNOWN_CARD = "chip.unknown_card"
+    CHIP_BAD_CRYPTOGRAM = "chip.bad_cryptogram"
+    CHIP_REPLAYED = "chip.replayed"
+    CHIP_PIN_REQUIRED = "chip.pin_required"
+
+
+def _card_reason(svc: Services, card: Card | CardState, at: datetime) -> Reason | None:
+    code = cards.unusable_reason(svc, card, at)
+    return None if code is None else Reason(code)
+
+
+@dataclass(frozen=True)
+class HolderFacts:
+    """What a decision may tell about the holder, as the scan's one statement read it (a Person
+    serves as well)."""
+
+    id: int
+    name_enc: bytes
+    id_number_enc: bytes
+    birth_date: date
+    sex: str
+
+
+@dataclass
+class Decision:
+    """A scan judged: accepted, or the reason it was not; the scene it was judged for; whom it
+    was about (None when the scan names no one); `verification_id` once recorded."""
+
+    accepted: bool
+    reason: Reason | None
+    scene: str | None
+    verification_id: str | None = None  # public id of the recorded Verification
+    person: Person | HolderFacts | None = None
+    by_proxy: bool = False
+    late_replay: bool = False
+    card_no: str | None = None
+
+
+def age_band(age: int) -> str:
+    """Coarse age for fares and tickets, without the birth date."""
+    for limit, band in ((6, "under_6"), (18, "6_17"), (60, "18_59"), (70, "60_69")):
+        if age < limit:
+            return band
+    return "70_plus"
+
+
+def disclosed(svc: Services, d: Decision, now: datetime) -> dict[str, Any] | None:
+    """What the scene judged (`d.scene`, never the one a terminal claimed) needs of the holder,
+    and no more (R-04): None for a refusal."""
+    if not d.accepted or d.person is None:
+        return None
+    name = svc.vault.decrypt(d.person.name_enc, context=persons.NAME_CTX)
+    id_number = svc.vault.decrypt(d.person.id_number_enc, context=persons.ID_CTX)
+    out: dict[str, Any] = {"name": mask_name(name), "id_number": mask_id_number(id_number),
+                           "age_band": age_band(persons.age_on(d.person.birth_date, now.date())),
+                           "by_proxy": d.by_proxy}
+    if d.scene == "clinic":
+        # Medical settlement needs the insured's card number and sex (R-50).
+        out.update(card_no=d.card_no, sex=d.person.sex, insured=True)
+    return out
+
+
+# Statements of the scan path, built once (building and keying them per request cost more than
+# running them) and run as prepared statements, without the ORM's unit of work.
+_REDEEM = db.Prepared(**{  # each dialect's own INSERT ... ON CONFLICT DO NOTHING
+    name: insert(Redemption).values(nonce=sa.bindparam("nonce"), at=sa.bindparam("at"))
+    .on_conflict_do_nothing(index_elements=["nonce"]).returning(Redemption.nonce)
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))})
+_RECORD = db.Prepared(sa.insert(Verification).values({name: sa.bindparam(name) for name in (
+    "public_id", "method", "terminal_id", "person_id", "card_id", "proxy_person_id", "scene", "accepted",
+    "reason", "atc", "nonce", "at", "scanned_at")}))
+# A card's state and its holder's facts, in one statement (scans and chip reads).
+CARD_AND_HOLDER_COLUMNS = (
+    Card.id, Card.card_no, Card.status, Card.lost_at, Card.expires_at, Card.frozen, Card.successor_card_no,
+    Person.id.label("person_id"), Person.name_enc, Person.id_number_enc, Person.birth_date, Person.sex)
+_CARD_AND_HOLDER = db.Prepared(sa.select(*CARD_AND_HOLDER_COLUMNS).join(Person, Person.id == Card.person_id)
+                               .where(Card.id == sa.bindparam("card_id_")))
+
+
+def card_and_holder(r: Any) -> tuple[CardState, HolderFacts]:
+    """The card state and holder facts of a row that has CARD_AND_HOLDER_COLUMNS."""
+    return (CardState(r.id, r.card_no, r.status, r.lost_at, r.expires_at, r.frozen, r.successor_card_no),
+            HolderFacts(r.person_id, r.name_enc, r.id_number_enc, r.birth_date, r.sex))
+
+
+def _card_and_holder(session: Session, card_id: int) -> tuple[CardState, HolderFacts] | None:
+    r = _CARD_AND_HOLDER.first(session, {"card_id_": card_id})
+    return None if r is None else card_and_holder(r)
+
+
+def _insert_ignore(session: Session, values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING into redemptions; True when this call inserted."""
+    # RETURNING, not rowcount: psycopg does not report a row count for it.
+    return _REDEEM.first(session, values) is not None
+
+
+def record(session: Session, d: Decision, *, method: str, terminal: TerminalPrincipal | None,
+                    now: datetime, card_id: int | None = None, proxy_person_id: int | None = None,
+                    scanned_at: datetime | None = None, atc: int | None = None,
+                    nonce: bytes | None = None) -> Decision:
+    """Write the decision down (the holder's usage, the merchant's log) and give it its id."""
+    d.verification_id = new_id("ver")
+    _RECORD.execute(session, {
+        "public_id": d.verification_id, "method": method, "terminal_id": terminal.id if terminal else None,
+        "person_id": d.person.id if d.person else None, "card_id": card_id,
+        "proxy_person_id": proxy_person_id, "scene": d.scene, "accepted": d.accepted,
+        "reason": None if d.reason is None else str(d.reason),
+        "atc": atc, "nonce": nonce, "at": now, "scanned_at": scanned_at})
+    return d
+
+
+class SceneRefused(Exception):
+    """The scan cannot be judged for the scene asked (a decision reason, not an HTTP error)."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_SCENE_REASONS = {"qr": (Reason.QR_WRONG_SCENE, Reason.QR_SCENE_REQUIRED),
+                  "chip": (Reason.CHIP_WRONG_SCENE, Reason.CHIP_SCENE_REQUIRED)}
+
+
+def judged_scene(terminal: TerminalPrincipal, claimed: str | None, code_scene: str | None, *,
+                 prefix: str = "qr") -> str:
+    """The scene a scan is judged for, which decides what is disclosed (R-04, R-44): never more
+    than the terminal's merchant serves, whatever the terminal claims.
+
+    A signed code carries its scene: it is judged for that scene, which the merchant must serve
+    and a claimed scene must match. A code without a scene (an offline phone code) or a chip
+    read is judged for the scene claimed, which the merchant must serve, or else the merchant's
+    only scene; a merchant of several scenes must name one.
+    Raises SceneRefused(`<prefix>.wrong_scene` | `<prefix>.scene_required`).
+    """
+    served, (wrong, required) = terminal.scenes, _SCENE_REASONS[prefix]
+    if claimed is not None and claimed not in served:
+        raise SceneRefused(wrong)
+    if code_scene is not None:
+        if code_scene not in served or (claimed is not None and claimed != code_scene):
+            raise SceneRefused(wrong)
+        return code_scene
+    if claimed is not None:
+        return claimed
+    if len(served) == 1:
+        return served[0]
+    raise SceneRefused(required)
+
+
+# --- signed codes ------------------------------------------------------------------------------------
+
+def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: TerminalPrincipal, payload: str, *,
+              scene: str | None, now: datetime, totp_attempt: Callable[[str], bool] | None = None) -> Decision:
+    """Judge one code scanned online, now. Never raises for a bad code: the reason is in the
+    decision, which is recorded. `totp_attempt(ref)` spends one try of an offline phone code's
+    binding and says whether it was allowed (None: no limit).
+
+    Check order for a signed code (`EC1:`): signature, key and lifetime; the scene judged
+    (`judged_scene`); the handle; the proxy link; the card's state now; single use (the nonce).
+    An offline phone code (`ET1:`): `_verify_totp`.
+    """
+    return _judge(session, svc, ring, terminal, payload, scene=scene, now=now, scanned_at=None,
+                  totp_attempt=totp_attempt)
+
+
+def verify_offline(session: Session, svc: Services, ring: qr.KeyRing, terminal: TerminalPrincipal,
+                   records: list[tuple[str, str | None, datetime]], *, now: datetime,
+                   totp_attempt: Callable[[str], bool] | None = None) -> list[Decision]:
+    """Judge the records (payload, scene claimed, scan time) a gate took while offline, each at
+    its scan time: the code's lifetime, the proxy link, the card's state (from its history) and,
+    for an offline phone code, its TOTP step, all as they were when the gate scanned it; single
+    use is reconciled with every other use (`late_replay`).
+
+    Only a terminal registered as offline-capable may upload (raises TerminalNotOfflineCapable),
+    and a gate's clock is trusted only so far: a scan time in the future or older than
+    ECARD_OFFLINE_MAX_AGE is `offline.bad_scan_time` (not recorded: it names no use). A signed
+    code this terminal already had judged online is `offline.judged_online`: an expired code
+    refused at the counter does not come back as a record of the minute it was valid.
+    """
+    if not terminal.offline_capable:
+        raise errors.TerminalNotOfflineCapable()
+    oldest = now - timedelta(seconds=svc.setting("OFFLINE_MAX_AGE"))
+    out = []
+    for payload, scene, scanned_at in records:
+        if scanned_at > now + GATE_LEEWAY or scanned_at < oldest:
+            out.append(Decision(False, Reason.OFFLINE_BAD_SCAN_TIME, scene))
+            continue
+        out.append(_judge(session, svc, ring, terminal, payload, scene=scene, now=now, scanned_at=scanned_at,
+                          totp_attempt=totp_attempt))
+    return out
+
+
+def _judge(session: Session, svc: Services, ring: qr.KeyRing, terminal: TerminalPrincipal, payload: str, *,
+           scene: str | None, now: datetime, scanned_at: datetime | None,
+           totp_attempt: Callable[[str], bool] | None) -> Decision:
+    if payload.startswith(qr.OFFLINE_PREFIX):
+        return _verify_totp(session, svc, terminal, payload, scene=scene, now=now, scanned_at=scanned_at,
+                            totp_attempt=totp_attempt)
+    offline = scanned_at is not None
+    method = "offline" if offline else "qr"
+    judged_at = scanned_at or now
+
+    def done(d: Decision, **kw: Any) -> Decision:
+        return record(session, d, method=method, terminal=terminal, now=now, scanned_at=scanned_at, **kw)
+
+    try:
+        code = qr.verify_with_ring(payload, ring, judged_at, leeway=GATE_LEEWAY if offline else timedelta(0))
+    except qr.QrError as exc:
+        return done(Decision(False, Reason(exc.code), scene), nonce=_nonce_of(payload))
+    try:
+        judged = judged_scene(terminal, scene, str(code.scene))
+    except SceneRefused as exc:
+        return done(Decision(False, exc.reason, str(code.scene)), nonce=code.nonce)
+    card_id, link_id = struct.unpack(">QQ", qr.open_handle(ring, code))
+    found = _card_and_holder(session, card_id)
+    if found is None:  # a valid signature over a handle we never made: a key problem, not a holder
+        return done(Decision(False, Reason.QR_BAD_SIGNATURE, judged), nonce=code.nonce)
+    card, holder = found
+    d = Decision(False, None, judged, person=holder, by_proxy=code.by_proxy, card_no=card.card_no)
+    proxy_person_id = None
+    if offline and _judged_online(session, terminal, code.nonce):
+        d.reason = Reason.OFFLINE_JUDGED_ONLINE
+    if link_id and d.reason is None:
+        link = session.get(ProxyLink, link_id)
+        proxy_person_id = link.proxy_person_id if link else None
+        if link is None or proxies.link_status(link, judged_at)[0] != "active":
+            d.reason = Reason.PROXY_ENDED
+    if d.reason is None:
+        d.reason = _card_reason(svc, cards.state_at(session, card, judged_at) if offline else card, judged_at)
+    if d.reason is None:
+        # Single use, decided by the unique nonce: of 16 concurrent scans exactly one inserts.
+        if _insert_ignore(session, {"nonce": code.nonce, "at": now}):
+            d.accepted = True
+        else:
+            d.reason, d.late_replay = Reason.QR_REPLAYED, offline
+    return done(d, card_id=card.id, proxy_person_id=proxy_person_id, nonce=code.nonce)
+
+
+def _nonce_of(payload: str) -> bytes | None:
+    """The nonce of a refused code, if it has the form of one: what a terminal had judged online
+    stays known to it even when the code was refused (expired, say)."""
+    try:
+        return qr.decode(payload).nonce
+    except qr.QrError:
+        return None
+
+
+def _judged_online(session: Session, terminal: TerminalPrincipal, nonce: bytes) -> bool:
+    return session.scalar(sa.select(sa.exists().where(
+        Verification.nonce == nonce, Verification.terminal_id == terminal.id, Verification.method == "qr"))) or False
+
+
+# --- offline phone codes ------------------------------------------------------------------------------
+
+# Single use of an offline phone code's time step, held by the same unique key as a signed code's
+# nonce: 16 bytes (a signed code's nonce has 12), so the two kinds can never collide.
+def _step_key(binding_id: int, step: int) -> bytes:
+    return b"ET1:" + struct.pack(">QI", binding_id, step)
+
+
+def _verify_totp(session: Session, svc: Services, terminal: TerminalPrincipal, payload: str, *,
+                 scene: str | None, now: datetime, scanned_at: datetime | None,
+                 totp_attempt: Callable[[str], bool] | None) -> Decision:
+    """Judge an offline phone code (`ET1:<ref>:<otp>`), online (`scanned_at` None) or as an
+    offline record taken at `scanned_at`.
+
+    Check order: the format; the scene judged (the code carries none); the binding its reference
+    names, live when scanned; the binding's budget of tries (ECARD_TOTP_MAX_ATTEMPTS, across
+    both routes); the TOTP step at the scan time (online also later than the last one accepted);
+    the card's state at the scan time; single use of the step. A code that does not match is
+    recorded without the holder: it proves nothing of who showed it, and a guesser's tries do
+    not fill the holder's usage.
+    """
+    method = "offline" if scanned_at is not None else "totp"
+    judged_at = scanned_at or now
+
+    def done(d: Decision, card_id: int | None = None) -> Decision:
+        return record(session, d, method=method, terminal=terminal, now=now, card_id=card_id,
+                               scanned_at=scanned_at)
+
+    try:
+        ref, otp = qr.parse_offline_code(payload)
+    except qr.QrError as exc:
+        return done(Decision(False, Reason(exc.code), scene))
+    try:
+        judged = judged_scene(terminal, scene, None)
+    except SceneRefused as exc:
+        return done(Decision(False, exc.reason, scene))
+    binding = session.scalar(sa.select(Binding).where(Binding.offline_ref == ref))
+    if binding is None or (binding.revoked_at is not None and binding.revoked_at <= judged_at):
+        return done(Decision(False, Reason.QR_BAD_SIGNATURE, judged))
+    if totp_attempt is not None and not totp_attempt(ref):
+        return done(Decision(False, Reason.QR_TOO_MANY_ATTEMPTS, judged))
+    ecard = binding.ecard
+    d = Decision(False, None, judged, person=ecard.person, card_no=ecard.card.card_no)
+    try:
+        step = qr.check(ecards.totp_seed(svc, binding), otp, judged_at,
+                        binding.last_totp_step if scanned_at is None else None)
+    except qr.TotpReplayed:
+        d.reason = Reason.QR_REPLAYED
+        return done(d, card_id=ecard.card_id)
+    except qr.TotpInvalid:
+        return done(Decision(False, Reason.QR_TOTP_INVALID, judged))
+    state = cards.state_at(session, ecard.card, judged_at) if scanned_at is not None else ecard.card
+    d.reason = _card_reason(svc, state, judged_at)
+    if d.reason is None:
+        accepted = _insert_ignore(session, {"nonce": _step_key(binding.id, step), "at": now})
+        if accepted and scanned_at is None:
+            # Conditional update: two scanners racing on one step cannot both accept it, and an
+            # older step is not accepted once a later one was.
+            moved = session.execute(sa.update(Binding).where(
+                Binding.id == binding.id,
+                sa.or_(Binding.last_totp_step.is_(None), Binding.last_totp_step < step))
+                .values(last_totp_step=step))
+            accepted = moved.rowcount == 1
+        d.accepted = accepted
+        if not accepted:
+            d.reason, d.late_replay = Reason.QR_REPLAYED, scanned_at is not None
+    return done(d, card_id=ecard.card_id)
+
+
+# --- chip reads ------------------------------------------------------------------------------------
+
+# The statements of a read, built once (building them per request cost more than running them).
+# One conditional UPDATE: unknown, used, expired and another terminal's challenge all match no row.
+_CONSUME = db.Prepared(sa.update(ChipChallenge).where(
+    ChipChallenge.un == sa.bindparam("un_"), ChipChallenge.terminal_id == sa.bindparam("terminal_id_"),
+    ChipChallenge.used_at.is_(None), ChipChallenge.expires_at > sa.bindparam("now_"),
+).values(used_at=sa.bindparam("now_")))
+_RAISE_ATC = db.Prepared(sa.update(Card).where(
+    Card.id == sa.bindparam("card_id_"), sa.or_(Card.last_atc.is_(None), Card.last_atc < sa.bindparam("atc_")),
+).values(last_atc=sa.bindparam("atc_")))
+# The card, its chip fields and what a decision may tell of its holder, in one statement.
+_CARD_FOR_READ = db.Prepared(
+    sa.select(*CARD_AND_HOLDER_COLUMNS, Card.region_code, Card.generation, Card.chip_key_version, Card.chip_id_code,
+              Card.last_atc)
+    .join(Person, Person.id == Card.person_id).where(Card.card_no == sa.bindparam("card_no_")))
+
+
+def _consume_challenge(session: Session, terminal: TerminalPrincipal, un: str, now: datetime) -> bool:
+    return _CONSUME.rowcount(session, {"un_": un.lower(), "terminal_id_": terminal.id, "now_": now}) == 1
+
+
+def _raise_atc(session: Session, card_id: int, atc: int) -> bool:
+    """Store `atc` only if it is above the last one seen, atomically. False: replay or clone."""
+    return _RAISE_ATC.rowcount(session, {"card_id_": card_id, "atc_": atc}) == 1
+
+
+def verify_chip(session: Session, svc: Services, keys_dir: Path, terminal: TerminalPrincipal, read: dict[str, Any],
+                *, scene: str | None, now: datetime) -> tuple[Decision, str | None]:
+    """Judge a chip read (docs/chip.md). Returns the decision, recorded, and when accepted E
+    (hex), which lets the terminal open the card's EF06.
+
+    Check order: the challenge (this terminal's, unused, unexpired: consumed in any case); the
+    scene judged (`judged_scene`); the card known and personalised; not replaced by another
+    card; the cryptogram (the MAC over the challenge, counter, flags and card data, with the
+    card's diversified key) and the same chip; the counter above the last one seen (a replay or
+    a clone otherwise, R-70: recorded as a misuse signal); the card's state now; for the clinic
+    scene, the PIN verified on the card in this session (R-50: FLAGS bit 0, covered by the MAC).
+    """
+    try:  # what the read may disclose is decided by the scene judged, never the one claimed (R-04)
+        scene, scene_refused = judged_scene(terminal, scene, None, prefix="chip"), None
+    except SceneRefused as exc:
+        scene_refused = exc.reason
+
+    def done(d: Decision, card_id: int | None = None) -> tuple[Decision, None]:
+        record(session, d, method="chip", terminal=terminal, now=now, card_id=card_id, atc=read["atc"])
+        return d, None
+
+    if not _consume_challenge(session, terminal, read["challenge"], now):
+        return done(Decision(False, Reason.CHIP_BAD_CHALLENGE, scene))
+    if scene_refused is not None:
+        return done(Decision(False, scene_refused, scene))
+    card = _CARD_FOR_READ.first(session, {"card_no_": read["card_no"]})
+    if card is None or card.chip_key_version is None:
+        return done(Decision(False, Reason.CHIP_UNKNOWN_CARD, scene))
+    state, holder = card_and_holder(card)
+    d = Decision(False, None, scene, person=holder, card_no=card.card_no)
+    if card.status in (REISSUED, REPLACED):
+        d.reason = Reason.CARD_REPLACED
+        return done(d, card.id)
+    keys = master_keys(keys_dir, card.region_code, card.generation, card.chip_key_version)
+    un = bytes.fromhex(read["challenge"])
+    same_chip = card.chip_id_code is None or read["card_id_code"].lower() == card.chip_id_code.lower()
+    genuine = same_chip and read["generation"] == card.generation and crypto.check_mac(
+        keys.imk_ia, card.generation, un=un, atc=read["atc"], flags=read["flags"], card_no=card.card_no,
+        card_id_code=bytes.fromhex(read["card_id_code"]), expiry_bcd=bytes.fromhex(read["expiry"]),
+        mac=bytes.fromhex(read["cryptogram"]))
+    if not genuine:
+        d.reason = Reason.CHIP_BAD_CRYPTOGRAM
+        return done(d, card.id)
+    if not _raise_atc(session, card.id, read["atc"]):
+        # A counter that does not rise: a replayed read or a cloned chip (R-70) — recorded.
+        session.add(Event(person_id=card.person_id, card_id=card.id, at=now, action="misuse_signal",
+                          actor_type="terminal", actor_ref=terminal.public_id, channel="chip",
+                          reason=f"chip counter {read['atc']} not above {card.last_atc}"))
+        d.reason = Reason.CHIP_REPLAYED
+        return done(d, card.id)
+    d.reason = _card_reason(svc, state, now)
+    if d.reason is not None:
+        return done(d, card.id)
+    if scene == "clinic" and not read["flags"] & 1:
+        d.reason = Reason.CHIP_PIN_REQUIRED
+        return done(d, card.id)
+    d.accepted = True
+    record(session, d, method="chip", terminal=terminal, now=now, card_id=card.id, atc=read["atc"])
+    k_ea = crypto.diversify(keys.imk_ea, card.card_no, card.generation)
+    e = crypto.external_auth_data(k_ea, card.generation, bytes.fromhex(read["rc"]), un)
+    return d, e.hex()
+
+
+# --- usage -------------------------------------------------------------------------------------------
+
+def usage(session: Session, person_id: int, *, before_id: int | None, limit: int) -> list[Verification]:
+    q = sa.select(Verification).where(Verification.person_id == person_id)
+    if before_id is not None:
+        q = q.where(Verification.id < before_id)
+    return list(session.scalars(q.order_by(Verification.id.desc()).limit(limit)))
