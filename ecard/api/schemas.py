@@ -55,7 +55,12 @@ class Strict(BaseModel):
 
 
 class Out(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """A response body: every member a handler sends is declared, and nothing else is allowed
+    (`additionalProperties: false` in the document), so the schema fuzzer's conformance check
+    sees a member the document does not name. A member a handler sends only sometimes (it
+    leaves the key out) has a default, so the document does not require it."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 # --- requests --------------------------------------------------------------------------------
@@ -191,10 +196,12 @@ class BindingPath(BaseModel):
     binding_id: str = Field(max_length=32)
 
 
-# --- responses (documented shapes; extra members allowed) -----------------------------------------
+# --- responses (documented shapes; closed: no member beyond those declared) ------------------------
 
 class Problem(Out):
-    """RFC 9457 problem document; every error leaves as `application/problem+json`."""
+    """RFC 9457 problem document; every error leaves as `application/problem+json`. Open, unlike
+    the other responses: problems carry extension members (`tries_left`, `retry_after`,
+    `reason`, `end_reason`, `limit`, `successor_card_no`, `card_no` ...)."""
 
     # flask-openapi3 documents every response model as application/json; errors are served as
     # application/problem+json, so the document names that media type too (with this schema).
@@ -222,15 +229,25 @@ class PersonOut(Out):
     name: str
     birth_date: date
     sex: Literal["M", "F"]
+    phone: str | None = None  # only when the person has one
+    card_no: str | None = None  # GET /persons/{person_id}: the live card, null without one
+
+
+class ActorOut(Out):
+    type: str  # operator | holder | proxy | system | terminal
+    ref: str | None
+    channel: str | None
 
 
 class EventOut(Out):
+    event_id: int
     at: datetime
     action: str
     from_status: str | None
     to_status: str | None
-    actor: dict[str, Any]
-    reason: str | None = None
+    actor: ActorOut
+    reason: str | None
+    fee: int | None
 
 
 class CardOut(Out):
@@ -238,11 +255,20 @@ class CardOut(Out):
     kind: str
     status: str
     frozen: bool
+    freeze_reason: str | None
     pin_locked: bool
     generation: int
     region_code: str
+    person_id: str
+    applied_at: datetime
+    production_deadline: datetime | None
+    issued_at: datetime | None
     expires_at: datetime | None
     fee: int
+    successor_card_no: str | None
+    renewal_due: bool
+    loss_lapses_at: datetime | None = None  # only while temporarily lost
+    history: list[EventOut] | None = None  # operator routes only
 
 
 class BindingOut(Out):
@@ -251,19 +277,36 @@ class BindingOut(Out):
     device_id: str
     status: str
     created_at: datetime
+    revoked_at: datetime | None
+
+
+class ChannelOut(BindingOut):
+    """A binding in GET /me/channels: `current` marks the one of the caller's token."""
+
+    current: bool
+
+
+class SignedBindingOut(BindingOut):
+    """The new binding of POST /ecards, with what the app needs for offline phone codes."""
+
+    offline_seed: str
+    offline_ref: str
 
 
 class EcardOut(Out):
     ecard_id: str
     status: str
     card_no: str
+    created_at: datetime
 
 
 class SignOut(Out):
     access_token: str
+    token_type: str
+    expires_in: int
     refresh_token: str
     ecard: EcardOut
-    binding: BindingOut
+    binding: SignedBindingOut
 
 
 class MerchantOut(Out):
@@ -278,7 +321,7 @@ class TerminalOut(Out):
     merchant_id: str
     name: str
     offline_capable: bool
-    secret: str | None = None
+    secret: str  # shown this once; stored only hashed
 
 
 class DependantIn(Strict):
@@ -302,11 +345,25 @@ class PersonProxyPath(BaseModel):
     proxy_id: str = Field(max_length=32)
 
 
+class DependantCardOut(Out):
+    card_no: str
+    status: str
+    frozen: bool
+    expires_at: datetime | None
+
+
 class DependantOut(Out):
     dependant_id: str
     kind: Literal["minor", "adult"]
+    relation: str
     status: str
-    end_reason: str | None = None
+    end_reason: str | None
+    created_at: datetime
+    ends_at: datetime | None
+    name: str
+    # While the binding is active, in the answers about one dependant (not in the list):
+    ecard_status: str | None = None
+    card: DependantCardOut | None = None
 
 
 class ConsentCodeOut(Out):
@@ -322,6 +379,7 @@ class QrIn(Strict):
 class QrOut(Out):
     payload: str
     scene: Scene
+    issued_at: datetime
     expires_at: datetime
     refresh_at: datetime
     by_proxy: bool
@@ -343,12 +401,27 @@ class OfflineIn(BaseModel):
     records: list[OfflineRecord] = Field(min_length=1, max_length=500)
 
 
+class HolderOut(Out):
+    """What a decision discloses of the holder (R-04): no more than the scene judged needs."""
+
+    name: str
+    id_number: str
+    age_band: Literal["under_6", "6_17", "18_59", "60_69", "70_plus"]
+    by_proxy: bool
+    # clinic only: medical settlement needs the insured's card number and sex (R-50)
+    card_no: str | None = None
+    sex: Literal["M", "F"] | None = None
+    insured: bool | None = None
+
+
 class DecisionOut(Out):
     accepted: bool
     reason: Reason | None  # the declared vocabulary of ecard.verifications
     verification_id: str | None
     scene: str | None
-    holder: dict[str, Any] | None = None
+    holder: HolderOut | None  # null for a refusal
+    late_replay: bool = False  # sent (true) only for an offline record already used elsewhere
+    external_auth: str | None = None  # an accepted chip read: E (hex), to open the card's EF06
 
 
 _HEX = r"^[0-9a-fA-F]*$"
@@ -393,7 +466,7 @@ class MeOut(Out):
 
 
 class ChannelsOut(Out):
-    items: list[BindingOut]
+    items: list[ChannelOut]
 
 
 class DependantsOut(Out):
@@ -405,7 +478,8 @@ class ProxyOut(Out):
     kind: Literal["minor", "adult"]
     relation: str
     status: str
-    end_reason: str | None = None
+    end_reason: str | None
+    created_at: datetime
     name: str
 
 
@@ -420,7 +494,10 @@ class UsageItemOut(Out):
     scene: str | None
     accepted: bool
     reason: Reason | None
+    scanned_at: datetime | None  # an offline record's scan time
+    merchant: str | None  # the terminal's merchant; null for a use with no terminal
     by_proxy: bool
+    proxy_name: str | None = None  # masked; only for a use by a proxy
 
 
 class UsageOut(Out):
@@ -433,12 +510,18 @@ class AuditOut(Out):
     next: str | None
 
 
+class EvidenceOut(Out):
+    kind: str  # the number is not given back
+
+
 class RelationOut(Out):
     relation_id: str
     person_id: str
     relative_person_id: str
     relation: str
+    evidence: EvidenceOut
     verified: bool
+    created_at: datetime
 
 
 class TrustKeyOut(Out):
