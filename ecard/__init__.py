@@ -16,7 +16,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ecard import config as config_module
-from ecard import db, edge, errors, logs
+from ecard import db, edge, errors, logs, storage
 from ecard.context import Services
 from ecard.hashing import Hasher
 from ecard.pii import Vault
@@ -73,7 +73,7 @@ def warm_up(app: OpenAPI) -> bool:
             sa.orm.configure_mappers()
             session = db.session()
             session.execute(sa.text("SELECT 1"))
-            db.Prepared.compile_all(session.get_bind().dialect)
+            storage.Prepared.compile_all(session.get_bind().dialect)
         app.extensions["ecard.limits"].connect()
         ready = True
     except sa.exc.SQLAlchemyError as exc:

@@ -24,12 +24,12 @@ from flask_jwt_extended import create_access_token, create_refresh_token
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ecard import db, errors, idempotency
-from ecard.cards import CardState
+from ecard import db, errors, idempotency, storage
 from ecard.context import Services, services
 from ecard.hashing import Hasher
 from ecard.ids import new_id
-from ecard.models import Binding, Card, ECard, Event, Merchant, Operator, RevokedToken, Terminal
+from ecard.storage import CardState
+from ecard.models import Binding, Event, Merchant, Operator, RevokedToken, Terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
 HOLDER, OPERATOR, TERMINAL = "holder", "operator", "terminal"
@@ -310,22 +310,6 @@ def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
     return decorator
 
 
-# Built once: building a joined select per request (and computing its cache key) cost more than
-# running it. Run as prepared statements, as plain rows: no ORM objects to hydrate.
-_HOLDER_Q = db.Prepared(
-    sa.select(Binding.id, Binding.public_id, Binding.channel, Binding.revoked_at,
-              ECard.id.label("ecard_id"), ECard.person_id, Card.id.label("card_id"), Card.card_no,
-              Card.status, Card.lost_at, Card.expires_at, Card.frozen, Card.successor_card_no)
-    .join(ECard, ECard.id == Binding.ecard_id).join(Card, Card.id == ECard.card_id)
-    .where(Binding.public_id == sa.bindparam("sub")))
-_TERMINAL_Q = db.Prepared(
-    sa.select(Terminal.id, Terminal.public_id, Terminal.active, Terminal.offline_capable, Terminal.merchant_id,
-              Merchant.public_id.label("merchant_public_id"), Merchant.scenes,
-              sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"))
-    .join(Merchant, Merchant.id == Terminal.merchant_id)
-    .where(Terminal.public_id == sa.bindparam("sub")))
-
-
 def load_principal(session: Session | sa.Connection, claims: dict[str, Any]) -> Any:
     """Raises TokenRevoked when the token, its binding or its account is no longer live. An
     operator needs a session; a holder or a terminal is read with a prepared statement, so a
@@ -338,14 +322,13 @@ def load_principal(session: Session | sa.Connection, claims: dict[str, Any]) -> 
     """
     ptype, sub = claims["ptype"], claims["sub"]
     if ptype == HOLDER:
-        r = _HOLDER_Q.first(session, {"sub": sub})
-        if r is None or r.revoked_at is not None:
+        found = storage.holder_principal(session, sub)
+        if found is None or found[0].revoked_at is not None:
             raise errors.TokenRevoked()
-        return HolderPrincipal(r.id, r.public_id, r.channel, r.ecard_id, r.person_id,
-                               CardState(r.card_id, r.card_no, r.status, r.lost_at, r.expires_at,
-                                         r.frozen, r.successor_card_no))
+        r, card = found
+        return HolderPrincipal(r.id, r.public_id, r.channel, r.ecard_id, r.person_id, card)
     if ptype == TERMINAL:
-        r = _TERMINAL_Q.first(session, {"sub": sub, "jti": claims["jti"], "sid": session_key(claims)})
+        r = storage.terminal_principal(session, sub, claims["jti"], session_key(claims))
         if r is None or r.revoked or not r.active:
             raise errors.TokenRevoked()
         return TerminalPrincipal(r.id, r.public_id, r.merchant_id, r.merchant_public_id,

@@ -8,7 +8,6 @@ and `settle` writes them down before any change is made.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -21,6 +20,7 @@ from ecard.models import (APPLIED, CANCELLED, EXPIRED, ISSUED, LIVE_STATES, LOST
                           LOST_TEMPORARY, REISSUED, REPLACED, Card, CardNoSequence, ECard, Event,
                           Person)
 from ecard.persons import age_on, nth_birthday
+from ecard.storage import CardState
 
 REPLACE_REASONS = ("damaged", "unreadable", "data_changed", "appearance", "upgrade", "renewal",
                    "quality_fault")
@@ -29,20 +29,6 @@ LOSS_KINDS = ("temporary", "formal")
 
 
 # --- time-dependent state ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CardState:
-    """A card's state as one statement read it: what deciding whether the card can be used needs
-    (the functions below take it as they take a Card)."""
-
-    id: int
-    card_no: str
-    status: str
-    lost_at: datetime | None
-    expires_at: datetime | None
-    frozen: bool
-    successor_card_no: str | None
-
 
 def effective_status(card: Card | CardState, now: datetime, lapse_seconds: int) -> str:
     """The status at `now`, counting a lapsed temporary loss (R-14) and expiry (R-10)."""

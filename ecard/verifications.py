@@ -18,25 +18,23 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import qr
-from ecard import cards, db, ecards, errors, persons, proxies
+from ecard import cards, ecards, errors, persons, proxies, storage
 from ecard.auth import TerminalPrincipal
-from ecard.cards import CardState
 from ecard.chip import master_keys
 from ecard.context import Services
 from ecard.ids import new_id
-from ecard.models import (REISSUED, REPLACED, Binding, Card, ChipChallenge, Event, Person, ProxyLink, Redemption,
-                          Verification)
+from ecard.models import REISSUED, REPLACED, Binding, Card, Event, Person, ProxyLink, Verification
 from ecard.pii import mask_id_number, mask_name
+from ecard.storage import CardState, HolderFacts
 from physical import crypto
 
 GATE_LEEWAY = timedelta(seconds=5)  # offline gates' clocks; the server itself uses none
@@ -82,18 +80,6 @@ def _card_reason(svc: Services, card: Card | CardState, at: datetime) -> Reason 
     return None if code is None else Reason(code)
 
 
-@dataclass(frozen=True)
-class HolderFacts:
-    """What a decision may tell about the holder, as the scan's one statement read it (a Person
-    serves as well)."""
-
-    id: int
-    name_enc: bytes
-    id_number_enc: bytes
-    birth_date: date
-    sex: str
-
-
 @dataclass
 class Decision:
     """A scan judged: accepted, or the reason it was not; the scene it was judged for; whom it
@@ -133,47 +119,13 @@ def disclosed(svc: Services, d: Decision, now: datetime) -> dict[str, Any] | Non
     return out
 
 
-# Statements of the scan path, built once (building and keying them per request cost more than
-# running them) and run as prepared statements, without the ORM's unit of work.
-_REDEEM = db.Prepared(**{  # each dialect's own INSERT ... ON CONFLICT DO NOTHING
-    name: insert(Redemption).values(nonce=sa.bindparam("nonce"), at=sa.bindparam("at"))
-    .on_conflict_do_nothing(index_elements=["nonce"]).returning(Redemption.nonce)
-    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))})
-_RECORD = db.Prepared(sa.insert(Verification).values({name: sa.bindparam(name) for name in (
-    "public_id", "method", "terminal_id", "person_id", "card_id", "proxy_person_id", "scene", "accepted",
-    "reason", "atc", "nonce", "at", "scanned_at")}))
-# A card's state and its holder's facts, in one statement (scans and chip reads).
-CARD_AND_HOLDER_COLUMNS = (
-    Card.id, Card.card_no, Card.status, Card.lost_at, Card.expires_at, Card.frozen, Card.successor_card_no,
-    Person.id.label("person_id"), Person.name_enc, Person.id_number_enc, Person.birth_date, Person.sex)
-_CARD_AND_HOLDER = db.Prepared(sa.select(*CARD_AND_HOLDER_COLUMNS).join(Person, Person.id == Card.person_id)
-                               .where(Card.id == sa.bindparam("card_id_")))
-
-
-def card_and_holder(r: Any) -> tuple[CardState, HolderFacts]:
-    """The card state and holder facts of a row that has CARD_AND_HOLDER_COLUMNS."""
-    return (CardState(r.id, r.card_no, r.status, r.lost_at, r.expires_at, r.frozen, r.successor_card_no),
-            HolderFacts(r.person_id, r.name_enc, r.id_number_enc, r.birth_date, r.sex))
-
-
-def _card_and_holder(session: Session, card_id: int) -> tuple[CardState, HolderFacts] | None:
-    r = _CARD_AND_HOLDER.first(session, {"card_id_": card_id})
-    return None if r is None else card_and_holder(r)
-
-
-def _insert_ignore(session: Session, values: dict[str, Any]) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING into redemptions; True when this call inserted."""
-    # RETURNING, not rowcount: psycopg does not report a row count for it.
-    return _REDEEM.first(session, values) is not None
-
-
 def record(session: Session, d: Decision, *, method: str, terminal: TerminalPrincipal | None,
                     now: datetime, card_id: int | None = None, proxy_person_id: int | None = None,
                     scanned_at: datetime | None = None, atc: int | None = None,
                     nonce: bytes | None = None) -> Decision:
     """Write the decision down (the holder's usage, the merchant's log) and give it its id."""
     d.verification_id = new_id("ver")
-    _RECORD.execute(session, {
+    storage.record_verification(session, {
         "public_id": d.verification_id, "method": method, "terminal_id": terminal.id if terminal else None,
         "person_id": d.person.id if d.person else None, "card_id": card_id,
         "proxy_person_id": proxy_person_id, "scene": d.scene, "accepted": d.accepted,
@@ -284,7 +236,7 @@ def _judge(session: Session, svc: Services, ring: qr.KeyRing, terminal: Terminal
     except SceneRefused as exc:
         return done(Decision(False, exc.reason, str(code.scene)), nonce=code.nonce)
     card_id, link_id = struct.unpack(">QQ", qr.open_handle(ring, code))
-    found = _card_and_holder(session, card_id)
+    found = storage.card_and_holder(session, card_id)
     if found is None:  # a valid signature over a handle we never made: a key problem, not a holder
         return done(Decision(False, Reason.QR_BAD_SIGNATURE, judged), nonce=code.nonce)
     card, holder = found
@@ -301,7 +253,7 @@ def _judge(session: Session, svc: Services, ring: qr.KeyRing, terminal: Terminal
         d.reason = _card_reason(svc, cards.state_at(session, card, judged_at) if offline else card, judged_at)
     if d.reason is None:
         # Single use, decided by the unique nonce: of 16 concurrent scans exactly one inserts.
-        if _insert_ignore(session, {"nonce": code.nonce, "at": now}):
+        if storage.redeem(session, code.nonce, now):
             d.accepted = True
         else:
             d.reason, d.late_replay = Reason.QR_REPLAYED, offline
@@ -376,7 +328,7 @@ def _verify_totp(session: Session, svc: Services, terminal: TerminalPrincipal, p
     state = cards.state_at(session, ecard.card, judged_at) if scanned_at is not None else ecard.card
     d.reason = _card_reason(svc, state, judged_at)
     if d.reason is None:
-        accepted = _insert_ignore(session, {"nonce": _step_key(binding.id, step), "at": now})
+        accepted = storage.redeem(session, _step_key(binding.id, step), now)
         if accepted and scanned_at is None:
             # Conditional update: two scanners racing on one step cannot both accept it, and an
             # older step is not accepted once a later one was.
@@ -392,31 +344,6 @@ def _verify_totp(session: Session, svc: Services, terminal: TerminalPrincipal, p
 
 
 # --- chip reads ------------------------------------------------------------------------------------
-
-# The statements of a read, built once (building them per request cost more than running them).
-# One conditional UPDATE: unknown, used, expired and another terminal's challenge all match no row.
-_CONSUME = db.Prepared(sa.update(ChipChallenge).where(
-    ChipChallenge.un == sa.bindparam("un_"), ChipChallenge.terminal_id == sa.bindparam("terminal_id_"),
-    ChipChallenge.used_at.is_(None), ChipChallenge.expires_at > sa.bindparam("now_"),
-).values(used_at=sa.bindparam("now_")))
-_RAISE_ATC = db.Prepared(sa.update(Card).where(
-    Card.id == sa.bindparam("card_id_"), sa.or_(Card.last_atc.is_(None), Card.last_atc < sa.bindparam("atc_")),
-).values(last_atc=sa.bindparam("atc_")))
-# The card, its chip fields and what a decision may tell of its holder, in one statement.
-_CARD_FOR_READ = db.Prepared(
-    sa.select(*CARD_AND_HOLDER_COLUMNS, Card.region_code, Card.generation, Card.chip_key_version, Card.chip_id_code,
-              Card.last_atc)
-    .join(Person, Person.id == Card.person_id).where(Card.card_no == sa.bindparam("card_no_")))
-
-
-def _consume_challenge(session: Session, terminal: TerminalPrincipal, un: str, now: datetime) -> bool:
-    return _CONSUME.rowcount(session, {"un_": un.lower(), "terminal_id_": terminal.id, "now_": now}) == 1
-
-
-def _raise_atc(session: Session, card_id: int, atc: int) -> bool:
-    """Store `atc` only if it is above the last one seen, atomically. False: replay or clone."""
-    return _RAISE_ATC.rowcount(session, {"card_id_": card_id, "atc_": atc}) == 1
-
 
 def verify_chip(session: Session, svc: Services, keys_dir: Path, terminal: TerminalPrincipal, read: dict[str, Any],
                 *, scene: str | None, now: datetime) -> tuple[Decision, str | None]:
@@ -439,36 +366,36 @@ def verify_chip(session: Session, svc: Services, keys_dir: Path, terminal: Termi
         record(session, d, method="chip", terminal=terminal, now=now, card_id=card_id, atc=read["atc"])
         return d, None
 
-    if not _consume_challenge(session, terminal, read["challenge"], now):
+    if not storage.consume_challenge(session, terminal.id, read["challenge"], now):
         return done(Decision(False, Reason.CHIP_BAD_CHALLENGE, scene))
     if scene_refused is not None:
         return done(Decision(False, scene_refused, scene))
-    card = _CARD_FOR_READ.first(session, {"card_no_": read["card_no"]})
-    if card is None or card.chip_key_version is None:
+    chip = storage.card_for_chip(session, read["card_no"])
+    if chip is None or chip.chip_key_version is None:
         return done(Decision(False, Reason.CHIP_UNKNOWN_CARD, scene))
-    state, holder = card_and_holder(card)
-    d = Decision(False, None, scene, person=holder, card_no=card.card_no)
+    card = chip.state
+    d = Decision(False, None, scene, person=chip.holder, card_no=card.card_no)
     if card.status in (REISSUED, REPLACED):
         d.reason = Reason.CARD_REPLACED
         return done(d, card.id)
-    keys = master_keys(keys_dir, card.region_code, card.generation, card.chip_key_version)
+    keys = master_keys(keys_dir, chip.region_code, chip.generation, chip.chip_key_version)
     un = bytes.fromhex(read["challenge"])
-    same_chip = card.chip_id_code is None or read["card_id_code"].lower() == card.chip_id_code.lower()
-    genuine = same_chip and read["generation"] == card.generation and crypto.check_mac(
-        keys.imk_ia, card.generation, un=un, atc=read["atc"], flags=read["flags"], card_no=card.card_no,
+    same_chip = chip.chip_id_code is None or read["card_id_code"].lower() == chip.chip_id_code.lower()
+    genuine = same_chip and read["generation"] == chip.generation and crypto.check_mac(
+        keys.imk_ia, chip.generation, un=un, atc=read["atc"], flags=read["flags"], card_no=card.card_no,
         card_id_code=bytes.fromhex(read["card_id_code"]), expiry_bcd=bytes.fromhex(read["expiry"]),
         mac=bytes.fromhex(read["cryptogram"]))
     if not genuine:
         d.reason = Reason.CHIP_BAD_CRYPTOGRAM
         return done(d, card.id)
-    if not _raise_atc(session, card.id, read["atc"]):
+    if not storage.raise_atc(session, card.id, read["atc"]):
         # A counter that does not rise: a replayed read or a cloned chip (R-70) — recorded.
-        session.add(Event(person_id=card.person_id, card_id=card.id, at=now, action="misuse_signal",
+        session.add(Event(person_id=chip.person_id, card_id=card.id, at=now, action="misuse_signal",
                           actor_type="terminal", actor_ref=terminal.public_id, channel="chip",
-                          reason=f"chip counter {read['atc']} not above {card.last_atc}"))
+                          reason=f"chip counter {read['atc']} not above {chip.last_atc}"))
         d.reason = Reason.CHIP_REPLAYED
         return done(d, card.id)
-    d.reason = _card_reason(svc, state, now)
+    d.reason = _card_reason(svc, card, now)
     if d.reason is not None:
         return done(d, card.id)
     if scene == "clinic" and not read["flags"] & 1:
@@ -476,8 +403,8 @@ def verify_chip(session: Session, svc: Services, keys_dir: Path, terminal: Termi
         return done(d, card.id)
     d.accepted = True
     record(session, d, method="chip", terminal=terminal, now=now, card_id=card.id, atc=read["atc"])
-    k_ea = crypto.diversify(keys.imk_ea, card.card_no, card.generation)
-    e = crypto.external_auth_data(k_ea, card.generation, bytes.fromhex(read["rc"]), un)
+    k_ea = crypto.diversify(keys.imk_ea, card.card_no, chip.generation)
+    e = crypto.external_auth_data(k_ea, chip.generation, bytes.fromhex(read["rc"]), un)
     return d, e.hex()
 
 

@@ -360,9 +360,9 @@ def test_a_worker_warms_up_before_its_first_request_or_starts_without_a_database
     the garbage collector's walks (a full collection of a warm worker took 150-170 ms)."""
     import gc
 
-    from ecard import db, warm_up
+    from ecard import storage, warm_up
 
-    for p in db.Prepared.instances:  # as in a fresh worker: nothing compiled yet
+    for p in storage.Prepared.instances:  # as in a fresh worker: nothing compiled yet
         p._by_dialect.clear()
     tracked_before = len(gc.get_objects())
     try:
@@ -372,8 +372,8 @@ def test_a_worker_warms_up_before_its_first_request_or_starts_without_a_database
     finally:
         gc.unfreeze()  # the test process goes on
     dialect = app.extensions["ecard.db"].engine.dialect
-    assert len(db.Prepared.instances) >= 8
-    assert all(p.is_compiled_for(dialect) for p in db.Prepared.instances)
+    assert len(storage.Prepared.instances) >= 8
+    assert all(p.is_compiled_for(dialect) for p in storage.Prepared.instances)
 
     down = build_app(tmp_path, ECARD_DATABASE_URL=_unreachable_url(tmp_path))
     try:

@@ -1,0 +1,278 @@
+"""Storage: every statement of the hot paths and every row-to-facts mapping, in one place.
+
+Domain code calls named operations (`redeem`, `record_verification`, `card_and_holder`,
+`consume_challenge` ...) and gets plain facts back (`CardState`, `HolderFacts`); it never
+touches DBAPI cursors or compiled SQL. The rest of the domain reads and writes through the ORM
+session (`ecard.db`), where speed does not call for more.
+
+The hot statements are built once and run by `Prepared` straight on the DBAPI connection of the
+session's transaction: SQLAlchemy's per-execution work (an execution context, result metadata,
+the row machinery) cost ten times the statement itself on SQLite. docs/performance.md has the
+figures.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from ecard.models import Binding, Card, ChipChallenge, ECard, Merchant, Person, Redemption, RevokedToken, Terminal, Verification
+
+
+# --- the facts ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CardState:
+    """A card's state as one statement read it: what deciding whether the card can be used needs
+    (`ecard.cards` takes it as it takes a Card)."""
+
+    id: int
+    card_no: str
+    status: str
+    lost_at: datetime | None
+    expires_at: datetime | None
+    frozen: bool
+    successor_card_no: str | None
+
+
+@dataclass(frozen=True)
+class HolderFacts:
+    """What a decision may tell about the holder (a Person serves as well)."""
+
+    id: int
+    name_enc: bytes
+    id_number_enc: bytes
+    birth_date: date
+    sex: str
+
+
+@dataclass(frozen=True)
+class ChipCard:
+    """A card as a chip read needs it: its state, its holder, and its chip's fields."""
+
+    state: CardState
+    holder: HolderFacts
+    person_id: int
+    region_code: str
+    generation: int
+    chip_key_version: int | None
+    chip_id_code: str | None
+    last_atc: int | None
+
+
+class _Compiled(NamedTuple):
+    sql: str
+    positions: tuple[str, ...] | None  # parameter order for positional drivers (SQLite's qmark)
+    construct: Callable[[Mapping[str, Any]], dict[str, Any]]  # with the statement's own literals
+    bind: dict[str, Callable[[Any], Any]]
+    row: Callable[..., Any] | None  # the row type, for statements that return rows
+    result: tuple[Callable[[Any], Any] | None, ...]
+
+
+class Prepared:
+    """A Core statement compiled once per dialect and run straight on the DBAPI connection of the
+    session's transaction.
+
+    SQLAlchemy's per-execution work (an execution context, result metadata, the row machinery)
+    cost about 100 us a statement, ten times the statement itself on SQLite and a third of a
+    code's whole verification. The columns' own bind and result processors still convert the
+    values, so they come back exactly as through Core (aware UTC datetimes, booleans); driver
+    errors are raised as SQLAlchemy's, with a dead connection invalidated, and
+    `before_cursor_execute` listeners are called, as Core does.
+    Only for fixed statements on hot paths; everything else goes through the session.
+    """
+
+    instances: list[Prepared] = []  # every one made, for `compile_all`
+
+    def __init__(self, stmt: sa.Executable | None = None, **by_dialect: sa.Executable) -> None:
+        """`stmt` for every dialect, or one statement per dialect name where they differ
+        (`Prepared(postgresql=..., sqlite=...)`, e.g. each dialect's INSERT ... ON CONFLICT)."""
+        self.stmt = stmt
+        self._stmts = by_dialect
+        self._by_dialect: dict[str, _Compiled] = {}
+        Prepared.instances.append(self)
+
+    @classmethod
+    def compile_all(cls, dialect: sa.Dialect) -> None:
+        """Compile every prepared statement for `dialect` now (a worker's warm-up)."""
+        for p in cls.instances:
+            p._compiled(dialect)
+
+    def is_compiled_for(self, dialect: sa.Dialect) -> bool:
+        return dialect.name in self._by_dialect
+
+    def _compiled(self, dialect: sa.Dialect) -> _Compiled:
+        done = self._by_dialect.get(dialect.name)
+        if done is None:
+            stmt = self._stmts.get(dialect.name, self.stmt)
+            if stmt is None:
+                raise ValueError(f"no statement for {dialect.name}")
+            compiled = stmt.compile(dialect=dialect)
+            bind = {}
+            for name, param in compiled.binds.items():
+                proc = param.type.dialect_impl(dialect).bind_processor(dialect)
+                if proc is not None:
+                    bind[name] = proc
+            columns = list(getattr(stmt, "exported_columns", ()))
+            row = namedtuple("Row", [c.key for c in columns]) if columns else None  # type: ignore[misc]
+            result = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
+            positions = tuple(compiled.positiontup or ()) if dialect.positional else None
+            done = self._by_dialect[dialect.name] = _Compiled(str(compiled), positions, compiled.construct_params,
+                                                              bind, row, result)
+        return done
+
+    def execute(self, session: Session | Connection, params: Mapping[str, Any]) -> tuple[list[Any], int]:
+        """Run the statement in the session's transaction (or on a connection as it stands).
+        Returns its rows (named tuples; none for a statement without RETURNING) and the row
+        count the driver reports."""
+        conn = session.connection() if isinstance(session, Session) else session
+        dialect = conn.dialect
+        c = self._compiled(dialect)
+        values = c.construct(params)
+        for name, proc in c.bind.items():
+            values[name] = proc(values[name])
+        args: Any = values if c.positions is None else tuple(values[name] for name in c.positions)
+        dbapi_conn = conn.connection.dbapi_connection
+        cursor = dbapi_conn.cursor()
+        try:
+            if conn.dispatch.before_cursor_execute:  # listeners see these statements as Core's
+                conn.dispatch.before_cursor_execute(conn, cursor, c.sql, args, None, False)
+            cursor.execute(c.sql, args)
+            raw = cursor.fetchall() if c.row is not None else []
+            count = cursor.rowcount
+        except dialect.loaded_dbapi.Error as exc:
+            gone = dialect.is_disconnect(exc, dbapi_conn, cursor)
+            if gone:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(c.sql, args, exc, dialect.loaded_dbapi.Error,
+                                             connection_invalidated=gone) from exc
+        finally:
+            cursor.close()
+        if c.row is None:
+            return [], count
+        procs = c.result
+        rows = [c.row(*[v if p is None else p(v) for p, v in zip(procs, r)]) for r in raw]
+        return rows, count
+
+    def first(self, session: Session | Connection, params: Mapping[str, Any]) -> Any:
+        """The first row, or None."""
+        rows, _ = self.execute(session, params)
+        return rows[0] if rows else None
+
+    def rowcount(self, session: Session, params: Mapping[str, Any]) -> int:
+        """Rows matched by an UPDATE (or inserted by an INSERT)."""
+        return self.execute(session, params)[1]
+
+
+# --- the statements ------------------------------------------------------------------------------------
+
+_CARD_COLUMNS = (Card.id, Card.card_no, Card.status, Card.lost_at, Card.expires_at, Card.frozen,
+                 Card.successor_card_no)
+_HOLDER_COLUMNS = (Person.id.label("person_id"), Person.name_enc, Person.id_number_enc, Person.birth_date, Person.sex)
+
+_REDEEM = Prepared(**{  # each dialect's own INSERT ... ON CONFLICT DO NOTHING
+    name: insert(Redemption).values(nonce=sa.bindparam("nonce"), at=sa.bindparam("at"))
+    .on_conflict_do_nothing(index_elements=["nonce"]).returning(Redemption.nonce)
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))})
+VERIFICATION_FIELDS = ("public_id", "method", "terminal_id", "person_id", "card_id", "proxy_person_id", "scene",
+                       "accepted", "reason", "atc", "nonce", "at", "scanned_at")
+_RECORD = Prepared(sa.insert(Verification).values({name: sa.bindparam(name) for name in VERIFICATION_FIELDS}))
+_CARD_AND_HOLDER = Prepared(sa.select(*_CARD_COLUMNS, *_HOLDER_COLUMNS).join(Person, Person.id == Card.person_id)
+                            .where(Card.id == sa.bindparam("card_id_")))
+_CARD_FOR_CHIP = Prepared(
+    sa.select(*_CARD_COLUMNS, *_HOLDER_COLUMNS, Card.region_code, Card.generation, Card.chip_key_version,
+              Card.chip_id_code, Card.last_atc)
+    .join(Person, Person.id == Card.person_id).where(Card.card_no == sa.bindparam("card_no_")))
+# One conditional UPDATE: unknown, used, expired and another terminal's challenge all match no row.
+_CONSUME = Prepared(sa.update(ChipChallenge).where(
+    ChipChallenge.un == sa.bindparam("un_"), ChipChallenge.terminal_id == sa.bindparam("terminal_id_"),
+    ChipChallenge.used_at.is_(None), ChipChallenge.expires_at > sa.bindparam("now_"),
+).values(used_at=sa.bindparam("now_")))
+_RAISE_ATC = Prepared(sa.update(Card).where(
+    Card.id == sa.bindparam("card_id_"), sa.or_(Card.last_atc.is_(None), Card.last_atc < sa.bindparam("atc_")),
+).values(last_atc=sa.bindparam("atc_")))
+_HOLDER_PRINCIPAL = Prepared(
+    sa.select(Binding.id, Binding.public_id, Binding.channel, Binding.revoked_at,
+              ECard.id.label("ecard_id"), ECard.person_id, Card.id.label("card_id"), Card.card_no,
+              Card.status, Card.lost_at, Card.expires_at, Card.frozen, Card.successor_card_no)
+    .join(ECard, ECard.id == Binding.ecard_id).join(Card, Card.id == ECard.card_id)
+    .where(Binding.public_id == sa.bindparam("sub")))
+_TERMINAL_PRINCIPAL = Prepared(
+    sa.select(Terminal.id, Terminal.public_id, Terminal.active, Terminal.offline_capable, Terminal.merchant_id,
+              Merchant.public_id.label("merchant_public_id"), Merchant.scenes,
+              sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"))
+    .join(Merchant, Merchant.id == Terminal.merchant_id)
+    .where(Terminal.public_id == sa.bindparam("sub")))
+
+
+def _card_state(r: Any) -> CardState:
+    return CardState(r.id, r.card_no, r.status, r.lost_at, r.expires_at, r.frozen, r.successor_card_no)
+
+
+def _holder(r: Any) -> HolderFacts:
+    return HolderFacts(r.person_id, r.name_enc, r.id_number_enc, r.birth_date, r.sex)
+
+
+# --- the operations -------------------------------------------------------------------------------------
+
+def redeem(session: Session, nonce: bytes, at: datetime) -> bool:
+    """Use a code's nonce (or an offline phone code's step key) once: True when this call did,
+    False when it was used before (INSERT ... ON CONFLICT DO NOTHING: exactly one of any number
+    of concurrent calls inserts)."""
+    # RETURNING, not rowcount: psycopg does not report a row count for it.
+    return _REDEEM.first(session, {"nonce": nonce, "at": at}) is not None
+
+
+def record_verification(session: Session, values: Mapping[str, Any]) -> None:
+    """Insert a row of `verifications` (the keys of VERIFICATION_FIELDS)."""
+    _RECORD.execute(session, values)
+
+
+def card_and_holder(session: Session, card_id: int) -> tuple[CardState, HolderFacts] | None:
+    """The card's state and its holder's facts, in one statement; None for no such card."""
+    r = _CARD_AND_HOLDER.first(session, {"card_id_": card_id})
+    return None if r is None else (_card_state(r), _holder(r))
+
+
+def card_for_chip(session: Session, card_no: str) -> ChipCard | None:
+    """The card with this number as a chip read needs it, in one statement; None for none."""
+    r = _CARD_FOR_CHIP.first(session, {"card_no_": card_no})
+    if r is None:
+        return None
+    return ChipCard(_card_state(r), _holder(r), r.person_id, r.region_code, r.generation, r.chip_key_version,
+                    r.chip_id_code, r.last_atc)
+
+
+def consume_challenge(session: Session, terminal_id: int, un: str, now: datetime) -> bool:
+    """Use the chip challenge `un` of this terminal once, if unused and unexpired at `now`."""
+    return _CONSUME.rowcount(session, {"un_": un.lower(), "terminal_id_": terminal_id, "now_": now}) == 1
+
+
+def raise_atc(session: Session, card_id: int, atc: int) -> bool:
+    """Store the chip counter `atc` only if it is above the last one seen, atomically. False: a
+    replay or a clone."""
+    return _RAISE_ATC.rowcount(session, {"card_id_": card_id, "atc_": atc}) == 1
+
+
+def holder_principal(conn: Session | Connection, binding_public_id: str) -> tuple[Any, CardState] | None:
+    """The binding (id, public_id, channel, revoked_at, ecard_id, person_id) and the state of
+    its e-card's card, in one statement; None for no such binding."""
+    r = _HOLDER_PRINCIPAL.first(conn, {"sub": binding_public_id})
+    if r is None:
+        return None
+    return r, CardState(r.card_id, r.card_no, r.status, r.lost_at, r.expires_at, r.frozen, r.successor_card_no)
+
+
+def terminal_principal(conn: Session | Connection, terminal_public_id: str, jti: str, session_key: str) -> Any:
+    """The terminal (id, public_id, active, offline_capable, merchant_id, merchant_public_id,
+    scenes) and whether its token (`jti`) or session (`session_key`) is revoked (`revoked`), in
+    one statement; None for no such terminal."""
+    return _TERMINAL_PRINCIPAL.first(conn, {"sub": terminal_public_id, "jti": jti, "sid": session_key})
