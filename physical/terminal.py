@@ -70,7 +70,7 @@ def post_json(url: str, body: dict[str, Any], token: str | None = None) -> dict[
 
 
 def verify_card(
-    server: str, token: str, reader: str | None, pin: str | None, timeout: float
+    server: str, token: str, reader: str | None, pin: str | None, timeout: float, scene: str | None = None
 ) -> dict[str, Any]:
     """Wait for a card, run the protocol with the server and return the decision to print (the
     server's decision without `external_auth`, plus `chip_holder` when EF06 was read).
@@ -87,7 +87,9 @@ def verify_card(
         if len(un) != 16:
             raise ServerError("the challenge is not 16 bytes")
         chip = read_card(conn, un, pin)
-        decision = post_json(f"{server}/api/v1/verifications/chip", chip.verification_request(), token)
+        # A merchant of several scenes names the one it reads for; the server judges it against them.
+        body = chip.verification_request() | ({"scene": scene} if scene else {})
+        decision = post_json(f"{server}/api/v1/verifications/chip", body, token)
         if not isinstance(decision.get("accepted"), bool):
             raise ServerError("the decision has no boolean `accepted`")
         result = {k: v for k, v in decision.items() if k != "external_auth"}
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="terminal secret (default: $ECARD_TERMINAL_SECRET)")
     parser.add_argument("--reader", help="use the readers whose name contains this (default: any reader)")
     parser.add_argument("--pin", help="the holder's 6-digit PIN, when the scene needs it")
+    parser.add_argument("--scene", choices=("clinic", "transit", "scenic"),
+                        help="the scene this reader serves, when its merchant has several")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a card (default 30)")
     args = parser.parse_args(argv)
     if not args.secret:
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         token = token_answer.get("access_token")
         if not isinstance(token, str):
             raise ServerError("the token answer has no `access_token`")
-        result = verify_card(server, token, args.reader, args.pin, args.timeout)
+        result = verify_card(server, token, args.reader, args.pin, args.timeout, args.scene)
     except (PcscError, CardStatusError, CardDataError, ServerError) as exc:
         print(f"terminal: {exc}", file=sys.stderr)
         return 2

@@ -343,3 +343,16 @@ def test_a_read_for_a_scene_the_merchant_lacks_is_refused(world: World, card: Pr
     read = read_card(DirectConnection(card.chip), bytes.fromhex(un), pin=CHIP_PIN).verification_request()
     d = requests.post(f"{world.url}/api/v1/verifications/chip", json={**read, "scene": "scenic"}, headers=auth).json()
     assert d["accepted"] is False and d["reason"] == "chip.wrong_scene" and d["holder"] is None
+
+
+def test_an_agent_at_a_merchant_of_several_scenes_names_its_scene(world: World, card: Presented,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """R-04: a read at a merchant of several scenes is judged for the one the agent names
+    (`--scene`); without it the server refuses to guess (it used to judge it as a clinic)."""
+    shop = world.api.terminal(scenes=("clinic", "transit"))
+    args = ["--server", world.url, "--terminal-id", shop["terminal_id"], "--secret", shop["secret"]]
+    assert terminal.main(args) == 1
+    assert last_line(capsys)["reason"] == "chip.scene_required"
+    assert terminal.main(args + ["--scene", "transit"]) == 0
+    line = last_line(capsys)
+    assert line["accepted"] is True and line["scene"] == "transit" and "card_no" not in line["holder"]
