@@ -104,6 +104,18 @@ def create_terminal(session: Session, svc: Services, merchant: Merchant, *, name
     return terminal, secret
 
 
+def set_offline_capable(session: Session, merchant_id: str, terminal_id: str, *, offline_capable: bool) -> Terminal:
+    """Register a merchant's terminal as a gate that may upload offline records, or no longer
+    (`/verifications/offline`); it holds from the terminal's next request. Raises
+    TerminalNotFound (also for another merchant's terminal)."""
+    terminal = session.scalar(sa.select(Terminal).join(Merchant, Merchant.id == Terminal.merchant_id).where(
+        Terminal.public_id == terminal_id, Merchant.public_id == merchant_id))
+    if terminal is None:
+        raise errors.TerminalNotFound()
+    terminal.offline_capable = offline_capable
+    return terminal
+
+
 def authenticate_terminal(session: Session, svc: Services, terminal_id: str, secret: str) -> Terminal:
     """The active terminal `terminal_id` whose secret this is. Raises BadCredentials, after the
     same one argon2 verification whether or not the terminal exists and is active."""

@@ -514,6 +514,15 @@ class MerchantNotFound(EcardError):
     title_en = "Merchant not found"
 
 
+class TerminalNotFound(EcardError):
+    """No terminal with this id at this merchant."""
+
+    code = "terminal.not_found"
+    status = 404
+    title_zh = "终端不存在"
+    title_en = "Terminal not found"
+
+
 class TerminalNotOfflineCapable(AuthError):
     """Offline records uploaded by a terminal not registered as offline-capable."""
 

@@ -252,3 +252,17 @@ def test_r22_a_frozen_cards_replacement_is_frozen_in_its_own_history_too(api, cl
     gate = api.terminal(scenes=("transit",), offline_capable=True)
     d = upload(api, gate, (text, T0 + timedelta(seconds=5), {})).json["results"][0]
     assert d["accepted"] is False and d["reason"] == "card.frozen"
+
+
+def test_a_window_registers_an_existing_terminal_as_offline_capable(api, clock):
+    h, t = api.holder(), api.terminal(scenes=("transit",))
+    payload = code(api, h, "transit")
+    assert upload(api, t, (payload, T0 + timedelta(seconds=2), {})).status_code == 403
+    r = api.c.patch(f"/api/v1/merchants/{t['merchant_id']}/terminals/{t['terminal_id']}",
+                    json={"offline_capable": True}, headers=api.op)
+    assert r.status_code == 200 and r.json["offline_capable"] is True and "secret" not in r.json
+    assert upload(api, t, (payload, T0 + timedelta(seconds=2), {})).json["results"][0]["accepted"] is True
+    other = api.terminal()
+    r = api.c.patch(f"/api/v1/merchants/{other['merchant_id']}/terminals/{t['terminal_id']}",
+                    json={"offline_capable": False}, headers=api.op)
+    assert r.status_code == 404 and r.json["code"] == "terminal.not_found"  # another merchant's terminal

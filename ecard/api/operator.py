@@ -215,3 +215,17 @@ def create_terminal(path: s.MerchantPath, body: s.TerminalIn):
            "name": terminal.name, "offline_capable": terminal.offline_capable, "secret": secret}
     session.commit()
     return created(out)
+
+
+@bp.patch("/merchants/<merchant_id>/terminals/<terminal_id>", responses={200: s.TerminalInfoOut})
+@auth.require(auth.OPERATOR)
+def update_terminal(path: s.TerminalPath, body: s.TerminalUpdate):
+    """Register an existing terminal as offline-capable (a gate that uploads what it scanned
+    offline), or no longer."""
+    session = db.session()
+    terminal = auth.set_offline_capable(session, path.merchant_id, path.terminal_id,
+                                        offline_capable=body.offline_capable)
+    out = {"terminal_id": terminal.public_id, "merchant_id": path.merchant_id, "name": terminal.name,
+           "offline_capable": terminal.offline_capable, "active": terminal.active}
+    session.commit()
+    return jsonify(out)

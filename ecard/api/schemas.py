@@ -146,6 +146,10 @@ class TerminalIn(Strict):
     offline_capable: bool = False
 
 
+class TerminalUpdate(Strict):
+    offline_capable: bool
+
+
 class SignIn(Strict):
     id_number: IdNumber
     name: Name
@@ -190,6 +194,11 @@ class PersonPath(BaseModel):
 
 class MerchantPath(BaseModel):
     merchant_id: str = Field(max_length=32)
+
+
+class TerminalPath(BaseModel):
+    merchant_id: str = Field(max_length=32)
+    terminal_id: str = Field(max_length=32)
 
 
 class BindingPath(BaseModel):
@@ -322,6 +331,14 @@ class TerminalOut(Out):
     name: str
     offline_capable: bool
     secret: str  # shown this once; stored only hashed
+
+
+class TerminalInfoOut(Out):
+    terminal_id: str
+    merchant_id: str
+    name: str
+    offline_capable: bool
+    active: bool
 
 
 class DependantIn(Strict):
