@@ -3,9 +3,15 @@ agent) or another instance. Runs werkzeug's threaded server over a committing ap
 
 from __future__ import annotations
 
+import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
 
 from werkzeug.serving import make_server
 
@@ -21,3 +27,18 @@ def serve(app) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+def wait_until_up(url: str, log: Path, *, procs: Sequence[subprocess.Popen] = (), seconds: float = 60) -> None:
+    """Wait for a server process booting at `url` (a full URL to GET) to answer 200; fail the test
+    with the end of `log` when it has not within `seconds` or one of `procs` has exited."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if requests.get(url, timeout=5).status_code == 200:
+                return
+        except requests.RequestException:  # still booting
+            pass
+        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+            pytest.fail(f"the server at {url} did not start: " + log.read_text()[-3000:])
+        time.sleep(0.1)  # waiting for a process to boot, not for the clock

@@ -15,13 +15,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.conftest import TEST_CONFIG
+from tests.live_server import wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,16 +98,7 @@ def gunicorn_server(tmp_path_factory):
                                  "--bind", f"127.0.0.1:{port}", "wsgi:app"],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:  # still booting
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("gunicorn did not start: " + log_path.read_text()[-3000:])
-            time.sleep(0.1)  # waiting for a process to boot, not for the clock
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", log_path, procs=[proc], seconds=60)
         yield "127.0.0.1", port
     finally:
         proc.terminate()

@@ -9,7 +9,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import redis
 import requests
 
 from tests.conftest import TEST_CONFIG
+from tests.live_server import wait_until_up
 
 pytestmark = pytest.mark.committing
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,17 +52,8 @@ def serve(committing_app, tmp_path, instances: int, **env_extra: str):
              "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
         urls.append(f"http://127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + 30
-        for url in urls:
-            while True:
-                try:
-                    if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
-                        break
-                except requests.RequestException:  # still booting
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail("instances did not start: " + (tmp_path / "instance0.log").read_text()[-2000:])
-                time.sleep(0.1)
+        for i, url in enumerate(urls):
+            wait_until_up(f"{url}/readyz", tmp_path / f"instance{i}.log", seconds=30)
         yield urls
     finally:
         for p in procs:
