@@ -1,5 +1,5 @@
-"""In-process cost of a code's issue and verification, without gunicorn or the network:
-`python -m loadtests.inprocess --world /tmp/lt-sqlite-1k [--root /path/to/other/checkout]`.
+"""In-process cost of a code's issue and verification and of a chip read, without gunicorn or
+the network: `python -m loadtests.inprocess --world /tmp/lt-sqlite-1k [--root /path/to/other/checkout]`.
 
 Requests go straight through the WSGI app of the tree at `--root` (this one by default, or a
 `git worktree` of another commit, for an A/B), on a world `loadtests.bench --keep` left (SQLite).
@@ -7,6 +7,15 @@ Prints, per endpoint, the CPU time per request (best of five rounds of 1 000) an
 function calls per request (`cProfile`'s count: the same from run to run, so it shows a change
 where a shared machine's timings scatter). The log level is WARNING, so the request log line is
 not in the figures, unless `--log` (INFO, the lines written to /dev/null).
+
+The flows: `issue` (POST /api/v1/qrcodes, a holder's code), `verify` (POST /api/v1/verifications/qr,
+a fresh code judged once) and `chip` (POST /api/v1/verifications/chip, a clinic read of a
+personalized card with its PIN keyed, judged). A chip read's challenge (POST
+/api/v1/verifications/chip/challenge) is asked and the virtual card (`physical.card`, through
+`physical.reader.read_card`) answers it before the clock starts, so `chip` is the verification
+request alone; the challenge request is its own line, `challenge` (timed by default; counted
+under `--instructions` when named: `--flows issue,verify,chip,challenge`). A chip read end to end
+is `challenge` + `chip`.
 
 `--gap-ms G` spins G ms between requests (the spin's own CPU is not counted), as a server waits
 between requests: on this VM the same request then costs two to three times its CPU in a tight
@@ -41,7 +50,9 @@ def main() -> None:
     p.add_argument("--gap-ms", type=float, default=0.0, help="spin this long between requests (not counted)")
     p.add_argument("--instructions", action="store_true",
                    help="count machine instructions a request under valgrind's callgrind instead (slow)")
-    p.add_argument("--only", choices=("issue", "verify"), help=argparse.SUPPRESS)  # a child of --instructions
+    p.add_argument("--flows", default=",".join(INSTRUCTION_FLOWS),
+                   help=f"with --instructions: the flows to count, of {','.join(FLOWS)} (default %(default)s)")
+    p.add_argument("--only", choices=FLOWS, help=argparse.SUPPRESS)  # a child of --instructions
     args = p.parse_args()
     if args.instructions:
         return instructions(args)
@@ -53,7 +64,8 @@ def main() -> None:
     os.chdir(root)
     os.environ.update(ECARD_DATABASE_URL=manifest["url"], ECARD_KEYS_DIR=str(args.world / "keys"),
                       ECARD_REDIS_URL=os.environ.get("ECARD_REDIS_URL", "redis://127.0.0.1:6379/9"),
-                      ECARD_QR_TTL="300", ECARD_LOG_LEVEL="INFO" if args.log else "WARNING")
+                      ECARD_QR_TTL="300", ECARD_CHIP_CHALLENGE_TTL="3600",
+                      ECARD_LOG_LEVEL="INFO" if args.log else "WARNING")
     if args.log:  # the app's own basicConfig is then a no-op: its lines go to /dev/null
         logging.basicConfig(stream=open(os.devnull, "w"), format="%(message)s")  # noqa: SIM115
     import ecard
@@ -85,27 +97,51 @@ def main() -> None:
         return b"".join(app(environ, lambda *_: None))
 
     n, rounds, warm, gap = args.n, args.rounds, 300, args.gap_ms / 1000
-    codes_needed = warm + n * (rounds + 1)
+    codes_needed = warm + n * rounds + max(n, 200)  # the rounds, then 200 profiled
     if args.only:  # one child of --instructions: the same set-up whatever -n, then n requests
         warm, codes_needed = 50, 50 + max(INSTRUCTION_COUNTS) + 1
-    issue = [request("/api/v1/qrcodes", {"scene": "clinic"}, t) for t in holder_tokens]
-    # Every verification needs a fresh code: issue them first, through the same app.
-    payloads = [json.loads(call(issue[i % len(issue)]))["payload"] for i in range(codes_needed)]
-    verify = [request("/api/v1/verifications/qr", {"payload": code, "scene": "clinic"},
-                      terminal_tokens[i % len(terminal_tokens)]) for i, code in enumerate(payloads)]
-    if b'"accepted":true' not in call(verify[0]):
-        raise SystemExit("a fresh code was not accepted")
-    for i in range(1, warm):
-        call(verify[i])
-        call(issue[i % len(issue)])
+    issue = verify = challenge = chip_reads = []
+    if args.only in (None, "issue", "verify"):
+        issue = [request("/api/v1/qrcodes", {"scene": "clinic"}, t) for t in holder_tokens]
+        # Every verification needs a fresh code: issue them first, through the same app.
+        payloads = [json.loads(call(issue[i % len(issue)]))["payload"] for i in range(codes_needed)]
+        verify = [request("/api/v1/verifications/qr", {"payload": code, "scene": "clinic"},
+                          terminal_tokens[i % len(terminal_tokens)]) for i, code in enumerate(payloads)]
+        if b'"accepted":true' not in call(verify[0]):
+            raise SystemExit("a fresh code was not accepted")
+        for i in range(1, warm):
+            call(verify[i])
+            call(issue[i % len(issue)])
+    if args.only in (None, "chip", "challenge"):
+        # A terminal's challenge, asked through the same app, bound to that terminal.
+        challenge = [request("/api/v1/verifications/chip/challenge", {}, t) for t in terminal_tokens]
+    if args.only in (None, "chip"):
+        # Every chip read needs its own challenge, answered by a card whose counter then rises:
+        # the reads are made first, in the order they are sent (each card's counters in order).
+        cards = world.chip_cards(args.world, manifest)
+        for i in range(codes_needed):
+            k = i % len(terminal_tokens)
+            un = json.loads(call(challenge[k]))["challenge"]
+            chip_reads.append(request("/api/v1/verifications/chip",
+                                      world.chip_read(cards[i % len(cards)][1], un), terminal_tokens[k]))
+        world.save_chip_cards(args.world, cards)  # before any is sent: the next run's counters are above
+        answer = call(chip_reads[0])
+        if b'"accepted":true' not in answer:
+            raise SystemExit(f"a fresh chip read was not accepted: {answer[:300]!r}")
+        for i in range(1, warm):
+            call(chip_reads[i])
+    if args.only == "challenge":
+        for i in range(warm):
+            call(challenge[i % len(challenge)])
     if args.only:
-        reqs = issue if args.only == "issue" else verify
+        reqs = {"issue": issue, "verify": verify, "chip": chip_reads, "challenge": challenge}[args.only]
         for i in range(n):
             call(reqs[(warm + i) % len(reqs)])  # a verification's code is used once: warm + n < len
         return
     out = {}
     healthz = [request("/healthz")]
-    for name, reqs, single_use in (("healthz", healthz, False), ("issue", issue, False), ("verify", verify, True)):
+    for name, reqs, single_use in (("healthz", healthz, False), ("issue", issue, False), ("verify", verify, True),
+                                   ("chip", chip_reads, True), ("challenge", challenge, False)):
         pos, best = warm, float("inf")
         for _ in range(rounds):
             spun, t0 = 0.0, time.process_time()
@@ -125,20 +161,26 @@ def main() -> None:
             call(reqs[pos + i] if single_use else reqs[i % len(reqs)])
         prof.disable()
         out[name] = {"cpu_us": round(best * 1e6), "calls": round(pstats.Stats(prof).total_calls / 200)}
-        print(f"{name:7s} {out[name]['cpu_us']:6d} us CPU a request, {out[name]['calls']:5d} Python calls a request")
+        print(f"{name:9s} {out[name]['cpu_us']:6d} us CPU a request, {out[name]['calls']:5d} Python calls a request")
     print(json.dumps({"root": root, **out}))
 
 
 # Requests a child run makes; the difference of two runs' totals, over the difference of their
 # requests, is one request's instructions, with start-up and set-up cancelled out.
 INSTRUCTION_COUNTS = (40, 240)
+FLOWS = ("issue", "verify", "chip", "challenge")
+INSTRUCTION_FLOWS = ("issue", "verify", "chip")  # counted by default (a chip read: its verification)
 
 
 def instructions(args: argparse.Namespace) -> None:
     """Machine instructions a request, counted by callgrind: the same for the same code and
     inputs whatever else the machine does, so a change shows where timings scatter."""
+    flows = [f.strip() for f in args.flows.split(",") if f.strip()]
+    unknown = [f for f in flows if f not in FLOWS]
+    if unknown or not flows:
+        raise SystemExit(f"--flows: {','.join(unknown) or 'none'}? (of {','.join(FLOWS)})")
     out = {}
-    for endpoint in ("issue", "verify"):
+    for endpoint in flows:
         totals = []
         for count in INSTRUCTION_COUNTS:
             cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
@@ -152,7 +194,7 @@ def instructions(args: argparse.Namespace) -> None:
             totals.append(int(found.group(1)))
         per = (totals[1] - totals[0]) / (INSTRUCTION_COUNTS[1] - INSTRUCTION_COUNTS[0])
         out[endpoint] = {"instructions": round(per)}
-        print(f"{endpoint:7s} {per / 1e6:6.2f} M instructions a request")
+        print(f"{endpoint:9s} {per / 1e6:6.3f} M instructions a request", flush=True)
     print(json.dumps({"root": str(args.root.resolve()), **out}))
 
 

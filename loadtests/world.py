@@ -459,6 +459,44 @@ def family_tokens(app, families: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [{"token": t, "dependant_id": f["dependant_id"]} for t, f in zip(toks, out)]
 
 
+# --- chips ----------------------------------------------------------------------------------------
+
+def chip_cards(directory: Path, manifest: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The world's personalized chips (`seed` wrote their images under <instance>/chip) as
+    (card number, `physical.card.VirtualCard`), in the manifest's order. A card's transaction
+    counter rises with every read it answers: `save_chip_cards` once the reads are made, or the
+    next run's reads are refused as replays (chip.replayed)."""
+    from physical.card import VirtualCard
+    from physical.image import load_image
+
+    nos = manifest.get("chip_cards") or []
+    if not nos:
+        raise SystemExit(f"{directory} has no personalized chips (world.json: chip_cards); make the world anew")
+    return [(no, VirtualCard(load_image(Path(directory) / "chip" / f"{no}.json"))) for no in nos]
+
+
+def save_chip_cards(directory: Path, cards: list[tuple[str, Any]]) -> None:
+    """Write back the images of `chip_cards` (their counters went up)."""
+    from physical.image import save_image
+
+    for no, card in cards:
+        save_image(Path(directory) / "chip" / f"{no}.json", card.image, sync=False)
+
+
+def chip_read(card: Any, challenge: str, *, pin: str | None = CHIP_PIN, scene: str | None = "clinic") -> dict[str, Any]:
+    """The body of `POST /api/v1/verifications/chip` a terminal agent would send: the virtual
+    card answers the server's challenge (hex UN) as `physical.terminal` has a real card do
+    (`read_card` over `DirectConnection`), the holder keying the chip PIN (a clinic read needs
+    it), for `scene`."""
+    from physical.reader import DirectConnection, read_card
+
+    card.reset()  # a new card session, as a card put on the reader
+    body = read_card(DirectConnection(card), bytes.fromhex(challenge), pin=pin).verification_request()
+    if scene is not None:
+        body["scene"] = scene
+    return body
+
+
 # --- the server ------------------------------------------------------------------------------------
 
 class Server:
