@@ -23,12 +23,6 @@ from ecard.pii import Vault
 from ecard.secrets import load_or_create
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-# Endpoints that only read, needing no snapshot: no transaction at all. Above all no SQLite
-# write lock: the sign-ins verify a password with argon2 (about 200 ms at the production cost),
-# and every scan of the instance would wait behind a lock held through it. (A refresh writes:
-# it records the refresh token it uses up; it hashes nothing.)
-READ_ONLY_ENDPOINTS = frozenset({"codes.new_code", "codes.trust_list", "tokens.operator_token",
-                                 "tokens.terminal_token"})
 
 
 def _nul_at(value: Any, where: str) -> str | None:
@@ -71,9 +65,9 @@ def warm_up(app: OpenAPI) -> bool:
     try:
         with app.app_context():
             sa.orm.configure_mappers()
-            session = db.session()
-            session.execute(sa.text("SELECT 1"))
-            storage.Prepared.compile_all(session.get_bind().dialect)
+            with db.reading_connection() as conn:
+                conn.execute(sa.text("SELECT 1"))
+                storage.Prepared.compile_all(conn.dialect)
         app.extensions["ecard.limits"].connect()
         ready = True
     except sa.exc.SQLAlchemyError as exc:
@@ -160,11 +154,6 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     @app.before_request
     def check_body():
-        # Issuing a code writes nothing: it must not queue for SQLite's write lock nor open a
-        # transaction, unless an Idempotency-Key answer will be stored through its session.
-        read_only = request.endpoint in READ_ONLY_ENDPOINTS and not idempotency.requested()
-        db.write_intent.set(request.method not in ("GET", "HEAD", "OPTIONS") and not read_only)
-        db.autocommit.set(read_only)
         if "\x00" in request.path or b"%00" in request.query_string:
             raise errors.ValidationFailed("the URL may not contain NUL characters",
                                           errors={"url": ["contains a NUL character"]})
@@ -187,7 +176,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     idempotency.init_app(app)
 
-    from ecard.api import codes, family, holder, operator, service, tokens
+    from ecard.api import codes, family, holder, operator, service, tokens, transactions
 
     app.register_api(tokens.bp)
     app.register_api(operator.bp)
@@ -196,6 +185,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.register_api(codes.bp)
     app.register_api(codes.verify_bp)
     app.register_blueprint(service.bp)
+    transactions.check_declared(app, ("tokens", "operator", "holder", "family", "codes", "verifications", "service"))
 
     from ecard import cli
 

@@ -1,5 +1,6 @@
-"""Principals and their tokens: operators (service windows), holders (one per channel binding),
-terminals (merchant devices). Three kinds, never interchangeable (`ptype` claim).
+"""The HTTP edge of identity: tokens, and the principal each one speaks for (`principals`):
+operators (service windows), holders (one per channel binding), terminals (merchant devices).
+Three kinds, never interchangeable (`ptype` claim). The accounts themselves are `accounts`.
 
 Tokens are JWTs (flask-jwt-extended, HS256 pinned, `aud` and `iss` checked). The access and
 refresh token minted together share a session (`sid` claim); a refresh rotates the refresh
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, TypeVar
 
@@ -25,105 +25,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ecard import db, errors, idempotency, storage
-from ecard.context import Services, services
-from ecard.hashing import Hasher
+from ecard.context import services
 from ecard.ids import new_id
-from ecard.storage import CardState
-from ecard.models import Binding, Event, Merchant, Operator, RevokedToken, Terminal
+from ecard.models import Binding, Event, RevokedToken
+from ecard.principals import HolderPrincipal, OperatorPrincipal, TerminalPrincipal
+
+Principal = HolderPrincipal | TerminalPrincipal | OperatorPrincipal
 
 F = TypeVar("F", bound=Callable[..., Any])
 HOLDER, OPERATOR, TERMINAL = "holder", "operator", "terminal"
 log = structlog.get_logger("ecard.auth")
-
-
-# --- operators and terminals ---------------------------------------------------------------------
-
-def create_operator(session: Session, svc: Services, *, username: str, password: str, now: datetime) -> Operator:
-    """Raises OperatorExists, ValidationFailed (password shorter than 10)."""
-    if len(password) < 10:
-        raise errors.ValidationFailed("an operator password has at least 10 characters",
-                                      errors={"password": ["at least 10 characters"]})
-    if session.scalar(sa.select(Operator.id).where(Operator.username == username)) is not None:
-        raise errors.OperatorExists()
-    op = Operator(username=username, password_hash=svc.hasher.hash("password", password),
-                  active=True, created_at=now)
-    session.add(op)
-    session.flush()
-    return op
-
-
-@functools.lru_cache(maxsize=4)
-def dummy_hash(hasher: Hasher) -> str:
-    """An argon2 hash, at `hasher`'s cost, of a random secret nobody knows: what an unknown or
-    inactive account's secret is checked against, so that it costs what a known one does."""
-    import secrets
-
-    return hasher.hash("dummy", secrets.token_urlsafe(24))
-
-
-def _check_secret(svc: Services, purpose: str, stored: str | None, secret: str) -> bool:
-    """True when `secret` matches `stored`; an absent account (`stored` None) is still paid for
-    with one argon2 verification, or the answer's time tells which names exist (a few ms for
-    an unknown name against hundreds for a known one)."""
-    if stored is None:
-        svc.hasher.verify(purpose, dummy_hash(svc.hasher), secret)
-        return False
-    return svc.hasher.verify(purpose, stored, secret)
-
-
-def authenticate_operator(session: Session, svc: Services, username: str, password: str) -> Operator:
-    """The active operator `username` whose password this is. Raises BadCredentials, after the
-    same one argon2 verification whether or not the account exists and is active."""
-    op = session.scalar(sa.select(Operator).where(Operator.username == username))
-    live = op is not None and op.active
-    if not _check_secret(svc, "password", op.password_hash if live else None, password) or op is None:
-        raise errors.BadCredentials()
-    return op
-
-
-def create_merchant(session: Session, *, name: str, scenes: list[str], region_code: str, now: datetime) -> Merchant:
-    merchant = Merchant(public_id=new_id("mch"), name=name, scenes=",".join(sorted(set(scenes))),
-                        region_code=region_code, created_at=now)
-    session.add(merchant)
-    session.flush()
-    return merchant
-
-
-def create_terminal(session: Session, svc: Services, merchant: Merchant, *, name: str,
-                    now: datetime, offline_capable: bool = False) -> tuple[Terminal, str]:
-    """Returns the terminal and its secret, which is shown once and stored only hashed.
-    `offline_capable`: a gate that may upload records it took while offline."""
-    import secrets
-
-    secret = "tsk_" + secrets.token_urlsafe(24)  # never starts with '-': safe on a command line
-    terminal = Terminal(public_id=new_id("trm"), merchant_id=merchant.id, name=name,
-                        secret_hash=svc.hasher.hash("terminal", secret), active=True,
-                        offline_capable=offline_capable, created_at=now)
-    session.add(terminal)
-    session.flush()
-    return terminal, secret
-
-
-def set_offline_capable(session: Session, merchant_id: str, terminal_id: str, *, offline_capable: bool) -> Terminal:
-    """Register a merchant's terminal as a gate that may upload offline records, or no longer
-    (`/verifications/offline`); it holds from the terminal's next request. Raises
-    TerminalNotFound (also for another merchant's terminal)."""
-    terminal = session.scalar(sa.select(Terminal).join(Merchant, Merchant.id == Terminal.merchant_id).where(
-        Terminal.public_id == terminal_id, Merchant.public_id == merchant_id))
-    if terminal is None:
-        raise errors.TerminalNotFound()
-    terminal.offline_capable = offline_capable
-    return terminal
-
-
-def authenticate_terminal(session: Session, svc: Services, terminal_id: str, secret: str) -> Terminal:
-    """The active terminal `terminal_id` whose secret this is. Raises BadCredentials, after the
-    same one argon2 verification whether or not the terminal exists and is active."""
-    terminal = session.scalar(sa.select(Terminal).where(Terminal.public_id == terminal_id))
-    live = terminal is not None and terminal.active
-    if not _check_secret(svc, "terminal", terminal.secret_hash if live else None, secret) or terminal is None:
-        raise errors.BadCredentials()
-    return terminal
 
 
 # --- tokens --------------------------------------------------------------------------------------
@@ -175,7 +86,7 @@ def end_session(session: Session, claims: dict[str, Any], *, now: datetime) -> N
     _record(session, session_key(claims), now + timedelta(seconds=lifetime))
 
 
-def use_refresh_token(session: Session, claims: dict[str, Any], *, now: datetime) -> Any:
+def use_refresh_token(session: Session, claims: dict[str, Any], *, now: datetime) -> Principal:
     """The principal of refresh token `claims`, which is recorded as used: a refresh token is
     good for one refresh, and the answer carries the next one.
 
@@ -257,38 +168,14 @@ def bearer_claims(*, refresh: bool = False) -> dict[str, Any]:
     return claims
 
 
-@dataclass(frozen=True)
-class HolderPrincipal:
-    """Who a holder token speaks for: its channel binding, read with the e-card and the card's
-    state in one statement. Handlers that need more load it (`binding`)."""
-
-    binding_id: int
-    public_id: str
-    channel: str
-    ecard_id: int
-    person_id: int
-    card: CardState
-
-    def binding(self, session: Session) -> Binding:
-        return session.get_one(Binding, self.binding_id)
-
-
-@dataclass(frozen=True)
-class TerminalPrincipal:
-    """A merchant's terminal, with the scenes its merchant may judge."""
-
-    id: int
-    public_id: str
-    merchant_id: int
-    merchant_public_id: str
-    scenes: tuple[str, ...]
-    offline_capable: bool = False
-
-
 def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
-    """Decorator: a valid token of principal `ptype`, still live. Loads `g.principal`
-    (an Operator, a TerminalPrincipal or a HolderPrincipal) and claims the request's
-    Idempotency-Key (a replayed answer is returned instead of running the route)."""
+    """Decorator: a valid token of principal `ptype`, still live. Loads `g.principal` (a
+    HolderPrincipal, TerminalPrincipal or OperatorPrincipal) and claims the request's
+    Idempotency-Key (a replayed answer is returned instead of running the route).
+
+    The principal is read on a connection of its own, without a transaction: one statement,
+    before the route's transaction begins, so that a window's PIN hashed after it does not
+    hold SQLite's write lock, and a key's claim (a transaction of its own) never waits for it."""
 
     def decorator(fn: F) -> F:
         @functools.wraps(fn)
@@ -296,19 +183,8 @@ def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
             claims = bearer_claims(refresh=refresh)
             if claims.get("ptype") != ptype:
                 raise errors.WrongPrincipal(f"this needs a {ptype} token")
-            if ptype == OPERATOR or idempotency.requested():
-                # Read before the request's transaction: a window's request may hash a PIN
-                # (argon2, 200 ms) before it writes, and on SQLite the transaction's first
-                # statement takes the one write lock. Handlers use the operator's name only.
-                # A key's claim below writes in a transaction of its own, which would wait
-                # for that lock for ever if this request already held it.
-                with db.reading_session() as reading:
-                    g.principal = load_principal(reading, claims)
-            elif db.autocommit.get():  # a read-only request (a code's issue): no session at all
-                with db.reading_connection() as conn:
-                    g.principal = load_principal(conn, claims)
-            else:
-                g.principal = load_principal(db.session(), claims)
+            with db.reading_connection() as conn:
+                g.principal = load_principal(conn, claims)
             g.claims = claims
             # Authenticated, and within the route's limits (they wrap this): only now may an
             # Idempotency-Key be claimed, so that no anonymous or refused caller writes a record.
@@ -322,36 +198,34 @@ def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
     return decorator
 
 
-def load_principal(session: Session | sa.Connection, claims: dict[str, Any]) -> Any:
-    """Raises TokenRevoked when the token, its binding or its account is no longer live. An
-    operator needs a session; a holder or a terminal is read with a prepared statement, so a
-    connection will do.
+def load_principal(conn: Session | sa.Connection, claims: dict[str, Any]) -> Principal:
+    """The principal of `claims`, read in one statement. Raises TokenRevoked when the token, its
+    binding or its account is no longer live.
 
-    One query per request: a holder's tokens die with their binding (logout, revocation and a
-    refresh token's reuse end the binding), so only operator and terminal tokens are looked up
-    in the revoked list, by their jti (a used refresh token) and their session (logout, reuse),
-    in the same statement as their principal.
+    A holder's tokens die with their binding (logout, revocation and a refresh token's reuse
+    end the binding), so only operator and terminal tokens are looked up in the revoked list,
+    by their jti (a used refresh token) and their session (logout, reuse), in the same
+    statement as their principal.
     """
     ptype, sub = claims["ptype"], claims["sub"]
     if ptype == HOLDER:
-        found = storage.holder_principal(session, sub)
+        found = storage.holder_principal(conn, sub)
         if found is None or found[0].revoked_at is not None:
             raise errors.TokenRevoked()
         r, card = found
         return HolderPrincipal(r.id, r.public_id, r.channel, r.ecard_id, r.person_id, card)
     if ptype == TERMINAL:
-        r = storage.terminal_principal(session, sub, claims["jti"], session_key(claims))
+        r = storage.terminal_principal(conn, sub, claims["jti"], session_key(claims))
         if r is None or r.revoked or not r.active:
             raise errors.TokenRevoked()
         return TerminalPrincipal(r.id, r.public_id, r.merchant_id, r.merchant_public_id,
                                  tuple(r.scenes.split(",")), bool(r.offline_capable))
     if ptype != OPERATOR:
         raise errors.AuthError("unknown principal type")
-    revoked = sa.exists().where(RevokedToken.jti.in_([claims["jti"], session_key(claims)]))
-    row = session.execute(sa.select(Operator, revoked).where(Operator.username == sub)).first()
-    if row is None or row[1] or not row[0].active:
+    r = storage.operator_principal(conn, sub, claims["jti"], session_key(claims))
+    if r is None or r.revoked or not r.active:
         raise errors.TokenRevoked()
-    return row[0]
+    return OperatorPrincipal(r.id, r.username)
 
 
 def access_ttl(ptype: str) -> int:

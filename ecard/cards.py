@@ -11,10 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ecard import errors
 from ecard.context import SYSTEM, Actor, Services
+from ecard.hashing import Checked, Hashed
 from ecard.idnumber import check_card_no, make_card_no
 from ecard.models import (APPLIED, CANCELLED, EXPIRED, ISSUED, LIVE_STATES, LOST_FORMAL,
                           LOST_TEMPORARY, REISSUED, REPLACED, Card, CardNoSequence, ECard, Event,
@@ -146,14 +148,14 @@ def get(session: Session, card_no: str) -> Card:
     return card
 
 
-def stored_pin_hash(session: Session, card_no: str) -> str | None:
-    """The card's PIN hash, or None (no such card, a malformed number, no PIN yet): for a check
-    made before the transaction (`Hasher.verify_ahead`); `get` raises the errors later."""
+def stored_pin_hash(conn: Session | Connection, card_no: str) -> str | None:
+    """The card's PIN hash, or None (no such card, a malformed number, no PIN yet): for the check
+    made before the transaction (`Hasher.check`); `get` raises the errors later."""
     try:
         card_no = check_card_no(card_no)
     except ValueError:
         return None
-    return session.scalar(sa.select(Card.pin_hash).where(Card.card_no == card_no))
+    return conn.scalar(sa.select(Card.pin_hash).where(Card.card_no == card_no))
 
 
 def live_card(session: Session, person: Person, kind: str = "formal") -> Card | None:
@@ -207,15 +209,17 @@ def check_pin_strength(pin: str, person: Person) -> None:
         raise errors.WeakPin("a PIN made of the birth date is refused", errors={"pin": ["birth date"]})
 
 
-def set_pin(svc: Services, card: Card, person: Person, pin: str) -> None:
-    check_pin_strength(pin, person)
-    card.pin_hash = svc.hasher.hash("pin", pin)
+def set_pin(card: Card, person: Person, pin: Hashed) -> None:
+    """R-31: a new PIN, hashed before the transaction (`Hasher.new`). Raises WeakPin."""
+    check_pin_strength(pin.secret, person)
+    card.pin_hash = pin.hash
     card.pin_failures = 0
     card.pin_locked = False
 
 
-def verify_pin(session: Session, svc: Services, card: Card, pin: str, *, now: datetime) -> None:
-    """R-32. A wrong PIN counts against the card even though the request fails, so the
+def verify_pin(session: Session, svc: Services, card: Card, pin: Checked, *, now: datetime) -> None:
+    """R-32: the PIN typed, checked against the card's hash before the transaction
+    (`Hasher.check`). A wrong PIN counts against the card even though the request fails, so the
     errors raised here ask the error handler to commit (`commit_state`). The try that locks the
     PIN records the lock in the card history, by the system (R-23).
 
@@ -223,7 +227,7 @@ def verify_pin(session: Session, svc: Services, card: Card, pin: str, *, now: da
     """
     if card.pin_locked:
         raise errors.PinLocked()
-    if card.pin_hash and svc.hasher.verify("pin", card.pin_hash, pin):
+    if card.pin_hash and svc.hasher.still_matches("pin", card.pin_hash, pin):
         if card.pin_failures:
             card.pin_failures = 0
         return
@@ -268,7 +272,7 @@ def apply(session: Session, svc: Services, person: Person, *, actor: Actor, now:
     return card
 
 
-def issue(session: Session, svc: Services, card: Card, *, pin: str, actor: Actor, now: datetime) -> Card:
+def issue(session: Session, svc: Services, card: Card, *, pin: Hashed, actor: Actor, now: datetime) -> Card:
     """Hand an applied card over with its first PIN (R-13: the social function starts now).
 
     A live temporary card of the holder is returned at the same time (R-21).
@@ -276,7 +280,7 @@ def issue(session: Session, svc: Services, card: Card, *, pin: str, actor: Actor
     """
     if card.status != APPLIED:
         raise errors.CardBadState(f"only an applied card can be issued (this one is {card.status})")
-    set_pin(svc, card, card.person, pin)
+    set_pin(card, card.person, pin)
     card.issued_at = now
     card.expires_at = validity_end(card.person.birth_date, now)
     _transition(session, card, ISSUED, "issued", actor, now)
@@ -330,10 +334,10 @@ def unhang(session: Session, svc: Services, card: Card, *, actor: Actor, now: da
     return card
 
 
-def _successor(session: Session, svc: Services, old: Card, *, pin: str, fee: int, action: str,
+def _successor(session: Session, svc: Services, old: Card, *, pin: Hashed, fee: int, action: str,
                to: str, actor: Actor, now: datetime, reason: str | None) -> Card:
     person = old.person
-    check_pin_strength(pin, person)
+    check_pin_strength(pin.secret, person)
     _transition(session, old, to, action, actor, now, reason=reason, fee=fee)
     session.flush()  # the old card leaves the live set before the new one joins (R-01 index)
     new = _new_card(session, svc, person, kind="formal", status=APPLIED, now=now, previous=old, fee=fee)
@@ -342,7 +346,7 @@ def _successor(session: Session, svc: Services, old: Card, *, pin: str, fee: int
                       from_status=None, to_status=APPLIED, actor_type=actor.type,
                       actor_ref=actor.ref, channel=actor.channel, reason=reason, fee=fee))
     # Made on the spot (R-12: same day where made locally), so it is handed over at once.
-    set_pin(svc, new, person, pin)
+    set_pin(new, person, pin)
     new.issued_at = now
     new.expires_at = validity_end(person.birth_date, now)
     new.frozen = old.frozen
@@ -355,7 +359,7 @@ def _successor(session: Session, svc: Services, old: Card, *, pin: str, fee: int
     return new
 
 
-def reissue(session: Session, svc: Services, card: Card, *, pin: str, actor: Actor, now: datetime) -> Card:
+def reissue(session: Session, svc: Services, card: Card, *, pin: Hashed, actor: Actor, now: datetime) -> Card:
     """R-17: a new card for a formally lost one; the old one is dead for good. Returns the new card."""
     settle(session, svc, card, now)
     _refuse_dead(card)
@@ -374,7 +378,7 @@ def replacement_fee(svc: Services, card: Card, reason: str, now: datetime) -> in
     return svc.setting("FEE_REPLACE")
 
 
-def replace(session: Session, svc: Services, card: Card, *, reason: str, pin: str, actor: Actor,
+def replace(session: Session, svc: Services, card: Card, *, reason: str, pin: Hashed, actor: Actor,
             now: datetime) -> Card:
     """R-18: a new card for a live one (or an expired one, for renewal). Returns the new card."""
     settle(session, svc, card, now)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ecard import cards, errors, persons
-from ecard.auth import TerminalPrincipal
+from ecard.principals import TerminalPrincipal
 from ecard.context import SYSTEM, Services
 from ecard.models import Card, ChipChallenge
 from physical.image import personalize as build_image

@@ -8,7 +8,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from ecard import auth, cards, db, persons
+from ecard import accounts, cards, db, persons
 from ecard.context import Actor, services, utcnow
 
 group = AppGroup("ecard", help="ecard administration.")
@@ -28,7 +28,7 @@ DEMO_PIN = "285714"
 def create_operator(username: str, password: str) -> None:
     """Create a service-window operator."""
     session = db.session()
-    auth.create_operator(session, services(), username=username, password=password, now=utcnow())
+    accounts.create_operator(session, services(), username=username, password=password, now=utcnow())
     session.commit()
     click.echo(f"operator {username} created")
 
@@ -43,7 +43,7 @@ def demo() -> None:
     from ecard.models import Merchant, Operator
 
     if session.scalar(select(Operator).where(Operator.username == op_name)) is None:
-        auth.create_operator(session, svc, username=op_name, password=op_pass, now=now)
+        accounts.create_operator(session, svc, username=op_name, password=op_pass, now=now)
     out: dict = {"operator": {"username": op_name, "password": op_pass}, "holders": []}
     window = Actor("operator", op_name, "window")
     for id_number, name in DEMO_PERSONS:
@@ -53,18 +53,19 @@ def demo() -> None:
         card = cards.live_card(session, person)
         if card is None:
             card = cards.apply(session, svc, person, actor=window, now=now)
-            cards.issue(session, svc, card, pin=DEMO_PIN, actor=window, now=now)
+            cards.issue(session, svc, card, pin=svc.hasher.new("pin", DEMO_PIN), actor=window, now=now)
         out["holders"].append({"person_id": person.public_id, "id_number": id_number, "name": name,
                                "card_no": card.card_no, "pin": DEMO_PIN})
     merchant = session.scalar(select(Merchant).where(Merchant.name == "Demo clinic and gate"))
     if merchant is None:
-        merchant = auth.create_merchant(session, name="Demo clinic and gate",
-                                        scenes=["clinic", "transit", "scenic"],
-                                        region_code=svc.setting("REGION_CODE"), now=now)
+        merchant = accounts.create_merchant(session, name="Demo clinic and gate",
+                                            scenes=["clinic", "transit", "scenic"],
+                                            region_code=svc.setting("REGION_CODE"), now=now)
     # A gate too: it may upload what it scanned offline.
-    terminal, secret = auth.create_terminal(session, svc, merchant, name="demo terminal", offline_capable=True,
-                                            now=now)
-    out["terminal"] = {"terminal_id": terminal.public_id, "secret": secret,
+    secret = accounts.new_terminal_secret(svc)
+    terminal = accounts.create_terminal(session, merchant, secret, name="demo terminal", offline_capable=True,
+                                        now=now)
+    out["terminal"] = {"terminal_id": terminal.public_id, "secret": secret.secret,
                        "merchant_id": merchant.public_id}
     session.commit()
     click.echo(json.dumps(out, ensure_ascii=False, indent=2))

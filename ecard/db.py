@@ -7,7 +7,7 @@ path serves both.
 from __future__ import annotations
 
 import contextlib
-import contextvars
+import enum
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -54,13 +54,19 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
-# Whether the current request intends to write: SQLite then starts with BEGIN IMMEDIATE, so two
-# writers queue on the busy timeout instead of one failing at its first write (SQLITE_BUSY).
-write_intent: contextvars.ContextVar[bool] = contextvars.ContextVar("write_intent", default=False)
-# Whether the current request only reads and needs no snapshot across statements (issuing a
-# code: one look-up): it then runs without a transaction. On PostgreSQL that saves the BEGIN and
-# the ROLLBACK, two of its three round trips; on SQLite the same two statements.
-autocommit: contextvars.ContextVar[bool] = contextvars.ContextVar("autocommit", default=False)
+class Tx(enum.StrEnum):
+    """What a unit of work does with the database. Each route declares one
+    (`ecard.api.transactions`); a request's session (`session()`) is of that kind."""
+
+    NONE = "none"
+    """Single statements, each alone, without a transaction: one look-up needs no snapshot (a
+    code's issue, a sign-in). On PostgreSQL no BEGIN and ROLLBACK round trips; on SQLite no
+    transaction at all."""
+    READ = "read"
+    """One snapshot across several statements; rolled back at the end."""
+    WRITE = "write"
+    """Writes, committed once at the end. On SQLite BEGIN IMMEDIATE with the writer lock
+    (`sqlitedb`), so that two writers queue instead of one failing at its first write."""
 
 
 def make_engine(url: str) -> Engine:
@@ -68,7 +74,7 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10,
                                                      "factory": sqlitedb.WriterLockConnection})
-        sqlitedb.setup(engine, autocommit=autocommit, write_intent=write_intent)
+        sqlitedb.setup(engine)
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -78,7 +84,8 @@ def make_engine(url: str) -> Engine:
 
 
 class Database:
-    """Holds the engine (or, in tests, a connection inside an outer transaction)."""
+    """Holds the engine (or, in tests, a connection inside an outer transaction) and a session
+    factory for each kind of unit of work."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -86,37 +93,35 @@ class Database:
         self.use_bind(self.engine)
 
     def use_bind(self, bind: Engine | Connection) -> None:
-        """Make new sessions use `bind` (tests pass a connection they roll back afterwards)."""
+        """Make new sessions use `bind` (tests pass a connection they roll back afterwards: every
+        kind of session then runs inside its transaction, in savepoints)."""
         self.bind = bind
-        self._factory = sessionmaker(bind=bind, expire_on_commit=False,
-                                     join_transaction_mode="create_savepoint")
-        self._autocommit_engine: Engine | None = None  # inside a test's transaction, like everything else
-        self._autocommit_factory: sessionmaker[Session] | None = None
         if isinstance(bind, Engine):
-            # SQLite's autocommit is decided in its `begin` hook; PostgreSQL's is the driver's mode.
-            if bind.dialect.name == "sqlite":
-                self._autocommit_engine = bind
-            else:
-                self._autocommit_engine = bind.execution_options(isolation_level="AUTOCOMMIT")
-                self._autocommit_factory = sessionmaker(bind=self._autocommit_engine, expire_on_commit=False)
+            # The kind travels as an execution option: SQLite's `begin` hook reads it; PostgreSQL
+            # runs NONE in the driver's autocommit mode.
+            autocommit = {} if bind.dialect.name == "sqlite" else {"isolation_level": "AUTOCOMMIT"}
+            self._binds: dict[Tx, Engine | Connection] = {
+                kind: bind.execution_options(ecard_tx=kind.value, **(autocommit if kind is Tx.NONE else {}))
+                for kind in Tx}
+        else:
+            self._binds = {kind: bind for kind in Tx}
+        self._factories = {kind: sessionmaker(bind=b, expire_on_commit=False, join_transaction_mode="create_savepoint")
+                           for kind, b in self._binds.items()}
 
     @contextlib.contextmanager
     def reading_connection(self) -> Iterator[Connection]:
-        """A pooled connection without a transaction, for a read-only request's prepared
-        statements: checking one out costs a fifth of a session and its connection (17-21 us
-        against 70 on SQLite), and a code's issue reads nothing else. A test's outer connection
-        when it bound one."""
-        if self._autocommit_engine is None:
-            assert isinstance(self.bind, Connection)
-            yield self.bind
+        """A pooled connection without a transaction (Tx.NONE), for single statements: a
+        principal, a stored hash. Checking one out costs a fifth of a session. A test's outer
+        connection when it bound one."""
+        bind = self._binds[Tx.NONE]
+        if isinstance(bind, Connection):
+            yield bind
             return
-        with self._autocommit_engine.connect() as conn:
+        with bind.connect() as conn:
             yield conn
 
-    def new_session(self) -> Session:
-        if self._autocommit_factory is not None and autocommit.get():
-            return self._autocommit_factory()
-        return self._factory()
+    def new_session(self, kind: Tx) -> Session:
+        return self._factories[kind]()
 
 
 def init_app(app: Flask, url: str) -> Database:
@@ -125,29 +130,11 @@ def init_app(app: Flask, url: str) -> Database:
 
     @app.teardown_appcontext
     def close_session(_exc: BaseException | None) -> None:
-        write_intent.set(False)  # the thread serves other requests (and tests) next
-        autocommit.set(False)
         session = g.pop("db_session", None)
         if session is not None:
             session.close()
 
     return database
-
-
-@contextlib.contextmanager
-def reading_session() -> Iterator[Session]:
-    """A session of its own, outside the request's transaction and without SQLite's write lock,
-    for reads that must come before the lock is taken (a principal, a stored hash), so that
-    slow work between them and the writes (argon2) does not hold it."""
-    from flask import current_app
-
-    ac, wi = autocommit.set(True), write_intent.set(False)
-    try:
-        with current_app.extensions["ecard.db"].new_session() as s:
-            yield s
-    finally:
-        autocommit.reset(ac)
-        write_intent.reset(wi)
 
 
 def reading_connection() -> contextlib.AbstractContextManager[Connection]:
@@ -158,9 +145,10 @@ def reading_connection() -> contextlib.AbstractContextManager[Connection]:
 
 
 def session() -> Session:
-    """The session of the current request (or app context), created on first use."""
+    """The session of the current request, of the kind its route declared (`g.tx`); created on
+    first use. Outside a request (the command line) a writing one."""
     if "db_session" not in g:
         from flask import current_app
 
-        g.db_session = current_app.extensions["ecard.db"].new_session()
+        g.db_session = current_app.extensions["ecard.db"].new_session(g.get("tx", Tx.WRITE))
     return g.db_session

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 import qr
 from ecard import cards, errors, persons
 from ecard.context import Actor, Services
+from ecard.hashing import Checked
 from ecard.ids import new_id
 from ecard.models import (APPLIED, CANCELLED, EXPIRED, ISSUED, LOST_FORMAL, LOST_TEMPORARY,
                           Binding, Card, ECard, Event, Person)
@@ -39,14 +40,15 @@ def refuse_unless_active(svc: Services, ecard: ECard, now: datetime) -> Card:
     return ecard.card
 
 
-def sign(session: Session, svc: Services, *, id_number: str, name: str, card_no: str, pin: str,
+def sign(session: Session, svc: Services, *, id_number: str, name: str, card_no: str, pin: Checked,
          channel: str, device_id: str, now: datetime) -> Binding:
     """R-41: sign the electronic card in a channel against an issued, live card.
 
     Neither whether a card exists nor who it belongs to is revealed to a wrong guess: an
     unknown card number and any mismatch of ID number, name and card number are the same
     IdentityMismatch. Raises InvalidCardNo (a malformed number: its format, not its existence),
-    IdentityMismatch, the card's state errors, WrongPin, PinLocked.
+    IdentityMismatch, the card's state errors, WrongPin, PinLocked. `pin` was checked against
+    the card's hash before the transaction (`Hasher.check`).
     """
     try:
         card = cards.get(session, card_no)

@@ -2,23 +2,42 @@
 
 A 6-digit PIN has a million values; a slow hash alone would fall to an offline search of a
 stolen database. The pepper lives outside the database, so the hashes are useless without it.
+
+argon2 costs about 200 ms at the production cost, and on SQLite a writing transaction holds the
+instance's one write lock: every scan would wait through a hash made inside it. So a route hashes
+in an explicit step before its transaction begins (`Hasher.new`, `Hasher.check`) and hands the
+result to the domain function, which stores it or acts on it (`Hasher.still_matches`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
+import functools
 import hashlib
 import hmac
-from typing import Any, Iterator
+import secrets
+from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 
-# Work done ahead of a transaction, within `Hasher.ahead()`: ("verify", purpose, stored hash,
-# peppered secret) -> the result, ("hash", purpose, peppered secret) -> a hash.
-_AHEAD: contextvars.ContextVar[dict[tuple, Any] | None] = contextvars.ContextVar("hasher_ahead", default=None)
+@dataclass(frozen=True)
+class Hashed:
+    """A new secret and its hash, made before the transaction that stores the hash. The secret
+    itself travels along for the checks that need the database (a PIN made of the birth date)."""
+
+    secret: str = field(repr=False)
+    hash: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A secret checked against a stored hash (`against`; None: no such account) before the
+    transaction that acts on the result."""
+
+    secret: str = field(repr=False)
+    against: str | None = field(repr=False)
+    matches: bool
 
 
 class Hasher:
@@ -31,50 +50,40 @@ class Hasher:
                         hashlib.sha256).digest()
 
     def hash(self, purpose: str, secret: str) -> str:
-        """Hash `secret` for `purpose` ("pin", "password", "terminal"). Within `ahead()`, a hash
-        `hash_ahead` made of the same secret is used instead."""
-        peppered = self._peppered(purpose, secret)
-        memo = _AHEAD.get()
-        if memo is not None and ("hash", purpose, peppered) in memo:
-            return memo.pop(("hash", purpose, peppered))
-        return self._ph.hash(peppered)
+        """Hash `secret` for `purpose` ("pin", "password", "terminal")."""
+        return self._ph.hash(self._peppered(purpose, secret))
 
-    def hash_ahead(self, purpose: str, secret: str) -> None:
-        memo = _AHEAD.get()
-        if memo is not None:
-            peppered = self._peppered(purpose, secret)
-            memo["hash", purpose, peppered] = self._ph.hash(peppered)
+    def new(self, purpose: str, secret: str) -> Hashed:
+        """`secret` with its hash, for a domain function to store."""
+        return Hashed(secret, self.hash(purpose, secret))
 
     def verify(self, purpose: str, stored: str, secret: str) -> bool:
-        """True when `secret` matches `stored`; never raises for a mismatch. Within `ahead()`, a
-        check `verify_ahead` made of the same stored hash and secret is used instead."""
-        peppered = self._peppered(purpose, secret)
-        memo = _AHEAD.get()
-        if memo is not None and ("verify", purpose, stored, peppered) in memo:
-            return memo.pop(("verify", purpose, stored, peppered))
-        return self._verify(stored, peppered)
+        """True when `secret` matches `stored`; never raises for a mismatch."""
+        return self._verify(stored, self._peppered(purpose, secret))
 
-    @contextlib.contextmanager
-    def ahead(self) -> Iterator[None]:
-        """A scope in which `verify_ahead` and `hash_ahead` may do argon2's work (about 200 ms at
-        the production cost) before a transaction, for `verify` and `hash` to reuse inside it.
-        On SQLite a writing transaction holds the one write lock, and every scan of the instance
-        waited behind a PIN check made while holding it. A check is reused only against the same stored hash,
-        so a hash changed in between is simply checked again."""
-        token = _AHEAD.set({})
-        try:
-            yield
-        finally:
-            _AHEAD.reset(token)
+    def check(self, purpose: str, stored: str | None, secret: str) -> Checked:
+        """`secret` checked against `stored`. An absent account (`stored` None) is still paid for
+        with one argon2 check against a hash nobody knows: the answer's time must not tell which
+        card numbers or names exist."""
+        if stored is None:
+            self.verify(purpose, self._dummy, secret)
+            return Checked(secret, None, False)
+        return Checked(secret, stored, self.verify(purpose, stored, secret))
 
-    def verify_ahead(self, purpose: str, stored: str, secret: str) -> None:
-        memo = _AHEAD.get()
-        if memo is not None:
-            peppered = self._peppered(purpose, secret)
-            memo["verify", purpose, stored, peppered] = self._verify(stored, peppered)
+    def still_matches(self, purpose: str, stored: str, checked: Checked) -> bool:
+        """Whether `checked` holds for `stored`, the hash read inside the transaction: the result
+        made before when the hash is still the one checked, else a check made now (the hash was
+        changed in between: rare, and correct either way)."""
+        if checked.against == stored:
+            return checked.matches
+        return self.verify(purpose, stored, checked.secret)
 
     def _verify(self, stored: str, peppered: bytes) -> bool:
         try:
             return self._ph.verify(stored, peppered)
         except (VerificationError, InvalidHashError):
             return False
+
+    @functools.cached_property
+    def _dummy(self) -> str:
+        return self.hash("dummy", secrets.token_urlsafe(24))

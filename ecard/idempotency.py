@@ -19,23 +19,13 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.exc import IntegrityError
 
-from ecard import db, errors
+from ecard import errors
+from ecard.db import Tx
 from ecard.context import services, utcnow
 from ecard.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 BODY_CTX = b"idempotency.body"
-
-
-# Sign-ins that change nothing a retry could repeat: they claim no key, so a key does not make
-# them writers (and SQLite's write lock is not held through their argon2 check).
-UNCLAIMED = frozenset({"tokens.operator_token", "tokens.terminal_token"})
-
-
-def requested() -> bool:
-    """Whether this request carries a key that a route will claim."""
-    return (HEADER in request.headers and request.method in ("POST", "DELETE", "PUT", "PATCH")
-            and request.endpoint not in UNCLAIMED)
 
 
 def claim(scope: str) -> Response | None:
@@ -60,7 +50,7 @@ def claim(scope: str) -> Response | None:
     digest = hashlib.sha256(request.method.encode() + b" " + request.path.encode() + b"\n"
                             + request.get_data()).hexdigest()
     database = current_app.extensions["ecard.db"]
-    with database.new_session() as s:
+    with database.new_session(Tx.WRITE) as s:
         try:
             rec = IdempotencyRecord(scope=scope, key=key, request_hash=digest, created_at=utcnow())
             s.add(rec)
@@ -95,15 +85,15 @@ def init_app(app: Flask) -> None:
         rec_id = g.pop("idempotency_id", None)
         if rec_id is None:
             return resp
-        # The handler has committed (or rolled back) its work; the request session is free.
-        s = db.session()
-        if _curable(resp.status_code):
-            # Not kept: the retry is judged afresh (a wrong PIN's retry is another try, and counts).
-            s.execute(sa.delete(IdempotencyRecord).where(IdempotencyRecord.id == rec_id))
-        else:
-            # The answer may hold tokens, a terminal secret, an offline seed: encrypted at rest.
-            body = services().vault.encrypt(base64.b64encode(resp.get_data()).decode(), context=BODY_CTX)
-            s.execute(sa.update(IdempotencyRecord).where(IdempotencyRecord.id == rec_id).values(
-                status_code=resp.status_code, content_type=resp.content_type, body=body))
-        s.commit()
+        # In a transaction of its own, after the route's work was committed (or rolled back).
+        with current_app.extensions["ecard.db"].new_session(Tx.WRITE) as s:
+            if _curable(resp.status_code):
+                # Not kept: the retry is judged afresh (a wrong PIN's retry is another try, and counts).
+                s.execute(sa.delete(IdempotencyRecord).where(IdempotencyRecord.id == rec_id))
+            else:
+                # The answer may hold tokens, a terminal secret, an offline seed: encrypted at rest.
+                body = services().vault.encrypt(base64.b64encode(resp.get_data()).decode(), context=BODY_CTX)
+                s.execute(sa.update(IdempotencyRecord).where(IdempotencyRecord.id == rec_id).values(
+                    status_code=resp.status_code, content_type=resp.content_type, body=body))
+            s.commit()
         return resp

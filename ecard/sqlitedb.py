@@ -4,7 +4,6 @@ work there."""
 
 from __future__ import annotations
 
-import contextvars
 import fcntl
 import os
 import sqlite3
@@ -64,11 +63,10 @@ class WriterLockConnection(sqlite3.Connection):
             self._let_go()
 
 
-def setup(engine: Engine, *, autocommit: contextvars.ContextVar[bool],
-          write_intent: contextvars.ContextVar[bool]) -> None:
+def setup(engine: Engine) -> None:
     """The pragmas of every connection (WAL, foreign keys, a busy timeout) and the transaction
-    each request asks for: none when `autocommit` is set, BEGIN IMMEDIATE with the writer lock
-    when `write_intent` is, a plain BEGIN otherwise."""
+    of each kind of unit of work (the `ecard_tx` execution option, `db.Tx`): none for "none",
+    BEGIN IMMEDIATE with the writer lock for "write", a plain BEGIN for "read"."""
     path = engine.url.database
     lock_path = f"{path}.writer-lock" if path and path != ":memory:" else None
 
@@ -86,12 +84,13 @@ def setup(engine: Engine, *, autocommit: contextvars.ContextVar[bool],
 
     @sa.event.listens_for(engine, "begin")
     def on_begin(conn: Connection) -> None:
-        if autocommit.get():
+        kind = conn.get_execution_options().get("ecard_tx")
+        if kind == "none":
             return  # the driver is in autocommit (isolation_level None): each statement alone
         # Straight to the driver: through `exec_driver_sql` this one statement cost as much as
         # the query after it.
         dbapi_conn = conn.connection.dbapi_connection
-        if write_intent.get():
+        if kind == "write":
             dbapi_conn.take_writer_lock()
             dbapi_conn.execute("BEGIN IMMEDIATE")
         else:

@@ -24,7 +24,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from ecard.models import Binding, Card, ChipChallenge, ECard, Merchant, Person, Redemption, RevokedToken, Terminal, Verification
+from ecard.models import (Binding, Card, ChipChallenge, ECard, Merchant, Operator, Person, Redemption, RevokedToken,
+                          Terminal, Verification)
 
 
 # --- the facts ---------------------------------------------------------------------------------------
@@ -211,6 +212,10 @@ _TERMINAL_PRINCIPAL = Prepared(
               sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"))
     .join(Merchant, Merchant.id == Terminal.merchant_id)
     .where(Terminal.public_id == sa.bindparam("sub")))
+_OPERATOR_PRINCIPAL = Prepared(
+    sa.select(Operator.id, Operator.username, Operator.active,
+              sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"))
+    .where(Operator.username == sa.bindparam("sub")))
 
 
 def _card_state(r: Any) -> CardState:
@@ -276,3 +281,9 @@ def terminal_principal(conn: Session | Connection, terminal_public_id: str, jti:
     scenes) and whether its token (`jti`) or session (`session_key`) is revoked (`revoked`), in
     one statement; None for no such terminal."""
     return _TERMINAL_PRINCIPAL.first(conn, {"sub": terminal_public_id, "jti": jti, "sid": session_key})
+
+
+def operator_principal(conn: Session | Connection, username: str, jti: str, session_key: str) -> Any:
+    """The operator (id, username, active) and whether its token (`jti`) or session
+    (`session_key`) is revoked (`revoked`), in one statement; None for no such operator."""
+    return _OPERATOR_PRINCIPAL.first(conn, {"sub": username, "jti": jti, "sid": session_key})

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 import qr
 from ecard import cards, ecards, errors, persons, proxies, storage
-from ecard.auth import TerminalPrincipal
+from ecard.principals import TerminalPrincipal
 from ecard.chip import master_keys
 from ecard.context import Services
 from ecard.ids import new_id

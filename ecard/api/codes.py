@@ -12,8 +12,10 @@ from limits import parse
 
 import qr
 from ecard import auth, chip, codes, db, persons, verifications
+from ecard.db import Tx
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
+from ecard.api.transactions import transaction
 from ecard.api.views import iso
 from ecard.context import Actor, services, utcnow
 from ecard.limits import limiter, token_key
@@ -49,6 +51,7 @@ def decision_out(d: verifications.Decision, now) -> dict:
 
 
 @bp.post("/qrcodes", responses={201: s.QrOut}, security=BEARER)
+@transaction(Tx.WRITE)
 @limiter.limit("120/minute", key_func=token_key, batched=True)  # an app refreshes once a minute
 @auth.require(auth.HOLDER)
 def new_code(body: s.QrIn):
@@ -61,7 +64,6 @@ def new_code(body: s.QrIn):
         issued = codes.issue_for_dependant(session, svc, ring(), session.get_one(Person, p.person_id),
                                            body.dependant_id, scene=body.scene,
                                            actor=Actor("proxy", body.dependant_id, p.channel), now=now)
-        session.commit()
     else:
         issued = codes.issue(svc, ring(), g.principal.card, scene=body.scene, link=None, now=now)
     headers = {"Cache-Control": "no-store", "X-Expires-At": iso(issued.expires_at),
@@ -79,6 +81,7 @@ def new_code(body: s.QrIn):
 
 
 @bp.get("/trust-list", responses={200: s.TrustListOut})
+@transaction(Tx.NONE)
 def trust_list():
     """Issuer public keys for offline gates, and the list's own expiry. Public: keys are public."""
     svc, now = services(), utcnow()
@@ -100,6 +103,7 @@ def _totp_attempt(ref: str) -> bool:
 
 
 @verify_bp.post("/verifications/qr", responses={200: s.DecisionOut})
+@transaction(Tx.WRITE)
 @limiter.limit("600/minute", key_func=token_key, batched=True)
 @auth.require(auth.TERMINAL)
 def verify_qr(body: s.VerifyQrIn):
@@ -108,11 +112,11 @@ def verify_qr(body: s.VerifyQrIn):
     d = verifications.verify_qr(session, services(), ring(), g.principal, body.payload, scene=body.scene, now=now,
                         totp_attempt=_totp_attempt)
     out = decision_out(d, now)
-    session.commit()
     return jsonify(out)
 
 
 @verify_bp.post("/verifications/offline", responses={200: s.OfflineOut})
+@transaction(Tx.WRITE)
 @limiter.limit("60/minute", key_func=token_key)
 @auth.require(auth.TERMINAL)
 def verify_offline(body: s.OfflineIn):
@@ -126,11 +130,11 @@ def verify_offline(body: s.OfflineIn):
     results = [decision_out(d, now) for d in decisions]
     out = {"results": results, "accepted": sum(r["accepted"] for r in results),
            "late_replays": sum(bool(r.get("late_replay")) for r in results)}
-    session.commit()
     return jsonify(out)
 
 
 @bp.get("/me/usage", responses={200: s.UsageOut}, security=BEARER)
+@transaction(Tx.READ)
 @auth.require(auth.HOLDER)
 def my_usage(query: s.PageQuery):
     """Where and when my card was used (QR, offline, chip), newest first, with proxy uses marked."""
@@ -152,17 +156,18 @@ def my_usage(query: s.PageQuery):
 
 
 @verify_bp.post("/verifications/chip/challenge", responses={201: s.ChallengeOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.TERMINAL)
 def chip_challenge():
     """A 16-byte single-use challenge (UN) for the card, bound to this terminal."""
     session, now = db.session(), utcnow()
     ch = chip.new_challenge(session, services(), g.principal, now)
     out = {"challenge": ch.un, "expires_at": iso(ch.expires_at)}
-    session.commit()
     return created(out)
 
 
 @verify_bp.post("/verifications/chip", responses={200: s.DecisionOut})
+@transaction(Tx.WRITE)
 @limiter.limit("600/minute", key_func=token_key, batched=True)
 @auth.require(auth.TERMINAL)
 def verify_chip(body: s.ChipReadIn):
@@ -173,5 +178,4 @@ def verify_chip(body: s.ChipReadIn):
     out = decision_out(d, now)
     if e is not None:
         out["external_auth"] = e
-    session.commit()
     return jsonify(out)

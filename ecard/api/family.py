@@ -3,14 +3,16 @@ their proxies. Every lookup is scoped to the caller: another family's binding is
 
 from __future__ import annotations
 
-from flask import g, jsonify, request
+from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from ecard import auth, cards, db, ecards, persons, proxies
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
+from ecard.api.transactions import transaction
 from ecard.api.views import card_out, iso
 from ecard.context import Actor, services, utcnow
+from ecard.db import Tx
 from ecard.limits import limiter, token_key
 from ecard.models import ProxyLink
 from ecard.pii import mask_name
@@ -19,14 +21,6 @@ BIND_PER_ADDRESS = "120/minute;5000/day"
 
 bp = APIBlueprint("family", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="family")],
                   abp_security=BEARER, abp_responses=PROBLEMS)
-
-
-@bp.before_request
-def _reads_that_write() -> None:
-    # A proxy's look-up of a dependant records the read (R-63): a GET that writes, so on SQLite
-    # it takes the write lock from its first statement, as other writers do (db.write_intent).
-    if request.endpoint == "family.get_dependant":
-        db.write_intent.set(True)
 
 
 def _me() -> persons.Person:
@@ -64,6 +58,7 @@ def proxy_out(link: ProxyLink, now) -> dict:
 
 
 @bp.post("/me/dependants", responses={201: s.DependantOut})
+@transaction(Tx.WRITE)
 @limiter.limit("10/hour", key_func=token_key)  # per relative first: consent codes are not guessed
 @limiter.limit(BIND_PER_ADDRESS)  # a ceiling for one host, which a NAT of a city's phones can live with
 @auth.require(auth.HOLDER)
@@ -74,11 +69,11 @@ def bind_dependant(body: s.DependantIn):
                         card_no=body.card_no, relation=body.relation, consent_code=body.consent_code,
                         actor=_proxy_actor(), now=now)
     out = dependant_out(link, now, detail=True)
-    session.commit()
     return created(out)
 
 
 @bp.get("/me/dependants", responses={200: s.DependantsOut})
+@transaction(Tx.READ)
 @auth.require(auth.HOLDER)
 def list_dependants():
     now = utcnow()
@@ -87,6 +82,7 @@ def list_dependants():
 
 
 @bp.get("/me/dependants/<dependant_id>", responses={200: s.DependantOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
 def get_dependant(path: s.DependantPath):
     """The binding and, while it is active, the dependant's card status (a read recorded in the
@@ -95,22 +91,22 @@ def get_dependant(path: s.DependantPath):
     link = proxies.read_dependant(session, services(), _me(), path.dependant_id,
                                   actor=Actor("proxy", path.dependant_id, g.principal.channel), now=now)
     out = dependant_out(link, now, detail=True)
-    session.commit()
     return jsonify(out)
 
 
 @bp.delete("/me/dependants/<dependant_id>", responses={200: s.DependantOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
 def unbind_dependant(path: s.DependantPath):
     session, now = db.session(), utcnow()
     actor = Actor("proxy", path.dependant_id, g.principal.channel)
     link = proxies.unbind(session, _me(), path.dependant_id, actor=actor, now=now)
     out = dependant_out(link, now)
-    session.commit()
     return jsonify(out)
 
 
 @bp.post("/me/dependants/<dependant_id>/loss", responses={200: s.DependantOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
 def dependant_loss(path: s.DependantPath):
     """Temporary loss of the dependant's card, reported by the proxy (recorded as such)."""
@@ -119,11 +115,11 @@ def dependant_loss(path: s.DependantPath):
     card = proxies.dependant_ecard(session, link).card
     cards.report_loss(session, svc, card, kind="temporary", actor=_proxy_actor(link), now=now)
     out = dependant_out(link, now, detail=True)
-    session.commit()
     return jsonify(out)
 
 
 @bp.get("/me/proxies", responses={200: s.ProxiesOut})
+@transaction(Tx.READ)
 @auth.require(auth.HOLDER)
 def list_proxies():
     now = utcnow()
@@ -132,6 +128,7 @@ def list_proxies():
 
 
 @bp.delete("/me/proxies/<proxy_id>", responses={200: s.ProxyOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
 def revoke_proxy(path: s.ProxyPath):
     """The dependant, an adult, revokes a proxy (R-62); effective at once. A minor cannot (403
@@ -140,11 +137,11 @@ def revoke_proxy(path: s.ProxyPath):
     b = g.principal
     link = proxies.revoke(session, _me(), path.proxy_id, actor=Actor("holder", b.public_id, b.channel), now=now)
     out = proxy_out(link, now)
-    session.commit()
     return jsonify(out)
 
 
 @bp.post("/me/consent-codes", responses={201: s.ConsentCodeOut})
+@transaction(Tx.WRITE)
 @limiter.limit("10/hour", key_func=token_key)  # per holder, not per address (NAT)
 @auth.require(auth.HOLDER)
 def my_consent_code():
@@ -153,11 +150,11 @@ def my_consent_code():
     code, row = proxies.new_consent_code(session, svc, _me(), actor=Actor("holder", b.public_id, b.channel),
                                          now=now)
     out = {"code": code, "expires_at": iso(row.expires_at)}
-    session.commit()
     return created(out)
 
 
 @bp.get("/persons/<person_id>/proxies", responses={200: s.ProxiesOut})
+@transaction(Tx.READ)
 @auth.require(auth.OPERATOR)
 def window_list_proxies(path: s.PersonPath):
     """The person's proxies, at a window: to find the one to end."""
@@ -167,6 +164,7 @@ def window_list_proxies(path: s.PersonPath):
 
 
 @bp.delete("/persons/<person_id>/proxies/<proxy_id>", responses={200: s.ProxyOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def window_end_proxy(path: s.PersonProxyPath):
     """End a proxy's binding at a window (R-62): for an adult without a phone, or a minor's
@@ -176,11 +174,11 @@ def window_end_proxy(path: s.PersonProxyPath):
     link = proxies.revoke(session, person, path.proxy_id,
                           actor=Actor("operator", g.principal.username, "window"), now=now)
     out = proxy_out(link, now)
-    session.commit()
     return jsonify(out)
 
 
 @bp.post("/persons/<person_id>/consent-codes", responses={201: s.ConsentCodeOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def window_consent_code(path: s.PersonPath):
     """A consent code for an adult without a phone, handed over at the window."""
@@ -189,5 +187,4 @@ def window_consent_code(path: s.PersonPath):
     code, row = proxies.new_consent_code(session, svc, person,
                                          actor=Actor("operator", g.principal.username, "window"), now=now)
     out = {"code": code, "expires_at": iso(row.expires_at)}
-    session.commit()
     return created(out)

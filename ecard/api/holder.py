@@ -8,8 +8,10 @@ from flask_openapi3 import APIBlueprint, Tag
 from ecard import auth, cards, db, ecards, idempotency
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
+from ecard.api.transactions import transaction
 from ecard.api.views import binding_out, card_out, ecard_out, event_out, person_out
 from ecard.context import Actor, services, utcnow
+from ecard.db import Tx
 from ecard.limits import body_field, limiter
 from ecard.models import Binding
 
@@ -18,7 +20,7 @@ bp = APIBlueprint("holder", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="
 
 
 def me() -> Binding:
-    return g.principal.binding(db.session())
+    return db.session().get_one(Binding, g.principal.binding_id)
 
 
 def holder_actor() -> Actor:
@@ -36,6 +38,7 @@ SIGN_IN_PER_ADDRESS = "120/minute;5000/day"
 
 
 @bp.post("/ecards", responses={201: s.SignOut})
+@transaction(Tx.WRITE)
 @limiter.limit(SIGN_IN_PER_CARD, key_func=lambda: body_field("card_no"))
 @limiter.limit(SIGN_IN_PER_DEVICE, key_func=lambda: body_field("device_id"))
 @limiter.limit(SIGN_IN_PER_ADDRESS)
@@ -45,28 +48,25 @@ def sign_ecard(body: s.SignIn):
     if replay is not None:
         return replay
     svc = services()
-    with svc.hasher.ahead():
-        # The PIN's argon2 check before the transaction, which holds SQLite's write lock; inside
-        # it `verify_pin` reuses the result if the card's PIN hash is still the one checked.
-        with db.reading_session() as reading:
-            stored = cards.stored_pin_hash(reading, body.card_no)
-        # An unknown card (or one without a PIN) costs the same one argon2 check, against a
-        # dummy hash: the answer's time must not tell which card numbers exist.
-        svc.hasher.verify_ahead("pin", stored or auth.dummy_hash(svc.hasher), body.pin)
-        session, now = db.session(), utcnow()
-        binding = ecards.sign(session, svc, id_number=body.id_number, name=body.name,
-                              card_no=body.card_no, pin=body.pin, channel=body.channel,
-                              device_id=body.device_id, now=now)
+    # The PIN's argon2 check before the transaction, which holds SQLite's write lock; inside it
+    # `verify_pin` uses the result if the card's PIN hash is still the one checked.
+    with db.reading_connection() as conn:
+        stored = cards.stored_pin_hash(conn, body.card_no)
+    pin = svc.hasher.check("pin", stored, body.pin)
+    session, now = db.session(), utcnow()
+    binding = ecards.sign(session, svc, id_number=body.id_number, name=body.name,
+                          card_no=body.card_no, pin=pin, channel=body.channel,
+                          device_id=body.device_id, now=now)
     tokens = auth.tokens_for(auth.HOLDER, binding.public_id, refresh=True,
                              extra={"ch": binding.channel}, access_ttl=auth.access_ttl(auth.HOLDER))
     out = {**tokens, "ecard": ecard_out(svc, binding.ecard, now),
            "binding": {**binding_out(binding), "offline_seed": ecards.totp_seed(svc, binding),
                        "offline_ref": binding.offline_ref}}
-    session.commit()  # after the answer is built: see operator._card_response
     return created(out)
 
 
 @bp.get("/me", responses={200: s.MeOut}, security=BEARER)
+@transaction(Tx.READ)
 @auth.require(auth.HOLDER)
 def get_me():
     """The holder's own data in clear, the e-card status and the physical card."""
@@ -79,6 +79,7 @@ def get_me():
 
 
 @bp.get("/me/channels", responses={200: s.ChannelsOut}, security=BEARER)
+@transaction(Tx.READ)
 @auth.require(auth.HOLDER)
 def list_channels():
     items = [binding_out(b) for b in ecards.bindings(db.session(), me().ecard)]
@@ -88,28 +89,29 @@ def list_channels():
 
 
 @bp.delete("/me/channels/<binding_id>", responses={200: s.BindingOut}, security=BEARER)
+@transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
 def revoke_channel(path: s.BindingPath):
     session, now = db.session(), utcnow()
     binding = ecards.revoke_binding(session, me().ecard, path.binding_id, reason="revoked",
                                     actor=holder_actor(), now=now)
     out = binding_out(binding)
-    session.commit()
     return jsonify(out)
 
 
 @bp.post("/me/card/loss", responses={200: s.CardOut}, security=BEARER)
+@transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
 def report_own_loss():
     """Temporary loss of one's own card (R-14): takes effect at once."""
     session, now, svc = db.session(), utcnow(), services()
     card = cards.report_loss(session, svc, me().ecard.card, kind="temporary", actor=holder_actor(), now=now)
     out = card_out(svc, card, now)
-    session.commit()
     return jsonify(out)
 
 
 @bp.get("/me/audit", responses={200: s.AuditOut}, security=BEARER)
+@transaction(Tx.READ)
 @auth.require(auth.HOLDER)
 def my_audit(query: s.PageQuery):
     """Every action on my cards: by me, my proxies, operators and the system. Newest first."""

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import auth, cancellation, cards, db, persons
+from ecard import accounts, auth, cancellation, cards, db, persons
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
+from ecard.api.transactions import transaction
 from ecard.api.views import card_out, merchant_out, person_out
-from ecard.context import Actor, Services, services, utcnow
-from ecard.models import Merchant
+from ecard.context import Actor, services, utcnow
+from ecard.db import Tx
 
 bp = APIBlueprint("operator", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="operator")],
                   abp_security=BEARER, abp_responses=PROBLEMS)
@@ -23,26 +21,13 @@ def actor() -> Actor:
     return Actor("operator", g.principal.username, "window")
 
 
-@contextlib.contextmanager
-def pin_hashed_first(svc: Services, pin: str) -> Iterator[None]:
-    """The new PIN's argon2 hash made before the request's first statement, which on SQLite takes
-    the one write lock (and every scan of the instance would wait through the hash); `set_pin`
-    takes it from there. A PIN refused as weak has only cost its hash."""
-    with svc.hasher.ahead():
-        svc.hasher.hash_ahead("pin", pin)
-        yield
-
-
 def _card_response(card, now, status: int = 200):
-    """Build the answer, then commit: a database lost after the commit must not turn work that
-    was done into a 503 that the client would retry."""
-    session = db.session()
-    body = card_out(services(), card, now, history=cards.history(session, card))
-    session.commit()
+    body = card_out(services(), card, now, history=cards.history(db.session(), card))
     return jsonify(body), status
 
 
 @bp.post("/persons", responses={201: s.PersonOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def create_person(body: s.PersonIn):
     """Register a person; birth date and sex come from the ID number."""
@@ -50,11 +35,11 @@ def create_person(body: s.PersonIn):
     person = persons.register(session, svc, id_number=body.id_number, name=body.name,
                               phone=body.phone, now=now)
     out = person_out(svc, person, clear=False)
-    session.commit()
     return created(out)
 
 
 @bp.get("/persons/<person_id>", responses={200: s.PersonOut})
+@transaction(Tx.READ)
 @auth.require(auth.OPERATOR)
 def get_person(path: s.PersonPath):
     session, svc = db.session(), services()
@@ -66,6 +51,7 @@ def get_person(path: s.PersonPath):
 
 
 @bp.post("/persons/<person_id>/relations", responses={201: s.RelationOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def create_relation(path: s.PersonPath, body: s.RelationIn):
     """Record that the relative is `relation` to this person, as the evidence shows."""
@@ -79,11 +65,11 @@ def create_relation(path: s.PersonPath, body: s.RelationIn):
            "relative_person_id": relative.public_id, "relation": rel.relation,
            "evidence": {"kind": rel.evidence_kind}, "verified": True,
            "created_at": rel.created_at.isoformat()}
-    session.commit()
     return created(out)
 
 
 @bp.post("/cards", responses={201: s.CardOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def apply_card(body: s.CardApply):
     session, now, svc = db.session(), utcnow(), services()
@@ -93,21 +79,25 @@ def apply_card(body: s.CardApply):
 
 
 @bp.get("/cards/<card_no>", responses={200: s.CardOut})
+@transaction(Tx.READ)
 @auth.require(auth.OPERATOR)
 def get_card(path: s.CardPath):
     return _card_response(cards.get(db.session(), path.card_no), utcnow())
 
 
 @bp.post("/cards/<card_no>/issue", responses={200: s.CardOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def issue_card(path: s.CardPath, body: s.PinIn):
-    session, now, svc = db.session(), utcnow(), services()
-    with pin_hashed_first(svc, body.pin):
-        card = cards.issue(session, svc, cards.get(session, path.card_no), pin=body.pin, actor=actor(), now=now)
+    svc = services()
+    pin = svc.hasher.new("pin", body.pin)  # argon2 before the transaction's first statement
+    session, now = db.session(), utcnow()
+    card = cards.issue(session, svc, cards.get(session, path.card_no), pin=pin, actor=actor(), now=now)
     return _card_response(card, now)
 
 
 @bp.post("/cards/<card_no>/loss", responses={200: s.CardOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def report_loss(path: s.CardPath, body: s.LossIn):
     session, now, svc = db.session(), utcnow(), services()
@@ -117,6 +107,7 @@ def report_loss(path: s.CardPath, body: s.LossIn):
 
 
 @bp.delete("/cards/<card_no>/loss", responses={200: s.CardOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def unhang(path: s.CardPath):
     session, now, svc = db.session(), utcnow(), services()
@@ -125,25 +116,30 @@ def unhang(path: s.CardPath):
 
 
 @bp.post("/cards/<card_no>/reissue", responses={201: s.CardOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def reissue(path: s.CardPath, body: s.PinIn):
-    session, now, svc = db.session(), utcnow(), services()
-    with pin_hashed_first(svc, body.pin):
-        new = cards.reissue(session, svc, cards.get(session, path.card_no), pin=body.pin, actor=actor(), now=now)
+    svc = services()
+    pin = svc.hasher.new("pin", body.pin)  # argon2 before the transaction's first statement
+    session, now = db.session(), utcnow()
+    new = cards.reissue(session, svc, cards.get(session, path.card_no), pin=pin, actor=actor(), now=now)
     return _card_response(new, now, 201)
 
 
 @bp.post("/cards/<card_no>/replace", responses={201: s.CardOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def replace(path: s.CardPath, body: s.ReplaceIn):
-    session, now, svc = db.session(), utcnow(), services()
-    with pin_hashed_first(svc, body.pin):
-        new = cards.replace(session, svc, cards.get(session, path.card_no), reason=body.reason,
-                            pin=body.pin, actor=actor(), now=now)
+    svc = services()
+    pin = svc.hasher.new("pin", body.pin)  # argon2 before the transaction's first statement
+    session, now = db.session(), utcnow()
+    new = cards.replace(session, svc, cards.get(session, path.card_no), reason=body.reason,
+                        pin=pin, actor=actor(), now=now)
     return _card_response(new, now, 201)
 
 
 @bp.post("/cards/<card_no>/cancel", responses={200: s.CardOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def cancel(path: s.CardPath, body: s.CancelIn):
     session, now, svc = db.session(), utcnow(), services()
@@ -153,6 +149,7 @@ def cancel(path: s.CardPath, body: s.CancelIn):
 
 
 @bp.post("/cards/<card_no>/freeze", responses={200: s.CardOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def freeze(path: s.CardPath, body: s.FreezeIn):
     session, now, svc = db.session(), utcnow(), services()
@@ -162,6 +159,7 @@ def freeze(path: s.CardPath, body: s.FreezeIn):
 
 
 @bp.delete("/cards/<card_no>/freeze", responses={200: s.CardOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def unfreeze(path: s.CardPath, body: s.UnfreezeIn):
     """Clear the freeze (R-22); the optional `reason` goes into the card history (R-23)."""
@@ -172,6 +170,7 @@ def unfreeze(path: s.CardPath, body: s.UnfreezeIn):
 
 
 @bp.post("/cards/<card_no>/pin/unlock", responses={200: s.CardOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def unlock_pin(path: s.CardPath):
     session, now = db.session(), utcnow()
@@ -180,6 +179,7 @@ def unlock_pin(path: s.CardPath):
 
 
 @bp.post("/temporary-cards", responses={201: s.CardOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def temporary_card(body: s.CardApply):
     session, now, svc = db.session(), utcnow(), services()
@@ -188,44 +188,39 @@ def temporary_card(body: s.CardApply):
 
 
 @bp.post("/merchants", responses={201: s.MerchantOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def create_merchant(body: s.MerchantIn):
     session, now = db.session(), utcnow()
-    merchant = auth.create_merchant(session, name=body.name, scenes=list(body.scenes),
-                                    region_code=body.region_code, now=now)
+    merchant = accounts.create_merchant(session, name=body.name, scenes=list(body.scenes),
+                                        region_code=body.region_code, now=now)
     out = merchant_out(merchant)
-    session.commit()
     return created(out)
 
 
 @bp.post("/merchants/<merchant_id>/terminals", responses={201: s.TerminalOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def create_terminal(path: s.MerchantPath, body: s.TerminalIn):
-    import sqlalchemy as sa
-
-    from ecard import errors
-
-    session, now, svc = db.session(), utcnow(), services()
-    merchant = session.scalar(sa.select(Merchant).where(Merchant.public_id == path.merchant_id))
-    if merchant is None:
-        raise errors.MerchantNotFound()
-    terminal, secret = auth.create_terminal(session, svc, merchant, name=body.name,
-                                            offline_capable=body.offline_capable, now=now)
+    secret = accounts.new_terminal_secret(services())  # argon2 before the transaction
+    session, now = db.session(), utcnow()
+    merchant = accounts.merchant(session, path.merchant_id)
+    terminal = accounts.create_terminal(session, merchant, secret, name=body.name,
+                                        offline_capable=body.offline_capable, now=now)
     out = {"terminal_id": terminal.public_id, "merchant_id": merchant.public_id,
-           "name": terminal.name, "offline_capable": terminal.offline_capable, "secret": secret}
-    session.commit()
+           "name": terminal.name, "offline_capable": terminal.offline_capable, "secret": secret.secret}
     return created(out)
 
 
 @bp.patch("/merchants/<merchant_id>/terminals/<terminal_id>", responses={200: s.TerminalInfoOut})
+@transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def update_terminal(path: s.TerminalPath, body: s.TerminalUpdate):
     """Register an existing terminal as offline-capable (a gate that uploads what it scanned
     offline), or no longer."""
     session = db.session()
-    terminal = auth.set_offline_capable(session, path.merchant_id, path.terminal_id,
-                                        offline_capable=body.offline_capable)
+    terminal = accounts.set_offline_capable(session, path.merchant_id, path.terminal_id,
+                                            offline_capable=body.offline_capable)
     out = {"terminal_id": terminal.public_id, "merchant_id": path.merchant_id, "name": terminal.name,
            "offline_capable": terminal.offline_capable, "active": terminal.active}
-    session.commit()
     return jsonify(out)

@@ -67,11 +67,7 @@ _HTTP_CODES: dict[int, type[errors.EcardError]] = {
 def register(app: Flask) -> None:
     @app.errorhandler(errors.EcardError)
     def on_domain_error(exc: errors.EcardError) -> Response:
-        session = db.session()
-        if exc.commit_state:
-            session.commit()  # e.g. a wrong PIN: the failure itself must be remembered
-        else:
-            session.rollback()
+        # The route's transaction has been ended already (`transactions`), kept or not.
         headers = {}
         if isinstance(exc, errors.RateLimited) and "retry_after" in exc.extra:
             headers["Retry-After"] = str(exc.extra["retry_after"])

@@ -6,17 +6,21 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify, redirect
 
 from ecard import db
+from ecard.api.transactions import transaction
+from ecard.db import Tx
 
 bp = Blueprint("service", __name__)
 
 
 @bp.get("/healthz")
+@transaction(Tx.NONE)
 def healthz():
     """The process is up. Touches nothing else: it is the framework's own ceiling."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
+@transaction(Tx.NONE)
 def readyz():
     """Ready when the database answers and the keys are loaded."""
     checks = {"keys": "ecard.services" in current_app.extensions}
@@ -31,5 +35,6 @@ def readyz():
 
 
 @bp.get("/docs")
+@transaction(Tx.NONE)
 def docs():
     return redirect("/api/v1/swagger")

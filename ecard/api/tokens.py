@@ -5,11 +5,14 @@ from __future__ import annotations
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import auth, db, idempotency
+from ecard import accounts, auth, db, idempotency
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS
+from ecard.api.transactions import transaction
 from ecard.context import Actor, services, utcnow
+from ecard.db import Tx
 from ecard.ecards import revoke_binding
+from ecard.models import ECard
 from ecard.limits import body_field, limiter, token_key
 
 bp = APIBlueprint("tokens", __name__, url_prefix="/api/v1/auth", abp_tags=[Tag(name="auth")],
@@ -27,25 +30,28 @@ REFRESH_PER_ADDRESS = "600/minute"
 
 
 @bp.post("/operator/token", responses={200: s.TokenOut})
+@transaction(Tx.NONE)
 @limiter.limit(OPERATOR_PER_NAME, key_func=lambda: body_field("username"))
 @limiter.limit(OPERATOR_PER_ADDRESS)
 def operator_token(body: s.OperatorLogin):
-    op = auth.authenticate_operator(db.session(), services(), body.username, body.password)
+    op = accounts.authenticate_operator(db.session(), services(), body.username, body.password)
     return jsonify(auth.tokens_for(auth.OPERATOR, op.username, refresh=True,
                                    access_ttl=auth.access_ttl(auth.OPERATOR)))
 
 
 @bp.post("/terminal/token", responses={200: s.TokenOut})
+@transaction(Tx.NONE)
 @limiter.limit(TERMINAL_PER_TERMINAL, key_func=lambda: body_field("terminal_id"))
 @limiter.limit(TERMINAL_PER_ADDRESS)
 def terminal_token(body: s.TerminalLogin):
-    terminal = auth.authenticate_terminal(db.session(), services(), body.terminal_id, body.secret)
+    terminal = accounts.authenticate_terminal(db.session(), services(), body.terminal_id, body.secret)
     return jsonify(auth.tokens_for(auth.TERMINAL, terminal.public_id, refresh=False,
                                    extra={"mid": terminal.merchant.public_id},
                                    access_ttl=auth.access_ttl(auth.TERMINAL)))
 
 
 @bp.post("/refresh", responses={200: s.TokenOut}, security=BEARER)
+@transaction(Tx.WRITE)
 @limiter.limit("10/minute", key_func=token_key)  # per refresh token first: each is good once anyway
 @limiter.limit(REFRESH_PER_ADDRESS)  # a ceiling a NAT of a city's phones can live with
 def refresh():
@@ -65,11 +71,11 @@ def refresh():
     # The same session, and its end: rotation does not make a stolen token live forever.
     out = auth.tokens_for(ptype, claims["sub"], refresh=True, extra=extra, access_ttl=auth.access_ttl(ptype),
                           sid=claims.get("sid"), refresh_expires=claims["exp"])
-    session.commit()
     return jsonify(out)
 
 
 @bp.delete("/session", responses={204: None}, security=BEARER)
+@transaction(Tx.WRITE)
 def logout():
     """Sign out. For a holder this ends the channel binding; for an operator or a terminal the
     session: the access token and the refresh token minted with it stop at once."""
@@ -80,9 +86,8 @@ def logout():
     session, now = db.session(), utcnow()
     principal = auth.load_principal(session, claims)
     if claims["ptype"] == auth.HOLDER:
-        revoke_binding(session, principal.binding(session).ecard, principal.public_id, reason="signed_out",
+        revoke_binding(session, session.get_one(ECard, principal.ecard_id), principal.public_id, reason="signed_out",
                        actor=Actor("holder", principal.public_id, principal.channel), now=now)
     else:
         auth.end_session(session, claims, now=now)
-    session.commit()
     return "", 204

@@ -1,0 +1,41 @@
+"""Who a request speaks for, once its token has been checked (`auth.require`): plain values,
+read in one statement each, that the domain takes as the actor of a scan, a code or a window's
+act. Three kinds, never interchangeable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ecard.storage import CardState
+
+
+@dataclass(frozen=True)
+class HolderPrincipal:
+    """A holder's channel binding, with its e-card and the card's state as read with it."""
+
+    binding_id: int
+    public_id: str
+    channel: str
+    ecard_id: int
+    person_id: int
+    card: CardState
+
+
+@dataclass(frozen=True)
+class TerminalPrincipal:
+    """A merchant's terminal, with the scenes its merchant may judge."""
+
+    id: int
+    public_id: str
+    merchant_id: int
+    merchant_public_id: str
+    scenes: tuple[str, ...]
+    offline_capable: bool = False
+
+
+@dataclass(frozen=True)
+class OperatorPrincipal:
+    """A service window's operator."""
+
+    id: int
+    username: str
