@@ -22,7 +22,7 @@ from ecard.models import (APPLIED, CANCELLED, EXPIRED, ISSUED, LIVE_STATES, LOST
                           LOST_TEMPORARY, REISSUED, REPLACED, Card, CardNoSequence, ECard, Event,
                           Person)
 from ecard.persons import age_on, nth_birthday
-from ecard.storage import CardState
+from ecard.facts import CardState
 
 REPLACE_REASONS = ("damaged", "unreadable", "data_changed", "appearance", "upgrade", "renewal",
                    "quality_fault")
@@ -32,7 +32,7 @@ LOSS_KINDS = ("temporary", "formal")
 
 # --- time-dependent state ------------------------------------------------------------------------
 
-def effective_status(card: Card | CardState, now: datetime, lapse_seconds: int) -> str:
+def effective_status(card: CardState, now: datetime, lapse_seconds: int) -> str:
     """The status at `now`, counting a lapsed temporary loss (R-14) and expiry (R-10)."""
     status = card.status
     if status == LOST_TEMPORARY and card.lost_at and now >= card.lost_at + timedelta(seconds=lapse_seconds):
@@ -44,7 +44,7 @@ def effective_status(card: Card | CardState, now: datetime, lapse_seconds: int) 
 
 def settle(session: Session, svc: Services, card: Card, now: datetime) -> Card:
     """Write down what time alone changed (a lapsed loss, an expiry), with its history."""
-    status = effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE"))
+    status = effective_status(card.state, now, svc.setting("TEMP_LOSS_LAPSE"))
     if status == card.status:
         return card
     if card.status == LOST_TEMPORARY and status in (ISSUED, EXPIRED):
@@ -74,8 +74,13 @@ def record(session: Session, card: Card, action: str, actor: Actor, now: datetim
                       actor_ref=actor.ref, channel=actor.channel, reason=reason))
 
 
-def refuse_unless_usable(card: Card | CardState, status: str) -> None:
-    """Raise the error that says why a card at `status` cannot be used, if it cannot."""
+def refuse_unless_usable(card: CardState) -> None:
+    """Raise the error that says why the card cannot be used at its recorded status, if it
+    cannot: CardLost, CardCancelled, CardExpired, CardReplaced, CardNotIssued, CardFrozen."""
+    _refuse(card, card.status)
+
+
+def _refuse(card: CardState, status: str) -> None:
     if status in (LOST_TEMPORARY, LOST_FORMAL):
         raise errors.CardLost()
     if status == CANCELLED:
@@ -90,12 +95,12 @@ def refuse_unless_usable(card: Card | CardState, status: str) -> None:
         raise errors.CardFrozen()
 
 
-def refuse_unless_usable_at(svc: Services, card: Card | CardState, now: datetime) -> None:
+def refuse_unless_usable_at(svc: Services, card: CardState, now: datetime) -> None:
     """`refuse_unless_usable` at the card's status at `now` (a lapsed loss, an expiry)."""
-    refuse_unless_usable(card, effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE")))
+    _refuse(card, effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE")))
 
 
-def unusable_reason(svc: Services, card: Card | CardState, now: datetime) -> str | None:
+def unusable_reason(svc: Services, card: CardState, now: datetime) -> str | None:
     """Why `card` cannot be used at `now` (`card.lost`, `card.replaced` ...), or None."""
     try:
         refuse_unless_usable_at(svc, card, now)
@@ -104,7 +109,7 @@ def unusable_reason(svc: Services, card: Card | CardState, now: datetime) -> str
     return None
 
 
-def state_at(session: Session, card: Card | CardState, at: datetime) -> CardState:
+def state_at(session: Session, card: CardState, at: datetime) -> CardState:
     """The card's state as it stood at `at`, read from its history (R-23 records every change):
     the status of the last change at or before `at`, the freeze then in force, and the loss
     report's time. An offline record is judged by the card as it was when the gate scanned it,
@@ -436,7 +441,7 @@ def issue_temporary(session: Session, svc: Services, person: Person, *, actor: A
         if existing.live:
             raise errors.CardExists("the person already holds a temporary card", card_no=existing.card_no)
     formal = live_card(session, person)
-    if formal is not None and effective_status(formal, now, svc.setting("TEMP_LOSS_LAPSE")) == ISSUED \
+    if formal is not None and effective_status(formal.state, now, svc.setting("TEMP_LOSS_LAPSE")) == ISSUED \
             and not formal.frozen:
         raise errors.CardExists("the person holds a usable card", card_no=formal.card_no)
     card = _new_card(session, svc, person, kind="temporary", status=APPLIED, now=now)

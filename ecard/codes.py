@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 import qr
 from ecard import cards, errors, proxies
-from ecard.cards import CardState
+from ecard.facts import CardState
 from ecard.context import Actor, Services
-from ecard.models import Card, Event, Person, ProxyLink
+from ecard.models import Event, Person, ProxyLink
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def _handle(card_id: int, link: ProxyLink | None) -> bytes:
     return struct.pack(">QQ", card_id, link.id if link else 0)
 
 
-def issue(svc: Services, ring: qr.KeyRing, card: Card | CardState, *, scene: str, link: ProxyLink | None,
+def issue(svc: Services, ring: qr.KeyRing, card: CardState, *, scene: str, link: ProxyLink | None,
           now: datetime) -> Issued:
     """A fresh code for the e-card standing on `card`. Raises EcardSuspended (with the card's
     reason) when the card cannot be used (R-43)."""
@@ -57,7 +57,7 @@ def issue_for_dependant(session: Session, svc: Services, ring: qr.KeyRing, proxy
     ProxyNotFound, ProxyEnded, ProxyCardUnusable, EcardSuspended."""
     link = proxies.as_proxy(session, svc, proxy, dependant_id, now)
     card = proxies.dependant_ecard(session, link).card
-    issued = issue(svc, ring, card, scene=scene, link=link, now=now)
+    issued = issue(svc, ring, card.state, scene=scene, link=link, now=now)
     session.add(Event(person_id=link.dependant_person_id, card_id=card.id, at=now, action="proxy_code_issued",
                       actor_type=actor.type, actor_ref=actor.ref, channel=actor.channel, reason=f"{scene} code"))
     return issued

@@ -24,7 +24,7 @@ TOTP_CTX = b"binding.totp_seed"
 def status(svc: Services, ecard: ECard, now: datetime) -> str:
     """R-43: `active`, `suspended` (card lost or frozen), `pending` (card not yet issued) or
     `ended` (card cancelled or expired)."""
-    card_status = cards.effective_status(ecard.card, now, svc.setting("TEMP_LOSS_LAPSE"))
+    card_status = cards.effective_status(ecard.card.state, now, svc.setting("TEMP_LOSS_LAPSE"))
     if card_status in (CANCELLED, EXPIRED):
         return "ended"
     if card_status in (LOST_TEMPORARY, LOST_FORMAL) or ecard.card.frozen:
@@ -36,7 +36,7 @@ def status(svc: Services, ecard: ECard, now: datetime) -> str:
 
 def refuse_unless_active(svc: Services, ecard: ECard, now: datetime) -> Card:
     """Raise the card's own error (card.lost, card.frozen ...) when the e-card cannot be used."""
-    cards.refuse_unless_usable_at(svc, ecard.card, now)
+    cards.refuse_unless_usable_at(svc, ecard.card.state, now)
     return ecard.card
 
 
@@ -59,7 +59,7 @@ def sign(session: Session, svc: Services, *, id_number: str, name: str, card_no:
             or persons.view(svc, person).name != name.strip()):
         raise errors.IdentityMismatch()
     cards.settle(session, svc, card, now)
-    cards.refuse_unless_usable(card, card.status)
+    cards.refuse_unless_usable(card.state)
     cards.verify_pin(session, svc, card, pin, now=now)
     ecard = session.scalar(sa.select(ECard).where(ECard.person_id == person.id))
     if ecard is None:

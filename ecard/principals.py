@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ecard.storage import CardState
+from ecard.facts import CardState
 
 
 @dataclass(frozen=True)

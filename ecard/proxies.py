@@ -108,7 +108,7 @@ def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name
         raise errors.SelfBinding()
     cards.settle(session, svc, card, now)
     if not card.live:
-        cards.refuse_unless_usable(card, card.status)
+        cards.refuse_unless_usable(card.state)
     minor = persons.age_on(dependant.birth_date, now.date()) < MINOR_AGE
     if minor:
         on_record = persons.relation_of(session, dependant, proxy)
@@ -167,7 +167,7 @@ def _refuse_unless_own_card_usable(session: Session, svc: Services, proxy: Perso
     card = ecard.card if ecard is not None else cards.live_card(session, proxy)
     if card is None:
         raise errors.ProxyCardUnusable("you hold no card of your own", reason="card.not_issued")
-    reason = cards.unusable_reason(svc, card, now)
+    reason = cards.unusable_reason(svc, card.state, now)
     if card.frozen:
         reason = "card.frozen"  # suspected fraud outweighs a loss report: no exception for it
     if reason is None or (reason == "card.lost" and loss_report):

@@ -1,7 +1,7 @@
 """Storage: every statement of the hot paths and every row-to-facts mapping, in one place.
 
 Domain code calls named operations (`redeem`, `record_verification`, `card_and_holder`,
-`consume_challenge` ...) and gets plain facts back (`CardState`, `HolderFacts`); it never
+`consume_challenge` ...) and gets plain facts back (`ecard.facts`); it never
 touches DBAPI cursors or compiled SQL. The rest of the domain reads and writes through the ORM
 session (`ecard.db`), where speed does not call for more.
 
@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -24,49 +23,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from ecard.facts import CardState, ChipCard, HolderFacts
 from ecard.models import (Binding, Card, ChipChallenge, ECard, Merchant, Operator, Person, Redemption, RevokedToken,
                           Terminal, Verification)
-
-
-# --- the facts ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CardState:
-    """A card's state as one statement read it: what deciding whether the card can be used needs
-    (`ecard.cards` takes it as it takes a Card)."""
-
-    id: int
-    card_no: str
-    status: str
-    lost_at: datetime | None
-    expires_at: datetime | None
-    frozen: bool
-    successor_card_no: str | None
-
-
-@dataclass(frozen=True)
-class HolderFacts:
-    """What a decision may tell about the holder (a Person serves as well)."""
-
-    id: int
-    name_enc: bytes
-    id_number_enc: bytes
-    birth_date: date
-    sex: str
-
-
-@dataclass(frozen=True)
-class ChipCard:
-    """A card as a chip read needs it: its state, its holder, and its chip's fields."""
-
-    state: CardState
-    holder: HolderFacts
-    person_id: int
-    region_code: str
-    generation: int
-    chip_key_version: int | None
-    chip_id_code: str | None
-    last_atc: int | None
 
 
 class _Compiled(NamedTuple):

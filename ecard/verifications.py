@@ -32,9 +32,9 @@ from ecard.principals import TerminalPrincipal
 from ecard.chip import master_keys
 from ecard.context import Services
 from ecard.ids import new_id
-from ecard.models import REISSUED, REPLACED, Binding, Card, Event, Person, ProxyLink, Verification
+from ecard.models import REISSUED, REPLACED, Binding, Event, Person, ProxyLink, Verification
 from ecard.pii import mask_id_number, mask_name
-from ecard.storage import CardState, HolderFacts
+from ecard.facts import CardState, HolderFacts
 from physical import crypto
 
 GATE_LEEWAY = timedelta(seconds=5)  # offline gates' clocks; the server itself uses none
@@ -75,7 +75,7 @@ class Reason(StrEnum):
     CHIP_PIN_REQUIRED = "chip.pin_required"
 
 
-def _card_reason(svc: Services, card: Card | CardState, at: datetime) -> Reason | None:
+def _card_reason(svc: Services, card: CardState, at: datetime) -> Reason | None:
     code = cards.unusable_reason(svc, card, at)
     return None if code is None else Reason(code)
 
@@ -325,7 +325,9 @@ def _verify_totp(session: Session, svc: Services, terminal: TerminalPrincipal, p
         return done(d, card_id=ecard.card_id)
     except qr.TotpInvalid:
         return done(Decision(False, Reason.QR_TOTP_INVALID, judged))
-    state = cards.state_at(session, ecard.card, judged_at) if scanned_at is not None else ecard.card
+    state = ecard.card.state
+    if scanned_at is not None:
+        state = cards.state_at(session, state, judged_at)
     d.reason = _card_reason(svc, state, judged_at)
     if d.reason is None:
         accepted = storage.redeem(session, _step_key(binding.id, step), now)

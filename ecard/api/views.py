@@ -32,7 +32,7 @@ def event_out(e: Event) -> dict[str, Any]:
 
 
 def card_out(svc: Services, card: Card, now: datetime, *, history: list[Event] | None = None) -> dict[str, Any]:
-    status = cards.effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE"))
+    status = cards.effective_status(card.state, now, svc.setting("TEMP_LOSS_LAPSE"))
     out: dict[str, Any] = {
         "card_no": card.card_no, "kind": card.kind, "status": status, "frozen": card.frozen,
         "freeze_reason": card.freeze_reason, "pin_locked": card.pin_locked,
