@@ -176,14 +176,14 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     idempotency.init_app(app)
 
-    from ecard.api import codes, family, holder, operator, service, tokens, transactions
+    from ecard.api import codes, family, holder, operator, service, tokens, transactions, verifications
 
     app.register_api(tokens.bp)
     app.register_api(operator.bp)
     app.register_api(holder.bp)
     app.register_api(family.bp)
     app.register_api(codes.bp)
-    app.register_api(codes.verify_bp)
+    app.register_api(verifications.bp)
     app.register_blueprint(service.bp)
     transactions.check_declared(app, ("tokens", "operator", "holder", "family", "codes", "verifications", "service"))
 

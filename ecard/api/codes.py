@@ -1,54 +1,27 @@
-"""Dynamic QR codes: holders get them, terminals judge them, gates fetch the trust list."""
+"""Dynamic QR codes: holders get them (`ecard.codes`), gates fetch the trust list, holders see
+where their card was used. Terminals judge them in `ecard.api.verifications`."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
-from pathlib import Path
 
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, g, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
-from limits import parse
 
 import qr
-from ecard import auth, chip, codes, db, persons, verifications
-from ecard.db import Tx
+from ecard import auth, codes, db, persons, verifications
 from ecard.api import schemas as s
-from ecard.api.common import BEARER, PROBLEMS, created
+from ecard.api.common import BEARER, PROBLEMS, created, ring
 from ecard.api.transactions import transaction
 from ecard.api.views import iso
 from ecard.context import Actor, services, utcnow
+from ecard.db import Tx
 from ecard.limits import limiter, token_key
 from ecard.models import Person, Terminal
 from ecard.pii import mask_name
 
 bp = APIBlueprint("codes", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="qr codes")],
                   abp_responses=PROBLEMS)
-verify_bp = APIBlueprint("verifications", __name__, url_prefix="/api/v1",
-                         abp_tags=[Tag(name="verifications")], abp_security=BEARER,
-                         abp_responses=PROBLEMS)
-
-_RELOAD_EVERY = 30.0  # seconds between checks for a rotation made by another process
-
-
-def ring() -> qr.KeyRing:
-    """The QR key ring; re-read now and then so a rotation by another worker is seen well
-    within the rotation's publish-ahead time."""
-    ext = current_app.extensions
-    if time.monotonic() - ext.get("ecard.qr_ring_checked", 0.0) > _RELOAD_EVERY:
-        ext["ecard.qr_ring"].reload_if_changed()
-        ext["ecard.qr_ring_checked"] = time.monotonic()
-    return ext["ecard.qr_ring"]
-
-
-def decision_out(d: verifications.Decision, now) -> dict:
-    out = {"accepted": d.accepted, "reason": d.reason,
-           "verification_id": d.verification_id,
-           "scene": d.scene, "holder": verifications.disclosed(services(), d, now)}
-    if d.late_replay:
-        out["late_replay"] = True
-    return out
-
 
 @bp.post("/qrcodes", responses={201: s.QrOut}, security=BEARER)
 @transaction(Tx.WRITE)
@@ -92,47 +65,6 @@ def trust_list():
     return resp
 
 
-def _totp_attempt(ref: str) -> bool:
-    """Spend one try of an offline phone code's binding (ECARD_TOTP_MAX_ATTEMPTS in 10 minutes,
-    counted across the online and the offline route); False once the binding's tries are spent.
-    Exact counts, not batched: this limit is what makes guessing 8 digits hopeless."""
-    counters = current_app.extensions["ecard.limits"]
-    if not counters.enabled:
-        return True
-    return counters.hit(parse(f"{services().setting('TOTP_MAX_ATTEMPTS')}/10minutes"), "totp", ref)
-
-
-@verify_bp.post("/verifications/qr", responses={200: s.DecisionOut})
-@transaction(Tx.WRITE)
-@limiter.limit("600/minute", key_func=token_key, batched=True)
-@auth.require(auth.TERMINAL)
-def verify_qr(body: s.VerifyQrIn):
-    """Judge a scanned code. Always 200 with a decision; single use is enforced here."""
-    session, now = db.session(), utcnow()
-    d = verifications.verify_qr(session, services(), ring(), g.principal, body.payload, scene=body.scene, now=now,
-                        totp_attempt=_totp_attempt)
-    out = decision_out(d, now)
-    return jsonify(out)
-
-
-@verify_bp.post("/verifications/offline", responses={200: s.OfflineOut})
-@transaction(Tx.WRITE)
-@limiter.limit("60/minute", key_func=token_key)
-@auth.require(auth.TERMINAL)
-def verify_offline(body: s.OfflineIn):
-    """Records a gate registered as offline-capable took while offline: each judged at its scan
-    time, single use reconciled; a code already used elsewhere comes back `qr.replayed` with
-    `late_replay: true`."""
-    session, now = db.session(), utcnow()
-    decisions = verifications.verify_offline(session, services(), ring(), g.principal,
-                                     [(r.payload, r.scene, r.scanned_at) for r in body.records], now=now,
-                                     totp_attempt=_totp_attempt)
-    results = [decision_out(d, now) for d in decisions]
-    out = {"results": results, "accepted": sum(r["accepted"] for r in results),
-           "late_replays": sum(bool(r.get("late_replay")) for r in results)}
-    return jsonify(out)
-
-
 @bp.get("/me/usage", responses={200: s.UsageOut}, security=BEARER)
 @transaction(Tx.READ)
 @auth.require(auth.HOLDER)
@@ -153,29 +85,3 @@ def my_usage(query: s.PageQuery):
             item["proxy_name"] = mask_name(persons.view(services(), proxy).name)
         items.append(item)
     return jsonify({"items": items, "next": str(rows[-1].id) if len(rows) == query.limit else None})
-
-
-@verify_bp.post("/verifications/chip/challenge", responses={201: s.ChallengeOut})
-@transaction(Tx.WRITE)
-@auth.require(auth.TERMINAL)
-def chip_challenge():
-    """A 16-byte single-use challenge (UN) for the card, bound to this terminal."""
-    session, now = db.session(), utcnow()
-    ch = chip.new_challenge(session, services(), g.principal, now)
-    out = {"challenge": ch.un, "expires_at": iso(ch.expires_at)}
-    return created(out)
-
-
-@verify_bp.post("/verifications/chip", responses={200: s.DecisionOut})
-@transaction(Tx.WRITE)
-@limiter.limit("600/minute", key_func=token_key, batched=True)
-@auth.require(auth.TERMINAL)
-def verify_chip(body: s.ChipReadIn):
-    """Judge a chip read; an accepted decision carries `external_auth` to unlock EF06."""
-    session, now = db.session(), utcnow()
-    d, e = verifications.verify_chip(session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), g.principal,
-                            body.model_dump(), scene=body.scene, now=now)
-    out = decision_out(d, now)
-    if e is not None:
-        out["external_auth"] = e
-    return jsonify(out)

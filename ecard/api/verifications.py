@@ -1,0 +1,98 @@
+"""Terminals judge what they read: a QR code, an offline gate's records, a chip read
+(`ecard.verifications`); a chip read begins with a challenge (`ecard.chip`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import current_app, g, jsonify
+from flask_openapi3 import APIBlueprint, Tag
+from limits import parse
+
+from ecard import auth, chip, db, verifications
+from ecard.api import schemas as s
+from ecard.api.common import BEARER, PROBLEMS, created, ring
+from ecard.api.transactions import transaction
+from ecard.api.views import iso
+from ecard.context import services, utcnow
+from ecard.db import Tx
+from ecard.limits import limiter, token_key
+
+bp = APIBlueprint("verifications", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="verifications")],
+                  abp_security=BEARER, abp_responses=PROBLEMS)
+
+
+def decision_out(d: verifications.Decision, now) -> dict:
+    out = {"accepted": d.accepted, "reason": d.reason,
+           "verification_id": d.verification_id,
+           "scene": d.scene, "holder": verifications.disclosed(services(), d, now)}
+    if d.late_replay:
+        out["late_replay"] = True
+    return out
+
+
+def _totp_attempt(ref: str) -> bool:
+    """Spend one try of an offline phone code's binding (ECARD_TOTP_MAX_ATTEMPTS in 10 minutes,
+    counted across the online and the offline route); False once the binding's tries are spent.
+    Exact counts, not batched: this limit is what makes guessing 8 digits hopeless."""
+    counters = current_app.extensions["ecard.limits"]
+    if not counters.enabled:
+        return True
+    return counters.hit(parse(f"{services().setting('TOTP_MAX_ATTEMPTS')}/10minutes"), "totp", ref)
+
+
+@bp.post("/verifications/qr", responses={200: s.DecisionOut})
+@transaction(Tx.WRITE)
+@limiter.limit("600/minute", key_func=token_key, batched=True)
+@auth.require(auth.TERMINAL)
+def verify_qr(body: s.VerifyQrIn):
+    """Judge a scanned code. Always 200 with a decision; single use is enforced here."""
+    session, now = db.session(), utcnow()
+    d = verifications.verify_qr(session, services(), ring(), g.principal, body.payload, scene=body.scene, now=now,
+                        totp_attempt=_totp_attempt)
+    out = decision_out(d, now)
+    return jsonify(out)
+
+
+@bp.post("/verifications/offline", responses={200: s.OfflineOut})
+@transaction(Tx.WRITE)
+@limiter.limit("60/minute", key_func=token_key)
+@auth.require(auth.TERMINAL)
+def verify_offline(body: s.OfflineIn):
+    """Records a gate registered as offline-capable took while offline: each judged at its scan
+    time, single use reconciled; a code already used elsewhere comes back `qr.replayed` with
+    `late_replay: true`."""
+    session, now = db.session(), utcnow()
+    decisions = verifications.verify_offline(session, services(), ring(), g.principal,
+                                     [(r.payload, r.scene, r.scanned_at) for r in body.records], now=now,
+                                     totp_attempt=_totp_attempt)
+    results = [decision_out(d, now) for d in decisions]
+    out = {"results": results, "accepted": sum(r["accepted"] for r in results),
+           "late_replays": sum(bool(r.get("late_replay")) for r in results)}
+    return jsonify(out)
+
+
+@bp.post("/verifications/chip/challenge", responses={201: s.ChallengeOut})
+@transaction(Tx.WRITE)
+@auth.require(auth.TERMINAL)
+def chip_challenge():
+    """A 16-byte single-use challenge (UN) for the card, bound to this terminal."""
+    session, now = db.session(), utcnow()
+    ch = chip.new_challenge(session, services(), g.principal, now)
+    out = {"challenge": ch.un, "expires_at": iso(ch.expires_at)}
+    return created(out)
+
+
+@bp.post("/verifications/chip", responses={200: s.DecisionOut})
+@transaction(Tx.WRITE)
+@limiter.limit("600/minute", key_func=token_key, batched=True)
+@auth.require(auth.TERMINAL)
+def verify_chip(body: s.ChipReadIn):
+    """Judge a chip read; an accepted decision carries `external_auth` to unlock EF06."""
+    session, now = db.session(), utcnow()
+    d, e = verifications.verify_chip(session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), g.principal,
+                            body.model_dump(), scene=body.scene, now=now)
+    out = decision_out(d, now)
+    if e is not None:
+        out["external_auth"] = e
+    return jsonify(out)
