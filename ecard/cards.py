@@ -16,13 +16,26 @@ from sqlalchemy.orm import Session
 
 from ecard import errors
 from ecard.context import SYSTEM, Actor, Services
+from ecard.facts import CardState
 from ecard.hashing import Checked, Hashed
 from ecard.idnumber import check_card_no, make_card_no
-from ecard.models import (APPLIED, CANCELLED, EXPIRED, ISSUED, LIVE_STATES, LOST_FORMAL,
-                          LOST_TEMPORARY, REISSUED, REPLACED, Card, CardNoSequence, ECard, Event,
-                          Person)
+from ecard.models import (
+    APPLIED,
+    CANCELLED,
+    EXPIRED,
+    ISSUED,
+    LIVE_STATES,
+    LOST_FORMAL,
+    LOST_TEMPORARY,
+    REISSUED,
+    REPLACED,
+    Card,
+    CardNoSequence,
+    ECard,
+    Event,
+    Person,
+)
 from ecard.persons import age_on, nth_birthday
-from ecard.facts import CardState
 
 REPLACE_REASONS = ("damaged", "unreadable", "data_changed", "appearance", "upgrade", "renewal",
                    "quality_fault")

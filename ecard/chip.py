@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ecard import cards, errors, persons
-from ecard.principals import TerminalPrincipal
 from ecard.context import SYSTEM, Services
 from ecard.models import Card, ChipChallenge
+from ecard.principals import TerminalPrincipal
 from physical.image import personalize as build_image
 from physical.keys import MasterKeys
 

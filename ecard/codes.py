@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 import qr
 from ecard import cards, errors, proxies
-from ecard.facts import CardState
 from ecard.context import Actor, Services
+from ecard.facts import CardState
 from ecard.models import Event, Person, ProxyLink
 
 

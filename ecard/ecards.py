@@ -14,8 +14,19 @@ from ecard import cards, errors, persons
 from ecard.context import Actor, Services
 from ecard.hashing import Checked
 from ecard.ids import new_id
-from ecard.models import (APPLIED, CANCELLED, EXPIRED, ISSUED, LOST_FORMAL, LOST_TEMPORARY,
-                          Binding, Card, ECard, Event, Person)
+from ecard.models import (
+    APPLIED,
+    CANCELLED,
+    EXPIRED,
+    ISSUED,
+    LOST_FORMAL,
+    LOST_TEMPORARY,
+    Binding,
+    Card,
+    ECard,
+    Event,
+    Person,
+)
 
 CHANNELS = ("app", "wechat", "alipay", "bank")
 TOTP_CTX = b"binding.totp_seed"

@@ -20,8 +20,8 @@ from flask import Flask, Response, current_app, g, request
 from sqlalchemy.exc import IntegrityError
 
 from ecard import errors
-from ecard.db import Tx
 from ecard.context import services, utcnow
+from ecard.db import Tx
 from ecard.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"

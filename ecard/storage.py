@@ -24,8 +24,19 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ecard.facts import CardState, ChipCard, HolderFacts
-from ecard.models import (Binding, Card, ChipChallenge, ECard, Merchant, Operator, Person, Redemption, RevokedToken,
-                          Terminal, Verification)
+from ecard.models import (
+    Binding,
+    Card,
+    ChipChallenge,
+    ECard,
+    Merchant,
+    Operator,
+    Person,
+    Redemption,
+    RevokedToken,
+    Terminal,
+    Verification,
+)
 
 
 class _Compiled(NamedTuple):

@@ -28,13 +28,21 @@ from sqlalchemy.orm import Session
 
 import qr
 from ecard import cards, ecards, errors, persons, proxies, storage
-from ecard.principals import TerminalPrincipal
 from ecard.chip import master_keys
 from ecard.context import Services
-from ecard.ids import new_id
-from ecard.models import REISSUED, REPLACED, Binding, Event, Person, ProxyLink, Verification
-from ecard.pii import mask_id_number, mask_name
 from ecard.facts import CardState, HolderFacts
+from ecard.ids import new_id
+from ecard.models import (
+    REISSUED,
+    REPLACED,
+    Binding,
+    Event,
+    Person,
+    ProxyLink,
+    Verification,
+)
+from ecard.pii import mask_id_number, mask_name
+from ecard.principals import TerminalPrincipal
 from physical import crypto
 
 GATE_LEEWAY = timedelta(seconds=5)  # offline gates' clocks; the server itself uses none

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import time
+from typing import Any
 
 from flask import Response, current_app, jsonify
 
 import qr
-
 from ecard.api.schemas import Problem
 
 PROBLEMS: dict[Any, Any] = {400: Problem, 401: Problem, 403: Problem, 404: Problem, 409: Problem,

@@ -12,8 +12,8 @@ from ecard.api.transactions import transaction
 from ecard.context import Actor, services, utcnow
 from ecard.db import Tx
 from ecard.ecards import revoke_binding
-from ecard.models import ECard
 from ecard.limits import body_field, limiter, token_key
+from ecard.models import ECard
 
 bp = APIBlueprint("tokens", __name__, url_prefix="/api/v1/auth", abp_tags=[Tag(name="auth")],
                   abp_responses=PROBLEMS)
