@@ -1,0 +1,196 @@
+"""Fixes from the security review (issue 13, items 11 to 13): each test names the rule it holds
+and asserts what a holder, a relative or a window would notice."""
+
+from datetime import date
+
+import pytest
+
+from ecard.idnumber import make_card_no
+from tests.api.test_family import bind_body, bind_child, family, relate  # noqa: F401 (fixture)
+
+
+def _events(api, card_no):
+    r = api.c.get(f"/api/v1/cards/{card_no}", headers=api.op)
+    assert r.status_code == 200, r.json
+    return r.json["history"]
+
+
+def _audit(api, headers):
+    r = api.c.get("/api/v1/me/audit?limit=100", headers=headers)
+    assert r.status_code == 200, r.json
+    return r.json["items"]
+
+
+# --- item 11: binding reveals nothing about which card numbers exist --------------------------
+
+def test_r41_bind_with_an_unknown_card_number_is_the_same_identity_mismatch(api, family):
+    # A well-formed number that no card has: not a 404 that tells a guesser it does not exist.
+    body = {**bind_body(family["child"], "parent"), "card_no": make_card_no("A", 9_999_999)}
+    r = api.c.post("/api/v1/me/dependants", json=body, headers=family["parent"]["headers"])
+    assert r.status_code == 401 and r.json["code"] == "ecard.identity_mismatch"
+    # Someone else's real card: the very same answer.
+    body = {**bind_body(family["child"], "parent"), "card_no": family["stranger"]["card"]["card_no"]}
+    r = api.c.post("/api/v1/me/dependants", json=body, headers=family["parent"]["headers"])
+    assert r.status_code == 401 and r.json["code"] == "ecard.identity_mismatch"
+    # A malformed number is still a validation error of its format.
+    body = {**bind_body(family["child"], "parent"), "card_no": "A12"}
+    r = api.c.post("/api/v1/me/dependants", json=body, headers=family["parent"]["headers"])
+    assert r.status_code == 422
+
+
+# --- item 12: a proxy acts only with a usable card of their own; a minor does not revoke --------
+
+def test_r22_a_proxy_whose_own_card_is_frozen_cannot_act_for_the_dependant(api, family):
+    dep = bind_child(api, family)
+    did, h = dep["dependant_id"], family["parent"]["headers"]
+    parent_no = family["parent"]["card"]["card_no"]
+    r = api.c.post(f"/api/v1/cards/{parent_no}/freeze", json={"reason": "suspected fraud"}, headers=api.op)
+    assert r.status_code == 200
+    refused = [api.c.get(f"/api/v1/me/dependants/{did}", headers=h),
+               api.c.post("/api/v1/qrcodes", json={"scene": "transit", "dependant_id": did}, headers=h),
+               api.c.post(f"/api/v1/me/dependants/{did}/loss", headers=h)]
+    for r in refused:
+        assert r.status_code == 403, r.json
+        assert r.json["code"] == "proxy.own_card_unusable" and r.json["reason"] == "card.frozen"
+    # Nor can they take on a new dependant.
+    other = api.issued_card(birth=date(2018, 1, 1), name="李小二")
+    relate(api, other["person"], family["parent"]["card"]["person"], "parent")
+    r = api.c.post("/api/v1/me/dependants", json=bind_body(other, "parent"), headers=h)
+    assert r.status_code == 403 and r.json["code"] == "proxy.own_card_unusable"
+    # The child's card itself was never touched, and once unfrozen the parent acts again.
+    r = api.c.get(f"/api/v1/cards/{family['child']['card_no']}", headers=api.op)
+    assert r.json["status"] == "issued" and "lost_temporary" not in [e["action"] for e in r.json["history"]]
+    api.c.delete(f"/api/v1/cards/{parent_no}/freeze", headers=api.op)
+    r = api.c.get(f"/api/v1/me/dependants/{did}", headers=h)
+    assert r.status_code == 200 and r.json["card"]["status"] == "issued"
+
+
+def test_r14_a_proxy_who_lost_their_own_card_may_still_report_the_dependants_lost(api, family):
+    # A parent who lost a wallet holding both cards stops both; nothing else is allowed meanwhile.
+    dep = bind_child(api, family)
+    did, h = dep["dependant_id"], family["parent"]["headers"]
+    assert api.c.post("/api/v1/me/card/loss", headers=h).status_code == 200
+    r = api.c.post("/api/v1/qrcodes", json={"scene": "transit", "dependant_id": did}, headers=h)
+    assert r.status_code == 403 and r.json["reason"] == "card.lost"
+    r = api.c.get(f"/api/v1/me/dependants/{did}", headers=h)
+    assert r.status_code == 403 and r.json["reason"] == "card.lost"
+    r = api.c.post(f"/api/v1/me/dependants/{did}/loss", headers=h)
+    assert r.status_code == 200 and r.json["card"]["status"] == "lost_temporary"
+    # Not when the proxy's lost card is also frozen (suspected fraud): that outweighs the loss.
+    api.c.delete(f"/api/v1/cards/{family['child']['card_no']}/loss", headers=api.op)
+    parent_no = family["parent"]["card"]["card_no"]
+    api.c.post(f"/api/v1/cards/{parent_no}/freeze", json={"reason": "suspected fraud"}, headers=api.op)
+    r = api.c.post(f"/api/v1/me/dependants/{did}/loss", headers=h)
+    assert r.status_code == 403 and r.json["reason"] == "card.frozen"
+
+
+def test_r62_a_minor_cannot_end_a_parents_binding(api, family):
+    bind_child(api, family)
+    child = api.holder(family["child"])
+    pid = api.c.get("/api/v1/me/proxies", headers=child["headers"]).json["items"][0]["proxy_id"]
+    r = api.c.delete(f"/api/v1/me/proxies/{pid}", headers=child["headers"])
+    assert r.status_code == 403 and r.json["code"] == "proxy.minor_cannot_revoke"
+    items = api.c.get("/api/v1/me/proxies", headers=child["headers"]).json["items"]
+    assert items[0]["status"] == "active"
+
+
+# --- item 13 ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["reissue", "replace"])
+def test_r21_the_temporary_card_is_returned_when_the_new_card_is_collected(api, how):
+    card = api.issued_card()
+    no, pid = card["card_no"], card["person"]["person_id"]
+    if how == "reissue":
+        api.c.post(f"/api/v1/cards/{no}/loss", json={"kind": "formal"}, headers=api.op)
+    else:
+        api.c.post(f"/api/v1/cards/{no}/freeze", json={"reason": "chip under inspection"}, headers=api.op)
+    r = api.c.post("/api/v1/temporary-cards", json={"person_id": pid}, headers=api.op)
+    assert r.status_code == 201, r.json
+    temp_no = r.json["card_no"]
+    body = {"pin": "385714"} if how == "reissue" else {"pin": "385714", "reason": "unreadable"}
+    r = api.c.post(f"/api/v1/cards/{no}/{how}", json=body, headers=api.op)
+    assert r.status_code == 201, r.json
+    new_no = r.json["card_no"]
+    r = api.c.get(f"/api/v1/cards/{temp_no}", headers=api.op)
+    assert r.json["status"] == "cancelled"
+    last = r.json["history"][-1]
+    assert last["action"] == "returned" and new_no in last["reason"]
+    assert last["actor"]["type"] == "operator"
+
+
+def test_r22_unfreeze_takes_an_optional_reason_and_records_it(api):
+    card = api.issued_card()
+    no = card["card_no"]
+    api.c.post(f"/api/v1/cards/{no}/freeze", json={"reason": "suspected fraud"}, headers=api.op)
+    r = api.c.delete(f"/api/v1/cards/{no}/freeze", json={"reason": "police cleared the holder"},
+                     headers=api.op)
+    assert r.status_code == 200, r.json
+    assert r.json["frozen"] is False
+    last = r.json["history"][-1]
+    assert (last["action"], last["reason"]) == ("unfrozen", "police cleared the holder")
+    # Without a body, as before.
+    api.c.post(f"/api/v1/cards/{no}/freeze", json={"reason": "again"}, headers=api.op)
+    r = api.c.delete(f"/api/v1/cards/{no}/freeze", headers=api.op)
+    assert r.status_code == 200 and r.json["frozen"] is False
+    r = api.c.delete(f"/api/v1/cards/{no}/freeze", json={"reason": "x", "extra": 1}, headers=api.op)
+    assert r.status_code == 422
+
+
+def test_r23_the_automatic_pin_lock_is_in_the_card_history(api):
+    card = api.issued_card()
+    for pin in ("000001", "000002", "000003"):
+        r = api.sign(card, pin=pin)
+    assert r.status_code == 423 and r.json["code"] == "pin.locked"
+    locks = [e for e in _events(api, card["card_no"]) if e["action"] == "pin_locked"]
+    assert len(locks) == 1
+    assert locks[0]["actor"]["type"] == "system" and "3 wrong PINs" in locks[0]["reason"]
+    # A try on the locked card does not record another lock.
+    api.sign(card, pin="000004")
+    assert len([e for e in _events(api, card["card_no"]) if e["action"] == "pin_locked"]) == 1
+
+
+def test_r63_a_proxys_reads_of_the_dependants_card_are_in_the_dependants_audit(api, family):
+    dep = bind_child(api, family)
+    did = dep["dependant_id"]
+    r = api.c.get(f"/api/v1/me/dependants/{did}", headers=family["parent"]["headers"])
+    assert r.status_code == 200 and r.json["card"]["card_no"] == family["child"]["card_no"]
+    child = api.holder(family["child"])
+    reads = [e for e in _audit(api, child["headers"]) if e["action"] == "proxy_card_read"]
+    assert len(reads) == 2  # the answer to the binding, then the look-up
+    assert all(e["actor"]["type"] == "proxy" for e in reads)
+    assert reads[0]["actor"]["ref"] == did  # newest first: the look-up, by this binding
+    # The list (no card details) is not a read of the card.
+    api.c.get("/api/v1/me/dependants", headers=family["parent"]["headers"])
+    assert len([e for e in _audit(api, child["headers"]) if e["action"] == "proxy_card_read"]) == 2
+
+
+def test_r62_a_window_ends_a_proxy_for_an_adult_without_a_phone_and_for_a_minor(api, family):
+    elder = api.issued_card(birth=date(1945, 5, 5), name="王奶奶", sex="F")
+    son = api.holder(api.issued_card(birth=date(1970, 1, 1), name="王大"))
+    code = api.c.post(f"/api/v1/persons/{elder['person']['person_id']}/consent-codes",
+                      headers=api.op).json["code"]
+    r = api.c.post("/api/v1/me/dependants", json=bind_body(elder, "child", code), headers=son["headers"])
+    assert r.status_code == 201, r.json
+    did = r.json["dependant_id"]
+    # The window finds the binding on the person's record, and ends it.
+    epid = elder["person"]["person_id"]
+    r = api.c.get(f"/api/v1/persons/{epid}/proxies", headers=api.op)
+    assert r.status_code == 200 and [p["proxy_id"] for p in r.json["items"]] == [did]
+    r = api.c.delete(f"/api/v1/persons/{epid}/proxies/{did}", headers=api.op)
+    assert r.status_code == 200, r.json
+    assert r.json["status"] == "ended" and r.json["end_reason"] == "ended_at_window"
+    r = api.c.post(f"/api/v1/me/dependants/{did}/loss", headers=son["headers"])
+    assert r.status_code == 409 and r.json["code"] == "proxy.ended"
+    # A minor's binding, too (the way to end it before 16).
+    dep = bind_child(api, family)
+    cpid = family["child"]["person"]["person_id"]
+    r = api.c.delete(f"/api/v1/persons/{cpid}/proxies/{dep['dependant_id']}", headers=api.op)
+    assert r.status_code == 200 and r.json["status"] == "ended"
+    child = api.holder(family["child"])
+    ends = [e for e in _audit(api, child["headers"]) if e["action"] == "proxy_ended"]
+    assert ends[0]["actor"] == {"type": "operator", "ref": "w1", "channel": "window"}
+    # Another person's binding id, or a holder's token, is refused.
+    r = api.c.delete(f"/api/v1/persons/{epid}/proxies/{dep['dependant_id']}", headers=api.op)
+    assert r.status_code == 404 and r.json["code"] == "proxy.not_found"
+    r = api.c.delete(f"/api/v1/persons/{cpid}/proxies/{dep['dependant_id']}", headers=son["headers"])
+    assert r.status_code == 403
