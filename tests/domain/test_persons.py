@@ -1,0 +1,64 @@
+"""People (R-01 to R-04, R-61) through `ecard.persons`: one record per ID number, the personal data
+kept encrypted, and relations that must make sense."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from ecard import errors, persons
+from tests.conftest import T0
+from tests.domain.conftest import WINDOW
+from tests.support.app import make_id_number
+
+
+def test_an_id_number_is_registered_once(session, svc):
+    id_number = make_id_number(date(1990, 3, 7))
+    first = persons.register(session, svc, id_number=id_number, name="张小明", phone=None, now=T0)
+    with pytest.raises(errors.PersonExists):
+        persons.register(session, svc, id_number=id_number, name="张大明", phone=None, now=T0)
+    with pytest.raises(errors.PersonExists):  # the same number with a lowercase check character
+        persons.register(session, svc, id_number=id_number.lower(), name="张小明", phone=None, now=T0)
+    assert persons.find_by_id_number(session, svc, id_number) is first
+
+
+def test_a_person_is_stored_encrypted_and_read_back(session, svc):
+    id_number = make_id_number(date(1990, 3, 7), "F")
+    p = persons.register(session, svc, id_number=id_number, name="李思雨", phone="13800138000", now=T0)
+    assert (p.birth_date, p.sex) == (date(1990, 3, 7), "F")  # derived from the number
+    assert id_number.encode() not in p.id_number_enc and "李思雨".encode() not in p.name_enc
+    view = persons.view(svc, p)
+    assert (view.id_number, view.name, view.phone) == (id_number, "李思雨", "13800138000")
+
+
+def test_an_invalid_or_future_id_number_is_refused(session, svc):
+    good = make_id_number(date(1990, 3, 7))
+    wrong_check = good[:-1] + ("1" if good[-1] == "0" else "0")
+    with pytest.raises(errors.InvalidIdNumber):
+        persons.register(session, svc, id_number=wrong_check, name="张小明", phone=None, now=T0)
+    unborn = make_id_number(date(2027, 1, 1))
+    with pytest.raises(errors.InvalidIdNumber):
+        persons.register(session, svc, id_number=unborn, name="张小明", phone=None, now=T0)
+
+
+def test_a_relation_must_make_sense_and_is_recorded_once(session, svc, world):
+    parent, child = world.person(date(1985, 1, 1)), world.person(date(2016, 6, 15))
+    with pytest.raises(errors.RelationInvalid):  # swapped at the window: the parent is younger
+        persons.record_relation(session, svc, parent, relative=child, relation="parent",
+                                evidence_kind="household_register", evidence_no="HR-1", actor=WINDOW, now=T0)
+    with pytest.raises(errors.RelationInvalid):
+        persons.record_relation(session, svc, child, relative=child, relation="sibling",
+                                evidence_kind="other", evidence_no="x", actor=WINDOW, now=T0)
+    persons.record_relation(session, svc, child, relative=parent, relation="parent",
+                            evidence_kind="household_register", evidence_no="HR-1", actor=WINDOW, now=T0)
+    assert persons.relation_of(session, child, parent) == "parent"
+    with pytest.raises(errors.RelationExists):
+        persons.record_relation(session, svc, child, relative=parent, relation="guardian",
+                                evidence_kind="other", evidence_no="x", actor=WINDOW, now=T0)
+
+
+def test_age_counts_completed_years_and_a_leap_day_birthday_falls_on_1_march():
+    assert persons.age_on(date(2010, 3, 3), T0.date()) == 15
+    assert persons.age_on(date(2010, 3, 2), T0.date()) == 16
+    assert persons.nth_birthday(date(2008, 2, 29), 18) == date(2026, 3, 1)
