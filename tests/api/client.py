@@ -7,6 +7,8 @@ from datetime import date, datetime, timezone
 
 import sqlalchemy as sa
 
+import qr
+
 from tests.support.app import make_id_number
 
 OPERATOR = ("w1", "window-pass-1")
@@ -57,6 +59,13 @@ class Api:
         assert r.status_code == 201, r.json
         return {**r.json, "id_number_clear": id_number, "name_clear": name}
 
+    def relate(self, person: dict, relative: dict, relation: str) -> None:
+        """Record at the window that `relative` is `relation` to `person` (household register)."""
+        r = self.c.post(f"/api/v1/persons/{person['person_id']}/relations", headers=self.op, json={
+            "relative_person_id": relative["person_id"], "relation": relation,
+            "evidence": {"kind": "household_register", "number": "HR-1"}})
+        assert r.status_code == 201, r.json
+
     def issued_card(self, person: dict | None = None, pin: str = "285714", **kw) -> dict:
         person = person or self.person(**kw)
         r = self.c.post("/api/v1/cards", json={"person_id": person["person_id"]}, headers=self.op)
@@ -65,14 +74,25 @@ class Api:
         assert r.status_code == 200, r.json
         return {**r.json, "person": person, "pin": pin}
 
+    def card_action(self, card: dict | str, action: str, **body):
+        """An operator's act on a card at the window (`loss`, `freeze`, `cancel`, `reissue` ...):
+        POST /cards/{card_no}/{action}; the response, unchecked."""
+        card_no = card if isinstance(card, str) else card["card_no"]
+        return self.c.post(f"/api/v1/cards/{card_no}/{action}", json=body, headers=self.op)
+
     # --- holders ---------------------------------------------------------------------------------
 
-    def sign(self, card: dict, channel: str = "app", device_id: str = "phone-1", pin: str | None = None):
+    @staticmethod
+    def sign_body(card: dict, **change) -> dict:
+        """What a holder's channel sends to sign the e-card of `card` in (with `change` applied)."""
         person = card["person"]
-        return self.c.post("/api/v1/ecards", json={
-            "id_number": person["id_number_clear"], "name": person["name_clear"],
-            "card_no": card["card_no"], "pin": pin or card["pin"], "channel": channel,
-            "device_id": device_id})
+        return {"id_number": person["id_number_clear"], "name": person["name_clear"], "card_no": card["card_no"],
+                "pin": card["pin"], "channel": "app", "device_id": "phone-1", **change}
+
+    def sign(self, card: dict, channel: str = "app", device_id: str = "phone-1", pin: str | None = None):
+        """Sign the e-card of `card` in a channel; the response, unchecked."""
+        return self.c.post("/api/v1/ecards", json=self.sign_body(card, channel=channel, device_id=device_id,
+                                                                 pin=pin or card["pin"]))
 
     def holder(self, card: dict | None = None, channel: str = "app") -> dict:
         card = card or self.issued_card()
@@ -96,3 +116,62 @@ class Api:
                                                              "secret": t["secret"]})
         assert r.status_code == 200, r.json
         return {**t, "headers": {"Authorization": f"Bearer {r.json['access_token']}"}}
+
+    # --- codes and scans -------------------------------------------------------------------------
+
+    def code(self, holder: dict, scene: str = "clinic", **extra) -> dict:
+        """A fresh QR code of the holder's e-card (or, with `dependant_id`, a dependant's)."""
+        r = self.c.post("/api/v1/qrcodes", json={"scene": scene, **extra}, headers=holder["headers"])
+        assert r.status_code == 201, r.json
+        return r.json
+
+    def scan(self, terminal: dict, payload: str, **extra) -> dict:
+        """The terminal scans `payload` online; the decision."""
+        r = self.c.post("/api/v1/verifications/qr", json={"payload": payload, **extra}, headers=terminal["headers"])
+        assert r.status_code == 200, r.json
+        return r.json
+
+    def scan_new_code(self, holder: dict, terminal: dict, scene: str = "clinic", **extra) -> dict:
+        """Issue a code and scan it at once: the decision."""
+        return self.scan(terminal, self.code(holder, scene, **extra)["payload"])
+
+    def upload(self, terminal: dict, *records: tuple):
+        """An offline gate uploads its records, each (payload, scanned_at, extra fields); the
+        response, unchecked."""
+        return self.c.post("/api/v1/verifications/offline", json={"records": [
+            {"payload": p, "scanned_at": at.isoformat(), **extra} for p, at, extra in records]},
+            headers=terminal["headers"])
+
+    @staticmethod
+    def phone_code(holder: dict, at: datetime) -> str:
+        """The offline phone code (`ET1:`) the holder's app shows at `at`."""
+        return qr.offline_code(holder["binding"]["offline_ref"], holder["binding"]["offline_seed"], at)
+
+    def usage(self, holder: dict) -> list[dict]:
+        """The holder's usage history, newest first."""
+        r = self.c.get("/api/v1/me/usage", headers=holder["headers"])
+        assert r.status_code == 200, r.json
+        return r.json["items"]
+
+    # --- family ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def bind_body(card: dict, relation: str, consent: str | None = None) -> dict:
+        """What a proxy sends to bind the holder of `card` as a dependant."""
+        p = card["person"]
+        body = {"id_number": p["id_number_clear"], "name": p["name_clear"], "card_no": card["card_no"],
+                "relation": relation}
+        if consent:
+            body["consent_code"] = consent
+        return body
+
+    def bind(self, proxy: dict, card: dict, relation: str, consent: str | None = None):
+        """`proxy` (a holder) binds the holder of `card`; the response, unchecked."""
+        return self.c.post("/api/v1/me/dependants", json=self.bind_body(card, relation, consent),
+                           headers=proxy["headers"])
+
+    def consent_code(self, holder: dict) -> str:
+        """A one-time consent code the (adult) holder gives a relative."""
+        r = self.c.post("/api/v1/me/consent-codes", headers=holder["headers"])
+        assert r.status_code == 201, r.json
+        return r.json["code"]

@@ -2,7 +2,7 @@
 
 import io
 import threading
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -21,84 +21,71 @@ def term(api):
     return api.terminal()
 
 
-def code(api, holder, scene="clinic", **extra):
-    r = api.c.post("/api/v1/qrcodes", json={"scene": scene, **extra}, headers=holder["headers"])
-    assert r.status_code == 201, r.json
-    return r.json
-
-
-def scan(api, terminal, payload, **extra):
-    r = api.c.post("/api/v1/verifications/qr", json={"payload": payload, **extra}, headers=terminal["headers"])
-    assert r.status_code == 200, r.json
-    return r.json
-
-
 def test_issue_and_accept_once(api, h, term):
-    c = code(api, h)
+    c = api.code(h)
     assert c["payload"].startswith("EC1:") and c["scene"] == "clinic"
     assert c["expires_at"].startswith("2026-03-02T09:01:00") and c["refresh_at"] < c["expires_at"]
     person = h["card"]["person"]
     assert person["id_number_clear"] not in c["payload"] and h["card"]["card_no"] not in c["payload"]
-    d = scan(api, term, c["payload"])
+    d = api.scan(term, c["payload"])
     assert d["accepted"] is True and d["reason"] is None and d["verification_id"], d
     holder = d["holder"]
     assert holder["name"] == "张*明" and holder["id_number"].startswith(person["id_number_clear"][:4])
     assert "*" in holder["id_number"] and holder["age_band"] == "18_59" and holder["by_proxy"] is False
     assert holder["card_no"] == h["card"]["card_no"]  # a clinic needs it for settlement
-    again = scan(api, term, c["payload"])
+    again = api.scan(term, c["payload"])
     assert again["accepted"] is False and again["reason"] == "qr.replayed" and again["holder"] is None
 
 
 def test_a_gate_sees_no_insurance_fields(api, h, term):
-    d = scan(api, term, code(api, h, "transit")["payload"])
+    d = api.scan_new_code(h, term, "transit")
     assert d["accepted"] and set(d["holder"]) == {"name", "id_number", "age_band", "by_proxy"}
 
 
 def test_two_codes_of_one_person_are_unlinkable(api, h):
-    a, b = qr.decode(code(api, h)["payload"]), qr.decode(code(api, h)["payload"])
+    a, b = qr.decode(api.code(h)["payload"]), qr.decode(api.code(h)["payload"])
     assert a.handle != b.handle and a.nonce != b.nonce
 
 
 def test_expiry_by_the_server_clock(api, h, term, clock):
-    c = code(api, h)
+    c = api.code(h)
     clock.shift(timedelta(seconds=59))
     t2 = api.terminal()
     clock.shift(timedelta(seconds=1))
-    d = scan(api, t2, c["payload"])
+    d = api.scan(t2, c["payload"])
     assert d["accepted"] is False and d["reason"] == "qr.expired"
 
 
 def test_not_yet_valid(api, h, term, clock):
-    c = code(api, h)
+    c = api.code(h)
     clock.shift(timedelta(seconds=-2))
-    assert scan(api, term, c["payload"])["reason"] == "qr.not_yet_valid"
+    assert api.scan(term, c["payload"])["reason"] == "qr.not_yet_valid"
 
 
 def test_wrong_scene(api, h):
     clinic_only = api.terminal(scenes=("clinic",))
-    assert scan(api, clinic_only, code(api, h, "transit")["payload"])["reason"] == "qr.wrong_scene"
+    assert api.scan_new_code(h, clinic_only, "transit")["reason"] == "qr.wrong_scene"
     both = api.terminal(scenes=("clinic", "scenic"))
-    assert scan(api, both, code(api, h, "clinic")["payload"], scene="scenic")["reason"] == "qr.wrong_scene"
+    assert api.scan(both, api.code(h, "clinic")["payload"], scene="scenic")["reason"] == "qr.wrong_scene"
 
 
 def test_tampering_any_character_is_refused(api, h, term):
-    payload = code(api, h)["payload"]
+    payload = api.code(h)["payload"]
     alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
     for i in range(4, len(payload)):
         swapped = alphabet[(alphabet.index(payload[i]) + 1) % len(alphabet)]
-        d = scan(api, term, payload[:i] + swapped + payload[i + 1:])
+        d = api.scan(term, payload[:i] + swapped + payload[i + 1:])
         assert d["accepted"] is False and d["reason"] in ("qr.malformed", "qr.bad_signature", "qr.unknown_key"), i
-    assert scan(api, term, "hello")["reason"] == "qr.malformed"
+    assert api.scan(term, "hello")["reason"] == "qr.malformed"
 
 
 @pytest.mark.parametrize("action,reason", [
     ("loss", "card.lost"), ("freeze", "card.frozen"), ("cancel", "card.cancelled")])
 def test_no_code_for_a_suspended_ecard_and_live_status_at_scan(api, h, term, action, reason):
-    c = code(api, h)
-    no = h["card"]["card_no"]
+    c = api.code(h)
     body = {"loss": {"kind": "temporary"}, "freeze": {"reason": "x"}, "cancel": {"reason": "death"}}[action]
-    assert api.c.post(f"/api/v1/cards/{no}/{action}", json=body, headers=api.op).status_code == 200
-    d = scan(api, term, c["payload"])
+    assert api.card_action(h["card"], action, **body).status_code == 200
+    d = api.scan(term, c["payload"])
     assert d["accepted"] is False and d["reason"] == reason
     r = api.c.post("/api/v1/qrcodes", json={"scene": "clinic"}, headers=h["headers"])
     assert r.status_code == 409 and r.json["code"] == "ecard.suspended" and r.json["reason"] == reason
@@ -108,7 +95,7 @@ def test_an_expired_card_gets_no_code(api, clock):
     card = api.issued_card(birth=date(2015, 1, 1))  # under 16: valid 5 years, to 2031-03-02
     clock.move_to(T0.replace(year=2031) - timedelta(minutes=5))
     h = api.holder(card)
-    assert api.c.post("/api/v1/qrcodes", json={"scene": "clinic"}, headers=h["headers"]).status_code == 201
+    api.code(h)  # still issued five minutes before
     clock.shift(timedelta(minutes=5))
     r = api.c.post("/api/v1/qrcodes", json={"scene": "clinic"}, headers=h["headers"])
     assert r.status_code == 409 and r.json["reason"] == "card.expired"
@@ -118,7 +105,7 @@ def test_sixteen_concurrent_scans_accept_exactly_one(committing_app, clock):
     client = committing_app.test_client()
     api = Api(client)
     h, t = api.holder(), api.terminal()
-    payload = code(api, h)["payload"]
+    payload = api.code(h)["payload"]
     results, barrier = [], threading.Barrier(16)
 
     def worker():
@@ -139,18 +126,18 @@ def test_sixteen_concurrent_scans_accept_exactly_one(committing_app, clock):
 
 def test_key_rotation_never_fails_a_live_code(api, app, h, term, clock):
     ring = app.extensions["ecard.qr_ring"]
-    before = code(api, h)
+    before = api.code(h)
     new = ring.rotate(T0, publish_ahead=timedelta(minutes=10))
     try:
         tl = api.c.get("/api/v1/trust-list").json
         assert new.kid_hex in {k["kid"] for k in tl["keys"]}  # published before it signs
-        assert qr.decode(code(api, h)["payload"]).kid_hex != new.kid_hex
-        assert scan(api, term, before["payload"])["accepted"]
+        assert qr.decode(api.code(h)["payload"]).kid_hex != new.kid_hex
+        assert api.scan(term, before["payload"])["accepted"]
         clock.shift(timedelta(minutes=10))
         t2 = api.terminal()
-        late_old = code(api, api.holder(h["card"]))  # issued just before... no: after the switch
+        late_old = api.code(api.holder(h["card"]))  # issued just before... no: after the switch
         assert qr.decode(late_old["payload"]).kid_hex == new.kid_hex
-        assert scan(api, t2, late_old["payload"])["accepted"]
+        assert api.scan(t2, late_old["payload"])["accepted"]
     finally:
         ring.keys.remove(new)
         for k in ring.keys:
@@ -163,11 +150,11 @@ def test_codes_across_the_switch_all_verify(api, app, h, term, clock):
     try:
         payloads = []
         for _ in range(4):  # codes signed by the old key, then by the new one
-            payloads.append(code(api, h)["payload"])
+            payloads.append(api.code(h)["payload"])
             clock.shift(timedelta(seconds=15))
         assert len({qr.decode(p).kid_hex for p in payloads}) == 2
         for p in payloads[-3:]:
-            assert scan(api, term, p)["accepted"], qr.decode(p)
+            assert api.scan(term, p)["accepted"], qr.decode(p)
     finally:
         ring.keys.remove(new)
         for k in ring.keys:
@@ -176,17 +163,16 @@ def test_codes_across_the_switch_all_verify(api, app, h, term, clock):
 
 def test_offline_gate_verifies_from_the_trust_list_and_reconciles(api, h, term, clock):
     tl = api.c.get("/api/v1/trust-list").json
-    c = code(api, h, "transit")
+    c = api.code(h, "transit")
     gate_seen = qr.verify(c["payload"], tl, T0 + timedelta(seconds=3), scene="transit")
     assert gate_seen.by_proxy is False
     clock.shift(timedelta(hours=2))  # the gate uploads later
     t = api.terminal(offline_capable=True)
-    rec = {"payload": c["payload"], "scanned_at": (T0 + timedelta(seconds=3)).isoformat(), "scene": "transit"}
-    r = api.c.post("/api/v1/verifications/offline", json={"records": [rec]}, headers=t["headers"])
+    rec = (c["payload"], T0 + timedelta(seconds=3), {"scene": "transit"})
+    r = api.upload(t, rec)
     assert r.status_code == 200 and r.json["results"][0]["accepted"] is True
     # The same code taken at another offline gate: a late replay, flagged.
-    r = api.c.post("/api/v1/verifications/offline", json={"records": [rec, {**rec, "scanned_at": "2099-01-01T00:00:00Z"}]},
-                   headers=t["headers"])
+    r = api.upload(t, rec, (c["payload"], datetime(2099, 1, 1, tzinfo=timezone.utc), {"scene": "transit"}))
     first, second = r.json["results"]
     assert first["reason"] == "qr.replayed" and first["late_replay"] is True and r.json["late_replays"] == 1
     assert second["reason"] == "offline.bad_scan_time"
@@ -203,30 +189,27 @@ def test_rendered_png_decodes_with_zxing_and_verifies(api, h, term):
     assert r.status_code == 201 and r.headers["Content-Type"] == "image/png"
     found = zxingcpp.read_barcodes(Image.open(io.BytesIO(r.data)))
     assert len(found) == 1
-    assert scan(api, term, found[0].text)["accepted"] is True
+    assert api.scan(term, found[0].text)["accepted"] is True
     r = api.c.post("/api/v1/qrcodes", json={"scene": "scenic"}, headers={**h["headers"], "Accept": "image/svg+xml"})
     assert r.data.startswith(b"<?xml") or b"<svg" in r.data[:200]
 
 
 def test_offline_phone_code_is_accepted_once(api, h, term, clock):
-    seed, ref = h["binding"]["offline_seed"], h["binding"]["offline_ref"]
-    text = qr.offline_code(ref, seed, T0)
-    d = scan(api, term, text, scene="clinic")
+    text = api.phone_code(h, T0)
+    d = api.scan(term, text, scene="clinic")
     assert d["accepted"] is True and d["holder"]["name"] == "张*明"
-    assert scan(api, term, text, scene="clinic")["reason"] == "qr.replayed"
+    assert api.scan(term, text, scene="clinic")["reason"] == "qr.replayed"
     clock.shift(timedelta(seconds=30))
-    assert scan(api, term, text, scene="clinic")["reason"] == "qr.replayed"  # previous step, already used
-    assert scan(api, term, qr.offline_code(ref, seed, T0 + timedelta(seconds=30)), scene="clinic")["accepted"] is True
+    assert api.scan(term, text, scene="clinic")["reason"] == "qr.replayed"  # previous step, already used
+    assert api.scan(term, api.phone_code(h, T0 + timedelta(seconds=30)), scene="clinic")["accepted"] is True
     clock.shift(timedelta(seconds=60))
-    assert scan(api, term, text, scene="clinic")["reason"] == "qr.totp_invalid"  # too old
+    assert api.scan(term, text, scene="clinic")["reason"] == "qr.totp_invalid"  # too old
 
 
 def test_usage_history(api, h, term):
-    scan(api, term, code(api, h)["payload"])
-    scan(api, term, code(api, h, "transit")["payload"])
-    r = api.c.get("/api/v1/me/usage", headers=h["headers"])
-    items = r.json["items"]
-    assert [(i["scene"], i["accepted"], i["merchant"]) for i in items] == [
+    api.scan_new_code(h, term)
+    api.scan_new_code(h, term, "transit")
+    assert [(i["scene"], i["accepted"], i["merchant"]) for i in api.usage(h)] == [
         ("transit", True, "Clinic"), ("clinic", True, "Clinic")]
 
 
