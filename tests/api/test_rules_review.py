@@ -6,7 +6,7 @@ from datetime import date
 import pytest
 
 from ecard.idnumber import make_card_no
-from tests.api.test_family import bind_body, bind_child, family, relate  # noqa: F401 (fixture)
+from tests.api.test_family import bind_child, family  # noqa: F401 (fixture)
 
 
 def _events(api, card_no):
@@ -25,15 +25,15 @@ def _audit(api, headers):
 
 def test_r41_bind_with_an_unknown_card_number_is_the_same_identity_mismatch(api, family):
     # A well-formed number that no card has: not a 404 that tells a guesser it does not exist.
-    body = {**bind_body(family["child"], "parent"), "card_no": make_card_no("A", 9_999_999)}
+    body = {**api.bind_body(family["child"], "parent"), "card_no": make_card_no("A", 9_999_999)}
     r = api.c.post("/api/v1/me/dependants", json=body, headers=family["parent"]["headers"])
     assert r.status_code == 401 and r.json["code"] == "ecard.identity_mismatch"
     # Someone else's real card: the very same answer.
-    body = {**bind_body(family["child"], "parent"), "card_no": family["stranger"]["card"]["card_no"]}
+    body = {**api.bind_body(family["child"], "parent"), "card_no": family["stranger"]["card"]["card_no"]}
     r = api.c.post("/api/v1/me/dependants", json=body, headers=family["parent"]["headers"])
     assert r.status_code == 401 and r.json["code"] == "ecard.identity_mismatch"
     # A malformed number is still a validation error of its format.
-    body = {**bind_body(family["child"], "parent"), "card_no": "A12"}
+    body = {**api.bind_body(family["child"], "parent"), "card_no": "A12"}
     r = api.c.post("/api/v1/me/dependants", json=body, headers=family["parent"]["headers"])
     assert r.status_code == 422
 
@@ -44,8 +44,7 @@ def test_r22_a_proxy_whose_own_card_is_frozen_cannot_act_for_the_dependant(api, 
     dep = bind_child(api, family)
     did, h = dep["dependant_id"], family["parent"]["headers"]
     parent_no = family["parent"]["card"]["card_no"]
-    r = api.c.post(f"/api/v1/cards/{parent_no}/freeze", json={"reason": "suspected fraud"}, headers=api.op)
-    assert r.status_code == 200
+    assert api.card_action(parent_no, "freeze", reason="suspected fraud").status_code == 200
     refused = [api.c.get(f"/api/v1/me/dependants/{did}", headers=h),
                api.c.post("/api/v1/qrcodes", json={"scene": "transit", "dependant_id": did}, headers=h),
                api.c.post(f"/api/v1/me/dependants/{did}/loss", headers=h)]
@@ -54,8 +53,8 @@ def test_r22_a_proxy_whose_own_card_is_frozen_cannot_act_for_the_dependant(api, 
         assert r.json["code"] == "proxy.own_card_unusable" and r.json["reason"] == "card.frozen"
     # Nor can they take on a new dependant.
     other = api.issued_card(birth=date(2018, 1, 1), name="李小二")
-    relate(api, other["person"], family["parent"]["card"]["person"], "parent")
-    r = api.c.post("/api/v1/me/dependants", json=bind_body(other, "parent"), headers=h)
+    api.relate(other["person"], family["parent"]["card"]["person"], "parent")
+    r = api.c.post("/api/v1/me/dependants", json=api.bind_body(other, "parent"), headers=h)
     assert r.status_code == 403 and r.json["code"] == "proxy.own_card_unusable"
     # The child's card itself was never touched, and once unfrozen the parent acts again.
     r = api.c.get(f"/api/v1/cards/{family['child']['card_no']}", headers=api.op)
@@ -79,7 +78,7 @@ def test_r14_a_proxy_who_lost_their_own_card_may_still_report_the_dependants_los
     # Not when the proxy's lost card is also frozen (suspected fraud): that outweighs the loss.
     api.c.delete(f"/api/v1/cards/{family['child']['card_no']}/loss", headers=api.op)
     parent_no = family["parent"]["card"]["card_no"]
-    api.c.post(f"/api/v1/cards/{parent_no}/freeze", json={"reason": "suspected fraud"}, headers=api.op)
+    api.card_action(parent_no, "freeze", reason="suspected fraud")
     r = api.c.post(f"/api/v1/me/dependants/{did}/loss", headers=h)
     assert r.status_code == 403 and r.json["reason"] == "card.frozen"
 
@@ -101,14 +100,14 @@ def test_r21_the_temporary_card_is_returned_when_the_new_card_is_collected(api, 
     card = api.issued_card()
     no, pid = card["card_no"], card["person"]["person_id"]
     if how == "reissue":
-        api.c.post(f"/api/v1/cards/{no}/loss", json={"kind": "formal"}, headers=api.op)
+        api.card_action(no, "loss", kind="formal")
     else:
-        api.c.post(f"/api/v1/cards/{no}/freeze", json={"reason": "chip under inspection"}, headers=api.op)
+        api.card_action(no, "freeze", reason="chip under inspection")
     r = api.c.post("/api/v1/temporary-cards", json={"person_id": pid}, headers=api.op)
     assert r.status_code == 201, r.json
     temp_no = r.json["card_no"]
     body = {"pin": "385714"} if how == "reissue" else {"pin": "385714", "reason": "unreadable"}
-    r = api.c.post(f"/api/v1/cards/{no}/{how}", json=body, headers=api.op)
+    r = api.card_action(no, how, **body)
     assert r.status_code == 201, r.json
     new_no = r.json["card_no"]
     r = api.c.get(f"/api/v1/cards/{temp_no}", headers=api.op)
@@ -121,7 +120,7 @@ def test_r21_the_temporary_card_is_returned_when_the_new_card_is_collected(api, 
 def test_r22_unfreeze_takes_an_optional_reason_and_records_it(api):
     card = api.issued_card()
     no = card["card_no"]
-    api.c.post(f"/api/v1/cards/{no}/freeze", json={"reason": "suspected fraud"}, headers=api.op)
+    api.card_action(no, "freeze", reason="suspected fraud")
     r = api.c.delete(f"/api/v1/cards/{no}/freeze", json={"reason": "police cleared the holder"},
                      headers=api.op)
     assert r.status_code == 200, r.json
@@ -129,7 +128,7 @@ def test_r22_unfreeze_takes_an_optional_reason_and_records_it(api):
     last = r.json["history"][-1]
     assert (last["action"], last["reason"]) == ("unfrozen", "police cleared the holder")
     # Without a body, as before.
-    api.c.post(f"/api/v1/cards/{no}/freeze", json={"reason": "again"}, headers=api.op)
+    api.card_action(no, "freeze", reason="again")
     r = api.c.delete(f"/api/v1/cards/{no}/freeze", headers=api.op)
     assert r.status_code == 200 and r.json["frozen"] is False
     r = api.c.delete(f"/api/v1/cards/{no}/freeze", json={"reason": "x", "extra": 1}, headers=api.op)
@@ -169,7 +168,7 @@ def test_r62_a_window_ends_a_proxy_for_an_adult_without_a_phone_and_for_a_minor(
     son = api.holder(api.issued_card(birth=date(1970, 1, 1), name="王大"))
     code = api.c.post(f"/api/v1/persons/{elder['person']['person_id']}/consent-codes",
                       headers=api.op).json["code"]
-    r = api.c.post("/api/v1/me/dependants", json=bind_body(elder, "child", code), headers=son["headers"])
+    r = api.bind(son, elder, "child", code)
     assert r.status_code == 201, r.json
     did = r.json["dependant_id"]
     # The window finds the binding on the person's record, and ends it.
