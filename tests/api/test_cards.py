@@ -20,7 +20,7 @@ def test_apply_issue_and_history(api):
     assert r.json["status"] == "applied" and len(r.json["card_no"]) == 9
     assert r.json["production_deadline"].startswith((T0 + timedelta(days=30)).date().isoformat())
     no = r.json["card_no"]
-    r = api.c.post(f"/api/v1/cards/{no}/issue", json={"pin": "285714"}, headers=api.op)
+    r = api.card_action(no, "issue", pin="285714")
     assert r.status_code == 200
     assert r.json["status"] == "issued"
     assert r.json["expires_at"].startswith("2036-03-02")  # 10 years at 35
@@ -42,30 +42,30 @@ def test_one_live_card_per_person(api):
 def test_card_numbers_are_never_reused(api):
     numbers = {api.issued_card()["card_no"] for _ in range(3)}
     c = api.issued_card()
-    api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "formal"}, headers=api.op)
-    r = api.c.post(f"/api/v1/cards/{c['card_no']}/reissue", json={"pin": "285714"}, headers=api.op)
+    api.card_action(c, "loss", kind="formal")
+    r = api.card_action(c, "reissue", pin="285714")
     numbers |= {c["card_no"], r.json["card_no"]}
     assert len(numbers) == 5
 
 
 def test_temporary_loss_stops_the_card_and_lapses_after_seven_days(api, clock):
     c = api.issued_card()
-    r = api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "temporary"}, headers=api.op)
+    r = api.card_action(c, "loss", kind="temporary")
     assert r.json["status"] == "lost_temporary"
     clock.shift(timedelta(days=7) - timedelta(seconds=1))
     assert card(api, c["card_no"])["status"] == "lost_temporary"
     clock.shift(timedelta(seconds=1))
     assert card(api, c["card_no"])["status"] == "issued"
     # The lapse is written into the history by the next change.
-    r = api.c.post(f"/api/v1/cards/{c['card_no']}/freeze", json={"reason": "check"}, headers=api.op)
+    r = api.card_action(c, "freeze", reason="check")
     actions = [e["action"] for e in r.json["history"]]
     assert actions[-2:] == ["loss_lapsed", "frozen"]
 
 
 def test_temporary_loss_made_formal_does_not_lapse(api, clock):
     c = api.issued_card()
-    api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "temporary"}, headers=api.op)
-    r = api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "formal"}, headers=api.op)
+    api.card_action(c, "loss", kind="temporary")
+    r = api.card_action(c, "loss", kind="formal")
     assert r.json["status"] == "lost_formal"
     clock.shift(timedelta(days=30))
     assert card(api, c["card_no"])["status"] == "lost_formal"
@@ -73,7 +73,7 @@ def test_temporary_loss_made_formal_does_not_lapse(api, clock):
 
 def test_unhang_brings_the_card_back(api):
     c = api.issued_card()
-    api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "formal"}, headers=api.op)
+    api.card_action(c, "loss", kind="formal")
     r = api.c.delete(f"/api/v1/cards/{c['card_no']}/loss", headers=api.op)
     assert r.status_code == 200 and r.json["status"] == "issued"
     r = api.c.delete(f"/api/v1/cards/{c['card_no']}/loss", headers=api.op)
@@ -83,13 +83,13 @@ def test_unhang_brings_the_card_back(api):
 def test_reissue_needs_formal_loss_and_then_unhang_is_refused(api):
     c = api.issued_card()
     no = c["card_no"]
-    r = api.c.post(f"/api/v1/cards/{no}/reissue", json={"pin": "285714"}, headers=api.op)
+    r = api.card_action(no, "reissue", pin="285714")
     assert r.status_code == 409 and r.json["code"] == "card.reissue_requires_formal_loss"
-    api.c.post(f"/api/v1/cards/{no}/loss", json={"kind": "temporary"}, headers=api.op)
-    r = api.c.post(f"/api/v1/cards/{no}/reissue", json={"pin": "285714"}, headers=api.op)
+    api.card_action(no, "loss", kind="temporary")
+    r = api.card_action(no, "reissue", pin="285714")
     assert r.status_code == 409 and r.json["code"] == "card.reissue_requires_formal_loss"
-    api.c.post(f"/api/v1/cards/{no}/loss", json={"kind": "formal"}, headers=api.op)
-    r = api.c.post(f"/api/v1/cards/{no}/reissue", json={"pin": "385714"}, headers=api.op)
+    api.card_action(no, "loss", kind="formal")
+    r = api.card_action(no, "reissue", pin="385714")
     assert r.status_code == 201
     new = r.json
     assert new["card_no"] != no and new["status"] == "issued" and new["fee"] == 2000
@@ -116,7 +116,7 @@ def test_replacement_fees(api, clock, reason, years, fee):
 
 def test_a_lost_card_is_not_replaced(api):
     c = api.issued_card()
-    api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "temporary"}, headers=api.op)
+    api.card_action(c, "loss", kind="temporary")
     r = api.c.post(f"/api/v1/cards/{c['card_no']}/replace", json={"reason": "damaged", "pin": "285714"},
                    headers=api.op)
     assert r.status_code == 409 and r.json["code"] == "card.lost"
@@ -124,7 +124,7 @@ def test_a_lost_card_is_not_replaced(api):
 
 def test_cancellation_is_terminal(api):
     c = api.issued_card()
-    r = api.c.post(f"/api/v1/cards/{c['card_no']}/cancel", json={"reason": "death"}, headers=api.op)
+    r = api.card_action(c, "cancel", reason="death")
     assert r.status_code == 200 and r.json["status"] == "cancelled"
     for method, path, body in [
         ("post", "loss", {"kind": "temporary"}), ("post", "freeze", {"reason": "x"}),
@@ -139,9 +139,9 @@ def test_cancellation_is_terminal(api):
 
 def test_freeze_and_unfreeze(api):
     c = api.issued_card()
-    r = api.c.post(f"/api/v1/cards/{c['card_no']}/freeze", json={"reason": "suspected fraud"}, headers=api.op)
+    r = api.card_action(c, "freeze", reason="suspected fraud")
     assert r.json["frozen"] is True and r.json["freeze_reason"] == "suspected fraud"
-    r = api.c.post(f"/api/v1/cards/{c['card_no']}/freeze", json={"reason": "again"}, headers=api.op)
+    r = api.card_action(c, "freeze", reason="again")
     assert r.status_code == 409
     r = api.c.delete(f"/api/v1/cards/{c['card_no']}/freeze", headers=api.op)
     assert r.json["frozen"] is False
@@ -152,7 +152,7 @@ def test_cards_expire_by_themselves(api, clock):
     c = api.issued_card(birth=date(2015, 5, 1))
     clock.shift(timedelta(days=5 * 366))
     assert card(api, c["card_no"])["status"] == "expired"
-    r = api.c.post(f"/api/v1/cards/{c['card_no']}/loss", json={"kind": "temporary"}, headers=api.op)
+    r = api.card_action(c, "loss", kind="temporary")
     assert r.status_code == 409 and r.json["code"] == "card.expired"
     r = api.c.post(f"/api/v1/cards/{c['card_no']}/replace", json={"reason": "renewal", "pin": "285714"},
                    headers=api.op)
@@ -177,7 +177,7 @@ def test_temporary_card_lasts_90_days_and_is_returned_when_the_card_is_collected
     assert temp["expires_at"].startswith((T0 + timedelta(days=90)).date().isoformat())
     r = api.c.post("/api/v1/temporary-cards", json={"person_id": person["person_id"]}, headers=api.op)
     assert r.status_code == 409
-    api.c.post(f"/api/v1/cards/{formal}/issue", json={"pin": "285714"}, headers=api.op)
+    api.card_action(formal, "issue", pin="285714")
     t = card(api, temp["card_no"])
     assert t["status"] == "cancelled" and t["history"][-1]["action"] == "returned"
 

@@ -86,7 +86,7 @@ def test_a_card_that_may_not_be_used_is_refused(world, start_card, action, body,
     api = world["api"]
     card = api.issued_card()
     image = world["image"](card)
-    assert api.c.post(f"/api/v1/cards/{card['card_no']}/{action}", json=body, headers=api.op).status_code == 200
+    assert api.card_action(card, action, **body).status_code == 200
     start_card(image)
     code, line, err = agent(world)
     assert code == 1 and line["accepted"] is False and line["reason"] == reason, err

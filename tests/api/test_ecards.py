@@ -48,28 +48,25 @@ def test_identity_mismatch_reveals_nothing(api):
     other = api.person(name="李四")
     for override in ({"name": "王五"}, {"id_number": other["id_number_clear"]},
                      {"card_no": api.issued_card()["card_no"]}):
-        person = card["person"]
-        body = {"id_number": person["id_number_clear"], "name": person["name_clear"],
-                "card_no": card["card_no"], "pin": "285714", "channel": "app", "device_id": "d", **override}
-        r = api.c.post("/api/v1/ecards", json=body)
+        r = api.c.post("/api/v1/ecards", json=api.sign_body(card, pin="285714", device_id="d", **override))
         assert r.status_code == 401 and r.json["code"] == "ecard.identity_mismatch"
 
 
 def test_status_follows_the_card_and_moves_to_the_new_one(api):
     h = api.holder()
     no = h["card"]["card_no"]
-    api.c.post(f"/api/v1/cards/{no}/loss", json={"kind": "formal"}, headers=api.op)
+    api.card_action(no, "loss", kind="formal")
     assert me(api, h["headers"]).json["ecard"]["status"] == "suspended"
-    r = api.c.post(f"/api/v1/cards/{no}/reissue", json={"pin": "385714"}, headers=api.op)
+    r = api.card_action(no, "reissue", pin="385714")
     new_no = r.json["card_no"]
     body = me(api, h["headers"]).json
     assert body["ecard"] == {**body["ecard"], "status": "active", "card_no": new_no}
     assert body["ecard"]["ecard_id"] == h["ecard"]["ecard_id"]
-    api.c.post(f"/api/v1/cards/{new_no}/freeze", json={"reason": "x"}, headers=api.op)
+    api.card_action(new_no, "freeze", reason="x")
     assert me(api, h["headers"]).json["ecard"]["status"] == "suspended"
     api.c.delete(f"/api/v1/cards/{new_no}/freeze", headers=api.op)
     assert me(api, h["headers"]).json["ecard"]["status"] == "active"
-    api.c.post(f"/api/v1/cards/{new_no}/cancel", json={"reason": "emigration"}, headers=api.op)
+    api.card_action(new_no, "cancel", reason="emigration")
     assert me(api, h["headers"]).json["ecard"]["status"] == "ended"
 
 
@@ -85,11 +82,11 @@ def test_holder_reports_own_card_lost(api):
 
 def test_signing_refused_for_unusable_cards(api):
     card = api.issued_card()
-    api.c.post(f"/api/v1/cards/{card['card_no']}/loss", json={"kind": "temporary"}, headers=api.op)
+    api.card_action(card, "loss", kind="temporary")
     r = api.sign(card)
     assert r.status_code == 409 and r.json["code"] == "card.lost"
     card2 = api.issued_card()
-    api.c.post(f"/api/v1/cards/{card2['card_no']}/freeze", json={"reason": "x"}, headers=api.op)
+    api.card_action(card2, "freeze", reason="x")
     assert api.sign(card2).json["code"] == "card.frozen"
     person = api.person()
     r = api.c.post("/api/v1/cards", json={"person_id": person["person_id"]}, headers=api.op)
@@ -125,9 +122,9 @@ def test_weak_pins_are_refused(api):
     r = api.c.post("/api/v1/cards", json={"person_id": person["person_id"]}, headers=api.op)
     no = r.json["card_no"]
     for pin in ("111111", "123456", "654321", "900307", "070390", "199003"):
-        r = api.c.post(f"/api/v1/cards/{no}/issue", json={"pin": pin}, headers=api.op)
+        r = api.card_action(no, "issue", pin=pin)
         assert r.status_code == 422 and r.json["code"] == "pin.weak", pin
-    r = api.c.post(f"/api/v1/cards/{no}/issue", json={"pin": "12345"}, headers=api.op)
+    r = api.card_action(no, "issue", pin="12345")
     assert r.status_code == 422 and r.json["code"] == "validation.failed"
 
 

@@ -98,10 +98,7 @@ def _reissue(api: Api, ctx: dict):
 
 def _sign(api: Api, ctx: dict):
     """Holder: sign the e-card in a new channel (PIN check, e-card, binding, event)."""
-    p = ctx["card"]["person"]
-    return api.c.post("/api/v1/ecards", json={
-        "id_number": p["id_number_clear"], "name": p["name_clear"], "card_no": ctx["card"]["card_no"],
-        "pin": "285714", "channel": "wechat", "device_id": "tablet"})
+    return api.sign(ctx["card"], channel="wechat", device_id="tablet", pin="285714")
 
 
 def _scan(api: Api, ctx: dict):
@@ -115,7 +112,7 @@ def _setup(api: Api, name: str) -> dict:
     if name == "reissue":
         ctx["card"] = api.issued_card()
         api.holder(ctx["card"])  # the e-card follows the new card: one more table written
-        r = api.c.post(f"/api/v1/cards/{ctx['card']['card_no']}/loss", json={"kind": "formal"}, headers=api.op)
+        r = api.card_action(ctx['card']['card_no'], "loss", kind="formal")
         assert r.status_code == 200
     elif name == "sign":
         ctx["card"] = api.issued_card()
@@ -123,8 +120,7 @@ def _setup(api: Api, name: str) -> dict:
     else:
         h = api.holder()
         ctx["terminal"] = api.terminal()
-        r = api.c.post("/api/v1/qrcodes", json={"scene": "clinic"}, headers=h["headers"])
-        ctx["payload"] = r.json["payload"]
+        ctx["payload"] = api.code(h)["payload"]
     return ctx
 
 
@@ -295,7 +291,7 @@ def test_a_code_issue_reads_its_holder_live_and_gives_the_connection_back(commit
     holder = api.holder()
     pool = committing_app.extensions["ecard.db"].engine.pool
     for _ in range(3):
-        assert api.c.post("/api/v1/qrcodes", json={"scene": "clinic"}, headers=holder["headers"]).status_code == 201
+        api.code(holder)
     assert pool.checkedout() == 0
     r = api.c.delete(f"/api/v1/me/channels/{holder['binding']['binding_id']}", headers=holder["headers"])
     assert r.status_code == 200
@@ -350,7 +346,7 @@ def test_pins_are_checked_and_hashed_before_taking_the_sqlite_write_lock(committ
     person = api.person(name="李四")
     applied = api.c.post("/api/v1/cards", json={"person_id": person["person_id"]}, headers=api.op).json
     checks.clear()
-    r = api.c.post(f"/api/v1/cards/{applied['card_no']}/issue", json={"pin": "285714"}, headers=api.op)
+    r = api.card_action(applied, "issue", pin="285714")
     assert r.status_code == 200 and r.json["status"] == "issued"
     assert checks == [True]
 
@@ -512,8 +508,8 @@ def test_a_restart_loses_nothing(committing_app, clock, tmp_path):
     card = api.issued_card()
     kept, gone = api.holder(card, "app"), api.holder(card, "wechat")
     t = api.terminal()
-    payload = api.c.post("/api/v1/qrcodes", json={"scene": "clinic"}, headers=kept["headers"]).json["payload"]
-    d = api.c.post("/api/v1/verifications/qr", json={"payload": payload}, headers=t["headers"]).json
+    payload = api.code(kept)["payload"]
+    d = api.scan(t, payload)
     assert d["accepted"] is True
     assert api.c.delete(f"/api/v1/me/channels/{gone['binding']['binding_id']}",
                         headers=kept["headers"]).status_code == 200
@@ -542,14 +538,12 @@ def test_a_restart_loses_nothing(committing_app, clock, tmp_path):
         r = api2.c.get(f"/api/v1/cards/{card['card_no']}", headers=logged_out)
         assert r.status_code == 401 and r.json["code"] == "auth.token_revoked"
         # The redemption: the code stays used.
-        d = api2.c.post("/api/v1/verifications/qr", json={"payload": payload}, headers=t["headers"]).json
+        d = api2.scan(t, payload)
         assert d["accepted"] is False and d["reason"] == "qr.replayed", d
         assert api2.c.get("/api/v1/me/audit", headers=kept["headers"]).json["items"] == audit_before
-        usage = api2.c.get("/api/v1/me/usage", headers=kept["headers"]).json["items"]
-        assert [(u["accepted"], u["reason"]) for u in usage] == [(False, "qr.replayed"), (True, None)]
+        assert [(u["accepted"], u["reason"]) for u in api2.usage(kept)] == [(False, "qr.replayed"), (True, None)]
         # Codes issued after the restart verify (same QR keys), once.
-        p2 = api2.c.post("/api/v1/qrcodes", json={"scene": "clinic"}, headers=kept["headers"]).json["payload"]
-        assert api2.c.post("/api/v1/verifications/qr", json={"payload": p2}, headers=t["headers"]).json["accepted"]
+        assert api2.scan_new_code(kept, t)["accepted"]
     finally:
         app2.extensions["ecard.db"].engine.dispose()
 
@@ -567,12 +561,10 @@ def test_key_rotation_and_a_stale_trust_list_end_to_end(committing_app, clock):
     h, t = api.holder(), api.terminal()
 
     def code() -> str:
-        r = api.c.post("/api/v1/qrcodes", json={"scene": "transit"}, headers=h["headers"])
-        assert r.status_code == 201, r.json
-        return r.json["payload"]
+        return api.code(h, "transit")["payload"]
 
     def server_accepts(payload: str) -> bool:
-        return api.c.post("/api/v1/verifications/qr", json={"payload": payload}, headers=t["headers"]).json["accepted"]
+        return api.scan(t, payload)["accepted"]
 
     def gate(payload: str, trust_list: dict) -> str:
         try:

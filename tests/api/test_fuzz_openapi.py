@@ -261,7 +261,7 @@ def test_offline_results_match_the_document(api, app, clock):
     from ecard.api.schemas import DecisionOut
 
     h, t = api.holder(), api.terminal(offline_capable=True)
-    payload = api.c.post("/api/v1/qrcodes", json={"scene": "clinic"}, headers=h["headers"]).json["payload"]
+    payload = api.code(h)["payload"]
     operation = schema["/api/v1/verifications/offline"]["POST"]
     case = operation.Case(body={"records": [{"payload": payload, "scanned_at": "2026-03-02T09:00:00+00:00"}]},
                           media_type="application/json")

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from tests.api.client import Api
 from tests.api.test_limits import limited_client
 
 
@@ -15,12 +16,6 @@ def records(app, key: str) -> int:
         from ecard import db
 
         return db.session().scalar(sa.text("SELECT count(*) FROM idempotency_records WHERE key = :k"), {"k": key})
-
-
-def sign_body(card: dict, **change) -> dict:
-    person = card["person"]
-    return {"id_number": person["id_number_clear"], "name": person["name_clear"], "card_no": card["card_no"],
-            "pin": card["pin"], "channel": "app", "device_id": "phone-1", **change}
 
 
 def test_an_anonymous_request_to_a_protected_route_writes_no_record(api, app):
@@ -37,10 +32,10 @@ def test_an_anonymous_request_to_a_protected_route_writes_no_record(api, app):
 def test_a_wrong_pin_is_not_replayed(api, app):
     card = api.issued_card()
     headers = {"Idempotency-Key": "sign-wrong-pin"}
-    first = api.c.post("/api/v1/ecards", json=sign_body(card, pin="000000"), headers=headers)
+    first = api.c.post("/api/v1/ecards", json=Api.sign_body(card, pin="000000"), headers=headers)
     assert (first.status_code, first.json["code"], first.json["tries_left"]) == (401, "pin.wrong", 2)
     assert records(app, "sign-wrong-pin") == 0
-    again = api.c.post("/api/v1/ecards", json=sign_body(card, pin="000000"), headers=headers)
+    again = api.c.post("/api/v1/ecards", json=Api.sign_body(card, pin="000000"), headers=headers)
     assert "Idempotent-Replayed" not in again.headers
     assert (again.status_code, again.json["tries_left"]) == (401, 1)  # judged, and counted, afresh
 
@@ -49,15 +44,15 @@ def test_a_429_is_not_replayed_once_the_window_has_passed(api, app, tmp_path, cl
     card = api.issued_card()
     c = limited_client(app, tmp_path)
     for _ in range(5):  # the card's sign-in limit, spent on wrong names
-        assert c.post("/api/v1/ecards", json=sign_body(card, name="李四")).status_code == 401
+        assert c.post("/api/v1/ecards", json=Api.sign_body(card, name="李四")).status_code == 401
     headers = {"Idempotency-Key": "sign-after-limit"}
-    r = c.post("/api/v1/ecards", json=sign_body(card), headers=headers)
+    r = c.post("/api/v1/ecards", json=Api.sign_body(card), headers=headers)
     assert r.status_code == 429
     assert records(app, "sign-after-limit") == 0
     clock.shift(timedelta(seconds=61))
-    r = c.post("/api/v1/ecards", json=sign_body(card), headers=headers)
+    r = c.post("/api/v1/ecards", json=Api.sign_body(card), headers=headers)
     assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
-    replay = c.post("/api/v1/ecards", json=sign_body(card), headers=headers)
+    replay = c.post("/api/v1/ecards", json=Api.sign_body(card), headers=headers)
     assert replay.headers["Idempotent-Replayed"] == "true"
     assert replay.json["binding"]["binding_id"] == r.json["binding"]["binding_id"]
 

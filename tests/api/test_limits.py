@@ -53,12 +53,9 @@ def limited_client(app, tmp_path, storage: str = "local", **config):
 def test_pin_guessing_ends_in_the_lock_then_the_limit(api, app, tmp_path, clock, storage):
     card = api.issued_card()
     c = limited_client(app, tmp_path, storage)
-    person = card["person"]
     answers = []
     for guess in range(10):
-        r = c.post("/api/v1/ecards", json={
-            "id_number": person["id_number_clear"], "name": person["name_clear"], "card_no": card["card_no"],
-            "pin": f"{guess:06d}", "channel": "app", "device_id": "attacker"})
+        r = c.post("/api/v1/ecards", json=Api.sign_body(card, pin=f"{guess:06d}", device_id="attacker"))
         answers.append((r.status_code, r.json["code"]))
     assert answers[:3] == [(401, "pin.wrong"), (401, "pin.wrong"), (423, "pin.locked")]
     assert answers[3:5] == [(423, "pin.locked")] * 2
@@ -170,12 +167,6 @@ def test_batched_counts_are_exact_in_one_process_and_without_redis():
 PROXY = "10.0.0.1"  # the buffering proxy the README asks for
 
 
-def sign_body(card: dict, **change) -> dict:
-    person = card["person"]
-    return {"id_number": person["id_number_clear"], "name": person["name_clear"], "card_no": card["card_no"],
-            "pin": card["pin"], "channel": "app", "device_id": "phone-1", **change}
-
-
 def ceiling_per_minute() -> int:
     from limits import parse_many
 
@@ -196,7 +187,7 @@ def test_holders_behind_one_trusted_proxy_all_sign_in(api, app, tmp_path, clock)
     """25 phones reach the service through one proxy hop: each is counted as itself."""
     cards = [api.issued_card() for _ in range(25)]
     c = limited_client(app, tmp_path, ECARD_TRUSTED_PROXIES=1)
-    answers = [c.post("/api/v1/ecards", json=sign_body(card, device_id=f"phone-{i}"), environ_base={"REMOTE_ADDR": PROXY},
+    answers = [c.post("/api/v1/ecards", json=Api.sign_body(card, device_id=f"phone-{i}"), environ_base={"REMOTE_ADDR": PROXY},
                       headers={"X-Forwarded-For": f"100.64.{i // 250}.{i % 250 + 1}"}).status_code
                for i, card in enumerate(cards)]
     assert answers == [201] * 25
@@ -228,7 +219,7 @@ def test_a_client_behind_a_trusted_proxy_cannot_choose_its_address(api, app, tmp
 def test_the_card_limit_holds_whatever_the_address(api, app, tmp_path, clock):
     card = api.issued_card()
     c = limited_client(app, tmp_path, ECARD_TRUSTED_PROXIES=1)
-    answers = [c.post("/api/v1/ecards", json=sign_body(card, name="李四", device_id=f"d{i}"),
+    answers = [c.post("/api/v1/ecards", json=Api.sign_body(card, name="李四", device_id=f"d{i}"),
                       environ_base={"REMOTE_ADDR": f"10.0.{i}.1"},
                       headers={"X-Forwarded-For": f"100.64.0.{i + 1}"}).json["code"] for i in range(6)]
     assert answers == ["ecard.identity_mismatch"] * 5 + ["rate_limited"]

@@ -584,15 +584,13 @@ def test_a_code_of_a_cancelled_card_never_verifies(api, clock):
     h = api.holder()
     t = api.terminal()
     card_no = h["card"]["card_no"]
-    r = api.c.post("/api/v1/qrcodes", json={"scene": "clinic"}, headers=h["headers"])
-    assert r.status_code == 201
-    payload = r.json["payload"]
-    r = api.c.post(f"/api/v1/cards/{card_no}/cancel", json={"reason": "transfer"}, headers=api.op)
+    payload = api.code(h)["payload"]
+    r = api.card_action(card_no, "cancel", reason="transfer")
     assert r.status_code == 200
     # Insurance moved back: the same person applies and collects a new card at once.
     r = api.c.post("/api/v1/cards", json={"person_id": h["card"]["person"]["person_id"]}, headers=api.op)
     assert r.status_code == 201
-    r = api.c.post(f"/api/v1/cards/{r.json['card_no']}/issue", json={"pin": "285714"}, headers=api.op)
+    r = api.card_action(r.json['card_no'], "issue", pin="285714")
     assert r.status_code == 200
-    d = api.c.post("/api/v1/verifications/qr", json={"payload": payload}, headers=t["headers"]).json
+    d = api.scan(t, payload)
     assert d["accepted"] is False and d["reason"] == "card.cancelled", d

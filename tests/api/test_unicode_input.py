@@ -76,9 +76,9 @@ def test_a_pin_is_never_set_in_other_digits(api):
     person = api.person()
     r = api.c.post("/api/v1/cards", json={"person_id": person["person_id"]}, headers=api.op)
     no = r.json["card_no"]
-    r = api.c.post(f"/api/v1/cards/{no}/issue", json={"pin": "٢٨٥٧١٤"}, headers=api.op)
+    r = api.card_action(no, "issue", pin="٢٨٥٧١٤")
     assert r.status_code == 422 and r.json["errors"]["pin"], r.json
-    r = api.c.post(f"/api/v1/cards/{no}/issue", json={"pin": "２８５７１４"}, headers=api.op)
+    r = api.card_action(no, "issue", pin="２８５７１４")
     assert r.status_code == 200 and r.json["status"] == "issued"
     card = {"card_no": no, "pin": "285714", "person": person}
     assert api.sign(card).status_code == 201  # the PIN set full-width is the ASCII PIN
