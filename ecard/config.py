@@ -7,8 +7,10 @@ differ, so each one can be changed per deployment.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from qr import MAX_CODE_TTL
@@ -101,13 +103,34 @@ def check(key: str, value: Any, kind: type, bounds: Bounds, default: Any = None)
     return value
 
 
+# `ECARD_*` variables that other programs of the project read, not the service: the terminal
+# agent's secret, and the test harness's databases (`ECARD_TEST_...`).
+OTHER_PROGRAMS = re.compile(r"ECARD_(TERMINAL_SECRET|TEST_[A-Z0-9_]+)")
+
+
+def unknown_names(environ: Mapping[str, str]) -> list[str]:
+    """The `ECARD_*` variables of `environ` that name no setting: a misspelling such as
+    `ECARD_REDIS_UR` would otherwise be ignored, and the service would run on the default
+    without a word."""
+    return sorted(key for key in environ if key.startswith("ECARD_") and key[6:] not in SETTINGS
+                  and not OTHER_PROGRAMS.fullmatch(key))
+
+
 def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return the settings as a dict keyed `ECARD_<NAME>`: defaults, then the environment, then
     `overrides`.
 
     Raises ValueError naming the variable when a value, from the environment or the overrides,
-    has the wrong type or lies outside the setting's bounds.
+    has the wrong type or lies outside the setting's bounds, and when an `ECARD_*` variable of
+    the environment names no setting (with the closest name, if one is close).
     """
+    unknown = unknown_names(os.environ)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, [f"ECARD_{name}" for name in SETTINGS], n=1)
+            hints.append(f"{key} (did you mean {close[0]}?)" if close else key)
+        raise ValueError(f"not a setting of this service: {', '.join(hints)}")
     config: dict[str, Any] = {}
     for name, spec in SETTINGS.items():
         default, kind = spec[0], spec[1]

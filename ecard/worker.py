@@ -32,11 +32,9 @@ def problem_response(status: int, exc: BaseException) -> bytes:
     URL, a token in a header)."""
     leaf = _BY_EXCEPTION.get(type(exc))
     if leaf is None or leaf.status != status:
-        leaf = errors.MalformedRequest if status == 400 else None
+        leaf = errors.MalformedRequest if status == 400 else errors.Internal if status >= 500 else None
     if leaf is not None:
         code, title = leaf.code, leaf.title_zh
-    elif status >= 500:
-        code, title = "internal", "服务内部错误"
     else:  # as ecard.api.problems names an HTTP error it has no leaf for
         code, title = f"http.{status}", HTTPStatus(status).phrase
     body = json.dumps({"type": f"urn:ecard:problem:{code}", "title": title, "status": status,

@@ -82,7 +82,9 @@ def register(app: Flask) -> None:
         status = exc.code or 500  # never None here: Flask returns a code-less one unhandled
         leaf = _HTTP_CODES.get(status)
         err = leaf() if leaf is not None else errors.HttpError(status, exc.name)
-        return problem(err, status=exc.code)
+        # A 405 says which methods the route has (RFC 9110 requires it); werkzeug knows them.
+        methods = getattr(exc, "valid_methods", None)
+        return problem(err, status=exc.code, headers={"Allow": ", ".join(methods)} if methods else None)
 
     @app.errorhandler(OperationalError)
     def on_db_down(exc: OperationalError) -> Response:

@@ -56,6 +56,17 @@ def test_a_bad_override_stops_the_start_naming_it(tmp_path, name, value):
         build_app(tmp_path, **{name: value})
 
 
+def test_a_misspelt_variable_stops_the_start_naming_the_setting_it_resembles(tmp_path, monkeypatch):
+    """ECARD_REDIS_UR would otherwise be ignored: limits counted per machine, without a word."""
+    monkeypatch.setenv("ECARD_REDIS_UR", "redis://127.0.0.1:6379/0")
+    with pytest.raises(ValueError, match=r"ECARD_REDIS_UR \(did you mean ECARD_REDIS_URL\?\)"):
+        build_app(tmp_path)
+    monkeypatch.delenv("ECARD_REDIS_UR")
+    monkeypatch.setenv("ECARD_TERMINAL_SECRET", "tsk_x")  # the terminal agent's, not the service's
+    monkeypatch.setenv("ECARD_TEST_DATABASE_URL", "")  # the test harness's
+    build_app(tmp_path)
+
+
 def test_values_within_bounds_start(tmp_path, monkeypatch):
     monkeypatch.setenv("ECARD_QR_TTL", "300")  # what the load tests run with
     monkeypatch.setenv("ECARD_CHIP_CHALLENGE_TTL", "3600")

@@ -166,6 +166,11 @@ def test_wrong_method_is_method_not_allowed(client, lang, title):
     _check(client.delete("/healthz", headers={"Accept-Language": lang}), 405, "method_not_allowed", title)
 
 
+def test_a_wrong_method_says_which_methods_the_route_has(client):
+    resp = client.put("/api/v1/qrcodes")
+    assert resp.status_code == 405 and set(resp.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+
+
 @pytest.mark.parametrize("lang,title", [("zh-CN", "服务内部错误"), ("en", "Internal error")])
 def test_unexpected_exception_is_internal(app, client, monkeypatch, lang, title):
     def boom():
