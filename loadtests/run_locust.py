@@ -3,6 +3,12 @@ with CSV output, stop the server, and exit with locust's code (1 when an error o
 failed).
 
     python -m loadtests.run_locust [--db sqlite|postgres] [--cards 2000] [--scale 1] [--time 60s]
+
+It prints, per route, locust's percentiles beside the server's own (the `ms` of the app's request
+log lines, the same judged window), so that a failed budget can be read: on this machine, with
+the client fixed, locust measures the server's time plus 1-5 ms. `--monitor-loop` turns on
+gevent's monitor thread in locust, which prints the stack of anything that blocks locust's event
+loop for over 50 ms (how the stall of an import inside a task was found).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", type=Path, default=None, help="instance directory to keep and reuse")
     p.add_argument("--pg-db", default="ecard_loadtest")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--monitor-loop", action="store_true",
+                   help="gevent's monitor thread in locust: the stack of whatever blocks its loop over 50 ms")
     args = p.parse_args(argv)
     # A SIGTERM unwinds like Ctrl-C, so the server (in a session of its own) is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -73,17 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     load_before = world.load_now()
     server_log = inst.dir / "gunicorn-locust.log"
     log_start = server_log.stat().st_size if server_log.exists() else 0
+    marks = prefix.with_name(prefix.name + "_marks.json")
     with world.Server(inst, workers=args.workers, log_path=server_log) as server:
         env = {**os.environ, "LOADTEST_WORLD": str(world_file), "LOADTEST_SCALE": str(args.scale),
-               "LOADTEST_USERS": str(args.users), "PYTHONPATH": str(world.ROOT)}
+               "LOADTEST_USERS": str(args.users), "LOADTEST_MARKS": str(marks), "PYTHONPATH": str(world.ROOT)}
+        if args.monitor_loop:
+            env.update(GEVENT_MONITOR_THREAD_ENABLE="true", GEVENT_MAX_BLOCKING_TIME="0.05")
         cmd = [str(world.BIN / "locust"), "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
-               # Spawned over one pacing period, so the users' scenarios are spread evenly in time
-               # instead of arriving together each period.
+               # locust starts floor(rate) users at once every second; each user waits for a
+               # phase of its own before its first scenario (see the locustfile), so the rate
+               # only sets how soon all run: in one pacing period.
                "-u", str(args.users), "-r", str(max(1.0, SCENARIOS_PER_S * args.scale)), "--run-time", args.time,
                "--host", server.url, "--csv", str(prefix), "--only-summary", "--stop-timeout", "10",
                # The budgets judge the steady state: statistics restart once every user runs.
-               # Stalls of locust's one event loop (0.7-1 s, seen during the spawn; one cause was a
-               # chip image's fsync, see the locustfile) are measured by every request in flight.
                "--reset-stats"]
         print(f"server {server.url} ({args.db}, {args.cards} holders); load {load_before}\n$ {' '.join(cmd)}",
               flush=True)
@@ -94,14 +104,16 @@ def main(argv: list[str] | None = None) -> int:
           f"postgres {cpu['postgres_pct']} %, redis {cpu['redis_pct']} %, other work {cpu['external_pct']} % "
           f"{cpu['external_top']}")
     print(f"load before {load_before}, after {world.load_now()}; CSV: {prefix}_stats.csv; exit {code}")
-    server_side(server_log, log_start, prefix.with_name(prefix.name + "_server.csv"))
+    judged_from = json.loads(marks.read_text())["judged_from"] if marks.exists() else None
+    server = server_side(server_log, log_start, prefix.with_name(prefix.name + "_server.csv"), judged_from)
+    side_by_side(Path(f"{prefix}_stats.csv"), server)
     return code
 
 
-def server_side(log: Path, start: int, out: Path) -> None:
+def server_side(log: Path, start: int, out: Path, since: float | None = None) -> dict[tuple[str, str], list[float]]:
     """Print and write the server's own view of the run: per route, the time from the request's
-    first hook to its response (the `ms` of the app's request log lines). Locust's numbers add
-    the client's own delays: with 270 users in one locust process they were 5-10 times these."""
+    first hook to its response (the `ms` of the app's request log lines), of the requests that
+    ended in the judged window (from `since`, the wall time locust restarted its statistics)."""
     times: dict[tuple[str, str], list[float]] = {}
     with open(log, "rb") as f:
         f.seek(start)
@@ -109,18 +121,45 @@ def server_side(log: Path, start: int, out: Path) -> None:
             if b'"event": "request"' in line:  # the app's request log lines (structlog JSON)
                 try:
                     d = json.loads(line)
-                except ValueError:
+                    if since is not None and datetime.fromisoformat(d["timestamp"]).timestamp() < since:
+                        continue
+                except (ValueError, KeyError):
                     continue
                 times.setdefault((d["method"], d["route"]), []).append(d["ms"])
     rows = ["method,route,requests,p50_ms,p95_ms,p99_ms,max_ms"]
-    print("server-side time per request (app hooks, excluding gunicorn and the network):")
+    print(f"server-side time per request (app hooks, excluding gunicorn and the network), "
+          f"{'the judged window' if since is not None else 'the whole run'}:")
     for (method, route), ms in sorted(times.items()):
         ms.sort()
-        p = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
+        p = lambda q: _pct(ms, q)  # noqa: E731
         rows.append(f"{method},{route},{len(ms)},{p(.5)},{p(.95)},{p(.99)},{ms[-1]}")
         print(f"  {method:6s} {route:45s} {len(ms):6d}  p50 {p(.5):7.1f}  p95 {p(.95):7.1f}  p99 {p(.99):7.1f}  "
               f"max {ms[-1]:7.1f} ms")
     out.write_text("\n".join(rows) + "\n")
+    return times
+
+
+def _pct(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def side_by_side(locust_csv: Path, server: dict[tuple[str, str], list[float]]) -> None:
+    """locust's p50 / p95 / p99 beside the server's, per route: what the client adds."""
+    if not locust_csv.exists():
+        return
+    import csv
+
+    print("locust against the server, p50 / p95 / p99 ms (the judged window):")
+    with open(locust_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["Type"] not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+                continue
+            method, _, path = row["Name"].partition(" ")
+            route = path.split(" [")[0].replace("[", "<").replace("]", ">")  # "[card_no]" -> "<card_no>"
+            ms = sorted(server.get((method, route), []))
+            theirs = " / ".join(f"{_pct(ms, q):5.1f}" for q in (.5, .95, .99)) if ms else "   -"
+            print(f"  {row['Name']:50s} locust {row['50%']:>5s} / {row['95%']:>5s} / {row['99%']:>5s}   "
+                  f"server {theirs}")
 
 
 if __name__ == "__main__":
