@@ -238,7 +238,7 @@ def seed(app, inst: Instance, *, cards: int, terminals: int = 100, families: int
     `batch` holders. The first `domain_first` holders go through the domain functions one by
     one (about 100 a second); the rest are built in batches by `_bulk_holders`, which makes the
     same rows about ten times faster. Writes and returns the manifest."""
-    from ecard import auth, cards as cards_mod, chip, db, ecards, persons, proxies
+    from ecard import accounts, cards as cards_mod, chip, db, ecards, persons, proxies
     from ecard.context import Actor, services, utcnow
     from physical.image import save_image
 
@@ -248,22 +248,25 @@ def seed(app, inst: Instance, *, cards: int, terminals: int = 100, families: int
     with app.app_context():
         session, svc, now = db.session(), services(), utcnow()
         window = Actor("operator", OPERATOR[0], "window")
-        auth.create_operator(session, svc, username=OPERATOR[0], password=OPERATOR[1], now=now)
+        accounts.create_operator(session, svc, username=OPERATOR[0], password=OPERATOR[1], now=now)
         merchants = []
         for name, scenes in MERCHANTS:
-            m = auth.create_merchant(session, name=name, scenes=scenes, region_code=svc.setting("REGION_CODE"),
-                                     now=now)
-            ids = [auth.create_terminal(session, svc, m, name=f"{name} #{k}", now=now)[0].public_id
+            m = accounts.create_merchant(session, name=name, scenes=scenes, region_code=svc.setting("REGION_CODE"),
+                                         now=now)
+            ids = [accounts.create_terminal(session, m, accounts.new_terminal_secret(svc), name=f"{name} #{k}",
+                                            now=now).public_id
                    for k in range(terminals)]
             merchants.append({"merchant_id": m.public_id, "name": name, "scenes": scenes, "terminals": ids})
         session.commit()
         channels = ("app", "wechat", "alipay", "bank")
+        pin = svc.hasher.new("pin", PIN)  # one hash for every card of the world: argon2 once
+        typed = svc.hasher.check("pin", pin.hash, PIN)
         for i in range(min(cards, domain_first)):
             idn, name, phone = adult(i)
             person = persons.register(session, svc, id_number=idn, name=name, phone=phone, now=now)
             card = cards_mod.apply(session, svc, person, actor=window, now=now)
-            cards_mod.issue(session, svc, card, pin=PIN, actor=window, now=now)
-            ecards.sign(session, svc, id_number=idn, name=name, card_no=card.card_no, pin=PIN,
+            cards_mod.issue(session, svc, card, pin=pin, actor=window, now=now)
+            ecards.sign(session, svc, id_number=idn, name=name, card_no=card.card_no, pin=typed,
                         channel=channels[i % 4], device_id=f"device-{i}", now=now)
             if (i + 1) % batch == 0:
                 session.commit()
@@ -290,7 +293,7 @@ def seed(app, inst: Instance, *, cards: int, terminals: int = 100, families: int
             cidn, cname = minor(j)
             child = persons.register(session, svc, id_number=cidn, name=cname, phone=None, now=now)
             ccard = cards_mod.apply(session, svc, child, actor=window, now=now)
-            cards_mod.issue(session, svc, ccard, pin=PIN, actor=window, now=now)
+            cards_mod.issue(session, svc, ccard, pin=pin, actor=window, now=now)
             persons.record_relation(session, svc, child, relative=parent, relation="parent",
                                     evidence_kind="household_register", evidence_no=f"HR{j:08d}",
                                     actor=window, now=now)
@@ -391,7 +394,7 @@ def _check_bulk(session, svc, i: int, now) -> None:
     person = persons.find_by_id_number(session, svc, idn)
     assert person is not None and persons.view(svc, person).name == name, "bulk person unreadable"
     ecard = session.scalar(sa.select(ECard).where(ECard.person_id == person.id))
-    cards_mod.verify_pin(session, svc, ecard.card, PIN)
+    cards_mod.verify_pin(session, svc, ecard.card, svc.hasher.check("pin", ecard.card.pin_hash, PIN), now=now)
     assert ecards.status(svc, ecard, now) == "active", "bulk e-card not active"
 
 
