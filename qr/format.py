@@ -38,10 +38,14 @@ assert RAW_LEN <= MAX_RAW_LEN
 
 
 class Alg(IntEnum):
-    """Signature algorithm byte. 2 is kept for SM2-with-SM3 (also a 64-byte r||s) once a library
-    for it is trusted; until then a payload naming it is malformed."""
+    """Signature algorithm byte. A key has exactly one; a payload whose byte is not its key's is
+    refused (`qr.malformed`). What each implies: `qr.algs`."""
 
     ES256 = 1  # ECDSA P-256 with SHA-256, signature as raw r||s (32 + 32 bytes)
+    SM2 = 2  # SM2 signature with SM3, Z over the ID 1234567812345678, raw r||s (32 + 32 bytes)
+
+
+_BYTE_TO_ALG = {a.value: a for a in Alg}
 
 
 class Scene(StrEnum):
@@ -129,7 +133,8 @@ def decode(text: str) -> Code:
     version, alg, kid, scene, flags, issued_at, lifetime, nonce, handle = _HEADER.unpack_from(raw)
     if version != VERSION:
         raise Malformed(f"unknown version {version}")
-    if alg != Alg.ES256:
+    code_alg = _BYTE_TO_ALG.get(alg)
+    if code_alg is None:
         raise Malformed(f"unknown algorithm {alg}")
     if scene not in _BYTE_TO_SCENE:
         raise Malformed(f"unknown scene {scene}")
@@ -138,7 +143,7 @@ def decode(text: str) -> Code:
     if lifetime == 0:
         raise Malformed("zero lifetime")
     return Code(
-        version=version, alg=Alg.ES256, kid=kid, scene=_BYTE_TO_SCENE[scene], flags=flags,
+        version=version, alg=code_alg, kid=kid, scene=_BYTE_TO_SCENE[scene], flags=flags,
         issued_at=datetime.fromtimestamp(issued_at, UTC), lifetime=lifetime, nonce=nonce,
         handle=handle, signature=raw[HEADER_LEN:],
     )

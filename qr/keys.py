@@ -2,9 +2,13 @@
 
 Directory layout (created 0700, every file 0600):
 
-    ring.json        region code and each key's kid, alg and schedule (no secrets)
-    <kid>.pem        one PKCS#8 PEM private key per kid (8 hex digits)
-    handle.key       32 random bytes: the AES key that encrypts handles, generated once
+    ring.json        region code and each key's kid, alg ("ES256" or "SM2") and schedule
+                     (no secrets)
+    <kid>.pem        one PKCS#8 PEM private key per kid (8 hex digits); its algorithm identifier
+                     and curve OID say its algorithm (P-256 or SM2), and must agree with ring.json
+    handle.key       32 random bytes, generated once: the AES-256 key that encrypts the handles
+                     of ES256 keys' codes, and the root the SM4 key of SM2 keys' handles is
+                     derived from (`qr.algs.sm4_handle_key`)
     .lock            flock target, so gunicorn workers starting together create one ring
 
 A key's life: published (`publish_from`, it enters the trust list) -> signs (`sign_from`) ->
@@ -15,7 +19,6 @@ list and verifies nothing), set so that the last code it signed has expired by t
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -25,12 +28,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import Any
 
 from ._time import parse_rfc3339, require_aware, rfc3339, whole_seconds
-from .format import KID_LEN, Alg
+from .algs import parse_alg, suite, suite_of
+from .format import Alg
 
 # `issue` refuses a longer ttl, and retirement is computed from it: this bound is what makes
 # "rotation never breaks a live code" hold.
@@ -48,11 +50,10 @@ _LOCK_FILE = ".lock"
 _REGION_CODE = re.compile(r"[0-9]{6}")  # GB/T 2260 administrative division code
 
 
-def kid_for(public_key: ec.EllipticCurvePublicKey) -> bytes:
-    """Return the 4-byte key id: the first bytes of SHA-256 over the SEC1 uncompressed point."""
-    point = public_key.public_bytes(serialization.Encoding.X962,
-                                    serialization.PublicFormat.UncompressedPoint)
-    return hashlib.sha256(point).digest()[:KID_LEN]
+def kid_for(public_key: Any) -> bytes:
+    """Return the 4-byte key id: the first bytes of the key's algorithm's hash (SHA-256 for a
+    P-256 key, SM3 for an SM2 key) over its SEC1 uncompressed point."""
+    return suite_of(public_key).kid(public_key)
 
 
 @dataclass(slots=True)
@@ -66,9 +67,10 @@ class IssuerKey:
     publish_from: datetime
     sign_from: datetime
     retire_at: datetime | None
-    private_key: ec.EllipticCurvePrivateKey = field(repr=False)
+    # A `cryptography` P-256 key for ES256, a `tongsuopy` SM2 key for SM2.
+    private_key: Any = field(repr=False)
     # Derived once: the server verifies with it on every scan.
-    public_key: ec.EllipticCurvePublicKey = field(init=False, repr=False, compare=False)
+    public_key: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.public_key = self.private_key.public_key()
@@ -78,24 +80,39 @@ class IssuerKey:
         """The kid as 8 lowercase hex digits (file name, trust list)."""
         return self.kid.hex()
 
+    @property
+    def public_point(self) -> bytes:
+        """The 65-byte SEC1 uncompressed public point (what the trust list carries)."""
+        return suite(self.alg).point(self.public_key)
+
     @classmethod
-    def from_private_key(cls, private_key: ec.EllipticCurvePrivateKey, *, region_code: str,
+    def from_private_key(cls, private_key: Any, *, region_code: str,
                          created: datetime, publish_from: datetime, sign_from: datetime,
                          retire_at: datetime | None = None) -> IssuerKey:
-        """Return an IssuerKey for an existing P-256 private key (its kid derived from it).
+        """Return an IssuerKey for an existing private key: a `cryptography` P-256 key (ES256)
+        or a `tongsuopy` SM2 key (SM2). Its algorithm and kid are derived from the key.
 
-        Raises `ValueError` when the key is not P-256 or a time is naive.
+        Raises `ValueError` when the key is neither or a time is naive.
         """
-        if not isinstance(private_key, ec.EllipticCurvePrivateKey) or \
-                not isinstance(private_key.curve, ec.SECP256R1):
-            raise ValueError("issuer keys are ECDSA P-256")
+        key_suite = suite_of(private_key)
+        if not hasattr(private_key, "sign"):
+            raise ValueError("an issuer key needs its private key")
         return cls(
-            kid=kid_for(private_key.public_key()), alg=Alg.ES256, region_code=region_code,
+            kid=key_suite.kid(private_key.public_key()), alg=key_suite.alg,
+            region_code=region_code,
             created=whole_seconds(created), publish_from=whole_seconds(publish_from),
             sign_from=whole_seconds(sign_from),
             retire_at=None if retire_at is None else whole_seconds(retire_at),
             private_key=private_key,
         )
+
+    @classmethod
+    def generate(cls, alg: Alg | str, *, region_code: str, created: datetime,
+                 publish_from: datetime, sign_from: datetime) -> IssuerKey:
+        """Return a new key of `alg` ("ES256" or "SM2") with this schedule (in memory)."""
+        return cls.from_private_key(suite(parse_alg(alg)).generate(), region_code=region_code,
+                                    created=created, publish_from=publish_from,
+                                    sign_from=sign_from)
 
 
 class KeyRing:
@@ -137,9 +154,13 @@ class KeyRing:
 
     # --- changing --------------------------------------------------------------------------------
 
-    def rotate(self, now: datetime, publish_ahead: timedelta = DEFAULT_PUBLISH_AHEAD) -> IssuerKey:
+    def rotate(self, now: datetime, publish_ahead: timedelta = DEFAULT_PUBLISH_AHEAD,
+               alg: Alg | str | None = None) -> IssuerKey:
         """Add the next key: published at `now`, signing from `now + publish_ahead`; schedule the
         current key's retirement at that switch + MAX_CODE_TTL + RETIRE_MARGIN. Returns the new key.
+
+        `alg` ("ES256" or "SM2") is the new key's algorithm, by default the current key's. Keys of
+        both algorithms verify side by side during the overlap, each under its own algorithm.
 
         With a directory, the ring is re-read under the lock first when another process changed
         it, so two processes rotating at once cannot lose a key. Raises `ValueError` when a
@@ -148,18 +169,20 @@ class KeyRing:
         """
         if publish_ahead < timedelta(0):
             raise ValueError("publish_ahead must not be negative")
+        new_alg = None if alg is None else parse_alg(alg)
         with self._locked():
             self._read_if_changed()
             now = whole_seconds(now)
             if any(k.sign_from > now for k in self.keys):
                 raise ValueError("a rotation is already pending")
             current = self.signing_key(now)
-            new = self._generate(now, sign_from=now + publish_ahead)
+            new = self._generate(now, sign_from=now + publish_ahead,
+                                 alg=current.alg if new_alg is None else new_alg)
             current.retire_at = new.sign_from + MAX_CODE_TTL + RETIRE_MARGIN
             self.keys.append(new)
             if self.directory is not None:
                 # Key file first: ring.json must never name a kid whose PEM is not there yet.
-                _write_private(self.directory / f"{new.kid_hex}.pem", _pem(new.private_key))
+                _write_private(self.directory / f"{new.kid_hex}.pem", _pem(new))
                 self._write_ring()
             return new
 
@@ -177,14 +200,17 @@ class KeyRing:
 
     @classmethod
     def load_or_create(cls, path: str | os.PathLike[str], now: datetime,
-                       region_code: str = "320100", *, create: bool = True) -> KeyRing:
+                       region_code: str = "320100", *, create: bool = True,
+                       alg: Alg | str = Alg.ES256) -> KeyRing:
         """Return the ring kept in `path`; when there is none and `create` is true, make one with
-        a first key (published and signing from `now`) and a handle key.
+        a first key of `alg` (published and signing from `now`) and a handle key. An existing
+        ring is returned as it is, whatever `alg` says: its keys change only by `rotate`.
 
         Pass `create=False` in production, where keys are provisioned, not conjured. Raises
         `FileNotFoundError` when there is no ring and `create` is false, `ValueError` when the ring
         belongs to another region or a key file does not match its kid.
         """
+        first_alg = parse_alg(alg)
         directory = Path(path)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         now = whole_seconds(now)
@@ -201,9 +227,9 @@ class KeyRing:
             if not handle_path.exists():
                 _write_private(handle_path, secrets.token_bytes(HANDLE_KEY_LEN))
             ring = cls([], handle_path.read_bytes(), region_code, directory)
-            first = ring._generate(now, sign_from=now)
+            first = ring._generate(now, sign_from=now, alg=first_alg)
             ring.keys.append(first)
-            _write_private(directory / f"{first.kid_hex}.pem", _pem(first.private_key))
+            _write_private(directory / f"{first.kid_hex}.pem", _pem(first))
             ring._write_ring()
             return ring
 
@@ -236,12 +262,11 @@ class KeyRing:
         _write_private(self.directory / RING_FILE, (json.dumps(doc, indent=2) + "\n").encode())
         self._stamp = _ring_file_id(self.directory)
 
-    def _generate(self, now: datetime, *, sign_from: datetime) -> IssuerKey:
+    def _generate(self, now: datetime, *, sign_from: datetime, alg: Alg) -> IssuerKey:
         taken = {k.kid for k in self.keys}
         while True:  # a kid collision is a 2^-32 event, but two keys must never share a kid
-            key = IssuerKey.from_private_key(
-                ec.generate_private_key(ec.SECP256R1()), region_code=self.region_code,
-                created=now, publish_from=now, sign_from=sign_from)
+            key = IssuerKey.generate(alg, region_code=self.region_code, created=now,
+                                     publish_from=now, sign_from=sign_from)
             if key.kid not in taken:
                 return key
 
@@ -264,21 +289,26 @@ def _ring_file_id(directory: Path) -> tuple[int, int]:
 def _read_directory(directory: Path) -> tuple[list[IssuerKey], str, tuple[int, int]]:
     """Return the keys, region code and ring.json stamp kept in `directory`.
 
-    Raises `ValueError` when a key file does not hold the key its name says.
+    ring.json's `alg` says how each key file is read; the file must hold a key of that algorithm
+    whose kid is the one named. Raises `ValueError` otherwise (or for an unknown `alg`).
     """
     stamp = _ring_file_id(directory)
     doc = json.loads((directory / RING_FILE).read_text())
     keys = []
     for entry in doc["keys"]:
+        alg = parse_alg(entry["alg"])
         pem = (directory / f"{entry['kid']}.pem").read_bytes()
+        try:
+            private_key = suite(alg).load_private_pem(pem)
+        except ValueError as exc:
+            raise ValueError(f"{entry['kid']}.pem does not hold an {alg.name} key") from exc
         key = IssuerKey.from_private_key(
-            serialization.load_pem_private_key(pem, password=None),  # type: ignore[arg-type]
-            region_code=doc["region_code"], created=parse_rfc3339(entry["created"]),
+            private_key, region_code=doc["region_code"], created=parse_rfc3339(entry["created"]),
             publish_from=parse_rfc3339(entry["publish_from"]),
             sign_from=parse_rfc3339(entry["sign_from"]),
             retire_at=None if entry["retire_at"] is None else parse_rfc3339(entry["retire_at"]),
         )
-        if key.kid_hex != entry["kid"] or Alg[entry["alg"]] != key.alg:
+        if key.kid_hex != entry["kid"] or key.alg is not alg:
             raise ValueError(f"{entry['kid']}.pem does not hold key {entry['kid']}")
         keys.append(key)
     return keys, doc["region_code"], stamp
@@ -294,9 +324,8 @@ def _flock(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def _pem(private_key: ec.EllipticCurvePrivateKey) -> bytes:
-    return private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption())
+def _pem(key: IssuerKey) -> bytes:
+    return suite(key.alg).private_pem(key.private_key)
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -3,32 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from datetime import datetime
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
-
 from ._time import whole_seconds
-from .format import FLAG_BY_PROXY, HANDLE_LEN, NONCE_LEN, VERSION, Alg, Code, Scene, encode
+from .algs import suite
+from .format import FLAG_BY_PROXY, HANDLE_LEN, NONCE_LEN, VERSION, Code, Scene, encode
 from .keys import MAX_CODE_TTL, KeyRing
 
-# RFC 6979 deterministic nonces: a weak or repeated RNG draw at signing time would leak the
-# private key (the PS3 failure); deterministic ECDSA cannot. It also makes test vectors
-# reproducible. Verifiers cannot tell the difference. Needs OpenSSL 3.2+ (the cryptography
-# wheels bundle it).
-_ECDSA_SIGN = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+# How each algorithm signs (qr.algs): ES256 with RFC 6979 deterministic nonces (a weak or repeated
+# RNG draw at signing time would leak the private key; deterministic ECDSA cannot, and test
+# vectors are reproducible), SM2 with a random k from Tongsuo's DRBG, as GB/T 32918.2 specifies.
 
 
 def issue(ring: KeyRing, scene: Scene | str, handle_plain: bytes, now: datetime, ttl: int = 60,
           by_proxy: bool = False, *, nonce: bytes | None = None) -> tuple[str, Code]:
-    """Sign a fresh code with the key that signs at `now`.
+    """Sign a fresh code with the key that signs at `now`, under that key's algorithm (the alg
+    byte, the signature and the handle cipher all follow the key).
 
     `handle_plain` is the 16-byte server value the code stands for; it is encrypted under the
-    ring's handle key with this code's random nonce, so two codes of one person share nothing a
+    ring's handle key (AES-256-CTR for an ES256 key, SM4-CTR for an SM2 key) with this code's
+    random nonce, so two codes of one person share nothing a
     merchant could link. `ttl` is in seconds (as ECARD_QR_TTL). `nonce` is for test vectors only;
     leave it None in production (12 random bytes).
 
@@ -48,37 +43,27 @@ def issue(ring: KeyRing, scene: Scene | str, handle_plain: bytes, now: datetime,
     scene = Scene(scene)
     now = whole_seconds(now)
     key = ring.signing_key(now)
+    key_suite = suite(key.alg)
     unsigned = Code(
-        version=VERSION, alg=Alg.ES256, kid=key.kid, scene=scene,
+        version=VERSION, alg=key.alg, kid=key.kid, scene=scene,
         flags=FLAG_BY_PROXY if by_proxy else 0, issued_at=now, lifetime=ttl, nonce=nonce,
-        handle=_handle_cipher(ring.handle_key, nonce, handle_plain), signature=b"",
+        handle=key_suite.handle_cipher(ring.handle_key, nonce, handle_plain), signature=b"",
     )
-    r, s = decode_dss_signature(key.private_key.sign(unsigned.signed_bytes(), _ECDSA_SIGN))
-    code = dataclasses.replace(unsigned, signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    signature = key_suite.sign(key.private_key, unsigned.signed_bytes())
+    code = dataclasses.replace(unsigned, signature=signature)
     return encode(code), code
 
 
 def open_handle(ring: KeyRing, code: Code) -> bytes:
     """Return the 16 plaintext handle bytes of a code this ring issued.
 
+    The cipher is the one of the code's key (looked up by kid in the ring: AES-256-CTR for ES256,
+    SM4-CTR for SM2), so the server opens the handles of both algorithms during an overlap.
     Verify the code first (`verify_with_ring`): this only decrypts, and CTR decryption of a forged
-    handle gives garbage, not an error.
+    handle gives garbage, not an error. Raises `ValueError` when no key of the ring has the code's
+    kid, or the code's alg byte is not that key's algorithm.
     """
-    return _handle_cipher(ring.handle_key, code.nonce, code.handle)
-
-
-def _handle_cipher(handle_key: bytes, nonce: bytes, data: bytes) -> bytes:
-    # AES-256-CTR, counter block = the code's 12-byte nonce || 0x00000000. One block, so the
-    # keystream is AES(key, nonce||0): fresh per code. No tag needed: the signature covers the
-    # ciphertext. CTR is its own inverse, so this both encrypts and decrypts. The one keystream
-    # block comes from a kept AES-ECB context: a new CTR `Cipher` per code cost 12 us of a
-    # code's issue and of its verification, this 2 us (test vectors pin the two as equal).
-    keystream = _aes_block(handle_key).update(nonce + bytes(4))
-    return (int.from_bytes(keystream, "big") ^ int.from_bytes(data, "big")).to_bytes(HANDLE_LEN, "big")
-
-
-@functools.lru_cache(maxsize=8)
-def _aes_block(handle_key: bytes) -> CipherContext:
-    """An AES-ECB encryptor for `handle_key`. ECB keeps no state between whole blocks, so one
-    context serves every code; the GIL is held through each `update`."""
-    return Cipher(algorithms.AES(handle_key), modes.ECB()).encryptor()
+    key = next((k for k in ring.keys if k.kid == code.kid), None)
+    if key is None or key.alg is not code.alg:
+        raise ValueError(f"code of key {code.kid_hex} ({code.alg.name}) is not of this ring")
+    return suite(key.alg).handle_cipher(ring.handle_key, code.nonce, code.handle)

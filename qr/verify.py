@@ -1,8 +1,12 @@
 """Verifying codes: offline against a trust list (a gate), or against the key ring (the server).
 
 Checks run in a fixed order, so a payload always gets the same reason everywhere:
-trust-list freshness (gate only) -> decoding -> known kid -> key window -> signature ->
-lifetime -> scene.
+trust-list freshness (gate only) -> decoding -> known kid -> the alg byte is the key's ->
+key window -> signature -> lifetime -> scene.
+
+The algorithm a signature is checked with is always the key's (from the ring, or the trust list's
+`alg`), never the payload's alone: a payload whose alg byte is not its key's algorithm is
+`qr.malformed`.
 """
 
 from __future__ import annotations
@@ -13,33 +17,35 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
 from ._time import parse_rfc3339, require_aware, rfc3339
-from .errors import BadSignature, Expired, NotYetValid, TrustListStale, UnknownKey, WrongScene
+from .algs import parse_alg, suite
+from .errors import (
+    BadSignature,
+    Expired,
+    Malformed,
+    NotYetValid,
+    TrustListStale,
+    UnknownKey,
+    WrongScene,
+)
 from .format import Alg, Code, Scene, decode
 from .keys import KeyRing
 
 DEFAULT_TRUST_LIST_TTL = timedelta(hours=24)
 DEFAULT_LEEWAY = timedelta(seconds=5)
 
-_ECDSA_VERIFY = ec.ECDSA(hashes.SHA256())
-
 
 def build_trust_list(ring: KeyRing, now: datetime, ttl: timedelta = DEFAULT_TRUST_LIST_TTL, *,
                      issuer: str | None = None, denylist: Iterable[str] = ()) -> dict[str, Any]:
     """Return the JSON-able trust list a gate needs to verify offline until `now + ttl`.
 
-    It lists the ring's published, unretired keys: `not_before` is when a key starts signing (a
+    It lists the ring's published, unretired keys, each with its `alg` ("ES256" or "SM2"):
+    `not_before` is when a key starts signing (a
     code claiming an earlier time is refused), `not_after` its retirement (null while unset).
     `denylist` holds kids (hex) of revoked keys, refused as unknown. Keep `ttl` below the ring's
     publish_ahead, or a gate may not see a new key before it signs.
     """
     require_aware(now)
-    point = serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     return {
         "issuer": issuer or f"ecard-{ring.region_code}",
         "region_code": ring.region_code,
@@ -48,7 +54,7 @@ def build_trust_list(ring: KeyRing, now: datetime, ttl: timedelta = DEFAULT_TRUS
         "keys": [{
             "kid": key.kid_hex,
             "alg": key.alg.name,
-            "public_key": base64.b64encode(key.public_key.public_bytes(*point)).decode(),
+            "public_key": base64.b64encode(key.public_point).decode(),
             "region_code": key.region_code,
             "not_before": rfc3339(key.sign_from),
             "not_after": None if key.retire_at is None else rfc3339(key.retire_at),
@@ -66,8 +72,9 @@ def verify(payload_text: str, trust_list: Mapping[str, Any], now: datetime, *,
     `code.nonce` in the gate's seen set for single use).
 
     Raises, in this order: `TrustListStale` when the list has expired or has no readable
-    `expires_at`; `Malformed`; `UnknownKey` when the kid is not listed, is denylisted, or its entry
-    is unusable, the code claims a time before the key signs, or the key is retired;
+    `expires_at`; `Malformed` (also for an alg byte that is not the listed key's `alg`);
+    `UnknownKey` when the kid is not listed, is denylisted, or its entry is unusable, the code
+    claims a time before the key signs, or the key is retired;
     `BadSignature`; `NotYetValid` / `Expired`; `WrongScene`. `ValueError` for a naive `now` or an
     unknown `scene` name (caller bugs, not refusals).
     """
@@ -89,9 +96,9 @@ def verify(payload_text: str, trust_list: Mapping[str, Any], now: datetime, *,
             entry["alg"], entry["public_key"], entry["not_before"], entry.get("not_after"))
     except (KeyError, TypeError, ValueError) as exc:
         raise UnknownKey(f"trust list entry for key {kid} is unusable") from exc
-    if alg != code.alg:
-        raise UnknownKey(f"key {kid} is not an {code.alg.name} key")
-    _check(code, public_key, not_before, not_after, now, leeway, scene)
+    if alg is not code.alg:
+        raise Malformed(f"the code says {code.alg.name}, key {kid} is an {alg.name} key")
+    _check(code, alg, public_key, not_before, not_after, now, leeway, scene)
     return code
 
 
@@ -105,60 +112,52 @@ def verify_with_ring(payload_text: str, ring: KeyRing, now: datetime, *,
     """
     require_aware(now)
     code = decode(payload_text)
-    key = next((k for k in ring.public_keys(now) if k.kid == code.kid and k.alg == code.alg), None)
+    key = next((k for k in ring.public_keys(now) if k.kid == code.kid), None)
     if key is None:
         raise UnknownKey(f"key {code.kid_hex} is not trusted")
-    _check(code, key.public_key, key.sign_from, key.retire_at, now, leeway, scene)
+    if key.alg is not code.alg:
+        raise Malformed(f"the code says {code.alg.name}, key {code.kid_hex} is an "
+                        f"{key.alg.name} key")
+    _check(code, key.alg, key.public_key, key.sign_from, key.retire_at, now, leeway, scene)
     return code
 
 
 @functools.lru_cache(maxsize=256)
-def load_public_key(encoded: str) -> ec.EllipticCurvePublicKey:
-    """Return the P-256 public key of a trust-list `public_key`: base64 of the SEC1 uncompressed
-    point (what `build_trust_list` writes), base64 of a DER SubjectPublicKeyInfo, or PEM text.
-    Cached: parsing a point (it is checked to be on the curve) costs 9 us, a seventh of a verify.
+def load_public_key(encoded: str, alg: Alg | str = Alg.ES256) -> Any:
+    """Return the public key of a trust-list `public_key` of algorithm `alg`. Cached: parsing a
+    point (it is checked to be on the curve) costs 9 us, a seventh of a verify.
 
-    Raises `ValueError` when it is none of those or not a P-256 key.
+    ES256: base64 of the SEC1 uncompressed point (what `build_trust_list` writes), base64 of a DER
+    SubjectPublicKeyInfo, or PEM text; a P-256 key. SM2: base64 of the 65-byte uncompressed point
+    only. Raises `ValueError` otherwise.
     """
-    if encoded.startswith("-----BEGIN"):
-        key = serialization.load_pem_public_key(encoded.encode())
-    else:
-        raw = base64.b64decode(encoded, validate=True)
-        if len(raw) == 65 and raw[0] == 4:
-            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
-        else:
-            key = serialization.load_der_public_key(raw)
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ValueError("not a P-256 public key")
-    return key
+    return suite(parse_alg(alg)).load_public(encoded)
 
 
 @functools.lru_cache(maxsize=256)
 def _parse_entry(alg: str, public_key: str, not_before: str,
-                 not_after: str | None) -> tuple[Alg, ec.EllipticCurvePublicKey, datetime,
-                                                 datetime | None]:
+                 not_after: str | None) -> tuple[Alg, Any, datetime, datetime | None]:
     """Return a trust-list key entry's fields parsed; cached, as a gate sees the same few keys
-    on every scan. Raises `KeyError` / `ValueError` / `TypeError` on an unusable entry."""
-    return (Alg[alg], load_public_key(public_key), parse_rfc3339(not_before),
+    on every scan. The entry's `alg` says how its key is read. Raises `KeyError` / `ValueError` /
+    `TypeError` on an unusable entry."""
+    key_alg = Alg[alg]
+    return (key_alg, load_public_key(public_key, key_alg), parse_rfc3339(not_before),
             None if not_after is None else parse_rfc3339(not_after))
 
 
-def _check(code: Code, public_key: ec.EllipticCurvePublicKey, not_before: datetime,
+def _check(code: Code, alg: Alg, public_key: Any, not_before: datetime,
            not_after: datetime | None, now: datetime, leeway: timedelta,
            scene: Scene | str | None) -> None:
-    """The checks after the key is found, shared by both verifiers; raises the first failure."""
+    """The checks after the key is found, shared by both verifiers; raises the first failure.
+    `alg` is the key's algorithm (already checked to be the code's)."""
     # Key window: no leeway here. not_before and issued_at both come from the issuer's clock, and
     # retirement already carries a margin larger than any leeway.
     if code.issued_at < not_before:
         raise UnknownKey(f"key {code.kid_hex} did not sign yet at the code's issue time")
     if not_after is not None and now >= not_after:
         raise UnknownKey(f"key {code.kid_hex} is retired")
-    signature = encode_dss_signature(int.from_bytes(code.signature[:32], "big"),
-                                     int.from_bytes(code.signature[32:], "big"))
-    try:
-        public_key.verify(signature, code.signed_bytes(), _ECDSA_VERIFY)
-    except InvalidSignature as exc:
-        raise BadSignature("signature does not match") from exc
+    if not suite(alg).verify(public_key, code.signature, code.signed_bytes()):
+        raise BadSignature("signature does not match")
     if now < code.issued_at - leeway:
         raise NotYetValid(f"code is valid from {rfc3339(code.issued_at)}")
     if now >= code.expires_at + leeway:
