@@ -1,7 +1,9 @@
-"""Micro-benchmark: `python -m qr.bench [seconds-per-case]`.
+"""Micro-benchmark: `python -m qr.bench [seconds-per-case] [ES256|SM2 ...]`.
 
-Prints operations per second for qr's issue / verify against raw `cryptography` ECDSA P-256 on the
-same 42 signed bytes, and the ratio. The design's target: qr.verify >= 0.8 x raw verify.
+Prints operations per second for qr's issue / verify under each algorithm against its raw library
+on the same 42 signed bytes (ES256: `cryptography` ECDSA P-256; SM2: `tongsuopy` SM2 with SM3),
+and the ratios. The design's target: qr.verify >= 0.8 x raw verify; a gate verifies >= 1 000 SM2
+codes a second on one core (run it under `taskset -c 1` to see one core).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from .format import Scene
+from .algs import parse_alg, suite
+from .format import Alg, Scene
 from .keys import IssuerKey, KeyRing
 from .sign import issue
 from .verify import build_trust_list, verify, verify_with_ring
@@ -31,49 +34,71 @@ def rates(cases: list[tuple[str, Callable[[], object]]], seconds: float) -> dict
         for name, fn in cases:
             n, elapsed, start = 0, 0.0, time.perf_counter()
             while elapsed < slot:
-                for _ in range(100):
+                for _ in range(20):
                     fn()
-                n += 100
+                n += 20
                 elapsed = time.perf_counter() - start
             best[name] = max(best[name], n / elapsed)
     return best
 
 
-def main(seconds: float = 3.0) -> None:
-    """Run every case for about `seconds` in all and print a table."""
+def _raw_cases(key: IssuerKey, data: bytes, signature: bytes) -> list[tuple[str, Callable[[], object]]]:
+    """The library's own sign and verify of the same bytes, reusing its algorithm objects as qr
+    does: the fairest comparison for us."""
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    der = encode_dss_signature(r, s)
+    private_key, public_key = key.private_key, key.public_key
+    if key.alg is Alg.ES256:
+        random_k = ec.ECDSA(hashes.SHA256())
+        rfc6979 = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+        return [
+            ("raw sign (random k)", lambda: private_key.sign(data, random_k)),
+            ("raw sign (RFC 6979)", lambda: private_key.sign(data, rfc6979)),
+            ("raw verify", lambda: public_key.verify(der, data, random_k)),
+        ]
+    from tongsuopy.crypto import hashes as t_hashes
+    from tongsuopy.crypto.asymciphers import ec as t_ec
+    sm2_sm3 = t_ec.ECDSA(t_hashes.SM3())
+    return [
+        ("raw sign (random k)", lambda: private_key.sign(data, sm2_sm3)),
+        ("raw verify", lambda: public_key.verify(der, data, sm2_sm3)),
+    ]
+
+
+def measure(alg: Alg, seconds: float) -> dict[str, float]:
+    """Return the rates of one algorithm's cases (raw library, qr.issue, both verifiers)."""
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    private_key = ec.generate_private_key(ec.SECP256R1())
-    key = IssuerKey.from_private_key(private_key, region_code="320100", created=now,
-                                     publish_from=now, sign_from=now)
+    key = IssuerKey.generate(alg, region_code="320100", created=now, publish_from=now,
+                             sign_from=now)
     ring = KeyRing([key], bytes(32), "320100")
     trust_list = build_trust_list(ring, now)
     text, code = issue(ring, Scene.TRANSIT, bytes(16), now)
-    data = code.signed_bytes()
-    der = encode_dss_signature(int.from_bytes(code.signature[:32], "big"),
-                               int.from_bytes(code.signature[32:], "big"))
-    public_key = private_key.public_key()
+    assert suite(alg).verify(key.public_key, code.signature, code.signed_bytes())
     later = now + timedelta(seconds=10)
-
-    # The raw baselines reuse their algorithm objects, as qr does: the fairest comparison for us.
-    random_k = ec.ECDSA(hashes.SHA256())
-    rfc6979 = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
-    cases = [
-        ("raw ECDSA sign (random k)", lambda: private_key.sign(data, random_k)),
-        ("raw ECDSA sign (RFC 6979)", lambda: private_key.sign(data, rfc6979)),
+    cases = _raw_cases(key, code.signed_bytes(), code.signature) + [
         ("qr.issue", lambda: issue(ring, Scene.TRANSIT, bytes(16), now)),
-        ("raw ECDSA verify", lambda: public_key.verify(der, data, random_k)),
         ("qr.verify (trust list)", lambda: verify(text, trust_list, later, scene=Scene.TRANSIT)),
         ("qr.verify_with_ring", lambda: verify_with_ring(text, ring, later)),
     ]
-    results = rates(cases, seconds)
-    for name, per_second in results.items():
-        print(f"{name:28s} {per_second:10,.0f} /s  {1e6 / per_second:7.1f} us")
-    print(f"qr.issue / raw sign (random k):     {results['qr.issue'] / results[cases[0][0]]:.2f}")
-    print(f"qr.verify / raw verify:             "
-          f"{results['qr.verify (trust list)'] / results['raw ECDSA verify']:.2f}")
-    print(f"qr.verify_with_ring / raw verify:   "
-          f"{results['qr.verify_with_ring'] / results['raw ECDSA verify']:.2f}")
+    return rates(cases, seconds)
+
+
+def main(seconds: float = 3.0, algs: tuple[str, ...] = ("ES256", "SM2")) -> None:
+    """Run each case for about `seconds` and print a table per algorithm."""
+    for name in algs:
+        alg = parse_alg(name)
+        results = measure(alg, seconds)
+        print(f"-- {alg.name} ({'cryptography P-256' if alg is Alg.ES256 else 'tongsuopy SM2'})")
+        for case, per_second in results.items():
+            print(f"{alg.name:5s} {case:24s} {per_second:10,.0f} /s  {1e6 / per_second:7.1f} us")
+        raw_sign, raw_verify = results["raw sign (random k)"], results["raw verify"]
+        print(f"{alg.name:5s} qr.issue / raw sign (random k):   {results['qr.issue'] / raw_sign:.2f}")
+        print(f"{alg.name:5s} qr.verify / raw verify:           "
+              f"{results['qr.verify (trust list)'] / raw_verify:.2f}")
+        print(f"{alg.name:5s} qr.verify_with_ring / raw verify: "
+              f"{results['qr.verify_with_ring'] / raw_verify:.2f}")
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0)
+    main(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0,
+         tuple(sys.argv[2:]) or ("ES256", "SM2"))
