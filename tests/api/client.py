@@ -74,6 +74,13 @@ class Api:
         assert r.status_code == 200, r.json
         return {**r.json, "person": person, "pin": pin}
 
+    def card(self, card: dict | str) -> dict:
+        """The card as the window sees it (GET /cards/{card_no}): its status and `history`."""
+        card_no = card if isinstance(card, str) else card["card_no"]
+        r = self.c.get(f"/api/v1/cards/{card_no}", headers=self.op)
+        assert r.status_code == 200, r.json
+        return r.json
+
     def card_action(self, card: dict | str, action: str, **body):
         """An operator's act on a card at the window (`loss`, `freeze`, `cancel`, `reissue` ...):
         POST /cards/{card_no}/{action}; the response, unchecked."""

@@ -7,12 +7,6 @@ import pytest
 from tests.conftest import T0
 
 
-def card(api, card_no):
-    r = api.c.get(f"/api/v1/cards/{card_no}", headers=api.op)
-    assert r.status_code == 200
-    return r.json
-
-
 def test_apply_issue_and_history(api):
     person = api.person(birth=date(1990, 3, 7))
     r = api.c.post("/api/v1/cards", json={"person_id": person["person_id"]}, headers=api.op)
@@ -53,9 +47,9 @@ def test_temporary_loss_stops_the_card_and_lapses_after_seven_days(api, clock):
     r = api.card_action(c, "loss", kind="temporary")
     assert r.json["status"] == "lost_temporary"
     clock.shift(timedelta(days=7) - timedelta(seconds=1))
-    assert card(api, c["card_no"])["status"] == "lost_temporary"
+    assert api.card(c["card_no"])["status"] == "lost_temporary"
     clock.shift(timedelta(seconds=1))
-    assert card(api, c["card_no"])["status"] == "issued"
+    assert api.card(c["card_no"])["status"] == "issued"
     # The lapse is written into the history by the next change.
     r = api.card_action(c, "freeze", reason="check")
     actions = [e["action"] for e in r.json["history"]]
@@ -68,7 +62,7 @@ def test_temporary_loss_made_formal_does_not_lapse(api, clock):
     r = api.card_action(c, "loss", kind="formal")
     assert r.json["status"] == "lost_formal"
     clock.shift(timedelta(days=30))
-    assert card(api, c["card_no"])["status"] == "lost_formal"
+    assert api.card(c["card_no"])["status"] == "lost_formal"
 
 
 def test_unhang_brings_the_card_back(api):
@@ -93,7 +87,7 @@ def test_reissue_needs_formal_loss_and_then_unhang_is_refused(api):
     assert r.status_code == 201
     new = r.json
     assert new["card_no"] != no and new["status"] == "issued" and new["fee"] == 2000
-    old = card(api, no)
+    old = api.card(no)
     assert old["status"] == "reissued" and old["successor_card_no"] == new["card_no"]
     r = api.c.delete(f"/api/v1/cards/{no}/loss", headers=api.op)
     assert r.status_code == 409 and r.json["code"] == "card.unhang_refused"
@@ -109,7 +103,7 @@ def test_replacement_fees(api, clock, reason, years, fee):
     assert r.status_code == 201, r.json
     assert r.json["fee"] == fee
     assert r.json["history"][-1]["action"] == "issued"
-    old = card(api, c["card_no"])
+    old = api.card(c["card_no"])
     assert old["status"] == "replaced"
     assert old["history"][-1]["fee"] == fee  # every fee recorded
 
@@ -151,7 +145,7 @@ def test_freeze_and_unfreeze(api):
 def test_cards_expire_by_themselves(api, clock):
     c = api.issued_card(birth=date(2015, 5, 1))
     clock.shift(timedelta(days=5 * 366))
-    assert card(api, c["card_no"])["status"] == "expired"
+    assert api.card(c["card_no"])["status"] == "expired"
     r = api.card_action(c, "loss", kind="temporary")
     assert r.status_code == 409 and r.json["code"] == "card.expired"
     r = api.c.post(f"/api/v1/cards/{c['card_no']}/replace", json={"reason": "renewal", "pin": "285714"},
@@ -161,9 +155,9 @@ def test_cards_expire_by_themselves(api, clock):
 
 def test_renewal_is_due_in_the_last_three_months(api, clock):
     c = api.issued_card()
-    assert card(api, c["card_no"])["renewal_due"] is False
+    assert api.card(c["card_no"])["renewal_due"] is False
     clock.shift(timedelta(days=3653 - 80))
-    assert card(api, c["card_no"])["renewal_due"] is True
+    assert api.card(c["card_no"])["renewal_due"] is True
 
 
 def test_temporary_card_lasts_90_days_and_is_returned_when_the_card_is_collected(api, clock):
@@ -178,7 +172,7 @@ def test_temporary_card_lasts_90_days_and_is_returned_when_the_card_is_collected
     r = api.c.post("/api/v1/temporary-cards", json={"person_id": person["person_id"]}, headers=api.op)
     assert r.status_code == 409
     api.card_action(formal, "issue", pin="285714")
-    t = card(api, temp["card_no"])
+    t = api.card(temp["card_no"])
     assert t["status"] == "cancelled" and t["history"][-1]["action"] == "returned"
 
 

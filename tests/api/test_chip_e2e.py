@@ -18,7 +18,6 @@ import pytest
 import requests
 import time_machine
 
-from physical import crypto
 from physical.image import load_image
 from physical.pcsc import wait_for_card
 from physical.reader import read_card
@@ -152,7 +151,7 @@ def test_a_replayed_challenge_and_a_clone_with_a_lower_counter(world, start_card
     code, line, _ = agent(world, "--pin", "123456")
     assert code == 1 and line["reason"] == "chip.replayed"
     # The clone signal is in the card's history.
-    history = api.c.get(f"/api/v1/cards/{card['card_no']}", headers=api.op).json["history"]
+    history = api.card(card)["history"]
     assert history[-1]["action"] == "misuse_signal"
 
 

@@ -102,8 +102,7 @@ def test_pin_lock_after_three_wrong_and_operator_unlock(api):
     assert r.status_code == 423 and r.json["code"] == "pin.locked"
     # Even the right PIN is refused now.
     assert api.sign(card).json["code"] == "pin.locked"
-    r = api.c.get(f"/api/v1/cards/{card['card_no']}", headers=api.op)
-    assert r.json["pin_locked"] is True
+    assert api.card(card)["pin_locked"] is True
     r = api.c.post(f"/api/v1/cards/{card['card_no']}/pin/unlock", headers=api.op)
     assert r.json["pin_locked"] is False
     assert api.sign(card).status_code == 201

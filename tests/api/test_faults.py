@@ -517,7 +517,7 @@ def test_a_restart_loses_nothing(committing_app, clock, tmp_path):
     logged_out = {"Authorization": f"Bearer {op_login['access_token']}"}
     assert api.c.delete("/api/v1/auth/session", headers=logged_out).status_code == 204
     audit_before = api.c.get("/api/v1/me/audit", headers=kept["headers"]).json["items"]
-    card_before = api.c.get(f"/api/v1/cards/{card['card_no']}", headers=api.op).json
+    card_before = api.card(card)
 
     # The old process stops; a new one starts over the same database and keys.
     committing_app.extensions["ecard.db"].engine.dispose()

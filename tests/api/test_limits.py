@@ -1,5 +1,5 @@
 """Abuse limits: 429 problems with Retry-After, per client and per target, in memory and in
-Redis. That Redis shares them between instances is shown by tests/test_scale_out.py, with two
+Redis. That Redis shares them between instances is shown by tests/api/test_scale_out.py, with two
 server processes."""
 
 import os

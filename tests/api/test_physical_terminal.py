@@ -56,9 +56,7 @@ class World:
         return load_image(path)
 
     def history(self, card: dict[str, Any]) -> list[dict[str, Any]]:
-        r = self.api.c.get(f"/api/v1/cards/{card['card_no']}", headers=self.api.op)
-        assert r.status_code == 200, r.json
-        return r.json["history"]
+        return self.api.card(card)["history"]
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ from tests.api.test_family import bind_child, family  # noqa: F401 (fixture)
 
 
 def _events(api, card_no):
-    r = api.c.get(f"/api/v1/cards/{card_no}", headers=api.op)
-    assert r.status_code == 200, r.json
-    return r.json["history"]
+    return api.card(card_no)["history"]
 
 
 def _audit(api, headers):
@@ -57,8 +55,8 @@ def test_r22_a_proxy_whose_own_card_is_frozen_cannot_act_for_the_dependant(api, 
     r = api.c.post("/api/v1/me/dependants", json=api.bind_body(other, "parent"), headers=h)
     assert r.status_code == 403 and r.json["code"] == "proxy.own_card_unusable"
     # The child's card itself was never touched, and once unfrozen the parent acts again.
-    r = api.c.get(f"/api/v1/cards/{family['child']['card_no']}", headers=api.op)
-    assert r.json["status"] == "issued" and "lost_temporary" not in [e["action"] for e in r.json["history"]]
+    child_card = api.card(family["child"])
+    assert child_card["status"] == "issued" and "lost_temporary" not in [e["action"] for e in child_card["history"]]
     api.c.delete(f"/api/v1/cards/{parent_no}/freeze", headers=api.op)
     r = api.c.get(f"/api/v1/me/dependants/{did}", headers=h)
     assert r.status_code == 200 and r.json["card"]["status"] == "issued"
@@ -110,9 +108,9 @@ def test_r21_the_temporary_card_is_returned_when_the_new_card_is_collected(api, 
     r = api.card_action(no, how, **body)
     assert r.status_code == 201, r.json
     new_no = r.json["card_no"]
-    r = api.c.get(f"/api/v1/cards/{temp_no}", headers=api.op)
-    assert r.json["status"] == "cancelled"
-    last = r.json["history"][-1]
+    temp = api.card(temp_no)
+    assert temp["status"] == "cancelled"
+    last = temp["history"][-1]
     assert last["action"] == "returned" and new_no in last["reason"]
     assert last["actor"]["type"] == "operator"
 

@@ -2,7 +2,7 @@
 
 Deterministic: the test keys come from fixed scalars, nonces from the case names, times are
 fixed, and signing is RFC 6979 (deterministic ECDSA), so running it again rewrites the same bytes
-(tests/test_qr_vectors.py checks that). Change a case here, never by hand in the JSON.
+(tests/qr/test_vectors.py checks that). Change a case here, never by hand in the JSON.
 
 THE KEYS HERE ARE PUBLIC TEST KEYS. Never load them into a real key ring.
 """
