@@ -80,7 +80,7 @@ def _resealed(text: str, index: int, value: int) -> str:
     pytest.param(lambda t: t[:10] + "a" + t[11:], id="lowercase char"),
     pytest.param(lambda t: _resealed(t, 0, 2), id="version 2"),
     pytest.param(lambda t: _resealed(t, 0, 0), id="version 0"),
-    pytest.param(lambda t: _resealed(t, 1, 2), id="alg 2 (SM2 reserved)"),
+    pytest.param(lambda t: _resealed(t, 1, 3), id="alg 3"),
     pytest.param(lambda t: _resealed(t, 1, 0), id="alg 0"),
     pytest.param(lambda t: _resealed(t, 6, 0), id="scene 0"),
     pytest.param(lambda t: _resealed(t, 6, 4), id="scene 4"),
