@@ -1,16 +1,30 @@
 # Benchmarks and load tests (docs/performance.md). Both start their own server on 127.0.0.1.
 #   make bench DB=postgres CARDS=100000
 #   make loadtest DB=sqlite LOADTEST_ARGS="--scale 3 --time 120s"
+# Each installs into .venv what it needs first: the app's requirements, and for the load test
+# locust at the version requirements-dev.txt pins (not the rest of it: pyscard needs
+# libpcsclite-dev to build, see scripts/test).
 PY ?= .venv/bin/python
 DB ?= sqlite
 CARDS ?= 1000
 BENCH_ARGS ?=
 LOADTEST_ARGS ?=
 
-.PHONY: bench loadtest
+.PHONY: bench loadtest deps loadtest-deps
 
-bench:
+$(PY):
+	python3 -m venv .venv
+
+deps: $(PY)
+	@$(PY) -c "import flask, gunicorn, sqlalchemy" 2>/dev/null || \
+		$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+
+loadtest-deps: deps
+	@$(PY) -c "import locust" 2>/dev/null || \
+		$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt $$(grep '^locust==' requirements-dev.txt)
+
+bench: deps
 	$(PY) -m loadtests.bench --db $(DB) --cards $(CARDS) $(BENCH_ARGS)
 
-loadtest:
+loadtest: loadtest-deps
 	$(PY) -m loadtests.run_locust --db $(DB) $(LOADTEST_ARGS)
