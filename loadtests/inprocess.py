@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import fcntl
 import io
 import json
 import logging
@@ -118,6 +119,10 @@ def main() -> None:
     if args.only in (None, "chip"):
         # Every chip read needs its own challenge, answered by a card whose counter then rises:
         # the reads are made first, in the order they are sent (each card's counters in order).
+        # Another run's chip reads on this world (its cards' counters) would make ours replays:
+        # one run at a time holds the cards, from reading their images to its last read sent.
+        chip_lock = open(args.world / "chip" / ".inprocess.lock", "w")  # noqa: SIM115 - held to the end
+        fcntl.flock(chip_lock, fcntl.LOCK_EX)
         cards = world.chip_cards(args.world, manifest)
         for i in range(codes_needed):
             k = i % len(terminal_tokens)
