@@ -20,7 +20,7 @@ from ecard import db, edge, errors, logs, storage
 from ecard.context import Services
 from ecard.hashing import Hasher
 from ecard.pii import Vault
-from ecard.secrets import load_or_create
+from ecard.secrets import SUITES, load_or_create
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -103,7 +103,8 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     keys_dir = Path(settings["ECARD_KEYS_DIR"] or Path(app.instance_path) / "keys")
     app.config["ECARD_KEYS_DIR"] = str(keys_dir)
     production = settings["ECARD_ENV"] == "production"
-    secrets = load_or_create(keys_dir, allow_create=not production)
+    suite = SUITES[settings["ECARD_CRYPTO_SUITE"]]
+    secrets = load_or_create(keys_dir, allow_create=not production, suite=suite)
     app.extensions["ecard.services"] = Services(
         vault=Vault(secrets),
         hasher=Hasher(secrets.pin_pepper, time_cost=settings["ECARD_ARGON2_TIME_COST"],
@@ -116,7 +117,8 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     from ecard.context import utcnow
 
     app.extensions["ecard.qr_ring"] = qr.KeyRing.load_or_create(
-        keys_dir / "qr", utcnow(), settings["ECARD_REGION_CODE"], create=not production)
+        keys_dir / "qr", utcnow(), settings["ECARD_REGION_CODE"], create=not production,
+        alg=suite.qr_alg)  # a new ring's first key; an existing ring changes by `keys rotate`
 
     url = settings["ECARD_DATABASE_URL"] or f"sqlite:///{Path(app.instance_path) / 'ecard.sqlite'}"
     app.config["ECARD_DATABASE_URL"] = url

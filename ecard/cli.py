@@ -103,32 +103,77 @@ def personalize_cmd(card_no: str, out: str, pin: str) -> None:
     click.echo(f"card image for {card.card_no} written to {out} (keep it away from anyone but the card maker)")
 
 
-keys_group = AppGroup("keys", help="QR signing keys.")
+keys_group = AppGroup("keys", help="QR signing keys and the data keys of personal data.")
 group.add_command(keys_group)
+
+
+def _suite():
+    from ecard.secrets import SUITES
+
+    return SUITES[current_app.config["ECARD_CRYPTO_SUITE"]]
 
 
 @keys_group.command("rotate")
 @click.option("--publish-ahead", default=86400, show_default=True,
               help="seconds the new key is published before it signs")
-def rotate_keys(publish_ahead: int) -> None:
+@click.option("--alg", type=click.Choice(["ES256", "SM2"]), default=None,
+              help="the new key's algorithm [default: the suite's, ECARD_CRYPTO_SUITE intl: ES256, sm: SM2]")
+def rotate_keys(publish_ahead: int, alg: str | None) -> None:
     """Add the next QR signing key: published now, signing after --publish-ahead; the current key
-    retires once its last code has expired."""
+    retires once its last code has expired. Codes of both keys verify during the overlap, each
+    under its own algorithm."""
     from datetime import timedelta
 
     ring = current_app.extensions["ecard.qr_ring"]
-    new = ring.rotate(utcnow(), publish_ahead=timedelta(seconds=publish_ahead))
-    click.echo(json.dumps({"kid": new.kid_hex, "publish_from": new.publish_from.isoformat(),
+    new = ring.rotate(utcnow(), publish_ahead=timedelta(seconds=publish_ahead), alg=alg or _suite().qr_alg)
+    click.echo(json.dumps({"kid": new.kid_hex, "alg": new.alg.name, "publish_from": new.publish_from.isoformat(),
                            "sign_from": new.sign_from.isoformat()}))
 
 
 @keys_group.command("list")
 def list_keys() -> None:
-    """The QR key ring: kid, when each key signs and retires."""
+    """The QR key ring: kid, algorithm, when each key signs and retires."""
     ring = current_app.extensions["ecard.qr_ring"]
+    ring.reload_if_changed()
     for k in ring.keys:
-        click.echo(json.dumps({"kid": k.kid_hex, "publish_from": k.publish_from.isoformat(),
+        click.echo(json.dumps({"kid": k.kid_hex, "alg": k.alg.name, "publish_from": k.publish_from.isoformat(),
                                "sign_from": k.sign_from.isoformat(),
                                "retire_at": k.retire_at.isoformat() if k.retire_at else None}))
+
+
+@keys_group.command("add-data-key")
+@click.option("--alg", type=click.Choice(["AES-256-GCM", "SM4-GCM"]), default=None,
+              help="[default: the suite's, ECARD_CRYPTO_SUITE intl: AES-256-GCM, sm: SM4-GCM]")
+def add_data_key_cmd(alg: str | None) -> None:
+    """Add a data key of personal data (a new version in server-secrets.json) and make it the one
+    its algorithm writes with; the index key of its suite is added too when missing. Old versions
+    stay and keep opening the rows written under them. Run it before switching
+    ECARD_CRYPTO_SUITE in production (the service refuses to start without the suite's keys);
+    running workers read the new key when they first meet it."""
+    from pathlib import Path
+
+    from ecard import secrets
+
+    alg = alg or _suite().data_alg
+    keys_dir = Path(current_app.config["ECARD_KEYS_DIR"])
+    version = secrets.add_data_key(keys_dir, alg)
+    click.echo(json.dumps({"version": version, "alg": alg,
+                           "index_alg": secrets.SUITE_OF_DATA_ALG[alg].index_alg}))
+
+
+@keys_group.command("list-data-keys")
+def list_data_keys() -> None:
+    """The data keys of personal data (no key material): version, algorithm, whether it is the
+    one its algorithm writes with; then the blind-index keys' algorithms."""
+    from pathlib import Path
+
+    from ecard import secrets
+
+    s = secrets.read(Path(current_app.config["ECARD_KEYS_DIR"]), _suite())
+    for version, key in sorted(s.data_keys.items()):
+        click.echo(json.dumps({"version": version, "alg": key.alg, "current": s.current.get(key.alg) == version,
+                               "written_now": version == s.current_version}))
+    click.echo(json.dumps({"index_keys": sorted(s.index_keys), "written_now": s.suite.index_alg}))
 
 
 def init_app(app: Flask) -> None:

@@ -30,6 +30,11 @@ SETTINGS: dict[str, tuple[Any, type, Bounds]] = {
     # "production" refuses to generate keys on its own; a misspelling of it must not run as
     # development, which would.
     "ENV": ("development", str, frozenset({"development", "production"})),
+    # The algorithms of what this deployment creates from now on (issue 15, docs/security.md
+    # "National cryptography"): intl = ES256 QR keys, AES-256-GCM personal data, HMAC-SHA256 blind
+    # index; sm = SM2 (with SM3) QR keys and SM4 handles, SM4-GCM personal data, HMAC-SM3 blind
+    # index. What was written under the other suite stays readable; QR keys change by rotation.
+    "CRYPTO_SUITE": ("intl", str, frozenset({"intl", "sm"})),
     "DATABASE_URL": (None, str, None),  # None: SQLite file in the instance folder
     "REDIS_URL": (None, str, None),  # None: rate limits shared by one machine's workers in a file
     "KEYS_DIR": (None, str, None),  # None: <instance>/keys
