@@ -5,7 +5,7 @@ Sets up a fresh instance (keys, database built by `flask db upgrade`), seeds `--
 through the domain functions, mints tokens in process, then for each endpoint starts gunicorn
 (`gunicorn.conf.py`, a fresh server per endpoint so no worker recycling or warm cache carries
 over), warms up, and measures with `--clients` closed-loop clients from separate processes
-(`loadtests.loadgen`):
+(`loadtests.loadgen`; its docstring says why neither locust nor wrk):
 
     healthz   GET /healthz                       the framework's ceiling
     issue     POST /api/v1/qrcodes               a holder fetches a code
@@ -271,6 +271,7 @@ def measure(bench: Bench, endpoint: str, args: argparse.Namespace, stamp: str) -
     n = max(result.requests, 1)
     out["server_cpu_ms"] = round(1000 * cpu["cpu_seconds"]["server"] / n, 3)
     out["db_cpu_ms"] = round(1000 * (cpu["cpu_seconds"]["postgres"] + cpu["cpu_seconds"]["redis"]) / n, 3)
+    out["client_cpu_ms"] = round(1000 * cpu["cpu_seconds"]["client"] / n, 3)  # the load generator's own cost
     if args.profile and spy is not None and prof_path.exists():
         out["profile"] = {"file": str(prof_path), **summarize_profile(prof_path)}
     return out
@@ -375,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         c = r["cpu"]
         print(f"   machine CPU: server {c['server_pct']} %, client {c['client_pct']} %, postgres {c['postgres_pct']} %, "
               f"redis {c['redis_pct']} %, other work {c['external_pct']} % {c['external_top'] or ''}; "
-              f"server CPU {r['server_cpu_ms']} ms/request (+ {r['db_cpu_ms']} ms database and Redis)", flush=True)
+              f"server CPU {r['server_cpu_ms']} ms/request (+ {r['db_cpu_ms']} ms database and Redis; "
+              f"load generator {r['client_cpu_ms']} ms)", flush=True)
         if r["error_samples"]:
             print(f"   e.g. {r['error_samples'][:2]}")
     info["load_at_end"] = world.load_now()

@@ -1,4 +1,4 @@
-"""A small closed-loop HTTP load generator, in the spirit of wrk (which this machine lacks).
+"""A small closed-loop HTTP load generator for `loadtests.bench`, in the manner of wrk.
 
 `clients` connections run at once, spread over `procs` processes (threads inside each), each
 sending its own pre-built raw HTTP/1.1 requests back to back: the next request leaves when the
@@ -9,6 +9,27 @@ costs the client some 30 us of Python, far less than the server spends on it.
 gunicorn's sync workers close the connection after every answer (they force `Connection: close`),
 so a client reconnects for each request; the measured latency includes that connect, as any
 client of a sync-worker server sees it.
+
+Why not locust or wrk (issue 14; measured on /healthz, 16 connections, 10 s, 2 December):
+
+- locust cannot measure the server's capacity on this machine. Its client costs about 1 ms of
+  CPU a request (1.29 ms with its start-up, against 0.33 ms for this generator and 0.16 ms for
+  wrk, kernel time included), on the same two cores as the server: at the /healthz rate (1 800 to
+  2 700 a second on a quiet machine) it would need more CPU than the machine has, and below that
+  it takes the server's. locust stays the tool of the paced, mixed load test (run_locust.py).
+- wrk (Debian's 4.1.0) is cheaper per request, but measures something else, and cannot run two
+  of the four plans as they are measured here:
+  * its clock starts once the connection is made (wrk.c, socket_writeable; every `Connection:
+    close` answer makes it reconnect), so a connect that waits, e.g. a SYN retransmitted after
+    1 s when the listen queue overflows, is in no latency it reports; here a request's latency
+    runs from the connect to the answer's last byte;
+  * single-use plans (`verify`, `chip`): each request sent once and, for a chip, in the order
+    its counter rises on one connection, and the window ending for every client when the first
+    runs out, its rate computed over the window actually run. wrk's `request()` belongs to a
+    thread whose connections share it (one connection a thread keeps a card's reads in order),
+    and `thread:stop()` stops one thread while the rate is still divided by the whole `-d`.
+  Counting `"accepted":false` answers wrk could do in a Lua `response()`. For the two plans that
+  repeat (`healthz`, `issue`) wrk would do; one tool for the four is the simpler benchmark.
 """
 
 from __future__ import annotations
