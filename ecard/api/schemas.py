@@ -464,7 +464,7 @@ class ChallengeOut(Out):
 
 
 # --- response models for operations whose blueprints do not declare them yet -------------------
-# (tests/test_fuzz_openapi.py: test_every_operation_documents_its_success_response). Each matches
+# (tests/api/test_fuzz_openapi.py: test_every_operation_documents_its_success_response). Each matches
 # what the handler sends today; wiring them is `responses={200: s.X}` on the route.
 
 class OfflineOut(Out):
