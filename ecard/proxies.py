@@ -66,8 +66,8 @@ def new_consent_code(session: Session, svc: Services, person: Person, *, actor: 
 
 def _use_consent(session: Session, svc: Services, dependant: Person, code: str, now: datetime) -> None:
     """Use the code once, atomically. Raises ConsentInvalid, ConsentExpired, ConsentUsed."""
-    digest = svc.vault.blind_index(code.strip().upper(), context=CONSENT_CTX)
-    row = session.scalar(sa.select(ConsentCode).where(ConsentCode.code_hash == digest))
+    digests = svc.vault.blind_indexes(code.strip().upper(), context=CONSENT_CTX)  # across suites
+    row = session.scalar(sa.select(ConsentCode).where(ConsentCode.code_hash.in_(digests)))
     if row is None or row.person_id != dependant.id:
         raise errors.ConsentInvalid()
     if row.used_at is not None:

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 import qr
-from ecard import config, persons
+from ecard import config
 from ecard.secrets import SM4_GCM
 from qr.format import Alg
 from tests.api.client import Api
@@ -66,19 +66,6 @@ def make_app(tmp_path, shared_db):
     yield make
     for app in built:
         app.extensions["ecard.db"].engine.dispose()
-
-
-@pytest.fixture
-def lookup_in_every_index(monkeypatch):
-    """`persons.find_by_id_number` asking for every blind index the vault knows
-    (`Vault.blind_indexes`), as a look-up must for a person found across suites. The module does
-    not do it yet (it asks for `blind_index`, the suite's own): see
-    test_the_persons_module_looks_a_person_up_in_every_index, which fails until it does."""
-    def find_by_id_number(session, svc, id_number):
-        indexes = svc.vault.blind_indexes(id_number, context=persons.ID_CTX)
-        return session.scalar(sa.select(persons.Person).where(persons.Person.id_index.in_(indexes)))
-
-    monkeypatch.setattr(persons, "find_by_id_number", find_by_id_number)
 
 
 def cli(app, *args: str) -> str:
@@ -177,7 +164,7 @@ def test_a_rotation_from_es256_to_sm2_accepts_codes_of_both_during_the_overlap(m
     assert api.scan_new_code(holder, gate)["accepted"] is True
 
 
-def test_personal_data_written_under_one_suite_is_read_under_the_other(make_app, clock, lookup_in_every_index):
+def test_personal_data_written_under_one_suite_is_read_under_the_other(make_app, clock):
     intl = make_app("intl")
     a = Api(intl.test_client())
     first = a.issued_card(a.person(date(1961, 4, 5), name="欧阳建国伟"))
@@ -214,7 +201,7 @@ def test_personal_data_written_under_one_suite_is_read_under_the_other(make_app,
             assert api.scan_new_code(holder, gate)["accepted"] is True
 
 
-def test_an_id_number_stays_unique_across_suites(make_app, clock, lookup_in_every_index):
+def test_an_id_number_stays_unique_across_suites(make_app, clock):
     a = Api(make_app("intl").test_client())
     b = Api(make_app("sm").test_client())
     one = a.person(date(1970, 1, 2))
@@ -225,9 +212,6 @@ def test_an_id_number_stays_unique_across_suites(make_app, clock, lookup_in_ever
     assert r.status_code == 409 and r.json["code"] == "person.exists", r.json
 
 
-@pytest.mark.xfail(strict=True, reason="ecard/persons.py find_by_id_number compares id_index with "
-                                       "svc.vault.blind_index (the suite's index only); it must ask for "
-                                       "Person.id_index.in_(svc.vault.blind_indexes(...))")
 def test_the_persons_module_looks_a_person_up_in_every_index(make_app, clock):
     a = Api(make_app("intl").test_client())
     card = a.issued_card()
