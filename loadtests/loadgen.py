@@ -10,13 +10,15 @@ gunicorn's sync workers close the connection after every answer (they force `Con
 so a client reconnects for each request; the measured latency includes that connect, as any
 client of a sync-worker server sees it.
 
-Why not locust or wrk (issue 14; measured on /healthz, 16 connections, 10 s, 2 December):
+Why not locust or wrk (issue 14; measured on /healthz, 16 connections, 10 s, 2 December, the
+same server, the three in the same minute, kernel time included):
 
-- locust cannot measure the server's capacity on this machine. Its client costs about 1 ms of
-  CPU a request (1.29 ms with its start-up, against 0.33 ms for this generator and 0.16 ms for
-  wrk, kernel time included), on the same two cores as the server: at the /healthz rate (1 800 to
-  2 700 a second on a quiet machine) it would need more CPU than the machine has, and below that
-  it takes the server's. locust stays the tool of the paced, mixed load test (run_locust.py).
+- locust cannot measure the server's capacity on this machine: its client costs 0.4-1 ms of CPU
+  a request (this generator 0.13-0.2, wrk 0.1), on the same two cores as the server, and caps
+  the rate it measures: 875 req/s where this generator got 1 116 and wrk 1 155 (the machine
+  busy with other work). At the /healthz rate of a quiet machine (1 800-2 700 a second) it would
+  take a whole core of the two. locust stays the tool of the paced, mixed load test
+  (run_locust.py).
 - wrk (Debian's 4.1.0) is cheaper per request, but measures something else, and cannot run two
   of the four plans as they are measured here:
   * its clock starts once the connection is made (wrk.c, socket_writeable; every `Connection:
