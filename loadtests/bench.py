@@ -134,7 +134,7 @@ class Bench:
         import sqlalchemy as sa
 
         from ecard import codes, db
-        from ecard.api.codes import ring
+        from ecard.api.common import ring
         from ecard.context import services, utcnow
         from ecard.models import ECard
 
@@ -149,7 +149,7 @@ class Bench:
             r = ring()
             for i in range(count):
                 ec = self._ecards[self.rng.randrange(len(self._ecards))]
-                issued = codes.issue(svc, r, ec.card, scene=SCENES[i % 3], link=None, now=now)
+                issued = codes.issue(svc, r, ec.card.state, scene=SCENES[i % 3], link=None, now=now)
                 tok = self.terminal_tokens[self.rng.randrange(len(self.terminal_tokens))]
                 per[i % n].append(self._req("POST", "/api/v1/verifications/qr", tok, {"payload": issued.payload},
                                             port))
