@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qr.keys import write_private
+
 FILE = "server-secrets.json"
 LOCK_FILE = "server-secrets.lock"
 
@@ -217,26 +219,6 @@ def _locked(keys_dir: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically, mode 0600 from the first byte."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _add_data_key(doc: dict[str, Any], alg: str) -> int:
     """Add a new version of `alg` to `doc` (format 2), make it `alg`'s current one, and add the
     index key of `alg`'s suite when missing. Returns the version."""
@@ -270,7 +252,7 @@ def add_data_key(keys_dir: Path, alg: str) -> int:
     with _locked(keys_dir):
         doc = normalise(json.loads(path.read_text()))
         version = _add_data_key(doc, alg)
-        _write_private(path, json.dumps(doc, indent=2))
+        write_private(path, json.dumps(doc, indent=2).encode())
     return version
 
 
@@ -294,7 +276,7 @@ def load_or_create(keys_dir: Path, *, allow_create: bool, suite: Suite | str = "
         keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with _locked(keys_dir):
             if not path.exists():  # another worker may have created it while we waited
-                _write_private(path, json.dumps(_fresh_doc(suite), indent=2))
+                write_private(path, json.dumps(_fresh_doc(suite), indent=2).encode())
     loaded = read(keys_dir, suite)
     missing = _missing(loaded)
     if not missing:
@@ -313,5 +295,5 @@ def load_or_create(keys_dir: Path, *, allow_create: bool, suite: Suite | str = "
             if suite.data_alg not in doc["current"]:
                 _add_data_key(doc, suite.data_alg)  # adds the suite's index key too
             doc["index_keys"].setdefault(suite.index_alg, _enc(secrets.token_bytes(INDEX_KEY_LEN)))
-            _write_private(path, json.dumps(doc, indent=2))
+            write_private(path, json.dumps(doc, indent=2).encode())
     return read(keys_dir, suite)

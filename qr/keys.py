@@ -182,7 +182,7 @@ class KeyRing:
             self.keys.append(new)
             if self.directory is not None:
                 # Key file first: ring.json must never name a kid whose PEM is not there yet.
-                _write_private(self.directory / f"{new.kid_hex}.pem", _pem(new))
+                write_private(self.directory / f"{new.kid_hex}.pem", _pem(new))
                 self._write_ring()
             return new
 
@@ -225,11 +225,11 @@ class KeyRing:
                 raise FileNotFoundError(f"no key ring in {directory}")
             handle_path = directory / HANDLE_KEY_FILE
             if not handle_path.exists():
-                _write_private(handle_path, secrets.token_bytes(HANDLE_KEY_LEN))
+                write_private(handle_path, secrets.token_bytes(HANDLE_KEY_LEN))
             ring = cls([], handle_path.read_bytes(), region_code, directory)
             first = ring._generate(now, sign_from=now, alg=first_alg)
             ring.keys.append(first)
-            _write_private(directory / f"{first.kid_hex}.pem", _pem(first))
+            write_private(directory / f"{first.kid_hex}.pem", _pem(first))
             ring._write_ring()
             return ring
 
@@ -259,7 +259,7 @@ class KeyRing:
                 "retire_at": None if k.retire_at is None else rfc3339(k.retire_at),
             } for k in self.keys],
         }
-        _write_private(self.directory / RING_FILE, (json.dumps(doc, indent=2) + "\n").encode())
+        write_private(self.directory / RING_FILE, (json.dumps(doc, indent=2) + "\n").encode())
         self._stamp = _ring_file_id(self.directory)
 
     def _generate(self, now: datetime, *, sign_from: datetime, alg: Alg) -> IssuerKey:
@@ -328,8 +328,9 @@ def _pem(key: IssuerKey) -> bytes:
     return suite(key.alg).private_pem(key.private_key)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically, mode 0600 from the first byte (never briefly readable)."""
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically, mode 0600 from the first byte (never briefly readable),
+    and durably (the file and its directory synced). The server's own secrets use it too."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
