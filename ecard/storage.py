@@ -7,8 +7,8 @@ session (`ecard.db`), where speed does not call for more.
 
 The hot statements are built once and run by `Prepared` straight on the DBAPI connection of the
 session's transaction: SQLAlchemy's per-execution work (an execution context, result metadata,
-the row machinery) cost ten times the statement itself on SQLite. docs/performance.md has the
-figures.
+the row machinery) cost ten times the statement itself on SQLite (docs/performance.md, "What
+the design does for speed").
 """
 
 from __future__ import annotations

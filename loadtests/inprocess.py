@@ -19,7 +19,7 @@ is `challenge` + `chip`.
 
 `--gap-ms G` spins G ms between requests (the spin's own CPU is not counted), as a server waits
 between requests: on this VM the same request then costs two to three times its CPU in a tight
-loop (see docs/performance.md, "Why the server's CPU per request is twice the in-process one").
+loop (docs/performance.md, "What a new user will trip over").
 """
 
 from __future__ import annotations
