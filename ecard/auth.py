@@ -173,9 +173,10 @@ def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
     HolderPrincipal, TerminalPrincipal or OperatorPrincipal) and claims the request's
     Idempotency-Key (a replayed answer is returned instead of running the route).
 
-    The principal is read on a connection of its own, without a transaction: one statement,
-    before the route's transaction begins, so that a window's PIN hashed after it does not
-    hold SQLite's write lock, and a key's claim (a transaction of its own) never waits for it."""
+    The principal is read without a transaction, on the request's connection before the
+    route's transaction begins on it: one statement, so that a window's PIN hashed after it
+    does not hold SQLite's write lock, and a key's claim (a transaction of its own) never waits
+    for it."""
 
     def decorator(fn: F) -> F:
         @functools.wraps(fn)

@@ -110,9 +110,8 @@ class Database:
 
     @contextlib.contextmanager
     def reading_connection(self) -> Iterator[Connection]:
-        """A pooled connection without a transaction (Tx.NONE), for single statements: a
-        principal, a stored hash. Checking one out costs a fifth of a session. A test's outer
-        connection when it bound one."""
+        """A pooled connection without a transaction (Tx.NONE), for single statements outside a
+        request (the warm-up). A test's outer connection when it bound one."""
         bind = self._binds[Tx.NONE]
         if isinstance(bind, Connection):
             yield bind
@@ -122,6 +121,23 @@ class Database:
 
     def new_session(self, kind: Tx) -> Session:
         return self._factories[kind]()
+
+    def checkout(self) -> Connection:
+        """A request's one pooled connection, in Tx.NONE (a test's outer connection when it bound
+        one)."""
+        return self.bind if isinstance(self.bind, Connection) else self._binds[Tx.NONE].connect()
+
+    def make_kind(self, conn: Connection, kind: Tx) -> None:
+        """Make `conn`'s next unit of work one of `kind`. Its single statements so far (Tx.NONE:
+        no BEGIN was sent) leave nothing to commit; SQLAlchemy's own bookkeeping of them ends."""
+        if conn is self.bind or conn.get_execution_options().get("ecard_tx") == kind.value:
+            return
+        if conn.in_transaction():
+            conn.commit()
+        options: dict[str, Any] = {"ecard_tx": kind.value}
+        if conn.dialect.name != "sqlite":
+            options["isolation_level"] = "AUTOCOMMIT" if kind is Tx.NONE else conn.default_isolation_level
+        conn.execution_options(**options)
 
 
 def init_app(app: Flask, url: str) -> Database:
@@ -133,15 +149,27 @@ def init_app(app: Flask, url: str) -> Database:
         session = g.pop("db_session", None)
         if session is not None:
             session.close()
+        conn = g.pop("db_conn", None)
+        if conn is not None and conn is not database.bind:
+            conn.close()
 
     return database
 
 
-def reading_connection() -> contextlib.AbstractContextManager[Connection]:
-    """`Database.reading_connection` of the current app."""
+@contextlib.contextmanager
+def reading_connection() -> Iterator[Connection]:
+    """The request's one pooled connection, for single statements without a transaction before
+    the route's own begins on it (the principal, a stored hash): one checkout a request, not two.
+    Once the route's session has begun, its transaction's connection, as it stands."""
     from flask import current_app
 
-    return current_app.extensions["ecard.db"].reading_connection()
+    database = current_app.extensions["ecard.db"]
+    conn = g.get("db_conn")
+    if conn is None:
+        conn = g.db_conn = database.checkout()
+    if "db_session" not in g:
+        database.make_kind(conn, Tx.NONE)
+    yield conn
 
 
 def session() -> Session:
@@ -150,5 +178,11 @@ def session() -> Session:
     if "db_session" not in g:
         from flask import current_app
 
-        g.db_session = current_app.extensions["ecard.db"].new_session(g.get("tx", Tx.WRITE))
+        database, kind = current_app.extensions["ecard.db"], g.get("tx", Tx.WRITE)
+        conn = g.get("db_conn")
+        if conn is None:
+            g.db_session = database.new_session(kind)
+        else:  # the route's transaction on the connection its principal was read on
+            database.make_kind(conn, kind)
+            g.db_session = Session(bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint")
     return g.db_session
