@@ -102,12 +102,12 @@ class Card(Base):
 
     person: Mapped[Person] = relationship(lazy="joined")
 
-
     @property
     def state(self) -> CardState:
         """This card's state as plain facts, for the decisions (`cards.refuse_unless_usable` ...)."""
         return CardState(self.id, self.card_no, self.status, self.lost_at, self.expires_at, self.frozen,
                          self.successor_card_no)
+
 
 class CardNoSequence(Base):
     """Next serial per card-number prefix; advanced by an atomic UPDATE so numbers never repeat."""
