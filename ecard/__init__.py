@@ -65,7 +65,7 @@ def warm_up(app: OpenAPI) -> bool:
     try:
         with app.app_context():
             sa.orm.configure_mappers()
-            with db.reading_connection() as conn:
+            with app.extensions["ecard.db"].reading_connection() as conn:
                 conn.execute(sa.text("SELECT 1"))
                 storage.Prepared.compile_all(conn.dialect)
         app.extensions["ecard.limits"].connect()
@@ -110,6 +110,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         hasher=Hasher(secrets.pin_pepper, time_cost=settings["ECARD_ARGON2_TIME_COST"],
                       memory_kib=settings["ECARD_ARGON2_MEMORY_KIB"]),
         config=settings,
+        keys_dir=keys_dir,
     )
 
     import qr

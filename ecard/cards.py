@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from ecard import errors
+from ecard import errors, storage
 from ecard.context import SYSTEM, Actor, Services
 from ecard.facts import CardState
 from ecard.hashing import Checked, Hashed
@@ -173,7 +173,7 @@ def stored_pin_hash(conn: Session | Connection, card_no: str) -> str | None:
         card_no = check_card_no(card_no)
     except ValueError:
         return None
-    return conn.scalar(sa.select(Card.pin_hash).where(Card.card_no == card_no))
+    return storage.pin_hash(conn, card_no)
 
 
 def live_card(session: Session, person: Person, kind: str = "formal") -> Card | None:

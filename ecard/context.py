@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from flask import current_app
@@ -33,6 +34,7 @@ class Services:
     vault: Vault
     hasher: Hasher
     config: dict[str, Any]
+    keys_dir: Path  # the deployment's key files (chip master keys, QR keys, secrets)
 
     def setting(self, name: str) -> Any:
         return self.config[f"ECARD_{name}"]

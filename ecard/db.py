@@ -122,22 +122,36 @@ class Database:
     def new_session(self, kind: Tx) -> Session:
         return self._factories[kind]()
 
-    def checkout(self) -> Connection:
-        """A request's one pooled connection, in Tx.NONE (a test's outer connection when it bound
-        one)."""
-        return self.bind if isinstance(self.bind, Connection) else self._binds[Tx.NONE].connect()
+    def checkout(self, kind: Tx) -> Connection:
+        """A pooled connection whose transactions are of `kind` (a test's outer connection when
+        it bound one). The kind is the connection's from its checkout (an execution option of
+        the engine it comes from), so a request never switches it."""
+        bind = self._binds[kind]
+        return bind if isinstance(bind, Connection) else bind.connect()
 
-    def make_kind(self, conn: Connection, kind: Tx) -> None:
-        """Make `conn`'s next unit of work one of `kind`. Its single statements so far (Tx.NONE:
-        no BEGIN was sent) leave nothing to commit; SQLAlchemy's own bookkeeping of them ends."""
-        if conn is self.bind or conn.get_execution_options().get("ecard_tx") == kind.value:
-            return
-        if conn.in_transaction():
-            conn.commit()
-        options: dict[str, Any] = {"ecard_tx": kind.value}
-        if conn.dialect.name != "sqlite":
-            options["isolation_level"] = "AUTOCOMMIT" if kind is Tx.NONE else conn.default_isolation_level
-        conn.execution_options(**options)
+
+class Unit:
+    """A request's unit of work: the kind its route declared (`ecard.api.transactions`), the
+    database, and, made on first use, its one pooled connection and its session on it."""
+
+    __slots__ = ("kind", "database", "conn", "session")
+
+    def __init__(self, kind: Tx, database: Database) -> None:
+        self.kind, self.database = kind, database
+        self.conn: Connection | None = None
+        self.session: Session | None = None
+
+    def connection(self) -> Connection:
+        if self.conn is None:
+            self.conn = self.database.checkout(self.kind)
+        return self.conn
+
+    def close(self) -> None:
+        session, conn, self.session, self.conn = self.session, self.conn, None, None
+        if session is not None:
+            session.close()
+        if conn is not None and conn is not self.database.bind:
+            conn.close()
 
 
 def init_app(app: Flask, url: str) -> Database:
@@ -145,44 +159,46 @@ def init_app(app: Flask, url: str) -> Database:
     app.extensions["ecard.db"] = database
 
     @app.teardown_appcontext
-    def close_session(_exc: BaseException | None) -> None:
-        session = g.pop("db_session", None)
-        if session is not None:
-            session.close()
-        conn = g.pop("db_conn", None)
-        if conn is not None and conn is not database.bind:
-            conn.close()
+    def close_unit(_exc: BaseException | None) -> None:
+        unit = g.pop("ecard_unit", None)
+        if unit is not None:
+            unit.close()
 
     return database
 
 
-@contextlib.contextmanager
-def reading_connection() -> Iterator[Connection]:
-    """The request's one pooled connection, for single statements without a transaction before
-    the route's own begins on it (the principal, a stored hash): one checkout a request, not two.
-    Once the route's session has begun, its transaction's connection, as it stands."""
+def begin_unit(kind: Tx) -> Unit:
+    """Start the request's unit of work of `kind` (the route's declaration)."""
     from flask import current_app
 
-    database = current_app.extensions["ecard.db"]
-    conn = g.get("db_conn")
-    if conn is None:
-        conn = g.db_conn = database.checkout()
-    if "db_session" not in g:
-        database.make_kind(conn, Tx.NONE)
-    yield conn
+    unit = g.ecard_unit = Unit(kind, current_app.extensions["ecard.db"])
+    return unit
+
+
+def unit() -> Unit:
+    """The request's unit of work; outside a declared route (the command line) a writing one."""
+    found = g.get("ecard_unit")
+    return begin_unit(Tx.WRITE) if found is None else found
+
+
+@contextlib.contextmanager
+def reading_connection() -> Iterator[Connection]:
+    """The request's one pooled connection, for single statements before the route's session
+    begins its transaction on it (the principal, a stored hash): one checkout a request.
+
+    Run only `ecard.storage` operations on it: they go straight to the driver, which SQLAlchemy
+    does not see as beginning a transaction, so on SQLite they run each alone and take no lock
+    whatever the route's kind (a Core statement here would begin the route's transaction, and
+    a WRITE route's would hold the write lock through the argon2 that follows). On PostgreSQL
+    a READ or WRITE route's transaction begins with them (READ COMMITTED: a snapshot a
+    statement, no lock held)."""
+    yield unit().connection()
 
 
 def session() -> Session:
-    """The session of the current request, of the kind its route declared (`g.tx`); created on
-    first use. Outside a request (the command line) a writing one."""
-    if "db_session" not in g:
-        from flask import current_app
-
-        database, kind = current_app.extensions["ecard.db"], g.get("tx", Tx.WRITE)
-        conn = g.get("db_conn")
-        if conn is None:
-            g.db_session = database.new_session(kind)
-        else:  # the route's transaction on the connection its principal was read on
-            database.make_kind(conn, kind)
-            g.db_session = Session(bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint")
-    return g.db_session
+    """The session of the current request, of the kind its route declared, on the request's
+    connection; made on first use. Outside a request (the command line) a writing one."""
+    u = unit()
+    if u.session is None:
+        u.session = Session(bind=u.connection(), expire_on_commit=False, join_transaction_mode="create_savepoint")
+    return u.session

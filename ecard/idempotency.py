@@ -41,8 +41,8 @@ def claim(scope: str) -> Response | None:
     key = request.headers.get(HEADER)
     if not key or request.method not in ("POST", "DELETE", "PUT", "PATCH") or "idempotency_id" in g:
         return None
-    request_session = g.get("db_session")
-    if request_session is not None and request_session.in_transaction():
+    unit = g.get("ecard_unit")
+    if unit is not None and unit.session is not None and unit.session.in_transaction():
         raise RuntimeError("Idempotency-Key claimed inside the request's transaction: the claim would wait for its lock")
     if len(key) > 200:
         raise errors.ValidationFailed("Idempotency-Key is at most 200 characters",

@@ -182,6 +182,7 @@ _TERMINAL_PRINCIPAL = Prepared(
               sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"))
     .join(Merchant, Merchant.id == Terminal.merchant_id)
     .where(Terminal.public_id == sa.bindparam("sub")))
+_PIN_HASH = Prepared(sa.select(Card.pin_hash).where(Card.card_no == sa.bindparam("card_no_")))
 _OPERATOR_PRINCIPAL = Prepared(
     sa.select(Operator.id, Operator.username, Operator.active,
               sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"))
@@ -257,3 +258,9 @@ def operator_principal(conn: Session | Connection, username: str, jti: str, sess
     """The operator (id, username, active) and whether its token (`jti`) or session
     (`session_key`) is revoked (`revoked`), in one statement; None for no such operator."""
     return _OPERATOR_PRINCIPAL.first(conn, {"sub": username, "jti": jti, "sid": session_key})
+
+
+def pin_hash(conn: Session | Connection, card_no: str) -> str | None:
+    """The PIN hash of the card with this number; None for no such card or no PIN yet."""
+    r = _PIN_HASH.first(conn, {"card_no_": card_no})
+    return None if r is None else r.pin_hash

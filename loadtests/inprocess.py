@@ -53,6 +53,8 @@ def main() -> None:
                    help="count machine instructions a request under valgrind's callgrind instead (slow)")
     p.add_argument("--flows", default=",".join(INSTRUCTION_FLOWS),
                    help=f"with --instructions: the flows to count, of {','.join(FLOWS)} (default %(default)s)")
+    p.add_argument("--profile-out", type=Path,
+                   help="save each flow's cProfile statistics as DIR/<flow>.pstats (to diff two trees' calls)")
     p.add_argument("--only", choices=FLOWS, help=argparse.SUPPRESS)  # a child of --instructions
     args = p.parse_args()
     if args.instructions:
@@ -63,7 +65,9 @@ def main() -> None:
     root = str(args.root.resolve())
     sys.path[:0] = [root, str(HERE)]  # the server's code from --root, the load tools from here
     os.chdir(root)
-    os.environ.update(ECARD_DATABASE_URL=manifest["url"], ECARD_KEYS_DIR=str(args.world / "keys"),
+    # The world's own SQLite file, wherever the world now lies: a copy of a world is private.
+    url = "sqlite:///" + str(args.world.resolve() / Path(manifest["url"].split("///", 1)[1]).name)
+    os.environ.update(ECARD_DATABASE_URL=url, ECARD_KEYS_DIR=str(args.world / "keys"),
                       ECARD_REDIS_URL=os.environ.get("ECARD_REDIS_URL", "redis://127.0.0.1:6379/9"),
                       ECARD_QR_TTL="300", ECARD_CHIP_CHALLENGE_TTL="3600",
                       ECARD_LOG_LEVEL="INFO" if args.log else "WARNING")
@@ -165,6 +169,9 @@ def main() -> None:
         for i in range(200):
             call(reqs[pos + i] if single_use else reqs[i % len(reqs)])
         prof.disable()
+        if args.profile_out:
+            args.profile_out.mkdir(parents=True, exist_ok=True)
+            prof.dump_stats(args.profile_out / f"{name}.pstats")
         out[name] = {"cpu_us": round(best * 1e6), "calls": round(pstats.Stats(prof).total_calls / 200)}
         print(f"{name:9s} {out[name]['cpu_us']:6d} us CPU a request, {out[name]['calls']:5d} Python calls a request")
     print(json.dumps({"root": root, **out}))

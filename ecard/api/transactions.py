@@ -24,9 +24,9 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, TypeVar
 
-from flask import Flask, g, make_response
+from flask import Flask, make_response
 
-from ecard import errors
+from ecard import db, errors
 from ecard.db import Tx
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,13 +41,13 @@ def transaction(kind: Tx) -> Callable[[F], F]:
     def decorator(fn: F) -> F:
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
-            g.tx = kind
+            unit = db.begin_unit(kind)
             try:
                 answer = make_response(fn(*args, **kwargs))
             except errors.EcardError as exc:
-                _end(commit=exc.commit_state)
+                _end(unit, commit=exc.commit_state)
                 raise
-            _end(commit=answer.status_code < 400)
+            _end(unit, commit=answer.status_code < 400)
             return answer
 
         setattr(run, ATTRIBUTE, kind)
@@ -56,14 +56,13 @@ def transaction(kind: Tx) -> Callable[[F], F]:
     return decorator
 
 
-def _end(*, commit: bool) -> None:
-    session = g.get("db_session")
-    if session is None:
+def _end(unit: db.Unit, *, commit: bool) -> None:
+    if unit.session is None:
         return
-    if commit and g.tx is Tx.WRITE:
-        session.commit()
+    if commit and unit.kind is Tx.WRITE:
+        unit.session.commit()
     else:
-        session.rollback()
+        unit.session.rollback()
 
 
 def check_declared(app: Flask, blueprints: tuple[str, ...]) -> None:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import current_app, g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from limits import parse
@@ -90,8 +88,9 @@ def chip_challenge():
 def verify_chip(body: s.ChipReadIn):
     """Judge a chip read; an accepted decision carries `external_auth` to unlock EF06."""
     session, now = db.session(), utcnow()
-    d, e = verifications.verify_chip(session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), g.principal,
-                            body.model_dump(), scene=body.scene, now=now)
+    svc = services()
+    d, e = verifications.verify_chip(session, svc, svc.keys_dir, g.principal, body.model_dump(), scene=body.scene,
+                                     now=now)
     out = decision_out(d, now)
     if e is not None:
         out["external_auth"] = e
