@@ -2,46 +2,23 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import request
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_openapi3 import Info, OpenAPI
-from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ecard import config as config_module
-from ecard import db, edge, errors, logs, storage
+from ecard import db, edge, logs, storage
 from ecard.context import Services
 from ecard.hashing import Hasher
 from ecard.pii import Vault
 from ecard.secrets import SUITES, load_or_create
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-
-
-def _nul_at(value: Any, where: str) -> str | None:
-    """Where in a parsed JSON body a string holds a NUL character, if anywhere. PostgreSQL's
-    text cannot store one (a DataError deep in a handler), and no field of ours means one."""
-    if isinstance(value, str):
-        return where if "\x00" in value else None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        found = (where if isinstance(key, str) and "\x00" in key
-                 else _nul_at(item, f"{where}.{key}" if where else str(key)))
-        if found is not None:
-            return found
-    return None
-
-
-@functools.cache
-def _takes_body(view: Any) -> bool:
-    return view is not None and "body" in inspect.signature(view).parameters
 
 
 def warm_up(app: OpenAPI) -> bool:
@@ -114,7 +91,6 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     )
 
     import qr
-
     from ecard.context import utcnow
 
     app.extensions["ecard.qr_ring"] = qr.KeyRing.load_or_create(
@@ -144,42 +120,29 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     JWTManager(app)  # mints the tokens; `auth.bearer_claims` checks them
     problems.register(app)
 
-    from ecard import idempotency, limits
-
     from prometheus_client import CollectorRegistry
     from prometheus_flask_exporter import PrometheusMetrics
+
+    from ecard import idempotency, limits
 
     limits.init_app(app)
     # /metrics; the request metrics themselves are observed by `logs` (see there why).
     metrics = PrometheusMetrics(app, registry=CollectorRegistry(), export_defaults=False)
     logs.init_app(app, metrics.registry)  # first, so every later hook and error has the request id
-    edge.init_app(app)  # a chunked body read before check_body; nosniff and no-store on responses
-
-    @app.before_request
-    def check_body():
-        if "\x00" in request.path or b"%00" in request.query_string:
-            raise errors.ValidationFailed("the URL may not contain NUL characters",
-                                          errors={"url": ["contains a NUL character"]})
-        # A chunked body has no Content-Length; `edge` has read it already.
-        if request.method in ("POST", "PUT", "PATCH", "DELETE") and (
-                request.content_length or request.get_data(cache=True)):
-            if not request.is_json:
-                raise errors.UnsupportedMediaType("send the body as application/json")
-            try:
-                data = request.get_json(force=False, silent=False, cache=True)
-            except BadRequest:  # werkzeug's answer to undecodable JSON; 413 passes through
-                raise errors.MalformedJson() from None
-            # JSON can only carry a NUL escaped, so the raw bytes tell cheaply whether to look.
-            if b"\\u0000" in request.get_data(cache=True) and (where := _nul_at(data, "")) is not None:
-                raise errors.ValidationFailed("text may not contain NUL characters",
-                                              errors={where or "body": ["contains a NUL character"]})
-            if data != {} and not _takes_body(app.view_functions.get(request.endpoint)):
-                raise errors.ValidationFailed("this endpoint takes no body",
-                                              errors={"body": ["send no body, or {}"]})
+    edge.init_app(app)  # the URL and the body checked before any route; nosniff and no-store on responses
 
     idempotency.init_app(app)
 
-    from ecard.api import codes, family, holder, operator, service, tokens, transactions, verifications
+    from ecard.api import (
+        codes,
+        family,
+        holder,
+        operator,
+        service,
+        tokens,
+        transactions,
+        verifications,
+    )
 
     app.register_api(tokens.bp)
     app.register_api(operator.bp)

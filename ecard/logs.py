@@ -54,6 +54,8 @@ def init_app(app: Flask, registry: CollectorRegistry) -> None:
     # (method, route, status) -> the two metric children: `labels()` is the costly part.
     children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
+    # `request` and `g` are context-local proxies that find the request again on every
+    # attribute read: each hook reads them once.
     @app.before_request
     def start() -> None:
         rid = request.headers.get("X-Request-Id", "")
@@ -61,18 +63,19 @@ def init_app(app: Flask, registry: CollectorRegistry) -> None:
         # logs, and str.isalnum() alone also takes 'é', 'ª' and the digits of other scripts.
         if not (0 < len(rid) <= 64 and rid.isascii() and rid.replace("-", "").isalnum()):
             rid = uuid.uuid4().hex
-        g.request_id = rid
-        g.started = time.perf_counter()
+        here = g._get_current_object()  # type: ignore[attr-defined]
+        here.request_id, here.started = rid, time.perf_counter()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid)
 
     @app.after_request
     def finish(resp: Response) -> Response:
-        resp.headers["X-Request-Id"] = g.get("request_id", "")
-        if request.path not in ("/healthz", "/metrics"):
-            rule = request.url_rule.rule if request.url_rule else "<unmatched>"
-            method, status = request.method, resp.status_code
-            seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        req, here = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
+        resp.headers["X-Request-Id"] = here.get("request_id", "")
+        if req.path not in ("/healthz", "/metrics"):
+            rule = req.url_rule.rule if req.url_rule else "<unmatched>"
+            method, status = req.method, resp.status_code
+            seconds = time.perf_counter() - here.get("started", time.perf_counter())
             log.info("request", method=method, route=rule, status=status, ms=round(seconds * 1000, 2))
             key = (method, rule, status)
             pair = children.get(key)
