@@ -90,6 +90,7 @@ def stored(app, person_id: str) -> tuple[int, str]:
 
 
 def test_settings_refuse_an_unknown_suite(monkeypatch):
+    monkeypatch.delenv("ECARD_CRYPTO_SUITE", raising=False)  # the suite this test run was started under
     assert config.load()["ECARD_CRYPTO_SUITE"] == "intl"
     assert config.load({"ECARD_CRYPTO_SUITE": "sm"})["ECARD_CRYPTO_SUITE"] == "sm"
     for wrong in ("SM", "gm", "guomi", "intl,sm", " sm"):
@@ -252,10 +253,10 @@ def test_keys_add_data_key_and_list_data_keys(make_app, clock):
 
 
 def test_production_under_sm_refuses_to_start_without_the_keys_and_starts_once_added(tmp_path, shared_db):
-    build_app(tmp_path, ECARD_DATABASE_URL=shared_db)  # the deployment as it runs today (intl)
+    build_app(tmp_path, ECARD_DATABASE_URL=shared_db, ECARD_CRYPTO_SUITE="intl")  # the deployment as it runs today
     with pytest.raises(RuntimeError, match="keys add-data-key --alg SM4-GCM"):
         build_app(tmp_path, ECARD_DATABASE_URL=shared_db, ECARD_ENV="production", ECARD_CRYPTO_SUITE="sm")
-    today = build_app(tmp_path, ECARD_DATABASE_URL=shared_db, ECARD_ENV="production")
+    today = build_app(tmp_path, ECARD_DATABASE_URL=shared_db, ECARD_ENV="production", ECARD_CRYPTO_SUITE="intl")
     cli(today, "keys", "add-data-key", "--alg", "SM4-GCM")
     moved = build_app(tmp_path, ECARD_DATABASE_URL=shared_db, ECARD_ENV="production", ECARD_CRYPTO_SUITE="sm")
     assert moved.extensions["ecard.services"].vault.suite == "sm"
