@@ -12,7 +12,7 @@ from ecard import errors
 from ecard.context import Actor, Services
 from ecard.idnumber import parse_id_number
 from ecard.ids import new_id
-from ecard.models import Person, Relation
+from ecard.models import Event, Person, Relation
 
 RELATIONS = ("parent", "grandparent", "guardian", "spouse", "child", "sibling", "other")
 EVIDENCE_KINDS = ("household_register", "birth_certificate", "guardianship_order",
@@ -80,6 +80,16 @@ def get(session: Session, public_id: str) -> Person:
     person = session.scalar(sa.select(Person).where(Person.public_id == public_id))
     if person is None:
         raise errors.PersonNotFound()
+    return person
+
+
+def read_in_clear(session: Session, public_id: str, *, actor: Actor, now: datetime) -> Person:
+    """An operator opens the person's record, name and ID number in clear (R-72): the read is
+    recorded in the person's own audit, who read it (the operator), when and why (a service
+    window's look-up), which the person sees in `GET /me/audit`. Raises PersonNotFound."""
+    person = get(session, public_id)
+    session.add(Event(person_id=person.id, at=now, action="personal_data_read", actor_type=actor.type,
+                      actor_ref=actor.ref, channel=actor.channel, reason="person record opened at a service window"))
     return person
 
 

@@ -39,11 +39,12 @@ def create_person(body: s.PersonIn):
 
 
 @bp.get("/persons/<person_id>", responses={200: s.PersonOut})
-@transaction(Tx.READ)
+@transaction(Tx.WRITE)  # the read is recorded (R-72)
 @auth.require(auth.OPERATOR)
 def get_person(path: s.PersonPath):
+    """The person in clear, and the live card's number; the read is in the person's audit."""
     session, svc = db.session(), services()
-    person = persons.get(session, path.person_id)
+    person = persons.read_in_clear(session, path.person_id, actor=actor(), now=utcnow())
     out = person_out(svc, person, clear=True)
     card = cards.live_card(session, person)
     out["card_no"] = card.card_no if card else None

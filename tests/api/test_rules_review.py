@@ -1,10 +1,11 @@
 """Fixes from the security review (issue 13, items 11 to 13): each test names the rule it holds
 and asserts what a holder, a relative or a window would notice."""
 
-from datetime import date
+from datetime import date, datetime, timezone
 
 import pytest
 
+from ecard.api.views import iso
 from ecard.idnumber import make_card_no
 from tests.api.test_family import bind_child, family  # noqa: F401 (fixture)
 
@@ -159,6 +160,24 @@ def test_r63_a_proxys_reads_of_the_dependants_card_are_in_the_dependants_audit(a
     # The list (no card details) is not a read of the card.
     api.c.get("/api/v1/me/dependants", headers=family["parent"]["headers"])
     assert len([e for e in _audit(api, child["headers"]) if e["action"] == "proxy_card_read"]) == 2
+
+
+def test_r72_an_operators_read_of_a_person_in_clear_is_in_the_persons_audit(api, clock):
+    card = api.issued_card(name="李清楚")
+    holder = api.holder(card)
+    before = [e for e in _audit(api, holder["headers"]) if e["action"] == "personal_data_read"]
+    assert before == []  # creating the person and the card showed no one the record in clear
+    r = api.c.get(f"/api/v1/persons/{card['person']['person_id']}", headers=api.op)
+    assert r.status_code == 200 and r.json["name"] == "李清楚"
+    reads = [e for e in _audit(api, holder["headers"]) if e["action"] == "personal_data_read"]
+    assert len(reads) == 1
+    assert reads[0]["actor"] == {"type": "operator", "ref": "w1", "channel": "window"}  # who
+    assert reads[0]["at"] == iso(datetime.now(timezone.utc))  # when: the controlled clock
+    assert "service window" in reads[0]["reason"]  # why
+    # A person the operator looks for and does not find leaves no record and changes nothing.
+    r = api.c.get("/api/v1/persons/per_0000000000000000", headers=api.op)
+    assert r.status_code == 404
+    assert len([e for e in _audit(api, holder["headers"]) if e["action"] == "personal_data_read"]) == 1
 
 
 def test_r62_a_window_ends_a_proxy_for_an_adult_without_a_phone_and_for_a_minor(api, family):
