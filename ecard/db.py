@@ -10,7 +10,7 @@ import contextlib
 import enum
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NewType
 
 import sqlalchemy as sa
 from flask import Flask, g
@@ -49,9 +49,16 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
+# A table's own key and the keys that point at it: 64 bits on PostgreSQL (BIGINT, and a BIGINT
+# sequence), where INTEGER ends at 2**31 - 1 rows: a province's scans pass that in months.
+# SQLite's INTEGER PRIMARY KEY is the 64-bit rowid already, and only INTEGER is the rowid.
+RowId = NewType("RowId", int)
+ROW_ID_MAX = 2 ** 63 - 1
+
+
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime()}
+    type_annotation_map = {datetime: UTCDateTime(), RowId: sa.BigInteger().with_variant(sa.Integer(), "sqlite")}
 
 
 class Tx(enum.StrEnum):

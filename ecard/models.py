@@ -1,6 +1,6 @@
 """Typed SQLAlchemy 2.0 models and their constraints. No queries, no Flask.
 
-Internal integer keys join the tables; clients only ever see the opaque `public_id` strings
+Internal 64-bit integer keys (`db.RowId`) join the tables; clients only ever see the opaque `public_id` strings
 (and card numbers). Personal data columns hold AES-GCM ciphertext (see `ecard.pii`).
 """
 
@@ -11,7 +11,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ecard.db import Base
+from ecard.db import Base, RowId
 from ecard.facts import CardState
 
 # Card states (docs/rules.md, "The physical card and its life").
@@ -24,7 +24,7 @@ LIVE_STATES = (APPLIED, ISSUED, LOST_TEMPORARY, LOST_FORMAL)
 
 class Operator(Base):
     __tablename__ = "operators"
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(sa.String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(sa.String(200))
     active: Mapped[bool] = mapped_column(default=True)
@@ -33,7 +33,7 @@ class Operator(Base):
 
 class Person(Base):
     __tablename__ = "persons"
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
     # HMAC-SHA256 of the ID number under a server key: finds a person without decrypting.
     id_index: Mapped[str] = mapped_column(sa.String(64), unique=True)
@@ -50,10 +50,10 @@ class Relation(Base):
 
     __tablename__ = "relations"
     __table_args__ = (sa.UniqueConstraint("person_id", "relative_id", name="uq_relations_pair"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
-    person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
-    relative_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    person_id: Mapped[RowId] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    relative_id: Mapped[RowId] = mapped_column(sa.ForeignKey("persons.id"), index=True)
     relation: Mapped[str] = mapped_column(sa.String(16))
     evidence_kind: Mapped[str] = mapped_column(sa.String(32))
     evidence_no_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
@@ -74,9 +74,9 @@ class Card(Base):
         sa.CheckConstraint("status IN ('applied','issued','lost_temporary','lost_formal',"
                            "'reissued','replaced','cancelled','expired')", name="status"),
     )
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
     card_no: Mapped[str] = mapped_column(sa.String(9), unique=True)  # R-23: never reused
-    person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    person_id: Mapped[RowId] = mapped_column(sa.ForeignKey("persons.id"), index=True)
     kind: Mapped[str] = mapped_column(sa.String(16), default="formal")  # formal | temporary
     status: Mapped[str] = mapped_column(sa.String(16))
     live: Mapped[bool] = mapped_column(default=True)
@@ -92,7 +92,7 @@ class Card(Base):
     pin_hash: Mapped[str | None] = mapped_column(sa.String(200))
     pin_failures: Mapped[int] = mapped_column(default=0)
     pin_locked: Mapped[bool] = mapped_column(default=False)
-    previous_card_id: Mapped[int | None] = mapped_column(sa.ForeignKey("cards.id"))
+    previous_card_id: Mapped[RowId | None] = mapped_column(sa.ForeignKey("cards.id"))
     successor_card_no: Mapped[str | None] = mapped_column(sa.String(9))
     fee: Mapped[int] = mapped_column(default=0)  # fen charged for this card (R-19)
     last_atc: Mapped[int | None]  # highest chip transaction counter seen (docs/chip.md)
@@ -121,9 +121,9 @@ class Event(Base):
     """Every change to a card or a person's e-card: the card history and the holder's audit."""
 
     __tablename__ = "events"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
-    card_id: Mapped[int | None] = mapped_column(sa.ForeignKey("cards.id"), index=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
+    person_id: Mapped[RowId] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    card_id: Mapped[RowId | None] = mapped_column(sa.ForeignKey("cards.id"), index=True)
     at: Mapped[datetime]
     action: Mapped[str] = mapped_column(sa.String(32))
     from_status: Mapped[str | None] = mapped_column(sa.String(16))
@@ -137,10 +137,10 @@ class Event(Base):
 
 class ECard(Base):
     __tablename__ = "ecards"
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
-    person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), unique=True)  # R-42
-    card_id: Mapped[int] = mapped_column(sa.ForeignKey("cards.id"))
+    person_id: Mapped[RowId] = mapped_column(sa.ForeignKey("persons.id"), unique=True)  # R-42
+    card_id: Mapped[RowId] = mapped_column(sa.ForeignKey("cards.id"))
     created_at: Mapped[datetime]
 
     card: Mapped[Card] = relationship(lazy="joined")
@@ -151,9 +151,9 @@ class Binding(Base):
     """The electronic card signed in one channel on one device (R-42)."""
 
     __tablename__ = "bindings"
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
-    ecard_id: Mapped[int] = mapped_column(sa.ForeignKey("ecards.id"), index=True)
+    ecard_id: Mapped[RowId] = mapped_column(sa.ForeignKey("ecards.id"), index=True)
     channel: Mapped[str] = mapped_column(sa.String(16))
     device_id: Mapped[str] = mapped_column(sa.String(128))
     created_at: Mapped[datetime]
@@ -176,7 +176,7 @@ class RevokedToken(Base):
 
 class Merchant(Base):
     __tablename__ = "merchants"
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
     name: Mapped[str] = mapped_column(sa.String(100))
     scenes: Mapped[str] = mapped_column(sa.String(64))  # comma separated subset of the scenes
@@ -186,9 +186,9 @@ class Merchant(Base):
 
 class Terminal(Base):
     __tablename__ = "terminals"
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
-    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id"), index=True)
+    merchant_id: Mapped[RowId] = mapped_column(sa.ForeignKey("merchants.id"), index=True)
     name: Mapped[str] = mapped_column(sa.String(100))
     secret_hash: Mapped[str] = mapped_column(sa.String(200))
     active: Mapped[bool] = mapped_column(default=True)
@@ -202,7 +202,7 @@ class Terminal(Base):
 class IdempotencyRecord(Base):
     __tablename__ = "idempotency_records"
     __table_args__ = (sa.UniqueConstraint("scope", "key", name="uq_idempotency_scope_key"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
     scope: Mapped[str] = mapped_column(sa.String(100))
     key: Mapped[str] = mapped_column(sa.String(200))
     request_hash: Mapped[str] = mapped_column(sa.String(64))
@@ -217,7 +217,7 @@ class Redemption(Base):
 
     __tablename__ = "redemptions"
     nonce: Mapped[bytes] = mapped_column(sa.LargeBinary(16), primary_key=True)
-    verification_id: Mapped[int | None] = mapped_column(sa.ForeignKey("verifications.id"))
+    verification_id: Mapped[RowId | None] = mapped_column(sa.ForeignKey("verifications.id"))
     at: Mapped[datetime]
 
 
@@ -225,13 +225,13 @@ class Verification(Base):
     """Every judged scan (QR, offline record, chip): the holder's usage and the merchants' log."""
 
     __tablename__ = "verifications"
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
     method: Mapped[str] = mapped_column(sa.String(16))  # qr | offline | totp | chip
-    terminal_id: Mapped[int | None] = mapped_column(sa.ForeignKey("terminals.id"))
-    person_id: Mapped[int | None] = mapped_column(sa.ForeignKey("persons.id"), index=True)
-    card_id: Mapped[int | None] = mapped_column(sa.ForeignKey("cards.id"))
-    proxy_person_id: Mapped[int | None] = mapped_column(sa.ForeignKey("persons.id"))
+    terminal_id: Mapped[RowId | None] = mapped_column(sa.ForeignKey("terminals.id"))
+    person_id: Mapped[RowId | None] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    card_id: Mapped[RowId | None] = mapped_column(sa.ForeignKey("cards.id"))
+    proxy_person_id: Mapped[RowId | None] = mapped_column(sa.ForeignKey("persons.id"))
     scene: Mapped[str | None] = mapped_column(sa.String(16))
     accepted: Mapped[bool]
     reason: Mapped[str | None] = mapped_column(sa.String(48))
@@ -244,9 +244,9 @@ class Verification(Base):
 
 class ChipChallenge(Base):
     __tablename__ = "chip_challenges"
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
     un: Mapped[str] = mapped_column(sa.String(32), unique=True)  # 16 bytes, hex
-    terminal_id: Mapped[int] = mapped_column(sa.ForeignKey("terminals.id"))
+    terminal_id: Mapped[RowId] = mapped_column(sa.ForeignKey("terminals.id"))
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
 
@@ -259,10 +259,10 @@ class ProxyLink(Base):
         sa.Index("uq_proxy_links_active_pair", "proxy_person_id", "dependant_person_id", unique=True,
                  sqlite_where=sa.text("ended_at IS NULL"), postgresql_where=sa.text("ended_at IS NULL")),
     )
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
-    proxy_person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
-    dependant_person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    proxy_person_id: Mapped[RowId] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    dependant_person_id: Mapped[RowId] = mapped_column(sa.ForeignKey("persons.id"), index=True)
     kind: Mapped[str] = mapped_column(sa.String(8))  # minor | adult
     relation: Mapped[str] = mapped_column(sa.String(16))
     created_at: Mapped[datetime]
@@ -273,8 +273,8 @@ class ProxyLink(Base):
 
 class ConsentCode(Base):
     __tablename__ = "consent_codes"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    id: Mapped[RowId] = mapped_column(primary_key=True)
+    person_id: Mapped[RowId] = mapped_column(sa.ForeignKey("persons.id"), index=True)
     code_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]

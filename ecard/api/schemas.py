@@ -10,6 +10,7 @@ from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator,
                       model_validator)
 from pydantic_core import PydanticCustomError
 
+from ecard.db import ROW_ID_MAX
 from ecard.idnumber import check_card_no, parse_id_number
 from ecard.verifications import Reason
 
@@ -159,9 +160,8 @@ class SignIn(Strict):
     device_id: str = Field(min_length=1, max_length=128)
 
 
-# The row ids are INTEGER columns: 32 bits on PostgreSQL, where one more is a NumericValueOutOfRange
-# (a 503); SQLite's 64 bits hold it. The bound is the narrower engine's.
-_MAX_ROW_ID = 2 ** 31 - 1
+# The row ids are 64-bit on both engines (`db.RowId`): one more is out of the database's range.
+_MAX_ROW_ID = ROW_ID_MAX
 
 
 def _row_id(value: str) -> str:
@@ -172,7 +172,7 @@ def _row_id(value: str) -> str:
 
 # The `next` of the previous page: ASCII digits of a row id. Text, not an int field: a lax int
 # would take " 1", "1_0" and "1.0" too.
-Cursor = Annotated[str, Field(min_length=1, max_length=10, pattern=r"^[0-9]+$",
+Cursor = Annotated[str, Field(min_length=1, max_length=19, pattern=r"^[0-9]+$",
                               examples=["1042"]), AfterValidator(_row_id)]
 
 

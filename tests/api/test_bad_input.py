@@ -153,10 +153,9 @@ def test_metrics_count_requests_by_route_and_status_without_card_numbers(api):
     assert "A99999999" not in after and "/healthz" not in after and 'url_rule="/metrics"' not in after
 
 
-# Issue 13, item 9: the paging cursor `before` is ASCII digits within the row ids' INTEGER (32 bits
-# on PostgreSQL). '²' passed str.isdigit() and failed int() (a 500); 2**63 overflowed the
-# database's integer (a 500), and so does 2**31 on PostgreSQL.
-BAD_CURSORS = ["²", "１２", "١٢", "2147483648", "9223372036854775808", "99999999999999999999999999", "-1", "1.5",
+# Issue 13, item 9: the paging cursor `before` is ASCII digits within the row ids' 64 bits. '²'
+# passed str.isdigit() and failed int() (a 500); 2**63 overflowed the database's integer (a 500).
+BAD_CURSORS = ["²", "１２", "١٢", "9223372036854775808", "99999999999999999999999999", "-1", "1.5",
                "1_0", " 1", "0x10", ""]
 
 
@@ -174,9 +173,31 @@ def test_the_largest_cursor_and_the_next_one_page_as_before(api):
     h = api.holder()
     api.c.post("/api/v1/me/card/loss", headers=h["headers"])
     for path in ("/api/v1/me/usage", "/api/v1/me/audit"):
-        r = api.c.get(path, query_string={"before": str(2 ** 31 - 1)}, headers=h["headers"])
+        r = api.c.get(path, query_string={"before": str(2 ** 63 - 1)}, headers=h["headers"])
         assert r.status_code == 200, (path, r.json)
     first = api.c.get("/api/v1/me/audit?limit=1", headers=h["headers"]).json
     assert first["next"]
     second = api.c.get(f"/api/v1/me/audit?limit=1&before={first['next']}", headers=h["headers"]).json
     assert second["items"] and second["items"][0] != first["items"][0]
+
+
+def test_scans_recorded_past_the_32_bit_row_ids_are_kept_and_page(api, _transaction):
+    """A province's scans pass 2**31 - 1 rows in months: the row ids are 64-bit on both engines
+    (migration 0004 on PostgreSQL: the columns and the sequence), and the cursor follows them."""
+    conn = _transaction
+    big = 2 ** 31 + 10
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('verifications', 'id'), :v)"), {"v": big})
+    else:  # SQLite gives the next row the largest rowid + 1
+        conn.execute(sa.text("INSERT INTO verifications (id, public_id, method, scene, accepted, at) "
+                             "VALUES (:v, 'ver_placeholder000', 'qr', 'clinic', 0, '2026-01-01 00:00:00')"),
+                     {"v": big})
+    holder, terminal = api.holder(), api.terminal()
+    first = api.scan_new_code(holder, terminal)
+    second = api.scan_new_code(holder, terminal)
+    assert first["accepted"] and second["accepted"]
+    page = api.c.get("/api/v1/me/usage?limit=1", headers=holder["headers"]).json
+    assert int(page["next"]) > 2 ** 31  # the newest scan's id, past 32 bits
+    older = api.c.get(f"/api/v1/me/usage?limit=1&before={page['next']}", headers=holder["headers"]).json
+    assert [i["verification_id"] for i in page["items"] + older["items"]] == [
+        second["verification_id"], first["verification_id"]]
