@@ -19,6 +19,10 @@ Rate limits stay on, as in production (Redis storage by default, `--no-redis` fo
 tokens are spread so that no holder or terminal exceeds its own limit, as a city's many devices
 would not. `--profile` samples the server with py-spy (`pip install py-spy`; not a requirement of
 the project) during each measured window and writes the collapsed stacks and a summary.
+
+`--suite intl|sm` (default: ECARD_CRYPTO_SUITE, else intl) is the crypto suite the world is made
+under and the server runs with (ES256 codes and AES-GCM data, or SM2 codes, SM4 handles and
+SM4-GCM data); a kept world is reused only under the suite it was made under.
 """
 
 from __future__ import annotations
@@ -323,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--endpoints", default=",".join(ENDPOINTS))
     p.add_argument("--keep", type=Path, default=None,
                    help="instance directory to keep; reused when it holds a world of the same --db and --cards")
+    p.add_argument("--suite", choices=("intl", "sm"), default=os.environ.get("ECARD_CRYPTO_SUITE") or "intl",
+                   help="ECARD_CRYPTO_SUITE of the world and the server (default: the environment's, else intl)")
     p.add_argument("--pg-db", default="ecard_bench")
     p.add_argument("--no-redis", action="store_true", help="rate limits in process memory, not Redis")
     p.add_argument("--micro-seconds", type=float, default=3.0, help="qr.bench time; 0 skips it")
@@ -350,15 +356,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep is not None and (args.keep / "world.json").exists():
         old = json.loads((args.keep / "world.json").read_text())
         reuse = old.get("db") == args.db and old.get("cards") == args.cards and \
+            old.get("suite", "intl") == args.suite and \
             (args.db == "sqlite" or old["url"].endswith("/" + args.pg_db))
     t0 = time.perf_counter()
-    inst = world.create_instance(args.db, args.keep, pg_db=args.pg_db, redis=not args.no_redis, fresh=not reuse)
+    inst = world.create_instance(args.db, args.keep, pg_db=args.pg_db, redis=not args.no_redis, fresh=not reuse,
+                                 suite=args.suite)
     app = world.make_app(inst)
     if reuse:
         manifest = json.loads(inst.manifest.read_text())
-        print(f"reusing the world in {inst.dir} ({args.cards} holders)")
+        print(f"reusing the world in {inst.dir} ({args.cards} holders, suite {args.suite})")
     else:
-        print(f"seeding {args.cards} holders into {args.db} ({inst.dir})")
+        print(f"seeding {args.cards} holders into {args.db} ({inst.dir}, suite {args.suite})")
         manifest = world.seed(app, inst, cards=args.cards, terminals=300)
     info["setup_seconds"] = round(time.perf_counter() - t0, 1)
     info["seed_seconds"] = manifest.get("seed_seconds")
@@ -383,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     info["load_at_end"] = world.load_now()
     text = table(results, micro_rates)
     print()
-    print(f"{args.db}, {args.cards} holders, {args.clients} clients, {args.seconds:g} s each, "
+    print(f"{args.db}, suite {args.suite}, {args.cards} holders, {args.clients} clients, {args.seconds:g} s each, "
           f"gunicorn workers {results[endpoints[0]]['workers'] if endpoints else '-'}, "
           f"rate limits in {'memory' if args.no_redis else 'Redis'}")
     print(text)

@@ -168,6 +168,9 @@ class Instance:
     url: str
     redis_url: str | None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # ECARD_CRYPTO_SUITE of the migrations' first app start (which makes the keys), the seeding
+    # and the server: a world made under one suite has that suite's QR keys and data keys.
+    suite: str = "intl"
 
     @property
     def keys_dir(self) -> Path:
@@ -178,9 +181,9 @@ class Instance:
         return self.dir / "world.json"
 
     def server_env(self) -> dict[str, str]:
-        """The environment gunicorn runs with: production argon2 cost, limits on."""
+        """The environment gunicorn runs with: production argon2 cost, limits on, the world's suite."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ECARD_", "GUNICORN_"))}
-        env.update(ECARD_DATABASE_URL=self.url, ECARD_KEYS_DIR=str(self.keys_dir),
+        env.update(ECARD_DATABASE_URL=self.url, ECARD_KEYS_DIR=str(self.keys_dir), ECARD_CRYPTO_SUITE=self.suite,
                    ECARD_QR_TTL="300", ECARD_CHIP_CHALLENGE_TTL="3600")
         if self.redis_url:
             env["ECARD_REDIS_URL"] = self.redis_url
@@ -189,8 +192,9 @@ class Instance:
 
 
 def create_instance(db: str, directory: Path | None, *, pg_db: str = "ecard_bench",
-                    redis: bool = True, fresh: bool = True) -> Instance:
-    """Make (or, with fresh=False, reopen) an instance directory and its database, schema included."""
+                    redis: bool = True, fresh: bool = True, suite: str = "intl") -> Instance:
+    """Make (or, with fresh=False, reopen) an instance directory and its database, schema included,
+    under the crypto suite `suite` (intl or sm: the keys are made by the migrations' app start)."""
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix=f"ecard-{db}-"))
     elif fresh and directory.exists():
@@ -208,7 +212,7 @@ def create_instance(db: str, directory: Path | None, *, pg_db: str = "ecard_benc
                 conn.execute(f'CREATE DATABASE "{pg_db}"')
     else:
         raise ValueError(f"unknown database {db!r}")
-    inst = Instance(directory, db, url, REDIS_URL if redis else None)
+    inst = Instance(directory, db, url, REDIS_URL if redis else None, suite=suite)
     if fresh:
         # The schema is made only by the migrations, as in production.
         subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
@@ -224,7 +228,7 @@ def make_app(inst: Instance):
     return create_app({"ECARD_DATABASE_URL": inst.url, "ECARD_KEYS_DIR": str(inst.keys_dir),
                        "ECARD_ARGON2_TIME_COST": 1, "ECARD_ARGON2_MEMORY_KIB": 1024,
                        "ECARD_QR_TTL": 300, "ECARD_CHIP_CHALLENGE_TTL": 3600,
-                       "ECARD_LOG_LEVEL": "WARNING", "ECARD_REDIS_URL": None})
+                       "ECARD_LOG_LEVEL": "WARNING", "ECARD_REDIS_URL": None, "ECARD_CRYPTO_SUITE": inst.suite})
 
 
 # --- seeding ---------------------------------------------------------------------------------------
@@ -315,8 +319,8 @@ def seed(app, inst: Instance, *, cards: int, terminals: int = 100, families: int
             image = chip.personalize(session, svc, inst.keys_dir, card, pin=CHIP_PIN, now=now)
             save_image(chip_dir / f"{no}.json", image)
         session.commit()
-    manifest = {"db": inst.db, "url": inst.url, "cards": cards, "families": fams, "merchants": merchants,
-                "chip_cards": chip_nos, "operator": OPERATOR[0],
+    manifest = {"db": inst.db, "suite": inst.suite, "url": inst.url, "cards": cards, "families": fams,
+                "merchants": merchants, "chip_cards": chip_nos, "operator": OPERATOR[0],
                 "seed_seconds": round(time.perf_counter() - t0, 1)}
     inst.manifest.write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
     return manifest
