@@ -91,6 +91,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     )
 
     import qr
+
     from ecard.context import utcnow
 
     app.extensions["ecard.qr_ring"] = qr.KeyRing.load_or_create(
@@ -120,10 +121,10 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     JWTManager(app)  # mints the tokens; `auth.bearer_claims` checks them
     problems.register(app)
 
+    from ecard import idempotency, limits
+
     from prometheus_client import CollectorRegistry
     from prometheus_flask_exporter import PrometheusMetrics
-
-    from ecard import idempotency, limits
 
     limits.init_app(app)
     # /metrics; the request metrics themselves are observed by `logs` (see there why).
@@ -133,16 +134,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     idempotency.init_app(app)
 
-    from ecard.api import (
-        codes,
-        family,
-        holder,
-        operator,
-        service,
-        tokens,
-        transactions,
-        verifications,
-    )
+    from ecard.api import codes, family, holder, operator, service, tokens, transactions, verifications
 
     app.register_api(tokens.bp)
     app.register_api(operator.bp)

@@ -188,6 +188,13 @@ def unit() -> Unit:
     return begin_unit(Tx.WRITE) if found is None else found
 
 
+def transaction_begun() -> bool:
+    """Whether the request's session has begun its transaction (and, on SQLite, a WRITE route's
+    lock with it)."""
+    found = g.get("ecard_unit")
+    return found is not None and found.session is not None and found.session.in_transaction()
+
+
 @contextlib.contextmanager
 def reading_connection() -> Iterator[Connection]:
     """The request's one pooled connection, for single statements before the route's session

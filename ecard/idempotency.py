@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.exc import IntegrityError
 
-from ecard import errors
+from ecard import db, errors
 from ecard.context import services, utcnow
 from ecard.db import Tx
 from ecard.models import IdempotencyRecord
@@ -41,8 +41,7 @@ def claim(scope: str) -> Response | None:
     key = request.headers.get(HEADER)
     if not key or request.method not in ("POST", "DELETE", "PUT", "PATCH") or "idempotency_id" in g:
         return None
-    unit = g.get("ecard_unit")
-    if unit is not None and unit.session is not None and unit.session.in_transaction():
+    if db.transaction_begun():
         raise RuntimeError("Idempotency-Key claimed inside the request's transaction: the claim would wait for its lock")
     if len(key) > 200:
         raise errors.ValidationFailed("Idempotency-Key is at most 200 characters",

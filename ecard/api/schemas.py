@@ -160,19 +160,16 @@ class SignIn(Strict):
     device_id: str = Field(min_length=1, max_length=128)
 
 
-# The row ids are 64-bit on both engines (`db.RowId`): one more is out of the database's range.
-_MAX_ROW_ID = ROW_ID_MAX
-
-
 def _row_id(value: str) -> str:
-    if int(value) > _MAX_ROW_ID:  # the pattern has made it ASCII digits
-        raise PydanticCustomError("cursor", "a cursor is at most {max}", {"max": _MAX_ROW_ID})
+    if int(value) > ROW_ID_MAX:  # the pattern has made it ASCII digits
+        raise PydanticCustomError("cursor", "a cursor is at most {max}", {"max": ROW_ID_MAX})
     return value
 
 
-# The `next` of the previous page: ASCII digits of a row id. Text, not an int field: a lax int
-# would take " 1", "1_0" and "1.0" too.
-Cursor = Annotated[str, Field(min_length=1, max_length=19, pattern=r"^[0-9]+$",
+# The `next` of the previous page: ASCII digits of a row id, at most the 64-bit ids' largest
+# (`db.RowId`; one more is out of the database's range). Text, not an int field: a lax int would
+# take " 1", "1_0" and "1.0" too.
+Cursor = Annotated[str, Field(min_length=1, max_length=len(str(ROW_ID_MAX)), pattern=r"^[0-9]+$",
                               examples=["1042"]), AfterValidator(_row_id)]
 
 
