@@ -3,8 +3,10 @@
     ES256  alg byte 1  ECDSA P-256 with SHA-256 (`cryptography`), RFC 6979 nonces
                        kid = SHA-256(point)[:4]   handle cipher AES-256-CTR
     SM2    alg byte 2  SM2 signature with SM3, Z over the default ID 1234567812345678
-                       (GB/T 32918.2, GM/T 0009), via `tongsuopy` (Tongsuo); nonces from
-                       Tongsuo's DRBG
+                       (GB/T 32918.2, GM/T 0009). Keys via `tongsuopy` (Tongsuo); signed and
+                       verified by Intel's library where `ipp-crypto` is installed (x86-64,
+                       qr.sm2_ipp; nonces from the OS CSPRNG), else by Tongsuo (nonces from
+                       its DRBG)
                        kid = SM3(point)[:4]       handle cipher SM4-CTR
 
 Both sign 64 bytes of raw r||s, so the payload layout is the same. A key has exactly one
@@ -18,6 +20,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import weakref
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -34,6 +37,7 @@ from cryptography.hazmat.primitives.ciphers import (
     modes,
 )
 
+from . import sm2_ipp
 from .format import HANDLE_LEN, KID_LEN, Alg
 
 # The SM2 signer ID. GB/T 35276 / GM/T 0009 fix it when the parties agree on none; Tongsuo uses it
@@ -174,7 +178,7 @@ class _ES256(Suite):
 class _SM2(Suite):
     alg = Alg.SM2
 
-    def __init__(self) -> None:
+    def __init__(self, engine: str | None = None) -> None:
         # Imported here, not at the top: only a ring with an SM2 key, or a gate shown an SM2 code,
         # loads Tongsuo.
         from tongsuopy.crypto import hashes as t_hashes
@@ -187,6 +191,15 @@ class _SM2(Suite):
         # ECDSA(SM3()) is tongsuopy's name for "SM2 signature with SM3" on an SM2 key: it computes
         # Z with the default ID and e = SM3(Z || M) (GB/T 32918.2 section 6.1).
         self._algorithm = t_ec.ECDSA(t_hashes.SM3())
+        # Where Intel's library is installed (x86-64), it signs and verifies; Tongsuo still makes,
+        # reads and writes the keys. `engine` forces one ("ipp" or "tongsuo"), for the tests.
+        self._ipp = None if engine == "tongsuo" else sm2_ipp.load()
+        if engine == "ipp" and self._ipp is None:
+            raise RuntimeError("the ipp-crypto library is not installed")
+        self.engine = "ipp" if self._ipp is not None else "tongsuo"
+        # A key's bytes for the library, made once per key object: (d or X || Y, Z).
+        self._material: weakref.WeakKeyDictionary[Any, tuple[bytes, bytes]] = \
+            weakref.WeakKeyDictionary()
 
     def generate(self) -> Any:
         while True:
@@ -218,8 +231,23 @@ class _SM2(Suite):
         return self._ec.EllipticCurvePublicKey.from_encoded_point(self._ec.SM2(), raw)
 
     def sign(self, private_key: Any, data: bytes) -> bytes:
+        if self._ipp is not None:
+            d, z = self._key_material(private_key, private=True)
+            return self._ipp.sign(d, z, data)
         r, s = decode_dss_signature(private_key.sign(data, self._algorithm))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    def _key_material(self, key: Any, *, private: bool) -> tuple[bytes, bytes]:
+        """Return (d, Z) of a private key or (X || Y, Z) of a public key, for the library."""
+        try:
+            return self._material[key]
+        except KeyError:
+            pass
+        xy = self.point(key.public_key() if private else key)[1:]
+        z = self._ipp.user_id_hash(xy, SM2_DEFAULT_ID)
+        made = (key.private_numbers().private_value.to_bytes(32, "big") if private else xy), z
+        self._material[key] = made
+        return made
 
     def verify(self, public_key: Any, signature: bytes, data: bytes) -> bool:
         r = int.from_bytes(signature[:32], "big")
@@ -228,6 +256,9 @@ class _SM2(Suite):
         # of range ever reaches the library).
         if not (0 < r < SM2_ORDER and 0 < s < SM2_ORDER):
             return False
+        if self._ipp is not None:
+            xy, z = self._key_material(public_key, private=False)
+            return self._ipp.verify(xy, z, signature, data)
         try:
             public_key.verify(encode_dss_signature(r, s), data, self._algorithm)
         except self._invalid:

@@ -1,8 +1,10 @@
 """SM2 (qr.algs, alg byte 2): the standard's example, cross-verification with an independent
 implementation, nonces, key files, and the SM4 handle cipher.
 
-The second implementation is `gmalg` (pure Python, its own field and curve arithmetic and SM3; no
-code shared with Tongsuo, which `qr` signs and verifies SM2 with). It is a test dependency only.
+`qr` signs and verifies SM2 with one of two engines: Intel's library (qr.sm2_ipp, where
+`ipp-crypto` is installed, x86-64) or Tongsuo. Every signing and verifying test runs on both
+(the `sm2` fixture). The independent implementation is `gmalg` (pure Python, its own field and
+curve arithmetic and SM3; no code shared with either engine). It is a test dependency only.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import platform
+import threading
 
 import gmalg
 import pytest
@@ -27,11 +31,26 @@ from qr import (
     open_handle,
     verify,
 )
-from qr.algs import SM2_DEFAULT_ID, SM2_ORDER, sm4_handle_key, suite
+from qr import sm2_ipp
+from qr.algs import SM2_DEFAULT_ID, SM2_ORDER, _SM2, sm4_handle_key, suite
 from qr.format import encode
 from tests.qr.helpers import HANDLE, T0
 
 SM2 = suite(Alg.SM2)
+ENGINES = ("ipp", "tongsuo")
+
+
+@pytest.fixture(params=ENGINES)
+def sm2(request) -> _SM2:
+    """The SM2 suite signing and verifying with each engine in turn."""
+    if request.param == "ipp":
+        _needs_intel_library()
+    return _SM2(engine=request.param)
+
+
+def _needs_intel_library() -> None:
+    if platform.machine() != "x86_64":
+        pytest.skip("Intel's library (ipp-crypto) is published for x86-64 only")
 
 # GM/T 0003.5-2012 (= GB/T 32918.5-2017) Annex A: the signature example on the recommended curve
 # sm2p256v1, with the default ID. Intermediate values as the standard prints them.
@@ -87,14 +106,14 @@ def test_the_standards_z_and_e_with_the_default_id():
     assert _sm3(z + STD_MESSAGE) == STD_E
 
 
-def test_the_standards_key_and_signature_verify_with_ours():
+def test_the_standards_key_and_signature_verify_with_ours(sm2):
     key = _std_private_key()
-    point = SM2.point(key.public_key())
+    point = sm2.point(key.public_key())
     assert point == b"\x04" + STD_X.to_bytes(32, "big") + STD_Y.to_bytes(32, "big")
-    public = SM2.load_public(base64.b64encode(point).decode())
-    assert SM2.verify(public, STD_SIGNATURE, STD_MESSAGE)
-    assert not SM2.verify(public, STD_SIGNATURE, b"message digesT")
-    assert not SM2.verify(public, STD_SIGNATURE[:63] + b"\x00", STD_MESSAGE)
+    public = sm2.load_public(base64.b64encode(point).decode())
+    assert sm2.verify(public, STD_SIGNATURE, STD_MESSAGE)
+    assert not sm2.verify(public, STD_SIGNATURE, b"message digesT")
+    assert not sm2.verify(public, STD_SIGNATURE[:63] + b"\x00", STD_MESSAGE)
 
 
 def test_the_standards_signature_is_what_the_second_implementation_makes_with_its_k():
@@ -106,29 +125,92 @@ def test_the_standards_signature_is_what_the_second_implementation_makes_with_it
     assert _theirs(point=point).verify(STD_MESSAGE, r, s)
 
 
-def test_the_id_is_part_of_what_is_signed():
+def test_the_id_is_part_of_what_is_signed(sm2):
     """A signature made over another ID's Z does not verify with ours: ours uses the default."""
     key = _std_private_key()
     r, s = _theirs(STD_D, uid=b"ALICE123@YAHOO.COM").sign(STD_MESSAGE)
-    assert not SM2.verify(key.public_key(), _rs(r, s), STD_MESSAGE)
+    assert not sm2.verify(key.public_key(), _rs(r, s), STD_MESSAGE)
     r, s = _theirs(STD_D).sign(STD_MESSAGE)
-    assert SM2.verify(key.public_key(), _rs(r, s), STD_MESSAGE)
+    assert sm2.verify(key.public_key(), _rs(r, s), STD_MESSAGE)
+
+
+def test_intel_library_makes_the_standards_z_and_signature_with_its_k():
+    """Intel's library, given the standard's key and k, computes the standard's Z and exactly its
+    r and s: it implements GB/T 32918.2's signature, not something that merely verifies."""
+    _needs_intel_library()
+    engine = sm2_ipp.load()
+    xy = STD_X.to_bytes(32, "big") + STD_Y.to_bytes(32, "big")
+    z = engine.user_id_hash(xy, STD_ID)
+    assert z == STD_Z
+    d = STD_D.to_bytes(32, "big")
+    assert engine._sign_with(d, z, STD_MESSAGE, STD_K.to_bytes(32, "big")) == STD_SIGNATURE
+    assert engine.verify(xy, z, STD_SIGNATURE, STD_MESSAGE)
+    assert not engine.verify(xy, z, STD_SIGNATURE, b"message digesT")
+
+
+def test_the_service_signs_sm2_with_intel_library_on_x86_64():
+    """requirements.txt installs `ipp-crypto` on x86-64, and then the suite signs with it (without
+    it SM2 is about ten times slower: docs/performance.md). Elsewhere Tongsuo signs."""
+    expected = "ipp" if platform.machine() == "x86_64" else "tongsuo"
+    assert SM2.engine == expected
+    assert suite(Alg.SM2) is SM2
 
 
 # --- cross-verification --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("message", [b"", b"x", STD_MESSAGE, bytes(range(42)), os.urandom(300)])
-def test_signed_with_ours_verifies_with_theirs_and_back(message):
-    key = SM2.generate()
-    point = SM2.point(key.public_key())
+def test_signed_with_ours_verifies_with_theirs_and_back(message, sm2):
+    key = sm2.generate()
+    point = sm2.point(key.public_key())
     private_value = key.private_numbers().private_value
-    ours = SM2.sign(key, message)
+    ours = sm2.sign(key, message)
     assert _theirs(point=point).verify(message, ours[:32], ours[32:])
     r, s = _theirs(private_value).sign(message)
-    assert SM2.verify(key.public_key(), _rs(r, s), message)
+    assert sm2.verify(key.public_key(), _rs(r, s), message)
     # and each refuses the other's signature over other bytes
     assert not _theirs(point=point).verify(message + b"!", ours[:32], ours[32:])
-    assert not SM2.verify(key.public_key(), _rs(r, s), message + b"!")
+    assert not sm2.verify(key.public_key(), _rs(r, s), message + b"!")
+
+
+def test_each_engine_verifies_the_others_signatures():
+    _needs_intel_library()
+    ipp, tongsuo = _SM2(engine="ipp"), _SM2(engine="tongsuo")
+    key = ipp.generate()
+    for signer, verifier in ((ipp, tongsuo), (tongsuo, ipp)):
+        signature = signer.sign(key, STD_MESSAGE)
+        assert verifier.verify(key.public_key(), signature, STD_MESSAGE)
+        assert not verifier.verify(key.public_key(), signature, STD_MESSAGE + b"!")
+        assert not verifier.verify(ipp.generate().public_key(), signature, STD_MESSAGE)
+
+
+def test_threads_sign_and_verify_at_once_with_intel_library():
+    """The library keeps working values inside its curve context: each thread has its own, so
+    signatures made side by side are all good and all distinct."""
+    _needs_intel_library()
+    ipp = _SM2(engine="ipp")
+    keys = [ipp.generate() for _ in range(4)]
+    results: list[list[bool]] = []
+    signatures: set[bytes] = set()
+    barrier = threading.Barrier(len(keys))
+
+    def work(key):
+        barrier.wait()
+        mine = []
+        for i in range(200):
+            message = STD_MESSAGE + i.to_bytes(2, "big")
+            signature = ipp.sign(key, message)
+            signatures.add(signature)
+            mine.append(ipp.verify(key.public_key(), signature, message)
+                        and not ipp.verify(key.public_key(), signature, message + b"!"))
+        results.append(mine)
+
+    threads = [threading.Thread(target=work, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [all(r) for r in results] == [True] * len(keys)
+    assert len(signatures) == 200 * len(keys)
 
 
 def test_a_qr_code_signed_with_sm2_verifies_with_theirs_and_theirs_verifies_with_qr():
@@ -149,18 +231,19 @@ def test_a_qr_code_signed_with_sm2_verifies_with_theirs_and_theirs_verifies_with
 
 # --- nonces --------------------------------------------------------------------------------------
 
-def test_signing_draws_a_fresh_nonce_every_time():
-    key = SM2.generate()
-    signatures = {SM2.sign(key, STD_MESSAGE) for _ in range(50)}
+def test_signing_draws_a_fresh_nonce_every_time(sm2):
+    key = sm2.generate()
+    signatures = {sm2.sign(key, STD_MESSAGE) for _ in range(50)}
     assert len(signatures) == 50
     assert len({s[:32] for s in signatures}) == 50  # r = (e + x(kG)) mod n: a repeated k shows
 
 
-def test_forked_workers_do_not_share_nonces():
-    """gunicorn forks workers after the ring is loaded: Tongsuo's DRBG must reseed in each child,
-    or two workers signing would reuse k (and with two messages, leak the key)."""
-    key = SM2.generate()
-    SM2.sign(key, b"warm the parent's DRBG")
+def test_forked_workers_do_not_share_nonces(sm2):
+    """gunicorn forks workers after the ring is loaded: the nonce source (the OS CSPRNG for Intel's
+    library, Tongsuo's DRBG) must give each child its own k, or two workers signing would reuse k
+    (and with two messages, leak the key)."""
+    key = sm2.generate()
+    sm2.sign(key, b"warm the parent's DRBG")
     children = []
     for _ in range(2):
         read, write = os.pipe()
@@ -168,7 +251,7 @@ def test_forked_workers_do_not_share_nonces():
         if pid == 0:  # child
             try:
                 os.close(read)
-                os.write(write, SM2.sign(key, STD_MESSAGE))
+                os.write(write, sm2.sign(key, STD_MESSAGE))
             finally:
                 os._exit(0)
         os.close(write)
@@ -178,20 +261,20 @@ def test_forked_workers_do_not_share_nonces():
         results.append(os.read(read, 64))
         os.close(read)
         os.waitpid(pid, 0)
-    results.append(SM2.sign(key, STD_MESSAGE))
+    results.append(sm2.sign(key, STD_MESSAGE))
     assert all(len(r) == 64 for r in results)
     assert len({r[:32] for r in results}) == 3
 
 
-def test_verification_refuses_r_or_s_out_of_range():
-    key = SM2.generate()
-    good = SM2.sign(key, STD_MESSAGE)
+def test_verification_refuses_r_or_s_out_of_range(sm2):
+    key = sm2.generate()
+    good = sm2.sign(key, STD_MESSAGE)
     public = key.public_key()
     n = SM2_ORDER.to_bytes(32, "big")
     for bad in (bytes(32) + good[32:], good[:32] + bytes(32), n + good[32:], good[:32] + n,
                 b"\xff" * 64, bytes(64)):
-        assert not SM2.verify(public, bad, STD_MESSAGE)
-    assert SM2.verify(public, good, STD_MESSAGE)
+        assert not sm2.verify(public, bad, STD_MESSAGE)
+    assert sm2.verify(public, good, STD_MESSAGE)
 
 
 # --- public keys ---------------------------------------------------------------------------------
