@@ -132,8 +132,11 @@ class Engine:
         c.set(c.d, d)
         c.set(c.k, k)
         status = self._lib.ippsGFpECSignSM2(c.e, c.d, c.k, c.r, c.s, c.ec, c.scratch)
+        # The library leaves scrubbing its buffers of secrets to the caller (its guide's "Data
+        # Security Considerations"): d, k and the scratch space that held their working values.
         c.set(c.d, bytes(32))
         c.set(c.k, bytes(32))
+        ctypes.memset(c.scratch, 0, ctypes.sizeof(c.scratch))
         if status == _EPHEMERAL_KEY_ERR:
             return None
         _check(status, "ippsGFpECSignSM2")
