@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from ecard import errors, storage
+from ecard import errors, reads, storage
 from ecard.context import SYSTEM, Actor, Services
 from ecard.facts import CardState
 from ecard.hashing import Checked, Hashed
@@ -465,7 +465,22 @@ def issue_temporary(session: Session, svc: Services, person: Person, *, actor: A
 
 
 def history(session: Session, card: Card) -> list[Event]:
-    return list(session.scalars(sa.select(Event).where(Event.card_id == card.id).order_by(Event.id)))
+    """What happened to the card, oldest first. Reads of it are not its history: they are in
+    the holder's audit (R-72, `reads`)."""
+    return list(session.scalars(sa.select(Event).where(
+        Event.card_id == card.id, Event.action.not_in(reads.READS)).order_by(Event.id)))
+
+
+def read_at_window(session: Session, card_no: str, *, purpose: str, actor: Actor,
+                   now: datetime) -> Card:
+    """A service window looks a card up, its status and history (R-72): the read is recorded in
+    the holder's audit with the operator, the time and `purpose` (one of `reads.PURPOSES`).
+    Raises CardNotFound."""
+    card = get(session, card_no)
+    reads.record(session, card.person_id, action=reads.CARD_READ,
+                 what=reads.at_window("card status and history", purpose), actor=actor, now=now,
+                 card_id=card.id)
+    return card
 
 
 def _follow(session: Session, person: Person, card: Card) -> None:

@@ -8,11 +8,11 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecard import errors
+from ecard import errors, reads
 from ecard.context import Actor, Services
 from ecard.idnumber import parse_id_number
 from ecard.ids import new_id
-from ecard.models import Event, Person, Relation
+from ecard.models import Person, Relation
 
 RELATIONS = ("parent", "grandparent", "guardian", "spouse", "child", "sibling", "other")
 EVIDENCE_KINDS = ("household_register", "birth_certificate", "guardianship_order",
@@ -83,13 +83,14 @@ def get(session: Session, public_id: str) -> Person:
     return person
 
 
-def read_in_clear(session: Session, public_id: str, *, actor: Actor, now: datetime) -> Person:
+def read_in_clear(session: Session, public_id: str, *, purpose: str, actor: Actor,
+                  now: datetime) -> Person:
     """An operator opens the person's record, name and ID number in clear (R-72): the read is
-    recorded in the person's own audit, who read it (the operator), when and why (a service
-    window's look-up), which the person sees in `GET /me/audit`. Raises PersonNotFound."""
+    recorded in the person's own audit, who read it (the operator), when and why (`purpose`, one
+    of `reads.PURPOSES`), which the person sees in `GET /me/audit`. Raises PersonNotFound."""
     person = get(session, public_id)
-    session.add(Event(person_id=person.id, at=now, action="personal_data_read", actor_type=actor.type,
-                      actor_ref=actor.ref, channel=actor.channel, reason="person record opened at a service window"))
+    reads.record(session, person.id, action=reads.PERSON_READ,
+                 what=reads.at_window("person record in clear", purpose), actor=actor, now=now)
     return person
 
 

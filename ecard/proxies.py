@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecard import cards, errors, persons
+from ecard import cards, errors, persons, reads
 from ecard.context import Actor, Services
 from ecard.ids import new_id
 from ecard.models import ConsentCode, ECard, Event, Person, ProxyLink
@@ -148,8 +148,8 @@ def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name
     _event(session, dependant.id, "proxy_bound", actor, now, reason=f"{link.kind} binding, relation {relation}",
            card_id=card.id)
     # The answer to the binding shows the proxy the card's status (R-63: a read, recorded).
-    _event(session, dependant.id, "proxy_card_read", actor, now, reason="card status, in the binding's answer",
-           card_id=card.id)
+    reads.record(session, dependant.id, action=reads.PROXY_CARD_READ, what="card status, in the binding's answer",
+                 actor=actor, now=now, card_id=card.id)
     return link
 
 
@@ -208,8 +208,8 @@ def read_dependant(session: Session, svc: Services, proxy: Person, dependant_id:
     link = as_proxy(session, svc, proxy, dependant_id, now, require_active=False)
     if link_status(link, now)[0] == "active":
         card_id = session.scalar(sa.select(ECard.card_id).where(ECard.person_id == link.dependant_person_id))
-        _event(session, link.dependant_person_id, "proxy_card_read", actor, now, reason="card status",
-               card_id=card_id)
+        reads.record(session, link.dependant_person_id, action=reads.PROXY_CARD_READ, what="card status",
+                     actor=actor, now=now, card_id=card_id)
     return link
 
 

@@ -41,10 +41,12 @@ def create_person(body: s.PersonIn):
 @bp.get("/persons/<person_id>", responses={200: s.PersonOut})
 @transaction(Tx.WRITE)  # the read is recorded (R-72)
 @auth.require(auth.OPERATOR)
-def get_person(path: s.PersonPath):
-    """The person in clear, and the live card's number; the read is in the person's audit."""
+def get_person(path: s.PersonPath, query: s.ReadPurpose):
+    """The person in clear, and the live card's number; the read, with its purpose, is in the
+    person's audit."""
     session, svc = db.session(), services()
-    person = persons.read_in_clear(session, path.person_id, actor=actor(), now=utcnow())
+    person = persons.read_in_clear(session, path.person_id, purpose=query.purpose, actor=actor(),
+                                   now=utcnow())
     out = person_out(svc, person, clear=True)
     card = cards.live_card(session, person)
     out["card_no"] = card.card_no if card else None
@@ -80,10 +82,14 @@ def apply_card(body: s.CardApply):
 
 
 @bp.get("/cards/<card_no>", responses={200: s.CardOut})
-@transaction(Tx.READ)
+@transaction(Tx.WRITE)  # the read is recorded (R-72)
 @auth.require(auth.OPERATOR)
-def get_card(path: s.CardPath):
-    return _card_response(cards.get(db.session(), path.card_no), utcnow())
+def get_card(path: s.CardPath, query: s.ReadPurpose):
+    """The card with its history; the look-up, with its purpose, is in the holder's audit."""
+    now = utcnow()
+    card = cards.read_at_window(db.session(), path.card_no, purpose=query.purpose, actor=actor(),
+                                now=now)
+    return _card_response(card, now)
 
 
 @bp.post("/cards/<card_no>/issue", responses={200: s.CardOut})

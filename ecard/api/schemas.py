@@ -10,6 +10,7 @@ from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator,
                       model_validator)
 from pydantic_core import PydanticCustomError
 
+from ecard import reads
 from ecard.db import ROW_ID_MAX
 from ecard.idnumber import check_card_no, parse_id_number
 from ecard.verifications import Reason
@@ -49,6 +50,7 @@ Pin = Annotated[str, Folded, Field(pattern=r"^[0-9]{6}$", examples=["285714"])]
 Name = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^\S(.*\S)?$")]
 Scene = Literal["clinic", "transit", "scenic"]
 Channel = Literal["app", "wechat", "alipay", "bank"]
+Purpose = Literal[tuple(reads.PURPOSES)]  # why a window reads a record (R-72)
 
 
 class Strict(BaseModel):
@@ -171,6 +173,14 @@ def _row_id(value: str) -> str:
 # take " 1", "1_0" and "1.0" too.
 Cursor = Annotated[str, Field(min_length=1, max_length=len(str(ROW_ID_MAX)), pattern=r"^[0-9]+$",
                               examples=["1042"]), AfterValidator(_row_id)]
+
+
+class ReadPurpose(BaseModel):
+    """Why a service window looks a record up (R-72): recorded, with the operator and the time,
+    in the person's audit. Without it, a window's plain look-up."""
+    model_config = ConfigDict(extra="forbid")
+    purpose: Purpose = Field(default=reads.DEFAULT_PURPOSE, description="; ".join(
+        f"`{code}`: {text}" for code, text in reads.PURPOSES.items()))
 
 
 class PageQuery(BaseModel):

@@ -180,6 +180,42 @@ def test_r72_an_operators_read_of_a_person_in_clear_is_in_the_persons_audit(api,
     assert len([e for e in _audit(api, holder["headers"]) if e["action"] == "personal_data_read"]) == 1
 
 
+def test_r72_the_operator_states_why_and_the_holder_sees_it(api):
+    card = api.issued_card(name="李目的")
+    holder = api.holder(card)
+    r = api.c.get(f"/api/v1/persons/{card['person']['person_id']}?purpose=complaint", headers=api.op)
+    assert r.status_code == 200
+    (read,) = [e for e in _audit(api, holder["headers"]) if e["action"] == "personal_data_read"]
+    assert read["reason"] == "person record in clear, for a complaint or a dispute"
+    # A purpose the service does not know is refused before anything is read or recorded.
+    r = api.c.get(f"/api/v1/persons/{card['person']['person_id']}?purpose=curiosity", headers=api.op)
+    assert r.status_code == 422 and "name" not in r.json
+    assert len([e for e in _audit(api, holder["headers"]) if e["action"] == "personal_data_read"]) == 1
+
+
+def test_r72_a_windows_card_look_up_is_in_the_holders_audit_not_the_cards_history(api, clock):
+    card = api.issued_card()
+    holder = api.holder(card)
+    r = api.c.get(f"/api/v1/cards/{card['card_no']}?purpose=card_service", headers=api.op)
+    assert r.status_code == 200
+    history = [h["action"] for h in r.json["history"]]
+    r = api.c.get(f"/api/v1/cards/{card['card_no']}", headers=api.op)
+    assert [h["action"] for h in r.json["history"]] == history  # a look-up is not a change
+    assert "card_read" not in history
+    reads = [e for e in _audit(api, holder["headers"]) if e["action"] == "card_read"]
+    assert len(reads) == 2
+    assert reads[0]["actor"] == {"type": "operator", "ref": "w1", "channel": "window"}  # who
+    assert reads[0]["at"] == iso(datetime.now(timezone.utc))  # when
+    assert reads[0]["reason"] == "card status and history, for a service window's look-up"  # why
+    assert reads[1]["reason"] == ("card status and history, for a card service (application, "
+                                  "loss, replacement, cancellation)")
+    # Not found, or a purpose not known: nothing is recorded.
+    assert api.c.get(f"/api/v1/cards/{make_card_no('A', 9_999_999)}", headers=api.op).status_code == 404
+    r = api.c.get(f"/api/v1/cards/{card['card_no']}?purpose=", headers=api.op)
+    assert r.status_code == 422
+    assert len([e for e in _audit(api, holder["headers"]) if e["action"] == "card_read"]) == 2
+
+
 def test_r62_a_window_ends_a_proxy_for_an_adult_without_a_phone_and_for_a_minor(api, family):
     elder = api.issued_card(birth=date(1945, 5, 5), name="王奶奶", sex="F")
     son = api.holder(api.issued_card(birth=date(1970, 1, 1), name="王大"))
