@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from ecard import cards, errors, persons, reads
 from ecard.context import Actor, Services
 from ecard.ids import new_id
-from ecard.models import ConsentCode, ECard, Event, Person, ProxyLink
+from ecard.models import Card, ConsentCode, ECard, Event, Person, ProxyLink
 
 MINOR_RELATIONS = ("parent", "grandparent", "guardian")  # R-61
 MINOR_AGE = 16
@@ -153,9 +153,27 @@ def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name
     return link
 
 
+def own_card_reason(session: Session, svc: Services, proxy_person_id: int, at: datetime, *,
+                    as_it_stood: bool = False) -> str | None:
+    """Why the proxy's own card keeps them from acting for a dependant at `at` (R-22, R-43,
+    R-63), as the code of that card's state (`card.frozen`, `card.lost`, `card.not_issued` ...),
+    or None when it is usable. `as_it_stood`: the card as its history shows it at `at` (an
+    offline record, judged at its scan time), not as it is now. A freeze for suspected fraud
+    outweighs every other state."""
+    ecard = session.scalar(sa.select(ECard).where(ECard.person_id == proxy_person_id))
+    card = ecard.card if ecard is not None else session.scalar(sa.select(Card).where(
+        Card.person_id == proxy_person_id, Card.live, Card.kind == "formal"))
+    if card is None:
+        return "card.not_issued"
+    state = cards.state_at(session, card, at) if as_it_stood else card.state
+    if state.frozen:
+        return "card.frozen"
+    return cards.unusable_reason(svc, state, at)
+
+
 def _refuse_unless_own_card_usable(session: Session, svc: Services, proxy: Person, now: datetime, *,
                                    loss_report: bool = False) -> None:
-    """A relative acts for a dependant only while their own card is usable (R-22, R-43, R-63):
+    """A relative acts for a dependant only while their own card is usable (`own_card_reason`):
     someone whose card is frozen for suspected fraud, cancelled or expired, or whose electronic
     card is suspended, keeps no proxy powers. One exception: a proxy whose own card is reported
     lost may still report the dependant's card lost (one lost wallet often holds both).
@@ -163,15 +181,11 @@ def _refuse_unless_own_card_usable(session: Session, svc: Services, proxy: Perso
     Raises ProxyCardUnusable with `reason`, the code of the proxy's own card's state
     (`card.frozen`, `card.lost` ...), so a client can tell it from the dependant's card's state.
     """
-    ecard = session.scalar(sa.select(ECard).where(ECard.person_id == proxy.id))
-    card = ecard.card if ecard is not None else cards.live_card(session, proxy)
-    if card is None:
-        raise errors.ProxyCardUnusable("you hold no card of your own", reason="card.not_issued")
-    reason = cards.unusable_reason(svc, card.state, now)
-    if card.frozen:
-        reason = "card.frozen"  # suspected fraud outweighs a loss report: no exception for it
+    reason = own_card_reason(session, svc, proxy.id, now)
     if reason is None or (reason == "card.lost" and loss_report):
         return
+    if reason == "card.not_issued":
+        raise errors.ProxyCardUnusable("you hold no card of your own", reason=reason)
     raise errors.ProxyCardUnusable(f"your own card is not usable ({reason})", reason=reason)
 
 

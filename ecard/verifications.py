@@ -70,6 +70,7 @@ class Reason(StrEnum):
     CARD_REPLACED = "card.replaced"
     CARD_NOT_ISSUED = "card.not_issued"
     PROXY_ENDED = "proxy.ended"
+    PROXY_OWN_CARD_UNUSABLE = "proxy.own_card_unusable"
     # offline records
     OFFLINE_BAD_SCAN_TIME = "offline.bad_scan_time"
     OFFLINE_JUDGED_ONLINE = "offline.judged_online"
@@ -188,7 +189,8 @@ def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: Termi
     binding and says whether it was allowed (None: no limit).
 
     Check order for a signed code (`EC1:`): signature, key and lifetime; the scene judged
-    (`judged_scene`); the handle; the proxy link; the card's state now; single use (the nonce).
+    (`judged_scene`); the handle; for a proxy's code, the link and the proxy's own card; the
+    card's state now; single use (the nonce).
     An offline phone code (`ET1:`): `_verify_totp`.
     """
     return _judge(session, svc, ring, terminal, payload, scene=scene, now=now, scanned_at=None,
@@ -199,7 +201,8 @@ def verify_offline(session: Session, svc: Services, ring: qr.KeyRing, terminal: 
                    records: list[tuple[str, str | None, datetime]], *, now: datetime,
                    totp_attempt: Callable[[str], bool] | None = None) -> list[Decision]:
     """Judge the records (payload, scene claimed, scan time) a gate took while offline, each at
-    its scan time: the code's lifetime, the proxy link, the card's state (from its history) and,
+    its scan time: the code's lifetime, the proxy link and the proxy's own card, the card's state
+    (from its history) and,
     for an offline phone code, its TOTP step, all as they were when the gate scanned it; single
     use is reconciled with every other use (`late_replay`).
 
@@ -257,6 +260,9 @@ def _judge(session: Session, svc: Services, ring: qr.KeyRing, terminal: Terminal
         proxy_person_id = link.proxy_person_id if link else None
         if link is None or proxies.link_status(link, judged_at)[0] != "active":
             d.reason = Reason.PROXY_ENDED
+        elif proxies.own_card_reason(session, svc, link.proxy_person_id, judged_at,
+                                     as_it_stood=offline) is not None:
+            d.reason = Reason.PROXY_OWN_CARD_UNUSABLE
     if d.reason is None:
         d.reason = _card_reason(svc, cards.state_at(session, card, judged_at) if offline else card, judged_at)
     if d.reason is None:

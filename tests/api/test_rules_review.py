@@ -1,7 +1,7 @@
 """Fixes from the security review (issue 13, items 11 to 13): each test names the rule it holds
 and asserts what a holder, a relative or a window would notice."""
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -61,6 +61,34 @@ def test_r22_a_proxy_whose_own_card_is_frozen_cannot_act_for_the_dependant(api, 
     api.c.delete(f"/api/v1/cards/{parent_no}/freeze", headers=api.op)
     r = api.c.get(f"/api/v1/me/dependants/{did}", headers=h)
     assert r.status_code == 200 and r.json["card"]["status"] == "issued"
+
+
+def test_r22_a_code_a_proxy_showed_before_their_own_card_was_frozen_is_refused_at_the_scan(api, family, clock):
+    """The proxy's own card is checked when a code of theirs is judged, not only when it is
+    issued: a code shown a moment before the freeze does not pass the gate during its lifetime.
+    An offline record is judged by the card as it stood at the scan."""
+    dep = bind_child(api, family)
+    did, h = dep["dependant_id"], family["parent"]["headers"]
+    parent_no = family["parent"]["card"]["card_no"]
+    terminal = api.terminal()
+    gate = api.terminal(("transit",), offline_capable=True)
+    in_flight = api.code(family["parent"], "clinic", dependant_id=did)["payload"]
+    scanned_offline = api.code(family["parent"], "transit", dependant_id=did)["payload"]
+    scanned_at = datetime.now(timezone.utc)
+    clock.shift(timedelta(seconds=5))
+    assert api.card_action(parent_no, "freeze", reason="suspected fraud").status_code == 200
+    clock.shift(timedelta(seconds=5))
+    d = api.scan(terminal, in_flight)
+    assert d["accepted"] is False and d["reason"] == "proxy.own_card_unusable"
+    assert d["holder"] is None  # a refused scan discloses no one
+    r = api.upload(gate, (scanned_offline, scanned_at, {}))
+    assert r.status_code == 200 and r.json["results"][0]["accepted"] is True, r.json
+    # The child's own codes are not the parent's: the child still passes.
+    child = api.holder(family["child"])
+    assert api.scan_new_code(child, terminal)["accepted"] is True
+    # Once unfrozen, the parent's next code for the child passes again.
+    api.c.delete(f"/api/v1/cards/{parent_no}/freeze", headers=api.op)
+    assert api.scan_new_code(family["parent"], terminal, dependant_id=did)["accepted"] is True
 
 
 def test_r14_a_proxy_who_lost_their_own_card_may_still_report_the_dependants_lost(api, family):
