@@ -14,6 +14,7 @@ import ast
 import importlib.metadata
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,8 @@ PARTS = {
     "gate": (ROOT / "packaging" / "qr", "qr", "ecard-qr"),
     "merchant": (ROOT / "packaging" / "physical", "physical", "ecard-physical"),
 }
+# What the install check installs: each part, and the gate once more with Intel's SM2 library.
+INSTALLS = {"gate": ("gate", ""), "merchant": ("merchant", ""), "gate-fast-sm2": ("gate", "[fast-sm2]")}
 PIP_ENV = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
 
 
@@ -134,10 +137,13 @@ def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProces
     return result
 
 
-def _install(part: str, build: Path) -> Path:
+def _install(name: str, build: Path) -> Path:
     """Build the part's wheel from a copy of the sources and install it, with only its declared
-    dependencies, into a fresh virtual environment; return that environment's python."""
+    dependencies (and the extras of INSTALLS), into a fresh virtual environment; return that
+    environment's python."""
+    part, extras = INSTALLS[name]
     directory, package, _ = PARTS[part]
+    build = build / name
     src = build / part / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
     shutil.copytree(ROOT / package, src / package, ignore=ignore)
@@ -149,16 +155,16 @@ def _install(part: str, build: Path) -> Path:
     env = build / part / "venv"
     venv.create(env, with_pip=False, symlinks=True)
     python = env / "bin" / "python"
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", str(wheel)])
+    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", f"{wheel}{extras}"])
     return python
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> dict[str, Path]:
     build = tmp_path_factory.mktemp("parts")
-    with ThreadPoolExecutor(len(PARTS)) as pool:  # the two builds and installs side by side
-        futures = {part: pool.submit(_install, part, build) for part in PARTS}
-        return {part: future.result() for part, future in futures.items()}
+    with ThreadPoolExecutor(len(INSTALLS)) as pool:  # the builds and installs side by side
+        futures = {name: pool.submit(_install, name, build) for name in INSTALLS}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def _probe(python: Path, code: str) -> dict:
@@ -196,6 +202,32 @@ def test_a_gate_verifies_the_golden_vectors_without_the_service(installed):
                 if "extra ==" not in r}
     assert required == {"cryptography", "qrcode", "pyotp", "tongsuopy"}
     assert not {canonicalize_name(d) for d in result["dists"]} & SERVER_ONLY, result["dists"]
+
+
+SM2_ROUND_TRIP = """
+    from datetime import UTC, datetime
+    from qr import Alg, IssuerKey, KeyRing, Scene, build_trust_list, issue, verify
+    from qr.algs import suite
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    ring = KeyRing([IssuerKey.generate("SM2", region_code="320100", created=now, publish_from=now,
+                                       sign_from=now)], bytes(32), "320100")
+    text, code = issue(ring, Scene.TRANSIT, bytes(16), now)
+    ok = verify(text, build_trust_list(ring, now), now, scene=Scene.TRANSIT) == code
+    print(json.dumps({"dists": dists, "ok": ok, "alg": code.alg.name,
+                      "engine": suite(Alg.SM2).engine}))
+"""
+
+
+@pytest.mark.parametrize(("name", "engine"), [("gate", "tongsuo"), ("gate-fast-sm2", "ipp")])
+def test_a_gate_verifies_sm2_codes_with_what_it_installs(installed, name, engine):
+    """An SM2 code signed and verified inside the gate's environment: with Tongsuo alone, and with
+    the `fast-sm2` extra through Intel's library (x86-64; where it is not published the extra
+    installs nothing and Tongsuo verifies)."""
+    result = _probe(installed[name], SURVEY.format(name="ecard-qr") + SM2_ROUND_TRIP)
+    assert result["ok"] is True and result["alg"] == "SM2"
+    expected = engine if platform.machine() == "x86_64" else "tongsuo"
+    assert result["engine"] == expected
+    assert ("ipp-crypto" in result["dists"]) == (expected == "ipp")
 
 
 def test_a_merchant_pc_runs_the_terminal_agent_without_the_service(installed):
