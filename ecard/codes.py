@@ -19,6 +19,9 @@ from ecard.context import Actor, Services
 from ecard.facts import CardState
 from ecard.models import Event, Person, ProxyLink
 
+# The scene of a universal code: shown everywhere, judged for the scanning terminal's scene.
+ANY_SCENE = str(qr.Scene.ANY)
+
 
 @dataclass(frozen=True)
 class Issued:

@@ -125,6 +125,10 @@ def disclosed(svc: Services, d: Decision, now: datetime) -> dict[str, Any] | Non
     if d.scene == "clinic":
         # Medical settlement needs the insured's card number and sex.
         out.update(card_no=d.card_no, sex=d.person.sex, insured=True)
+    elif d.scene == "identity":
+        # Identity checks (public-service counters, hotel registration) record the full name and
+        # ID number; the holder's usage lists the scan as an identity check.
+        out.update(name=name, id_number=id_number, sex=d.person.sex)
     return out
 
 
@@ -243,7 +247,9 @@ def _judge(session: Session, svc: Services, ring: qr.KeyRing, terminal: Terminal
     except qr.QrError as exc:
         return done(Decision(False, Reason(exc.code), scene), nonce=_nonce_of(payload))
     try:
-        judged = judged_scene(terminal, scene, str(code.scene))
+        # A universal code names no scene: it is judged, like an offline phone code, for the
+        # scene the terminal's merchant serves.
+        judged = judged_scene(terminal, scene, None if code.scene is qr.Scene.ANY else str(code.scene))
     except SceneRefused as exc:
         return done(Decision(False, exc.reason, str(code.scene)), nonce=code.nonce)
     card_id, link_id = struct.unpack(">QQ", qr.open_handle(ring, code))

@@ -49,14 +49,21 @@ _BYTE_TO_ALG = {a.value: a for a in Alg}
 
 
 class Scene(StrEnum):
-    """Where a code may be used; it is inside the signed bytes, so a clinic code fails at a gate."""
+    """Where a code may be used; it is inside the signed bytes, so a clinic code fails at a gate.
+    `ANY` is the universal code (R-44): one code the holder shows everywhere, judged for the
+    scene of the verifier that reads it."""
 
     CLINIC = "clinic"
     TRANSIT = "transit"
     SCENIC = "scenic"
+    IDENTITY = "identity"  # public-service counters and hotel registration (R-53)
+    ANY = "any"
 
 
-_SCENE_TO_BYTE = {Scene.CLINIC: 1, Scene.TRANSIT: 2, Scene.SCENIC: 3}
+# ANY is 0x80, the high bit, not a scene's number: a byte left at zero names no scene (malformed),
+# and a verifier that predates it refuses a universal code as malformed rather than guessing.
+_SCENE_TO_BYTE = {Scene.CLINIC: 1, Scene.TRANSIT: 2, Scene.SCENIC: 3, Scene.IDENTITY: 4,
+                  Scene.ANY: 0x80}
 _BYTE_TO_SCENE = {b: s for s, b in _SCENE_TO_BYTE.items()}
 
 

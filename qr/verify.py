@@ -164,5 +164,9 @@ def _check(code: Code, alg: Alg, public_key: Any, not_before: datetime,
         raise Expired(f"code expired at {rfc3339(code.expires_at)}")
     # A Scene equals its string value, so the comparison needs no conversion; converting only on
     # a mismatch keeps the hot path short and still turns a misspelt scene into a ValueError.
+    # A universal code is good at any verifier's scene; a verifier's own scene is one.
     if scene is not None and code.scene != scene:
-        raise WrongScene(f"code is for {code.scene.value}, not {Scene(scene).value}")
+        if Scene(scene) is Scene.ANY:
+            raise ValueError("a verifier scans for one scene, not 'any'")
+        if code.scene is not Scene.ANY:
+            raise WrongScene(f"code is for {code.scene.value}, not {Scene(scene).value}")

@@ -28,17 +28,19 @@ bp = APIBlueprint("codes", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="q
 @limiter.limit("120/minute", key_func=token_key, batched=True)  # an app refreshes once a minute
 @auth.require(auth.HOLDER)
 def new_code(body: s.QrIn):
-    """A short-lived signed code for a scene; for a dependant with `dependant_id`.
+    """A short-lived signed code for a scene, or without one a universal code (`"scene": "any"`)
+    judged for the scene of the terminal that scans it; for a dependant with `dependant_id`.
 
     With `Accept: image/png` or `image/svg+xml` the rendered code comes back instead of JSON."""
     now, svc = utcnow(), services()
+    scene = body.scene or codes.ANY_SCENE
     if body.dependant_id:
         session, p = db.session(), g.principal
         issued = codes.issue_for_dependant(session, svc, ring(), session.get_one(Person, p.person_id),
-                                           body.dependant_id, scene=body.scene,
+                                           body.dependant_id, scene=scene,
                                            actor=Actor("proxy", body.dependant_id, p.channel), now=now)
     else:
-        issued = codes.issue(svc, ring(), g.principal.card, scene=body.scene, link=None, now=now)
+        issued = codes.issue(svc, ring(), g.principal.card, scene=scene, link=None, now=now)
     headers = {"Cache-Control": "no-store", "X-Expires-At": iso(issued.expires_at),
                "X-Refresh-At": iso(issued.refresh_at)}
     best = request.accept_mimetypes.best_match(["application/json", "image/png", "image/svg+xml"])

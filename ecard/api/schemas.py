@@ -48,7 +48,7 @@ CardNo = Annotated[str, Folded, Field(min_length=1, max_length=16, examples=["A0
                    AfterValidator(_card_no)]
 Pin = Annotated[str, Folded, Field(pattern=r"^[0-9]{6}$", examples=["285714"])]
 Name = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^\S(.*\S)?$")]
-Scene = Literal["clinic", "transit", "scenic"]
+Scene = Literal["clinic", "transit", "scenic", "identity"]
 Channel = Literal["app", "wechat", "alipay", "bank"]
 Purpose = Literal[tuple(reads.PURPOSES)]  # why a window reads a record (R-72)
 
@@ -139,7 +139,7 @@ class UnfreezeIn(Strict):
 
 class MerchantIn(Strict):
     name: str = Field(min_length=1, max_length=100)
-    scenes: list[Scene] = Field(min_length=1, max_length=3)
+    scenes: list[Scene] = Field(min_length=1, max_length=4)
     region_code: Annotated[str, Folded, Field(pattern=r"^[0-9]{6}$")]
 
 
@@ -396,13 +396,15 @@ class ConsentCodeOut(Out):
 
 
 class QrIn(Strict):
-    scene: Scene
+    # Without a scene the code is universal (R-44): one code for every scene, judged for the
+    # scene of the terminal that scans it.
+    scene: Scene | None = None
     dependant_id: str | None = Field(default=None, max_length=32)
 
 
 class QrOut(Out):
     payload: str
-    scene: Scene
+    scene: Scene | Literal["any"]
     issued_at: datetime
     expires_at: datetime
     refresh_at: datetime

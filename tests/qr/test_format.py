@@ -54,8 +54,16 @@ def test_nothing_personal_inside(ring):
 
 
 def test_scene_values():
-    assert [s.value for s in Scene] == ["clinic", "transit", "scenic"]
+    assert [s.value for s in Scene] == ["clinic", "transit", "scenic", "identity", "any"]
     assert Scene("transit") is Scene.TRANSIT and Scene.TRANSIT == "transit"
+
+
+@pytest.mark.parametrize(("scene", "byte"), [(Scene.CLINIC, 1), (Scene.TRANSIT, 2), (Scene.SCENIC, 3),
+                                             (Scene.IDENTITY, 4), (Scene.ANY, 0x80)])
+def test_the_scene_byte(ring, scene, byte):
+    """The scene is byte 6 of the payload; a universal code's is 0x80 (docs/qr-format.md)."""
+    text, code = issue(ring, scene, HANDLE, T0)
+    assert raw_of(text)[6] == byte and decode(text).scene is scene
 
 
 def _resealed(text: str, index: int, value: int) -> str:
@@ -83,7 +91,9 @@ def _resealed(text: str, index: int, value: int) -> str:
     pytest.param(lambda t: _resealed(t, 1, 3), id="alg 3"),
     pytest.param(lambda t: _resealed(t, 1, 0), id="alg 0"),
     pytest.param(lambda t: _resealed(t, 6, 0), id="scene 0"),
-    pytest.param(lambda t: _resealed(t, 6, 4), id="scene 4"),
+    pytest.param(lambda t: _resealed(t, 6, 5), id="scene 5"),
+    pytest.param(lambda t: _resealed(t, 6, 0x81), id="scene 0x81"),
+    pytest.param(lambda t: _resealed(t, 6, 0xFF), id="scene 0xff"),
     pytest.param(lambda t: _resealed(t, 7, 0x02), id="reserved flag"),
     pytest.param(lambda t: text_of(raw_of(t)[:12] + b"\0\0" + raw_of(t)[14:]), id="lifetime 0"),
 ])

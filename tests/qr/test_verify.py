@@ -88,6 +88,29 @@ def test_the_server_uses_no_leeway_by_default(ring):
         verify_with_ring(text, ring, issued_at - S)
 
 
+def test_a_universal_code_passes_at_every_scene_and_says_it_is_universal(ring, trust_list):
+    """R-44: a code of no scene is good at any gate; the gate's own scene is what it judges for."""
+    text, code = issue(ring, Scene.ANY, HANDLE, T0)
+    for scene in (Scene.CLINIC, Scene.TRANSIT, Scene.SCENIC, Scene.IDENTITY, "transit", None):
+        assert verify(text, trust_list, T0 + S, scene=scene) == code
+        assert verify_with_ring(text, ring, T0 + S, scene=scene) == code
+    assert code.scene is Scene.ANY
+    # A verifier scans for one scene: "any", or a misspelt one, is a caller's mistake (a bug),
+    # not a refusal of the code.
+    bound, _ = issue(ring, Scene.CLINIC, HANDLE, T0)
+    with pytest.raises(ValueError):
+        verify(bound, trust_list, T0 + S, scene="any")
+    with pytest.raises(ValueError):
+        verify(text, trust_list, T0 + S, scene="hotel")
+
+
+def test_an_identity_code_is_refused_at_a_gate(ring, trust_list):
+    text, _ = issue(ring, Scene.IDENTITY, HANDLE, T0)
+    with pytest.raises(WrongScene):
+        verify(text, trust_list, T0 + S, scene=Scene.TRANSIT)
+    assert verify(text, trust_list, T0 + S, scene=Scene.IDENTITY).scene is Scene.IDENTITY
+
+
 def test_wrong_scene(ring, trust_list):
     text, _ = issue(ring, Scene.CLINIC, HANDLE, T0)
     for scene in (Scene.TRANSIT, "scenic"):

@@ -122,6 +122,15 @@ def build() -> dict[str, str]:
          ISSUED - timedelta(seconds=6), Scene.CLINIC, "qr.not_yet_valid")
     case("wrong_scene", "a clinic code at a transit gate", clinic, late, Scene.TRANSIT,
          "qr.wrong_scene")
+    case("valid_universal", "a universal code (scene byte 0x80) at a transit gate",
+         code("universal", Scene.ANY), late, Scene.TRANSIT, "accept", handle=HANDLE, by_proxy=False)
+    case("valid_identity", "an identity code at an identity check",
+         code("identity", Scene.IDENTITY), late, Scene.IDENTITY, "accept", handle=HANDLE,
+         by_proxy=False)
+    case("identity_at_transit", "an identity code at a transit gate",
+         code("identity", Scene.IDENTITY), late, Scene.TRANSIT, "qr.wrong_scene")
+    case("tampered_scene_to_universal", "scene byte changed clinic -> universal, signature kept",
+         tampered(clinic, 6, 0x80), late, Scene.TRANSIT, "qr.bad_signature")
     case("tampered_handle", "one bit of the handle flipped", tampered(clinic, 30), late,
          Scene.CLINIC, "qr.bad_signature")
     case("tampered_scene", "scene byte changed clinic -> transit, signature kept",
