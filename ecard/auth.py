@@ -214,7 +214,8 @@ def load_principal(conn: Session | sa.Connection, claims: dict[str, Any]) -> Pri
         if found is None or found[0].revoked_at is not None:
             raise errors.TokenRevoked()
         r, card = found
-        return HolderPrincipal(r.id, r.public_id, r.channel, r.ecard_id, r.person_id, card)
+        return HolderPrincipal(r.id, r.public_id, r.channel, r.ecard_id, r.person_id, card,
+                               bool(r.password_set), r.unlocked_until)
     if ptype == TERMINAL:
         r = storage.terminal_principal(conn, sub, claims["jti"], session_key(claims))
         if r is None or r.revoked or not r.active:

@@ -18,9 +18,27 @@ from ecard import cards, errors, proxies
 from ecard.context import Actor, Services
 from ecard.facts import CardState
 from ecard.models import Event, Person, ProxyLink
+from ecard.principals import HolderPrincipal
 
 # The scene of a universal code (R-44): shown everywhere, judged for the scanning terminal's scene.
 ANY_SCENE = str(qr.Scene.ANY)
+# Codes that can pay (R-45): a clinic's, and a universal code, which a clinic may judge.
+PAYING_SCENES = ("clinic", ANY_SCENE)
+
+
+def refuse_unless_payment_open(svc: Services, holder: HolderPrincipal, scene: str, now: datetime) -> None:
+    """R-45: a code that can pay, the holder's own or a dependant's, is issued only inside this
+    channel's payment window (`ecards.unlock_payments`) once the e-card has a password, or
+    everywhere where ECARD_ECARD_PASSWORD_REQUIRED is set. Transit, scenic and identity codes
+    need no window. Raises EcardPasswordRequired."""
+    if scene not in PAYING_SCENES:
+        return
+    if not holder.password_set and not svc.setting("ECARD_PASSWORD_REQUIRED"):
+        return
+    if holder.unlocked_until is None or holder.unlocked_until <= now:
+        if holder.password_set:
+            raise errors.EcardPasswordRequired("unlock payments with the electronic card's password")
+        raise errors.EcardPasswordRequired("set the electronic card's password first")
 
 
 @dataclass(frozen=True)

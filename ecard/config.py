@@ -50,6 +50,13 @@ SETTINGS: dict[str, tuple[Any, type, Bounds]] = {
     "OFFLINE_MAX_AGE": (3 * DAY, int, (60, 30 * DAY)),
     "TOTP_MAX_ATTEMPTS": (10, int, (1, 1000)),  # offline phone codes tried per binding in 10 minutes
     "PIN_MAX_TRIES": (3, int, (1, 10)),
+    # R-45, the e-card's own password: how long an unlock opens a channel's payment window
+    # (seconds), whether a password is required before any code that can pay, wrong passwords
+    # in a row before the lock, and how long the lock lasts (seconds).
+    "PAYMENT_UNLOCK_TTL": (300, int, (30, 3600)),
+    "ECARD_PASSWORD_REQUIRED": (0, int, (0, 1)),
+    "ECARD_PASSWORD_MAX_TRIES": (6, int, (1, 20)),
+    "ECARD_PASSWORD_LOCK": (DAY, int, (60, 30 * DAY)),
     "ACCESS_TOKEN_TTL": (900, int, (60, DAY)),
     "REFRESH_TOKEN_TTL": (30 * DAY, int, (60, 365 * DAY)),
     "TERMINAL_TOKEN_TTL": (3600, int, (60, 7 * DAY)),

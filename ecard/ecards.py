@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import base64
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 import qr
-from ecard import cards, errors, persons
-from ecard.context import Actor, Services
-from ecard.hashing import Checked
+from ecard import cards, errors, persons, storage
+from ecard.context import SYSTEM, Actor, Services
+from ecard.hashing import Checked, Hashed
 from ecard.ids import new_id
 from ecard.models import (
     APPLIED,
@@ -133,3 +134,93 @@ def audit(session: Session, person: Person, *, before_id: int | None, limit: int
     if before_id is not None:
         q = q.where(Event.id < before_id)
     return list(session.scalars(q.order_by(Event.id.desc()).limit(limit)))
+
+
+# --- the e-card's own password (R-45) ------------------------------------------------------------
+
+PASSWORD = "ecard_password"  # the hasher's purpose: a password hash never checks as a PIN
+
+
+def stored_password_hash(conn: Session | Connection, ecard_id: int) -> str | None:
+    """The e-card's password hash, or None (none set): for the check made before the
+    transaction (`Hasher.check`)."""
+    return storage.ecard_password_hash(conn, ecard_id)
+
+
+def set_password(session: Session, svc: Services, ecard: ECard, *, new: Hashed, pin: Checked | None,
+                 old: Checked | None, actor: Actor, now: datetime) -> None:
+    """Set or change the e-card's password (R-45), one for every channel. Authorised by the
+    social security PIN (the first password, or a forgotten or locked one: R-32 counts a wrong
+    PIN) or by the current password (a wrong one counts as at unlock). The new one follows the
+    PIN's rules (R-31) and is not the PIN. A change closes every channel's payment window and
+    ends a lock.
+
+    Raises EcardPasswordWeak, ValidationFailed (the current password given where none is set),
+    WrongPin, PinLocked, EcardPasswordWrong, EcardPasswordLocked.
+    """
+    try:
+        cards.check_pin_strength(new.secret, ecard.person)
+    except errors.WeakPin as exc:
+        raise errors.EcardPasswordWeak(str(exc), errors={"password": exc.extra["errors"]["pin"]}) from exc
+    if pin is not None and pin.secret == new.secret:  # a secret of its own, not a second PIN
+        raise errors.EcardPasswordWeak("the password must not be the PIN", errors={"password": ["the PIN"]})
+    if pin is not None:
+        cards.verify_pin(session, svc, ecard.card, pin, now=now)
+    elif ecard.password_hash is None:
+        raise errors.ValidationFailed("no password is set yet: the first one is set with the PIN",
+                                      errors={"pin": ["required to set the first password"]})
+    else:
+        _check_password(session, svc, ecard, old, now=now)
+    first = ecard.password_hash is None
+    ecard.password_hash, ecard.password_failures, ecard.password_locked_until = new.hash, 0, None
+    session.execute(sa.update(Binding).where(Binding.ecard_id == ecard.id).values(unlocked_until=None))
+    session.add(Event(person_id=ecard.person_id, card_id=ecard.card_id, at=now,
+                      action="ecard_password_set" if first else "ecard_password_changed",
+                      actor_type=actor.type, actor_ref=actor.ref, channel=actor.channel,
+                      reason="with the PIN" if pin is not None else "with the current password"))
+
+
+def unlock_payments(session: Session, svc: Services, binding: Binding, password: Checked, *,
+                    now: datetime) -> datetime:
+    """Open this channel's payment window with the e-card's password (R-45): codes that can pay
+    are issued in it until the returned time (ECARD_PAYMENT_UNLOCK_TTL from now).
+
+    Raises EcardPasswordRequired (no password set yet), EcardPasswordWrong (with `tries_left`;
+    ECARD_ECARD_PASSWORD_MAX_TRIES wrong ones in a row lock it), EcardPasswordLocked (with
+    `retry_after`).
+    """
+    ecard = binding.ecard
+    if ecard.password_hash is None:
+        raise errors.EcardPasswordRequired("set the electronic card's password first")
+    _check_password(session, svc, ecard, password, now=now)
+    binding.unlocked_until = now + timedelta(seconds=svc.setting("PAYMENT_UNLOCK_TTL"))
+    return binding.unlocked_until
+
+
+def _check_password(session: Session, svc: Services, ecard: ECard, password: Checked | None, *,
+                    now: datetime) -> None:
+    """The password typed, checked before the transaction (`Hasher.check`); a wrong one counts
+    against the e-card even though the request fails (`commit_state`), and the try that reaches
+    ECARD_ECARD_PASSWORD_MAX_TRIES locks it for ECARD_ECARD_PASSWORD_LOCK seconds, recorded in
+    the holder's audit by the system."""
+    if ecard.password_locked_until is not None and ecard.password_locked_until > now:
+        raise errors.EcardPasswordLocked(
+            retry_after=int((ecard.password_locked_until - now).total_seconds()) or 1)
+    if password is not None and svc.hasher.still_matches(PASSWORD, ecard.password_hash, password):
+        if ecard.password_failures:
+            ecard.password_failures = 0
+        return
+    limit = svc.setting("ECARD_PASSWORD_MAX_TRIES")
+    # Counted by the database, not read-then-written: parallel guesses each count.
+    failures = session.scalar(
+        sa.update(ECard).where(ECard.id == ecard.id).values(password_failures=ECard.password_failures + 1)
+        .returning(ECard.password_failures))
+    if failures >= limit:
+        lock = svc.setting("ECARD_PASSWORD_LOCK")
+        ecard.password_failures, ecard.password_locked_until = 0, now + timedelta(seconds=lock)
+        session.add(Event(person_id=ecard.person_id, card_id=ecard.card_id, at=now,
+                          action="ecard_password_locked", actor_type=SYSTEM.type, actor_ref=SYSTEM.ref,
+                          channel=SYSTEM.channel, reason=f"{failures} wrong passwords in a row"))
+        raise errors.EcardPasswordLocked(retry_after=lock, commit_state=True)
+    session.refresh(ecard)
+    raise errors.EcardPasswordWrong(tries_left=limit - failures, commit_state=True)

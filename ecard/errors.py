@@ -486,6 +486,45 @@ class EcardNotFound(EcardStateError):
     title_en = "Electronic card not found"
 
 
+class EcardPasswordWeak(EcardStateError):
+    """A new e-card password that is not 6 digits, or is one the PIN rules refuse (R-31, R-45)."""
+
+    code = "ecard.password_weak"
+    status = 422
+    title_zh = "电子社保卡密码过于简单"
+    title_en = "The electronic card password is too weak"
+
+
+class EcardPasswordRequired(EcardStateError):
+    """A code that can pay (clinic, or universal) needs this channel's payment window open
+    (`POST /me/ecard/unlock`), or a password set first where one is required (R-45)."""
+
+    code = "ecard.password_required"
+    status = 403
+    title_zh = "请先输入电子社保卡密码"
+    title_en = "Enter the electronic card password first"
+
+
+class EcardPasswordWrong(EcardStateError):
+    """A wrong e-card password; the failure is kept (`commit_state`), `tries_left` says how many
+    remain before the lock."""
+
+    code = "ecard.password_wrong"
+    status = 403
+    title_zh = "电子社保卡密码错误"
+    title_en = "Wrong electronic card password"
+
+
+class EcardPasswordLocked(EcardStateError):
+    """Too many wrong e-card passwords in a row: locked until `retry_after` seconds from now (the
+    Retry-After header); the PIN sets a new one meanwhile."""
+
+    code = "ecard.password_locked"
+    status = 423
+    title_zh = "电子社保卡密码已锁定"
+    title_en = "The electronic card password is locked"
+
+
 class IdentityMismatch(EcardStateError):
     """ID number, name and card number do not name one card (an unknown card number too)."""
 

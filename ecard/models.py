@@ -142,6 +142,11 @@ class ECard(Base):
     person_id: Mapped[RowId] = mapped_column(sa.ForeignKey("persons.id"), unique=True)
     card_id: Mapped[RowId] = mapped_column(sa.ForeignKey("cards.id"))
     created_at: Mapped[datetime]
+    # The e-card's own password: one for every channel, argon2id like the PIN; wrong ones
+    # in a row count, and enough of them lock it until `password_locked_until`.
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    password_failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    password_locked_until: Mapped[datetime | None]
 
     card: Mapped[Card] = relationship(lazy="joined")
     person: Mapped[Person] = relationship(lazy="joined")
@@ -164,6 +169,8 @@ class Binding(Base):
     # never the binding id (which is also the token subject); a new binding gets a new one.
     offline_ref: Mapped[str | None] = mapped_column(sa.String(16), unique=True)
     last_totp_step: Mapped[int | None]  # replay guard: pyotp remembers nothing
+    # This channel's payment window: codes that can pay are issued until then.
+    unlocked_until: Mapped[datetime | None]
 
     ecard: Mapped[ECard] = relationship(lazy="joined")
 

@@ -5,6 +5,7 @@ act. Three kinds, never interchangeable."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from ecard.facts import CardState
 
@@ -19,6 +20,8 @@ class HolderPrincipal:
     ecard_id: int
     person_id: int
     card: CardState
+    password_set: bool = False  # the e-card has its own password (R-45)
+    unlocked_until: datetime | None = None  # this channel's payment window (R-45)
 
 
 @dataclass(frozen=True)

@@ -171,8 +171,9 @@ _RAISE_ATC = Prepared(sa.update(Card).where(
     Card.id == sa.bindparam("card_id_"), sa.or_(Card.last_atc.is_(None), Card.last_atc < sa.bindparam("atc_")),
 ).values(last_atc=sa.bindparam("atc_")))
 _HOLDER_PRINCIPAL = Prepared(
-    sa.select(Binding.id, Binding.public_id, Binding.channel, Binding.revoked_at,
-              ECard.id.label("ecard_id"), ECard.person_id, Card.id.label("card_id"), Card.card_no,
+    sa.select(Binding.id, Binding.public_id, Binding.channel, Binding.revoked_at, Binding.unlocked_until,
+              ECard.id.label("ecard_id"), ECard.person_id, ECard.password_hash.is_not(None).label("password_set"),
+              Card.id.label("card_id"), Card.card_no,
               Card.status, Card.lost_at, Card.expires_at, Card.frozen, Card.successor_card_no)
     .join(ECard, ECard.id == Binding.ecard_id).join(Card, Card.id == ECard.card_id)
     .where(Binding.public_id == sa.bindparam("sub")))
@@ -183,6 +184,7 @@ _TERMINAL_PRINCIPAL = Prepared(
     .join(Merchant, Merchant.id == Terminal.merchant_id)
     .where(Terminal.public_id == sa.bindparam("sub")))
 _PIN_HASH = Prepared(sa.select(Card.pin_hash).where(Card.card_no == sa.bindparam("card_no_")))
+_PASSWORD_HASH = Prepared(sa.select(ECard.password_hash).where(ECard.id == sa.bindparam("ecard_id_")))
 _OPERATOR_PRINCIPAL = Prepared(
     sa.select(Operator.id, Operator.username, Operator.active,
               sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"))
@@ -239,8 +241,9 @@ def raise_atc(session: Session, card_id: int, atc: int) -> bool:
 
 
 def holder_principal(conn: Session | Connection, binding_public_id: str) -> tuple[Any, CardState] | None:
-    """The binding (id, public_id, channel, revoked_at, ecard_id, person_id) and the state of
-    its e-card's card, in one statement; None for no such binding."""
+    """The binding (id, public_id, channel, revoked_at, unlocked_until, ecard_id, person_id,
+    password_set) and the state of its e-card's card, in one statement; None for no such
+    binding."""
     r = _HOLDER_PRINCIPAL.first(conn, {"sub": binding_public_id})
     if r is None:
         return None
@@ -258,6 +261,12 @@ def operator_principal(conn: Session | Connection, username: str, jti: str, sess
     """The operator (id, username, active) and whether its token (`jti`) or session
     (`session_key`) is revoked (`revoked`), in one statement; None for no such operator."""
     return _OPERATOR_PRINCIPAL.first(conn, {"sub": username, "jti": jti, "sid": session_key})
+
+
+def ecard_password_hash(conn: Session | Connection, ecard_id: int) -> str | None:
+    """The e-card's password hash (R-45); None when none is set."""
+    r = _PASSWORD_HASH.first(conn, {"ecard_id_": ecard_id})
+    return None if r is None else r.password_hash
 
 
 def pin_hash(conn: Session | Connection, card_no: str) -> str | None:

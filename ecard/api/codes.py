@@ -34,6 +34,7 @@ def new_code(body: s.QrIn):
     With `Accept: image/png` or `image/svg+xml` the rendered code comes back instead of JSON."""
     now, svc = utcnow(), services()
     scene = body.scene or codes.ANY_SCENE
+    codes.refuse_unless_payment_open(svc, g.principal, scene, now)
     if body.dependant_id:
         session, p = db.session(), g.principal
         issued = codes.issue_for_dependant(session, svc, ring(), session.get_one(Person, p.person_id),

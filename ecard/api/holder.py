@@ -9,7 +9,7 @@ from ecard import auth, cards, db, ecards, idempotency
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.transactions import transaction
-from ecard.api.views import binding_out, card_out, ecard_out, event_out, person_out
+from ecard.api.views import binding_out, card_out, ecard_out, event_out, iso, person_out
 from ecard.context import Actor, services, utcnow
 from ecard.db import Tx
 from ecard.limits import body_field, limiter
@@ -97,6 +97,43 @@ def revoke_channel(path: s.BindingPath):
                                     actor=holder_actor(), now=now)
     out = binding_out(binding)
     return jsonify(out)
+
+
+@bp.put("/me/ecard/password", responses={204: None}, security=BEARER)
+@transaction(Tx.WRITE)
+@auth.require(auth.HOLDER)
+def set_ecard_password(body: s.EcardPasswordIn):
+    """Set or change the electronic card's own password (R-45), one for every channel: with the
+    PIN (the first one, or a forgotten one) or the current password."""
+    svc, p = services(), g.principal
+    # The argon2 work before the transaction, which holds SQLite's write lock: the new hash, and
+    # the check of the PIN or the current password against the hash read now.
+    new = svc.hasher.new(ecards.PASSWORD, body.password)
+    with db.reading_connection() as conn:
+        if body.pin is not None:
+            pin = svc.hasher.check("pin", cards.stored_pin_hash(conn, p.card.card_no), body.pin)
+            old = None
+        else:
+            old = svc.hasher.check(ecards.PASSWORD, ecards.stored_password_hash(conn, p.ecard_id),
+                                   body.old_password)
+            pin = None
+    ecards.set_password(db.session(), svc, me().ecard, new=new, pin=pin, old=old, actor=holder_actor(),
+                        now=utcnow())
+    return "", 204
+
+
+@bp.post("/me/ecard/unlock", responses={200: s.UnlockOut}, security=BEARER)
+@transaction(Tx.WRITE)
+@auth.require(auth.HOLDER)
+def unlock_payments(body: s.UnlockIn):
+    """Open this channel's payment window with the e-card's password (R-45): codes that can pay
+    are issued until `unlocked_until`."""
+    svc, p = services(), g.principal
+    with db.reading_connection() as conn:
+        stored = ecards.stored_password_hash(conn, p.ecard_id)
+    password = svc.hasher.check(ecards.PASSWORD, stored, body.password)
+    until = ecards.unlock_payments(db.session(), svc, me(), password, now=utcnow())
+    return jsonify({"unlocked_until": iso(until)})
 
 
 @bp.post("/me/card/loss", responses={200: s.CardOut}, security=BEARER)

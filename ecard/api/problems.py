@@ -69,7 +69,7 @@ def register(app: Flask) -> None:
     def on_domain_error(exc: errors.EcardError) -> Response:
         # The route's transaction has been ended already (`transactions`), kept or not.
         headers = {}
-        if isinstance(exc, errors.RateLimited) and "retry_after" in exc.extra:
+        if "retry_after" in exc.extra:  # a rate limit, a locked password
             headers["Retry-After"] = str(exc.extra["retry_after"])
         return problem(exc, headers=headers)
 

@@ -107,6 +107,29 @@ class PinIn(Strict):
     pin: Pin
 
 
+class EcardPasswordIn(Strict):
+    """A new e-card password (R-45), authorised by the PIN (the first one, or a forgotten one) or
+    by the current password: exactly one of the two."""
+
+    password: Pin
+    pin: Pin | None = None
+    old_password: Pin | None = None
+
+    @model_validator(mode="after")
+    def _one_authority(self) -> "EcardPasswordIn":
+        if (self.pin is None) == (self.old_password is None):
+            raise ValueError("give either pin or old_password")
+        return self
+
+
+class UnlockIn(Strict):
+    password: Pin
+
+
+class UnlockOut(Out):
+    unlocked_until: datetime
+
+
 class LossIn(Strict):
     kind: Literal["temporary", "formal"]
 
