@@ -216,11 +216,18 @@ def _check_password(session: Session, svc: Services, ecard: ECard, password: Che
         sa.update(ECard).where(ECard.id == ecard.id).values(password_failures=ECard.password_failures + 1)
         .returning(ECard.password_failures))
     if failures >= limit:
+        # One conditional UPDATE: of parallel wrong tries, only the one that sets the lock records
+        # it; the count starts again when the lock ends.
         lock = svc.setting("ECARD_PASSWORD_LOCK")
-        ecard.password_failures, ecard.password_locked_until = 0, now + timedelta(seconds=lock)
-        session.add(Event(person_id=ecard.person_id, card_id=ecard.card_id, at=now,
-                          action="ecard_password_locked", actor_type=SYSTEM.type, actor_ref=SYSTEM.ref,
-                          channel=SYSTEM.channel, reason=f"{failures} wrong passwords in a row"))
+        locked = session.execute(sa.update(ECard).where(
+            ECard.id == ecard.id,
+            sa.or_(ECard.password_locked_until.is_(None), ECard.password_locked_until <= now),
+        ).values(password_locked_until=now + timedelta(seconds=lock), password_failures=0))
+        session.refresh(ecard)
+        if locked.rowcount == 1:
+            session.add(Event(person_id=ecard.person_id, card_id=ecard.card_id, at=now,
+                              action="ecard_password_locked", actor_type=SYSTEM.type, actor_ref=SYSTEM.ref,
+                              channel=SYSTEM.channel, reason=f"{failures} wrong passwords in a row"))
         raise errors.EcardPasswordLocked(retry_after=lock, commit_state=True)
     session.refresh(ecard)
     raise errors.EcardPasswordWrong(tries_left=limit - failures, commit_state=True)
