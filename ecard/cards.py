@@ -250,10 +250,7 @@ def verify_pin(session: Session, svc: Services, card: Card, pin: Checked, *, now
             card.pin_failures = 0
         return
     limit = svc.setting("PIN_MAX_TRIES")
-    # Counted by the database, not read-then-written: parallel guesses each count.
-    failures = session.scalar(
-        sa.update(Card).where(Card.id == card.id).values(pin_failures=Card.pin_failures + 1)
-        .returning(Card.pin_failures))
+    failures = storage.count_wrong_try(session, Card.pin_failures, card.id)
     if failures >= limit:
         # Only the try that flips the lock records it: parallel wrong tries lock it once.
         locked = session.execute(sa.update(Card).where(Card.id == card.id, Card.pin_locked.is_(False))

@@ -211,10 +211,7 @@ def _check_password(session: Session, svc: Services, ecard: ECard, password: Che
             ecard.password_failures = 0
         return
     limit = svc.setting("ECARD_PASSWORD_MAX_TRIES")
-    # Counted by the database, not read-then-written: parallel guesses each count.
-    failures = session.scalar(
-        sa.update(ECard).where(ECard.id == ecard.id).values(password_failures=ECard.password_failures + 1)
-        .returning(ECard.password_failures))
+    failures = storage.count_wrong_try(session, ECard.password_failures, ecard.id)
     if failures >= limit:
         # One conditional UPDATE: of parallel wrong tries, only the one that sets the lock records
         # it; the count starts again when the lock ends.

@@ -263,6 +263,15 @@ def operator_principal(conn: Session | Connection, username: str, jti: str, sess
     return _OPERATOR_PRINCIPAL.first(conn, {"sub": username, "jti": jti, "sid": session_key})
 
 
+def count_wrong_try(session: Session, counter: Any, row_id: int) -> int:
+    """Add one to a row's count of wrong tries (`Card.pin_failures`, `ECard.password_failures`)
+    and return the new count: counted by the database, not read-then-written, so parallel wrong
+    tries each count."""
+    model = counter.class_
+    return session.scalar(sa.update(model).where(model.id == row_id).values({counter: counter + 1})
+                          .returning(counter))
+
+
 def ecard_password_hash(conn: Session | Connection, ecard_id: int) -> str | None:
     """The e-card's password hash (R-45); None when none is set."""
     r = _PASSWORD_HASH.first(conn, {"ecard_id_": ecard_id})
