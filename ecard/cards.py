@@ -176,8 +176,9 @@ def stored_pin_hash(conn: Session | Connection, card_no: str) -> str | None:
     return storage.pin_hash(conn, card_no)
 
 
-def live_card(session: Session, person: Person, kind: str = "formal") -> Card | None:
-    return session.scalar(sa.select(Card).where(Card.person_id == person.id, Card.live,
+def live_card(session: Session, person_id: int, kind: str = "formal") -> Card | None:
+    """The person's live card of `kind` (R-01: at most one), or None."""
+    return session.scalar(sa.select(Card).where(Card.person_id == person_id, Card.live,
                                                 Card.kind == kind))
 
 
@@ -274,7 +275,7 @@ def unlock_pin(session: Session, card: Card, *, actor: Actor, now: datetime) -> 
 
 def apply(session: Session, svc: Services, person: Person, *, actor: Actor, now: datetime) -> Card:
     """A first card, or a new one after the last was cancelled or expired. Raises CardExists."""
-    existing = live_card(session, person)
+    existing = live_card(session, person.id)
     if existing is not None:
         settle(session, svc, existing, now)
         if existing.live:
@@ -307,7 +308,7 @@ def issue(session: Session, svc: Services, card: Card, *, pin: Hashed, actor: Ac
 def _return_temporary(session: Session, svc: Services, card: Card, actor: Actor, now: datetime) -> None:
     """R-21: the holder's live temporary card is returned (cancelled) when a formal card is
     collected: on first issue and, its main case, when a reissued or replaced card is."""
-    temporary = live_card(session, card.person, "temporary")
+    temporary = live_card(session, card.person_id, "temporary")
     if temporary is None:
         return
     settle(session, svc, temporary, now)  # one whose 90 days ran out is expired, not returned
@@ -445,12 +446,12 @@ def unfreeze(session: Session, svc: Services, card: Card, *, reason: str | None,
 
 def issue_temporary(session: Session, svc: Services, person: Person, *, actor: Actor, now: datetime) -> Card:
     """R-21: a 90-day card for someone without a usable card yet. Raises CardExists."""
-    existing = live_card(session, person, "temporary")
+    existing = live_card(session, person.id, "temporary")
     if existing is not None:
         settle(session, svc, existing, now)
         if existing.live:
             raise errors.CardExists("the person already holds a temporary card", card_no=existing.card_no)
-    formal = live_card(session, person)
+    formal = live_card(session, person.id)
     if formal is not None and effective_status(formal.state, now, svc.setting("TEMP_LOSS_LAPSE")) == ISSUED \
             and not formal.frozen:
         raise errors.CardExists("the person holds a usable card", card_no=formal.card_no)

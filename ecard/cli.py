@@ -50,7 +50,7 @@ def demo() -> None:
         person = persons.find_by_id_number(session, svc, id_number)
         if person is None:
             person = persons.register(session, svc, id_number=id_number, name=name, phone=None, now=now)
-        card = cards.live_card(session, person)
+        card = cards.live_card(session, person.id)
         if card is None:
             card = cards.apply(session, svc, person, actor=window, now=now)
             cards.issue(session, svc, card, pin=svc.hasher.new("pin", DEMO_PIN), actor=window, now=now)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from ecard import cards, errors, persons, reads
 from ecard.context import Actor, Services
 from ecard.ids import new_id
-from ecard.models import Card, ConsentCode, ECard, Event, Person, ProxyLink
+from ecard.models import ConsentCode, ECard, Event, Person, ProxyLink
 
 MINOR_RELATIONS = ("parent", "grandparent", "guardian")  # R-61
 MINOR_AGE = 16
@@ -161,8 +161,7 @@ def own_card_reason(session: Session, svc: Services, proxy_person_id: int, at: d
     offline record, judged at its scan time), not as it is now. A freeze for suspected fraud
     outweighs every other state."""
     ecard = session.scalar(sa.select(ECard).where(ECard.person_id == proxy_person_id))
-    card = ecard.card if ecard is not None else session.scalar(sa.select(Card).where(
-        Card.person_id == proxy_person_id, Card.live, Card.kind == "formal"))
+    card = ecard.card if ecard is not None else cards.live_card(session, proxy_person_id)
     if card is None:
         return "card.not_issued"
     state = cards.state_at(session, card, at) if as_it_stood else card.state

@@ -2,7 +2,8 @@
 
 Prints operations per second for qr's issue / verify under each algorithm against its raw library
 on the same 42 signed bytes (ES256: `cryptography` ECDSA P-256; SM2: the engine qr signs with,
-Intel's library where installed, with `tongsuopy`'s SM2 beside it), and the ratios. The design's target: qr.verify >= 0.8 x raw verify; a gate verifies >= 1 000 SM2
+Intel's library where installed, with `tongsuopy`'s SM2 beside it), and the ratios. The design's
+target: qr.verify >= 0.8 x raw verify; a gate verifies >= 1 000 SM2
 codes a second on one core (run it under `taskset -c 1` to see one core).
 """
 

@@ -48,7 +48,7 @@ def get_person(path: s.PersonPath, query: s.ReadPurpose):
     person = persons.read_in_clear(session, path.person_id, purpose=query.purpose, actor=actor(),
                                    now=utcnow())
     out = person_out(svc, person, clear=True)
-    card = cards.live_card(session, person)
+    card = cards.live_card(session, person.id)
     out["card_no"] = card.card_no if card else None
     return jsonify(out)
 

@@ -71,7 +71,7 @@ def test_the_card_details_must_match_without_telling_which(session, svc, family)
 def test_a_proxy_whose_own_card_is_frozen_keeps_no_powers(session, svc, family):
     parent, child, card = family
     link = _bind(session, svc, parent, child, card)
-    cards.freeze(session, svc, cards.live_card(session, parent), reason="fraud", actor=WINDOW, now=T0)
+    cards.freeze(session, svc, cards.live_card(session, parent.id), reason="fraud", actor=WINDOW, now=T0)
     with pytest.raises(errors.ProxyCardUnusable) as refused:
         proxies.as_proxy(session, svc, parent, link.public_id, T0)
     assert refused.value.extra["reason"] == "card.frozen"
