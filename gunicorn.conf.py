@@ -1,7 +1,9 @@
 """gunicorn settings. `gunicorn -c gunicorn.conf.py wsgi:app`; override with GUNICORN_* env."""
 
+import hashlib
 import multiprocessing
 import os
+import re
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Sync workers, one per core plus one: the work is short CPU (crypto, JSON) and quick DB calls.
@@ -23,6 +25,29 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # "" turns it off
 # JSON access log; the URL path is left out because it can carry card numbers.
 access_log_format = ('{"event":"access","method":"%(m)s","status":%(s)s,"bytes":%(B)s,'
                      '"ms":%(M)s,"request_id":"%({x-request-id}o)s"}')
+
+# gunicorn's control socket (`gunicornc`) is by default one path per user ($XDG_RUNTIME_DIR or
+# ~/.gunicorn, gunicorn.ctl), which every instance on the machine would share: each start takes
+# it over and each stop removes it. Here each instance has its own, named after its binds
+# (`on_starting`). GUNICORN_CONTROL_SOCKET gives the path instead; "" turns the socket off.
+if os.environ.get("GUNICORN_CONTROL_SOCKET") == "":
+    control_socket_disable = True
+elif os.environ.get("GUNICORN_CONTROL_SOCKET"):
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+
+
+def on_starting(server) -> None:
+    """The instance's own control socket, beside gunicorn's default, named after the binds in
+    effect: `--bind` on the command line (scripts/run) overrides `bind` above, so they are known
+    only now. A path set on the command line or by GUNICORN_CONTROL_SOCKET is kept."""
+    cfg = server.cfg
+    default = cfg.settings["control_socket"].default
+    if cfg.control_socket_disable or cfg.control_socket != default:
+        return
+    name = re.sub(r"[^A-Za-z0-9.]+", "-", " ".join(cfg.bind)).strip("-")
+    if len(name) > 40:  # a socket's path is at most 107 bytes: a long one (unix:/...) by its digest
+        name = hashlib.sha256(name.encode()).hexdigest()[:16]
+    cfg.set("control_socket", os.path.join(os.path.dirname(default), f"ecard-{name}.ctl"))
 
 
 def post_worker_init(worker) -> None:

@@ -273,13 +273,23 @@ def unlock_pin(session: Session, card: Card, *, actor: Actor, now: datetime) -> 
 
 # --- the life of a card ----------------------------------------------------------------------------
 
+def _refuse_as_existing(session: Session, existing: Card, detail: str | None, *, actor: Actor,
+                        now: datetime) -> None:
+    """Raise CardExists with the card's number, which the window needs to serve the person: a
+    read of their data, recorded in their audit (R-72) and kept with the refusal."""
+    reads.record(session, existing.person_id, action=reads.CARD_READ, card_id=existing.id, actor=actor, now=now,
+                 what=reads.at_window("the card's number, in a refused application", "card_service"))
+    raise errors.CardExists(detail, card_no=existing.card_no, commit_state=True)
+
+
 def apply(session: Session, svc: Services, person: Person, *, actor: Actor, now: datetime) -> Card:
-    """A first card, or a new one after the last was cancelled or expired. Raises CardExists."""
+    """A first card, or a new one after the last was cancelled or expired. Raises CardExists
+    (R-01), which names the live card and is recorded as a read of it (R-72)."""
     existing = live_card(session, person.id)
     if existing is not None:
         settle(session, svc, existing, now)
         if existing.live:
-            raise errors.CardExists(card_no=existing.card_no)
+            _refuse_as_existing(session, existing, None, actor=actor, now=now)
     card = _new_card(session, svc, person, kind="formal", status=APPLIED, now=now)
     card.production_deadline = now + timedelta(days=svc.setting("PRODUCTION_DAYS"))
     session.add(Event(person_id=person.id, card_id=card.id, at=now, action="applied",
@@ -445,16 +455,17 @@ def unfreeze(session: Session, svc: Services, card: Card, *, reason: str | None,
 
 
 def issue_temporary(session: Session, svc: Services, person: Person, *, actor: Actor, now: datetime) -> Card:
-    """R-21: a 90-day card for someone without a usable card yet. Raises CardExists."""
+    """R-21: a 90-day card for someone without a usable card yet. Raises CardExists, recorded as
+    a read of the card it names (R-72)."""
     existing = live_card(session, person.id, "temporary")
     if existing is not None:
         settle(session, svc, existing, now)
         if existing.live:
-            raise errors.CardExists("the person already holds a temporary card", card_no=existing.card_no)
+            _refuse_as_existing(session, existing, "the person already holds a temporary card", actor=actor, now=now)
     formal = live_card(session, person.id)
     if formal is not None and effective_status(formal.state, now, svc.setting("TEMP_LOSS_LAPSE")) == ISSUED \
             and not formal.frozen:
-        raise errors.CardExists("the person holds a usable card", card_no=formal.card_no)
+        _refuse_as_existing(session, formal, "the person holds a usable card", actor=actor, now=now)
     card = _new_card(session, svc, person, kind="temporary", status=APPLIED, now=now)
     card.issued_at = now
     card.expires_at = now + timedelta(days=svc.setting("TEMP_CARD_DAYS"))

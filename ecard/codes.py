@@ -26,19 +26,29 @@ ANY_SCENE = str(qr.Scene.ANY)
 PAYING_SCENES = ("clinic", ANY_SCENE)
 
 
-def refuse_unless_payment_open(svc: Services, holder: HolderPrincipal, scene: str, now: datetime) -> None:
+def password_governs(svc: Services, *password_set: bool) -> bool:
+    """R-45: whether a code that can pay needs the e-card's password: once an e-card it concerns
+    (the holder's; for a proxy's code, the proxy's or the dependant's) has one, and everywhere
+    where ECARD_ECARD_PASSWORD_REQUIRED is set."""
+    return any(password_set) or bool(svc.setting("ECARD_PASSWORD_REQUIRED"))
+
+
+def refuse_unless_payment_open(svc: Services, holder: HolderPrincipal, scene: str, now: datetime, *,
+                               dependant_password_set: bool = False) -> None:
     """R-45: a code that can pay, the holder's own or a dependant's, is issued only inside this
-    channel's payment window (`ecards.unlock_payments`) once the e-card has a password, or
-    everywhere where ECARD_ECARD_PASSWORD_REQUIRED is set. Transit, scenic and identity codes
-    need no window. Raises EcardPasswordRequired."""
-    if scene not in PAYING_SCENES:
+    channel's payment window (`ecards.unlock_payments`) where `password_governs`. A proxy pays
+    with their own password: a dependant's is never shared, so a dependant who has one needs a
+    proxy who has one too. Transit, scenic and identity codes need no window.
+    Raises EcardPasswordRequired."""
+    if scene not in PAYING_SCENES or not password_governs(svc, holder.password_set, dependant_password_set):
         return
-    if not holder.password_set and not svc.setting("ECARD_PASSWORD_REQUIRED"):
-        return
-    if holder.unlocked_until is None or holder.unlocked_until <= now:
-        if holder.password_set:
-            raise errors.EcardPasswordRequired("unlock payments with the electronic card's password")
+    if not holder.password_set:
+        if dependant_password_set:
+            raise errors.EcardPasswordRequired(
+                "the dependant's electronic card has a password: set your own and unlock with it first")
         raise errors.EcardPasswordRequired("set the electronic card's password first")
+    if holder.unlocked_until is None or holder.unlocked_until <= now:
+        raise errors.EcardPasswordRequired("unlock payments with the electronic card's password")
 
 
 @dataclass(frozen=True)
@@ -71,13 +81,17 @@ def issue(svc: Services, ring: qr.KeyRing, card: CardState, *, scene: str, link:
     return Issued(text, scene, code.issued_at, code.expires_at, refresh, link is not None)
 
 
-def issue_for_dependant(session: Session, svc: Services, ring: qr.KeyRing, proxy: Person, dependant_id: str, *,
-                        scene: str, actor: Actor, now: datetime) -> Issued:
+def issue_for_dependant(session: Session, svc: Services, ring: qr.KeyRing, proxy: HolderPrincipal,
+                        dependant_id: str, *, scene: str, actor: Actor, now: datetime) -> Issued:
     """A code of a dependant's e-card, shown by their proxy (R-60) and marked so, written in the
-    dependant's audit (R-63: every proxy action is visible to the dependant). Raises
-    ProxyNotFound, ProxyEnded, ProxyCardUnusable, EcardSuspended."""
-    link = proxies.as_proxy(session, svc, proxy, dependant_id, now)
-    card = proxies.dependant_ecard(session, link).card
+    dependant's audit (R-63: every proxy action is visible to the dependant). A code that can pay
+    needs the proxy's own payment window where either e-card has a password (R-45,
+    `refuse_unless_payment_open`). Raises ProxyNotFound, ProxyEnded, ProxyCardUnusable,
+    EcardPasswordRequired, EcardSuspended."""
+    link = proxies.as_proxy(session, svc, session.get_one(Person, proxy.person_id), dependant_id, now)
+    ecard = proxies.dependant_ecard(session, link)
+    refuse_unless_payment_open(svc, proxy, scene, now, dependant_password_set=ecard.password_hash is not None)
+    card = ecard.card
     issued = issue(svc, ring, card.state, scene=scene, link=link, now=now)
     session.add(Event(person_id=link.dependant_person_id, card_id=card.id, at=now, action="proxy_code_issued",
                       actor_type=actor.type, actor_ref=actor.ref, channel=actor.channel, reason=f"{scene} code"))

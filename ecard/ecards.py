@@ -147,13 +147,14 @@ def stored_password_hash(conn: Session | Connection, ecard_id: int) -> str | Non
     return storage.ecard_password_hash(conn, ecard_id)
 
 
-def set_password(session: Session, svc: Services, ecard: ECard, *, new: Hashed, pin: Checked | None,
-                 old: Checked | None, actor: Actor, now: datetime) -> None:
+def set_password(session: Session, svc: Services, ecard: ECard, *, new: Hashed, as_pin: Checked,
+                 pin: Checked | None, old: Checked | None, actor: Actor, now: datetime) -> None:
     """Set or change the e-card's password (R-45), one for every channel. Authorised by the
     social security PIN (the first password, or a forgotten or locked one: R-32 counts a wrong
     PIN) or by the current password (a wrong one counts as at unlock). The new one follows the
-    PIN's rules (R-31) and is not the PIN. A change closes every channel's payment window and
-    ends a lock.
+    PIN's rules (R-31) and is not the PIN, whichever authorises it: `as_pin` is the new password
+    checked against the card's PIN hash before the transaction. A change closes every channel's
+    payment window and ends a lock.
 
     Raises EcardPasswordWeak, ValidationFailed (the current password given where none is set),
     WrongPin, PinLocked, EcardPasswordWrong, EcardPasswordLocked.
@@ -162,7 +163,8 @@ def set_password(session: Session, svc: Services, ecard: ECard, *, new: Hashed, 
         cards.check_pin_strength(new.secret, ecard.person)
     except errors.WeakPin as exc:
         raise errors.EcardPasswordWeak(str(exc), errors={"password": exc.extra["errors"]["pin"]}) from exc
-    if pin is not None and pin.secret == new.secret:  # a secret of its own, not a second PIN
+    pin_hash = ecard.card.pin_hash
+    if pin_hash is not None and svc.hasher.still_matches("pin", pin_hash, as_pin):  # its own, not a second PIN
         raise errors.EcardPasswordWeak("the password must not be the PIN", errors={"password": ["the PIN"]})
     if pin is not None:
         cards.verify_pin(session, svc, ecard.card, pin, now=now)
@@ -178,6 +180,17 @@ def set_password(session: Session, svc: Services, ecard: ECard, *, new: Hashed, 
                       action="ecard_password_set" if first else "ecard_password_changed",
                       actor_type=actor.type, actor_ref=actor.ref, channel=actor.channel,
                       reason="with the PIN" if pin is not None else "with the current password"))
+
+
+def password_set_at(session: Session, ecard: ECard, at: datetime | None) -> bool:
+    """Whether the e-card had its own password (R-45) at `at` (None: now). A password is never
+    removed, only changed, so it was set at `at` when its first setting is recorded by then."""
+    if ecard.password_hash is None:
+        return False
+    if at is None:
+        return True
+    return bool(session.scalar(sa.select(sa.exists().where(
+        Event.person_id == ecard.person_id, Event.action == "ecard_password_set", Event.at <= at))))
 
 
 def unlock_payments(session: Session, svc: Services, binding: Binding, password: Checked, *,
@@ -221,6 +234,9 @@ def _check_password(session: Session, svc: Services, ecard: ECard, password: Che
             sa.or_(ECard.password_locked_until.is_(None), ECard.password_locked_until <= now),
         ).values(password_locked_until=now + timedelta(seconds=lock), password_failures=0))
         session.refresh(ecard)
+        # A lock closes every channel's payment window, as a change does: whoever is guessing
+        # must not keep paying on a window opened before.
+        session.execute(sa.update(Binding).where(Binding.ecard_id == ecard.id).values(unlocked_until=None))
         if locked.rowcount == 1:
             session.add(Event(person_id=ecard.person_id, card_id=ecard.card_id, at=now,
                               action="ecard_password_locked", actor_type=SYSTEM.type, actor_ref=SYSTEM.ref,

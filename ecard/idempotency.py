@@ -8,6 +8,10 @@ The claim comes after authentication and the abuse limits (`claim`, called at th
 `auth.require` and by the public routes themselves after their limits), so that an anonymous or
 refused caller writes nothing. A refusal that a retry could cure (401, 429, 5xx) is not kept:
 its claim is deleted, and the retry is judged afresh.
+
+An answer that carries tokens (a sign-in, a refresh) is never kept nor replayed (`hold`): a stored
+pair would outlive what ends a session (a logout, a revoked binding), and a refresh replayed to
+whoever has the spent token and the key would get round the rotation that detects a stolen one.
 """
 
 from __future__ import annotations
@@ -38,6 +42,18 @@ def claim(scope: str) -> Response | None:
     Call it once the caller is authenticated and within its limits, before any work and before
     the request's own session has begun a transaction: the claim commits in a transaction of
     its own, which on SQLite waits for the write lock that one would hold."""
+    return _claim(scope, keep=True)
+
+
+def hold(scope: str) -> None:
+    """`claim` for a route whose answer carries tokens: the key is this request's while it runs
+    (the same key again meanwhile is 409 `idempotency.in_progress`, or 422 for another request),
+    but no answer is kept or replayed, so a retry afterwards is judged afresh (a sign-in signs in
+    again; a spent refresh token presented again ends its session). Same rules of call."""
+    _claim(scope, keep=False)
+
+
+def _claim(scope: str, *, keep: bool) -> Response | None:
     key = request.headers.get(HEADER)
     if not key or request.method not in ("POST", "DELETE", "PUT", "PATCH") or "idempotency_id" in g:
         return None
@@ -54,7 +70,7 @@ def claim(scope: str) -> Response | None:
             rec = IdempotencyRecord(scope=scope, key=key, request_hash=digest, created_at=utcnow())
             s.add(rec)
             s.commit()
-            g.idempotency_id = rec.id
+            g.idempotency_id, g.idempotency_keep = rec.id, keep
             return None
         except IntegrityError:
             s.rollback()
@@ -66,6 +82,8 @@ def claim(scope: str) -> Response | None:
             raise errors.IdempotencyMismatch()
         if rec.status_code is None:
             raise errors.IdempotencyInProgress()
+        if not keep:  # an answer kept before its route stopped keeping them: judged afresh, unclaimed
+            return None
         body = services().vault.decrypt(rec.body, context=BODY_CTX) if rec.body else ""
         resp = Response(base64.b64decode(body), status=rec.status_code, content_type=rec.content_type)
         resp.headers["Idempotent-Replayed"] = "true"
@@ -81,12 +99,12 @@ def _curable(status: int) -> bool:
 def init_app(app: Flask) -> None:
     @app.after_request
     def store_answer(resp: Response) -> Response:
-        rec_id = g.pop("idempotency_id", None)
+        rec_id, keep = g.pop("idempotency_id", None), g.pop("idempotency_keep", True)
         if rec_id is None:
             return resp
         # In a transaction of its own, after the route's work was committed (or rolled back).
         with current_app.extensions["ecard.db"].new_session(Tx.WRITE) as s:
-            if _curable(resp.status_code):
+            if not keep or _curable(resp.status_code):
                 # Not kept: the retry is judged afresh (a wrong PIN's retry is another try, and counts).
                 s.execute(sa.delete(IdempotencyRecord).where(IdempotencyRecord.id == rec_id))
             else:

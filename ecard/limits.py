@@ -58,6 +58,7 @@ from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 
 from ecard import errors
+from ecard.edge import fold
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = structlog.get_logger("ecard.limits")
@@ -396,10 +397,12 @@ def client_address() -> str:
 
 
 def body_field(name: str) -> str:
-    """A field of the JSON body, as a limit key (e.g. the card number a PIN is tried against)."""
+    """A field of the JSON body, as a limit key (e.g. the card number a PIN is tried against).
+    Folded as the schemas fold it (NFKC, then stripped and upper-cased as a card number is), so
+    every spelling the API takes for one value (`Ａ０００…`, `a000…`) counts against one key."""
     body = request.get_json(silent=True)
     value = body.get(name) if isinstance(body, dict) else None
-    return f"{name}:{str(value).strip().upper()[:32]}"
+    return f"{name}:{str(fold(value)).strip().upper()[:32]}"
 
 
 def token_key() -> str:

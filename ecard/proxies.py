@@ -270,6 +270,15 @@ def links_of_proxy(session: Session, proxy: Person) -> list[ProxyLink]:
                                 .order_by(ProxyLink.id)))
 
 
+def read_at_window(session: Session, dependant: Person, *, purpose: str, actor: Actor,
+                   now: datetime) -> list[ProxyLink]:
+    """A service window lists the person's proxies (to find the one to end): the read is
+    recorded in the person's audit with the operator, the time and `purpose` (R-72)."""
+    reads.record(session, dependant.id, action=reads.PROXIES_READ, actor=actor, now=now,
+                 what=reads.at_window("list of proxies", purpose))
+    return links_of_dependant(session, dependant)
+
+
 def links_of_dependant(session: Session, dependant: Person) -> list[ProxyLink]:
     return list(session.scalars(sa.select(ProxyLink).where(ProxyLink.dependant_person_id == dependant.id)
                                 .order_by(ProxyLink.id)))

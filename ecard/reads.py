@@ -5,6 +5,9 @@ nothing, so it is recorded here, by the domain function that discloses the data,
 transaction as the answer: the person's audit (`GET /me/audit`) then shows the reader (the actor),
 the time, what was read and the purpose. Reads stay out of a card's history (`cards.history`),
 which lists what happened to the card.
+
+A HEAD request is answered by the GET route with the body dropped: it discloses nothing, and
+its unit of work is never committed (`ecard.api.transactions`), so no read is kept for it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from ecard.models import Event
 PERSON_READ = "personal_data_read"  # an operator opened the person's record in clear
 CARD_READ = "card_read"  # an operator looked up a card: status and history
 PROXY_CARD_READ = "proxy_card_read"  # a relative with a proxy read the dependant's card
-READS = (PERSON_READ, CARD_READ, PROXY_CARD_READ)
+PROXIES_READ = "proxies_read"  # an operator listed the person's proxies
+READS = (PERSON_READ, CARD_READ, PROXY_CARD_READ, PROXIES_READ)
 
 # Why an operator looks a record up: what the window states (`?purpose=`), by code. The default
 # is the plain look-up at a window, as before purposes could be given.

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import qr
-from ecard import cards, ecards, errors, persons, proxies, storage
+from ecard import cards, codes, ecards, errors, persons, proxies, storage
 from ecard.chip import master_keys
 from ecard.context import Services
 from ecard.facts import CardState, HolderFacts
@@ -61,6 +61,7 @@ class Reason(StrEnum):
     QR_TOTP_INVALID = "qr.totp_invalid"
     QR_REPLAYED = "qr.replayed"
     QR_SCENE_REQUIRED = "qr.scene_required"
+    QR_IDENTITY_CODE_REQUIRED = "qr.identity_code_required"
     QR_TOO_MANY_ATTEMPTS = "qr.too_many_attempts"
     # the card (its state errors' codes, `cards.unusable_reason`)
     CARD_LOST = "card.lost"
@@ -71,6 +72,8 @@ class Reason(StrEnum):
     CARD_NOT_ISSUED = "card.not_issued"
     PROXY_ENDED = "proxy.ended"
     PROXY_OWN_CARD_UNUSABLE = "proxy.own_card_unusable"
+    # the e-card's own password (R-45): an offline phone code cannot pay past it
+    ECARD_PASSWORD_REQUIRED = "ecard.password_required"
     # offline records
     OFFLINE_BAD_SCAN_TIME = "offline.bad_scan_time"
     OFFLINE_JUDGED_ONLINE = "offline.judged_online"
@@ -164,11 +167,15 @@ def judged_scene(terminal: TerminalPrincipal, claimed: str | None, code_scene: s
     """The scene a scan is judged for, which decides what is disclosed (R-04, R-44): never more
     than the terminal's merchant serves, whatever the terminal claims.
 
-    A signed code carries its scene: it is judged for that scene, which the merchant must serve
-    and a claimed scene must match. A code without a scene (an offline phone code) or a chip
-    read is judged for the scene claimed, which the merchant must serve, or else the merchant's
-    only scene; a merchant of several scenes must name one.
-    Raises SceneRefused(`<prefix>.wrong_scene` | `<prefix>.scene_required`).
+    A signed code made for a scene is judged for that scene, which the merchant must serve and a
+    claimed scene must match. A code made for no one scene (`code_scene` None: a universal code,
+    an offline phone code) or a chip read is judged for the scene claimed, which the merchant
+    must serve, or else the merchant's only scene; a merchant of several scenes must name one.
+    Such a code is never judged for `identity` (R-53): showing one's identity is an act of its
+    own, and a universal code photographed at a gate must not tell who its holder is. A chip
+    read may be: the card itself is in the reader.
+    Raises SceneRefused(`<prefix>.wrong_scene` | `<prefix>.scene_required` |
+    `qr.identity_code_required`).
     """
     served, (wrong, required) = terminal.scenes, _SCENE_REASONS[prefix]
     if claimed is not None and claimed not in served:
@@ -178,10 +185,14 @@ def judged_scene(terminal: TerminalPrincipal, claimed: str | None, code_scene: s
             raise SceneRefused(wrong)
         return code_scene
     if claimed is not None:
-        return claimed
-    if len(served) == 1:
-        return served[0]
-    raise SceneRefused(required)
+        scene = claimed
+    elif len(served) == 1:
+        scene = served[0]
+    else:
+        raise SceneRefused(required)
+    if scene == "identity" and prefix == "qr":
+        raise SceneRefused(Reason.QR_IDENTITY_CODE_REQUIRED)
+    return scene
 
 
 # --- signed codes ------------------------------------------------------------------------------------
@@ -308,12 +319,14 @@ def _verify_totp(session: Session, svc: Services, terminal: TerminalPrincipal, p
     """Judge an offline phone code (`ET1:<ref>:<otp>`), online (`scanned_at` None) or as an
     offline record taken at `scanned_at`.
 
-    Check order: the format; the scene judged (the code carries none); the binding its reference
-    names, live when scanned; the binding's budget of tries (ECARD_TOTP_MAX_ATTEMPTS, across
-    both routes); the TOTP step at the scan time (online also later than the last one accepted);
-    the card's state at the scan time; single use of the step. A code that does not match is
-    recorded without the holder: it proves nothing of who showed it, and a guesser's tries do
-    not fill the holder's usage.
+    Check order: the format; the scene judged (the code carries none, so never `identity`); the
+    binding its reference names, live when scanned; the binding's budget of tries
+    (ECARD_TOTP_MAX_ATTEMPTS, across both routes); the TOTP step at the scan time (online also
+    later than the last one accepted); the card's state at the scan time; at a paying scene, the
+    e-card's password (R-45: a phone without signal cannot unlock, so the code pays only where
+    the e-card had no password at the scan and none is required); single use of the step. A
+    code that does not match is recorded without the holder: it proves nothing of who showed it,
+    and a guesser's tries do not fill the holder's usage.
     """
     method = "offline" if scanned_at is not None else "totp"
     judged_at = scanned_at or now
@@ -349,6 +362,9 @@ def _verify_totp(session: Session, svc: Services, terminal: TerminalPrincipal, p
     if scanned_at is not None:
         state = cards.state_at(session, state, judged_at)
     d.reason = _card_reason(svc, state, judged_at)
+    if d.reason is None and judged in codes.PAYING_SCENES and codes.password_governs(
+            svc, ecards.password_set_at(session, ecard, scanned_at)):
+        d.reason = Reason.ECARD_PASSWORD_REQUIRED
     if d.reason is None:
         accepted = storage.redeem(session, _step_key(binding.id, step), now)
         if accepted and scanned_at is None:
@@ -379,10 +395,12 @@ def verify_chip(session: Session, svc: Services, keys_dir: Path, terminal: Termi
     a clone otherwise, R-70: recorded as a misuse signal); the card's state now; for the clinic
     scene, the PIN verified on the card in this session (R-50: FLAGS bit 0, covered by the MAC).
     """
-    try:  # what the read may disclose is decided by the scene judged, never the one claimed (R-04)
+    # What the read may disclose, and what it is recorded with, is the scene judged, never the
+    # one claimed (R-04): a read refused before a scene could be judged is recorded with none.
+    try:
         scene, scene_refused = judged_scene(terminal, scene, None, prefix="chip"), None
     except SceneRefused as exc:
-        scene_refused = exc.reason
+        scene, scene_refused = None, exc.reason
 
     def done(d: Decision, card_id: int | None = None) -> tuple[Decision, None]:
         record(session, d, method="chip", terminal=terminal, now=now, card_id=card_id, atc=read["atc"])

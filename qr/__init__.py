@@ -15,6 +15,7 @@ Layout and rules: docs/qr-format.md.
 from .errors import (
     BadSignature,
     Expired,
+    IdentityCodeRequired,
     Malformed,
     NotYetValid,
     QrError,
@@ -33,7 +34,7 @@ from .verify import build_trust_list, load_public_key, verify, verify_with_ring
 
 __all__ = [
     "MAX_CODE_TTL", "MAX_RAW_LEN", "OFFLINE_PREFIX", "PREFIX", "RAW_LEN",
-    "Alg", "BadSignature", "Code", "Expired", "IssuerKey", "KeyRing", "Malformed", "NotYetValid",
+    "Alg", "BadSignature", "Code", "Expired", "IdentityCodeRequired", "IssuerKey", "KeyRing", "Malformed", "NotYetValid",
     "QrError", "Scene", "TotpInvalid", "TotpReplayed", "TrustListStale", "UnknownKey", "WrongScene",
     "build_trust_list", "check", "decode", "encode", "issue", "load_public_key", "new_seed",
     "offline_code", "open_handle", "parse_offline_code", "qr_version", "render_png", "render_svg",

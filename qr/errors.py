@@ -46,6 +46,14 @@ class WrongScene(QrError):
     code = "qr.wrong_scene"
 
 
+class IdentityCodeRequired(QrError):
+    """A universal code at an identity check (R-53): showing one's identity is an act of its own,
+    so only a code made for `identity` discloses the full name and ID number there. A universal
+    code photographed at a gate must not tell who its holder is."""
+
+    code = "qr.identity_code_required"
+
+
 class UnknownKey(QrError):
     """No trusted key for the code's kid at this time: never published, revoked, retired, or the
     code claims a time outside the key's signing window."""

@@ -22,6 +22,7 @@ from .algs import parse_alg, suite
 from .errors import (
     BadSignature,
     Expired,
+    IdentityCodeRequired,
     Malformed,
     NotYetValid,
     TrustListStale,
@@ -75,7 +76,8 @@ def verify(payload_text: str, trust_list: Mapping[str, Any], now: datetime, *,
     `expires_at`; `Malformed` (also for an alg byte that is not the listed key's `alg`);
     `UnknownKey` when the kid is not listed, is denylisted, or its entry is unusable, the code
     claims a time before the key signs, or the key is retired;
-    `BadSignature`; `NotYetValid` / `Expired`; `WrongScene`. `ValueError` for a naive `now` or an
+    `BadSignature`; `NotYetValid` / `Expired`; `WrongScene`, `IdentityCodeRequired` (a universal
+    code at an identity check). `ValueError` for a naive `now` or an
     unknown `scene` name (caller bugs, not refusals).
     """
     require_aware(now)
@@ -164,9 +166,12 @@ def _check(code: Code, alg: Alg, public_key: Any, not_before: datetime,
         raise Expired(f"code expired at {rfc3339(code.expires_at)}")
     # A Scene equals its string value, so the comparison needs no conversion; converting only on
     # a mismatch keeps the hot path short and still turns a misspelt scene into a ValueError.
-    # A universal code is good at any verifier's scene (R-44); a verifier's own scene is one.
+    # A universal code is good at any verifier's scene (R-44) but an identity check's (R-53);
+    # a verifier's own scene is one.
     if scene is not None and code.scene != scene:
         if Scene(scene) is Scene.ANY:
             raise ValueError("a verifier scans for one scene, not 'any'")
         if code.scene is not Scene.ANY:
             raise WrongScene(f"code is for {code.scene.value}, not {Scene(scene).value}")
+        if scene == Scene.IDENTITY:
+            raise IdentityCodeRequired("an identity check takes a code made for identity")

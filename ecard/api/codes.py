@@ -33,15 +33,13 @@ def new_code(body: s.QrIn):
 
     With `Accept: image/png` or `image/svg+xml` the rendered code comes back instead of JSON."""
     now, svc = utcnow(), services()
-    scene = body.scene or codes.ANY_SCENE
-    codes.refuse_unless_payment_open(svc, g.principal, scene, now)
+    scene, p = body.scene or codes.ANY_SCENE, g.principal
     if body.dependant_id:
-        session, p = db.session(), g.principal
-        issued = codes.issue_for_dependant(session, svc, ring(), session.get_one(Person, p.person_id),
-                                           body.dependant_id, scene=scene,
+        issued = codes.issue_for_dependant(db.session(), svc, ring(), p, body.dependant_id, scene=scene,
                                            actor=Actor("proxy", body.dependant_id, p.channel), now=now)
     else:
-        issued = codes.issue(svc, ring(), g.principal.card, scene=scene, link=None, now=now)
+        codes.refuse_unless_payment_open(svc, p, scene, now)
+        issued = codes.issue(svc, ring(), p.card, scene=scene, link=None, now=now)
     headers = {"Cache-Control": "no-store", "X-Expires-At": iso(issued.expires_at),
                "X-Refresh-At": iso(issued.refresh_at)}
     best = request.accept_mimetypes.best_match(["application/json", "image/png", "image/svg+xml"])

@@ -154,13 +154,15 @@ def my_consent_code():
 
 
 @bp.get("/persons/<person_id>/proxies", responses={200: s.ProxiesOut})
-@transaction(Tx.READ)
+@transaction(Tx.WRITE)  # the read is recorded (R-72)
 @auth.require(auth.OPERATOR)
-def window_list_proxies(path: s.PersonPath):
-    """The person's proxies, at a window: to find the one to end."""
+def window_list_proxies(path: s.PersonPath, query: s.ReadPurpose):
+    """The person's proxies, at a window: to find the one to end. The read, with its purpose, is
+    in the person's audit."""
     session, now = db.session(), utcnow()
-    person = persons.get(session, path.person_id)
-    return jsonify({"items": [proxy_out(link, now) for link in proxies.links_of_dependant(session, person)]})
+    links = proxies.read_at_window(session, persons.get(session, path.person_id), purpose=query.purpose,
+                                   actor=Actor("operator", g.principal.username, "window"), now=now)
+    return jsonify({"items": [proxy_out(link, now) for link in links]})
 
 
 @bp.delete("/persons/<person_id>/proxies/<proxy_id>", responses={200: s.ProxyOut})

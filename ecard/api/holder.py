@@ -44,9 +44,9 @@ SIGN_IN_PER_ADDRESS = "120/minute;5000/day"
 @limiter.limit(SIGN_IN_PER_ADDRESS)
 def sign_ecard(body: s.SignIn):
     """Sign the electronic card in a channel (R-41): card number, ID number, name and PIN."""
-    replay = idempotency.claim("anonymous")  # after the limits above: a refused caller claims nothing
-    if replay is not None:
-        return replay
+    # After the limits above: a refused caller claims nothing. Tokens are never kept for a
+    # replay: a retry signs in again, and its binding replaces the first in this channel.
+    idempotency.hold("anonymous")
     svc = services()
     # The PIN's argon2 check before the transaction, which holds SQLite's write lock; inside it
     # `verify_pin` uses the result if the card's PIN hash is still the one checked.
@@ -106,19 +106,21 @@ def set_ecard_password(body: s.EcardPasswordIn):
     """Set or change the electronic card's own password (R-45), one for every channel: with the
     PIN (the first one, or a forgotten one) or the current password."""
     svc, p = services(), g.principal
-    # The argon2 work before the transaction, which holds SQLite's write lock: the new hash, and
-    # the check of the PIN or the current password against the hash read now.
+    # The argon2 work before the transaction, which holds SQLite's write lock: the new hash, the
+    # new password against the PIN's hash (never the PIN, on every path), and the check of the
+    # PIN or the current password against the hash read now.
     new = svc.hasher.new(ecards.PASSWORD, body.password)
     with db.reading_connection() as conn:
+        pin_hash = cards.stored_pin_hash(conn, p.card.card_no)
+        as_pin = svc.hasher.check("pin", pin_hash, body.password)
         if body.pin is not None:
-            pin = svc.hasher.check("pin", cards.stored_pin_hash(conn, p.card.card_no), body.pin)
-            old = None
+            pin, old = svc.hasher.check("pin", pin_hash, body.pin), None
         else:
             old = svc.hasher.check(ecards.PASSWORD, ecards.stored_password_hash(conn, p.ecard_id),
                                    body.old_password)
             pin = None
-    ecards.set_password(db.session(), svc, me().ecard, new=new, pin=pin, old=old, actor=holder_actor(),
-                        now=utcnow())
+    ecards.set_password(db.session(), svc, me().ecard, new=new, as_pin=as_pin, pin=pin, old=old,
+                        actor=holder_actor(), now=utcnow())
     return "", 204
 
 

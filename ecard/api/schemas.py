@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -12,20 +12,15 @@ from pydantic_core import PydanticCustomError
 
 from ecard import reads
 from ecard.db import ROW_ID_MAX
+from ecard.edge import fold
 from ecard.idnumber import check_card_no, parse_id_number
 from ecard.verifications import Reason
 
 
-def _nfkc(value: Any) -> Any:
-    """`value` in Unicode NFKC when it is text: an input method's full-width forms (`１２Ｘ`)
-    become ASCII. Other scripts' digits (Arabic-Indic `١٢`) are left as they are, for the ASCII
-    pattern or parser after it to refuse. Anything else passes through to the type check."""
-    return unicodedata.normalize("NFKC", value) if isinstance(value, str) else value
-
-
-# For every identifier, number, PIN and code that arrives as text: NFKC first, then patterns
-# written with [0-9], never \d (pydantic's regex `\d` is any Unicode digit, `१२` included).
-Folded = BeforeValidator(_nfkc)
+# For every identifier, number, PIN and code that arrives as text: NFKC first (`edge.fold`, which
+# the limits keyed on a body field use too), then patterns written with [0-9], never \d
+# (pydantic's regex `\d` is any Unicode digit, `१२` included).
+Folded = BeforeValidator(fold)
 
 
 def _id_number(value: str) -> str:
@@ -380,7 +375,7 @@ class DependantIn(Strict):
 
 
 class DependantPath(BaseModel):
-    dependant_id: str = Field(max_length=32)
+    dependant_id: str = Field(min_length=1, max_length=32)
 
 
 class ProxyPath(BaseModel):
@@ -419,10 +414,12 @@ class ConsentCodeOut(Out):
 
 
 class QrIn(Strict):
-    # Without a scene the code is universal (R-44): one code for every scene, judged for the
-    # scene of the terminal that scans it.
-    scene: Scene | None = None
-    dependant_id: str | None = Field(default=None, max_length=32)
+    # Without a scene, or with "any" (the answer's value, which a client may send back), the code
+    # is universal (R-44): one code for every scene, judged for the scene of the terminal that
+    # scans it.
+    scene: Scene | Literal["any"] | None = None
+    # Absent or null: the holder's own code. Empty text names no one, and is refused.
+    dependant_id: str | None = Field(default=None, min_length=1, max_length=32)
 
 
 class QrOut(Out):
@@ -439,9 +436,27 @@ class VerifyQrIn(Strict):
     scene: Scene | None = None  # the scene the terminal is scanning for, when it has one
 
 
+# RFC 3339 section 5.6's date-time: seconds and an offset required, `T` and `Z` in either case
+# (ABNF literals ignore case). Lax datetime parsing alone also takes numbers, numeric text as a
+# Unix time, a space for the `T` and a time without seconds.
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+                      r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
+
+
+def _rfc3339_text(value: Any) -> Any:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise PydanticCustomError("rfc3339", "an RFC 3339 date-time with an offset, "
+                                             "e.g. 2026-12-05T10:00:00+08:00")
+    return value
+
+
+# Text in that form, then parsed (lax: a strict datetime takes only a Python datetime).
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), Field(strict=False)]
+
+
 class OfflineRecord(Strict):
     payload: str = Field(min_length=1, max_length=512)
-    scanned_at: AwareDatetime = Field(strict=False)  # RFC 3339 with offset
+    scanned_at: Rfc3339
     scene: Scene | None = None
 
 

@@ -58,11 +58,9 @@ def refresh():
     """A new access token and a new refresh token for a refresh token (holder or operator). The
     one presented is used up: presented again, it ends the session (every token of it)."""
     claims = auth.bearer_claims(refresh=True)
-    # Before the token is used up: a client whose answer was lost retries with the same key and
-    # gets the same new pair, instead of ending its session by presenting the token again.
-    replay = idempotency.claim(f"refresh:{claims['jti']}")
-    if replay is not None:
-        return replay
+    # The key holds off a concurrent duplicate (409) instead of letting it spend the token twice
+    # and end the session; the pair is never kept for a replay (`idempotency.hold`).
+    idempotency.hold(f"refresh:{claims['jti']}")
     session, now = db.session(), utcnow()
     g.principal = auth.use_refresh_token(session, claims, now=now)
     g.claims = claims

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, TypeVar
 
-from flask import Flask, make_response
+from flask import Flask, make_response, request
 
 from ecard import db, errors
 from ecard.db import Tx
@@ -42,12 +42,15 @@ def transaction(kind: Tx) -> Callable[[F], F]:
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
             unit = db.begin_unit(kind)
+            # A HEAD is answered by the GET route with the body dropped: it discloses nothing, so
+            # nothing it did is kept (a read would be recorded of what nobody saw, R-72).
+            keep = request.method != "HEAD"
             try:
                 answer = make_response(fn(*args, **kwargs))
             except errors.EcardError as exc:
-                _end(unit, commit=exc.commit_state)
+                _end(unit, commit=keep and exc.commit_state)
                 raise
-            _end(unit, commit=answer.status_code < 400)
+            _end(unit, commit=keep and answer.status_code < 400)
             return answer
 
         setattr(run, ATTRIBUTE, kind)

@@ -135,3 +135,104 @@ def test_where_a_password_is_required_a_holder_without_one_gets_no_code_that_can
     assert new_code(api, h, "transit").status_code == 201
     assert set_password(api, h).status_code == 204 and unlock(api, h).status_code == 200
     assert new_code(api, h, "clinic").status_code == 201
+
+
+# --- the back doors closed (R-45): no code pays past the password, whatever kind it is ----------
+
+def phone_code_at_clinic(api, holder, clinic, clock, **extra):
+    """The holder's offline phone code (`ET1:`), made on the phone, scanned at a clinic: the
+    decision. The clock moves a step first, so that each call shows a fresh code."""
+    clock.shift(timedelta(seconds=30))
+    return api.scan(clinic, api.phone_code(holder, datetime.now(timezone.utc)), **extra)
+
+
+def test_an_offline_phone_code_pays_only_where_the_ecard_has_no_password(api, h, clock):
+    clinic, gate = api.terminal(("clinic",)), api.terminal(("transit",))
+    assert phone_code_at_clinic(api, h, clinic, clock)["accepted"] is True  # no password: as before
+    assert set_password(api, h).status_code == 204
+    d = phone_code_at_clinic(api, h, clinic, clock)
+    assert d["accepted"] is False and d["reason"] == "ecard.password_required" and d["holder"] is None
+    # A phone offline cannot unlock: even an open window does not let an offline code pay.
+    assert unlock(api, h).status_code == 200
+    assert phone_code_at_clinic(api, h, clinic, clock)["reason"] == "ecard.password_required"
+    # Codes that cannot pay still pass offline.
+    clock.shift(timedelta(seconds=30))
+    assert api.scan(gate, api.phone_code(h, datetime.now(timezone.utc)))["accepted"] is True
+
+
+def test_a_locked_password_is_no_way_round_with_an_offline_phone_code(api, h, clock):
+    """The attack: set a password, lock it with six wrong tries, show the offline phone code at
+    a clinic. Neither the lock nor an offline record of the clinic's gate lets it pay."""
+    clinic = api.terminal(("clinic",))
+    assert set_password(api, h).status_code == 204
+    for _ in range(6):
+        unlock(api, h, "975310")
+    assert unlock(api, h).json["code"] == "ecard.password_locked"
+    assert new_code(api, h, "clinic").json["code"] == "ecard.password_required"
+    d = phone_code_at_clinic(api, h, clinic, clock)
+    assert d["accepted"] is False and d["reason"] == "ecard.password_required"
+    offline_clinic = api.terminal(("clinic",), offline_capable=True)
+    clock.shift(timedelta(seconds=30))
+    at = datetime.now(timezone.utc)
+    (result,) = api.upload(offline_clinic, (api.phone_code(h, at), at, {})).json["results"]
+    assert result["accepted"] is False and result["reason"] == "ecard.password_required"
+
+
+def test_an_offline_record_is_judged_by_the_password_as_it_stood_at_the_scan(api, h, clock):
+    offline_clinic = api.terminal(("clinic",), offline_capable=True)
+    clock.shift(timedelta(seconds=30))
+    before = datetime.now(timezone.utc)
+    code_before = api.phone_code(h, before)
+    clock.shift(timedelta(minutes=5))
+    assert set_password(api, h).status_code == 204  # set after the gate took the code
+    (result,) = api.upload(offline_clinic, (code_before, before, {})).json["results"]
+    assert result["accepted"] is True
+
+
+def test_where_a_password_is_required_an_offline_phone_code_never_pays(api, h, clock, monkeypatch):
+    config = api.c.application.extensions["ecard.services"].config
+    monkeypatch.setitem(config, "ECARD_ECARD_PASSWORD_REQUIRED", 1)
+    d = phone_code_at_clinic(api, h, api.terminal(("clinic",)), clock)
+    assert d["accepted"] is False and d["reason"] == "ecard.password_required"
+
+
+def test_a_proxy_without_a_password_gets_no_code_that_can_pay_for_a_dependant_who_has_one(api):
+    """The attack: an elder sets a password; a relative with none binds her with her consent
+    code and asks for her clinic and universal codes. The dependant's password is never shared:
+    the proxy needs a password of their own and their own window open."""
+    elder = api.holder(api.issued_card(birth=date(1948, 2, 2), name="钱奶奶", sex="F"))
+    assert set_password(api, elder).status_code == 204
+    son = api.holder(api.issued_card(birth=date(1975, 3, 3), name="钱一"))
+    r = api.bind(son, elder["card"], "child", api.consent_code(elder))
+    assert r.status_code == 201
+    dep = r.json["dependant_id"]
+    for scene in ("clinic", None):
+        r = new_code(api, son, scene, dependant_id=dep)
+        assert r.status_code == 403 and r.json["code"] == "ecard.password_required", r.json
+    assert new_code(api, son, "transit", dependant_id=dep).status_code == 201  # cannot pay: no window
+    r = unlock(api, son)  # the elder's password does not open the son's channel
+    assert r.status_code == 403 and r.json["code"] == "ecard.password_required"
+    assert set_password(api, son, "580247").status_code == 204
+    assert new_code(api, son, "clinic", dependant_id=dep).json["code"] == "ecard.password_required"
+    assert unlock(api, son, "580247").status_code == 200
+    r = new_code(api, son, "clinic", dependant_id=dep)
+    assert r.status_code == 201 and r.json["by_proxy"] is True
+
+
+def test_the_password_cannot_become_the_pin_by_a_change(api, h):
+    assert set_password(api, h).status_code == 204
+    r = set_password(api, h, h["card"]["pin"], old_password=PASSWORD)
+    assert r.status_code == 422 and r.json["code"] == "ecard.password_weak"
+    assert unlock(api, h).status_code == 200  # unchanged: the old password still opens
+
+
+def test_a_lock_closes_every_open_payment_window(api, h):
+    wechat = api.holder(h["card"], "wechat")
+    assert set_password(api, h).status_code == 204
+    assert unlock(api, h).status_code == 200 and unlock(api, wechat).status_code == 200
+    assert new_code(api, h, "clinic").status_code == 201
+    for _ in range(6):
+        unlock(api, wechat, "975310")
+    for holder in (h, wechat):
+        r = new_code(api, holder, "clinic")
+        assert r.status_code == 403 and r.json["code"] == "ecard.password_required", r.json

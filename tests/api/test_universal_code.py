@@ -2,9 +2,10 @@
 
 A code issued without a scene is universal: the holder shows it everywhere, and each terminal's
 scan is judged for the scene its merchant serves, which alone decides what is disclosed. An
-`identity` merchant (a public-service counter, a hotel) sees the full name and ID number."""
+`identity` merchant (a public-service counter, a hotel) sees the full name and ID number, of a
+code made for identity only."""
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -42,6 +43,12 @@ def test_a_code_without_a_scene_is_universal_and_judged_for_each_terminals_scene
     assert [(u["scene"], u["accepted"]) for u in api.usage(h)][:2] == [("clinic", False), ("clinic", True)]
 
 
+def test_a_client_may_send_back_the_scene_any_it_was_given(api, h):
+    c = universal(api, h, scene="any")
+    assert c["scene"] == "any"
+    assert api.scan(api.terminal(("scenic",)), c["payload"])["accepted"] is True
+
+
 def test_a_merchant_of_several_scenes_names_the_one_it_scans_for(api, h):
     term = api.terminal(("clinic", "scenic"))
     c = universal(api, h)["payload"]
@@ -65,13 +72,35 @@ def test_an_identity_check_sees_the_full_name_and_id_number_and_the_holder_sees_
     card = api.issued_card(name="赵身份", birth=date(1988, 8, 8))
     h = api.holder(card)
     hotel = api.terminal(("identity",))
-    for payload in (universal(api, h)["payload"], api.code(h, "identity")["payload"]):
-        d = api.scan(hotel, payload)
-        assert d["accepted"] is True and d["scene"] == "identity"
-        assert d["holder"]["name"] == "赵身份"
-        assert d["holder"]["id_number"] == card["person"]["id_number_clear"]
-        assert d["holder"]["sex"] == card["person"]["sex"] and "card_no" not in d["holder"]
-    assert [u["scene"] for u in api.usage(h)][:2] == ["identity", "identity"]
+    d = api.scan(hotel, api.code(h, "identity")["payload"])
+    assert d["accepted"] is True and d["scene"] == "identity"
+    assert d["holder"]["name"] == "赵身份"
+    assert d["holder"]["id_number"] == card["person"]["id_number_clear"]
+    assert d["holder"]["sex"] == card["person"]["sex"] and "card_no" not in d["holder"]
+    assert [u["scene"] for u in api.usage(h)][:1] == ["identity"]
+
+
+def test_a_universal_code_does_not_show_who_its_holder_is_at_an_identity_check(api, h):
+    """Showing one's identity (亮证) is an act of its own (R-53): a universal code photographed at
+    a metro gate and scanned at a hotel within its life, online or by the hotel's offline
+    terminal, reveals neither the name nor the ID number."""
+    hotel = api.terminal(("identity",))
+    payload = universal(api, h)["payload"]
+    d = api.scan(hotel, payload)
+    assert d["accepted"] is False and d["reason"] == "qr.identity_code_required" and d["holder"] is None
+    offline_hotel = api.terminal(("identity",), offline_capable=True)
+    r = api.upload(offline_hotel, (universal(api, h)["payload"], T0 + timedelta(seconds=2), {}))
+    (result,) = r.json["results"]
+    assert result["accepted"] is False and result["reason"] == "qr.identity_code_required"
+    assert result["holder"] is None
+    # Refused, not spent: the holder's code still passes where it was meant to.
+    assert api.scan(api.terminal(("transit",)), payload)["accepted"] is True
+
+
+def test_an_offline_phone_code_does_not_show_who_its_holder_is_at_an_identity_check(api, h):
+    hotel = api.terminal(("identity",))
+    d = api.scan(hotel, api.phone_code(h, datetime.now(timezone.utc)))
+    assert d["accepted"] is False and d["reason"] == "qr.identity_code_required" and d["holder"] is None
 
 
 def test_only_a_merchant_created_with_the_identity_scene_gets_identity_disclosure(api, h):

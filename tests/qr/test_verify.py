@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from qr import (
     BadSignature,
     Expired,
+    IdentityCodeRequired,
     Malformed,
     NotYetValid,
     QrError,
@@ -88,13 +89,19 @@ def test_the_server_uses_no_leeway_by_default(ring):
         verify_with_ring(text, ring, issued_at - S)
 
 
-def test_a_universal_code_passes_at_every_scene_and_says_it_is_universal(ring, trust_list):
-    """R-44: a code of no scene is good at any gate; the gate's own scene is what it judges for."""
+def test_a_universal_code_passes_at_every_scene_but_identity_and_says_it_is_universal(ring, trust_list):
+    """R-44: a code of no scene is good at any gate; the gate's own scene is what it judges for.
+    R-53: but not at an identity check, which takes a code made for identity."""
     text, code = issue(ring, Scene.ANY, HANDLE, T0)
-    for scene in (Scene.CLINIC, Scene.TRANSIT, Scene.SCENIC, Scene.IDENTITY, "transit", None):
+    for scene in (Scene.CLINIC, Scene.TRANSIT, Scene.SCENIC, "transit", None):
         assert verify(text, trust_list, T0 + S, scene=scene) == code
         assert verify_with_ring(text, ring, T0 + S, scene=scene) == code
     assert code.scene is Scene.ANY
+    for scene in (Scene.IDENTITY, "identity"):
+        with pytest.raises(IdentityCodeRequired):
+            verify(text, trust_list, T0 + S, scene=scene)
+        with pytest.raises(IdentityCodeRequired):
+            verify_with_ring(text, ring, T0 + S, scene=scene)
     # A verifier scans for one scene: "any", or a misspelt one, is a caller's mistake (a bug),
     # not a refusal of the code.
     bound, _ = issue(ring, Scene.CLINIC, HANDLE, T0)

@@ -127,6 +127,9 @@ def build() -> dict[str, str]:
     case("valid_identity", "an identity code at an identity check",
          code("identity", Scene.IDENTITY), late, Scene.IDENTITY, "accept", handle=HANDLE,
          by_proxy=False)
+    case("universal_at_identity", "a universal code at an identity check: showing one's identity "
+         "takes a code made for it (R-53)", code("universal", Scene.ANY), late, Scene.IDENTITY,
+         "qr.identity_code_required")
     case("identity_at_transit", "an identity code at a transit gate",
          code("identity", Scene.IDENTITY), late, Scene.TRANSIT, "qr.wrong_scene")
     case("tampered_scene_to_universal", "scene byte changed clinic -> universal, signature kept",
