@@ -10,7 +10,7 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() + 1))
 # gunicorn's sync worker, answering what gunicorn refuses itself (a URL or headers too large,
 # broken chunked encoding) with a problem document instead of its HTML page.
-worker_class = "ecard.worker.ProblemWorker"
+worker_class = "ecard.api.worker.ProblemWorker"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 graceful_timeout = 20
 keepalive = 5

@@ -12,7 +12,8 @@ from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ecard import config as config_module
-from ecard import db, edge, logs, storage
+from ecard import storage
+from ecard.api import edge, logs
 from ecard.context import Services
 from ecard.hashing import Hasher
 from ecard.pii import Vault
@@ -100,7 +101,9 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     url = settings["ECARD_DATABASE_URL"] or f"sqlite:///{Path(app.instance_path) / 'ecard.sqlite'}"
     app.config["ECARD_DATABASE_URL"] = url
-    db.init_app(app, url)
+    from ecard.api import transactions
+
+    transactions.init_app(app, url)
     Migrate(directory=str(MIGRATIONS), render_as_batch=True, compare_type=True).init_app(app)
 
     app.config.update(
@@ -121,7 +124,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     JWTManager(app)  # mints the tokens; `auth.bearer_claims` checks them
     problems.register(app)
 
-    from ecard import idempotency, limits
+    from ecard.api import idempotency, limits
 
     from prometheus_client import CollectorRegistry
     from prometheus_flask_exporter import PrometheusMetrics
@@ -134,7 +137,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     idempotency.init_app(app)
 
-    from ecard.api import codes, family, holder, operator, service, tokens, transactions, verifications
+    from ecard.api import codes, family, holder, operator, service, tokens, verifications
 
     app.register_api(tokens.bp)
     app.register_api(operator.bp)

@@ -8,10 +8,22 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from ecard import accounts, cards, db, persons
-from ecard.context import Actor, services, utcnow
+from sqlalchemy.orm import Session
+
+from ecard import accounts, cards, persons
+from ecard.context import Actor, Services, utcnow
+from ecard.db import Tx
 
 group = AppGroup("ecard", help="ecard administration.")
+
+
+def _session() -> Session:
+    """A writing session of its own for a command: `with _session() as session`."""
+    return current_app.extensions["ecard.db"].new_session(Tx.WRITE)
+
+
+def services() -> Services:
+    return current_app.extensions["ecard.services"]
 
 # Demo people: valid ID numbers (GB 11643 check characters), not real persons.
 DEMO_PERSONS = [
@@ -27,7 +39,7 @@ DEMO_PIN = "285714"
 @click.option("--password", required=True)
 def create_operator(username: str, password: str) -> None:
     """Create a service-window operator."""
-    session = db.session()
+    session = _session()
     accounts.create_operator(session, services(), username=username, password=password, now=utcnow())
     session.commit()
     click.echo(f"operator {username} created")
@@ -36,7 +48,7 @@ def create_operator(username: str, password: str) -> None:
 @group.command("demo")
 def demo() -> None:
     """Load demonstration data (idempotent) and print its credentials as JSON."""
-    session, svc, now = db.session(), services(), utcnow()
+    session, svc, now = _session(), services(), utcnow()
     op_name, op_pass = "window1", "window-demo-pass"
     from sqlalchemy import select
 
@@ -77,7 +89,7 @@ def purge() -> None:
     challenges); run it daily."""
     from ecard import housekeeping
 
-    session = db.session()
+    session = _session()
     counts = housekeeping.purge(session, utcnow())
     session.commit()
     click.echo(json.dumps(counts))
@@ -94,7 +106,7 @@ def personalize_cmd(card_no: str, out: str, pin: str) -> None:
     from ecard import chip
     from physical.image import save_image
 
-    session = db.session()
+    session = _session()
     card = cards.get(session, card_no)
     image = chip.personalize(session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), card,
                              pin=pin, now=utcnow())

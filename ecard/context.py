@@ -11,8 +11,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from flask import current_app
-
 from ecard.hashing import Hasher
 from ecard.pii import Vault
 
@@ -38,10 +36,6 @@ class Services:
 
     def setting(self, name: str) -> Any:
         return self.config[f"ECARD_{name}"]
-
-
-def services() -> Services:
-    return current_app.extensions["ecard.services"]
 
 
 def utcnow() -> datetime:

@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from typing import Any, NewType
 
 import sqlalchemy as sa
-from flask import Flask, g
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -138,8 +137,8 @@ class Database:
 
 
 class Unit:
-    """A request's unit of work: the kind its route declared (`ecard.api.transactions`), the
-    database, and, made on first use, its one pooled connection and its session on it."""
+    """A unit of work: its kind (a route's declaration, `ecard.api.transactions`), the database,
+    and, made on first use, its one pooled connection and its session on it."""
 
     __slots__ = ("kind", "database", "conn", "session")
 
@@ -159,60 +158,3 @@ class Unit:
             session.close()
         if conn is not None and conn is not self.database.bind:
             conn.close()
-
-
-def init_app(app: Flask, url: str) -> Database:
-    database = Database(url)
-    app.extensions["ecard.db"] = database
-
-    @app.teardown_appcontext
-    def close_unit(_exc: BaseException | None) -> None:
-        unit = g.pop("ecard_unit", None)
-        if unit is not None:
-            unit.close()
-
-    return database
-
-
-def begin_unit(kind: Tx) -> Unit:
-    """Start the request's unit of work of `kind` (the route's declaration)."""
-    from flask import current_app
-
-    unit = g.ecard_unit = Unit(kind, current_app.extensions["ecard.db"])
-    return unit
-
-
-def unit() -> Unit:
-    """The request's unit of work; outside a declared route (the command line) a writing one."""
-    found = g.get("ecard_unit")
-    return begin_unit(Tx.WRITE) if found is None else found
-
-
-def transaction_begun() -> bool:
-    """Whether the request's session has begun its transaction (and, on SQLite, a WRITE route's
-    lock with it)."""
-    found = g.get("ecard_unit")
-    return found is not None and found.session is not None and found.session.in_transaction()
-
-
-@contextlib.contextmanager
-def reading_connection() -> Iterator[Connection]:
-    """The request's one pooled connection, for single statements before the route's session
-    begins its transaction on it (the principal, a stored hash): one checkout a request.
-
-    Run only `ecard.storage` operations on it: they go straight to the driver, which SQLAlchemy
-    does not see as beginning a transaction, so on SQLite they run each alone and take no lock
-    whatever the route's kind (a Core statement here would begin the route's transaction, and
-    a WRITE route's would hold the write lock through the argon2 that follows). On PostgreSQL
-    a READ or WRITE route's transaction begins with them (READ COMMITTED: a snapshot a
-    statement, no lock held)."""
-    yield unit().connection()
-
-
-def session() -> Session:
-    """The session of the current request, of the kind its route declared, on the request's
-    connection; made on first use. Outside a request (the command line) a writing one."""
-    u = unit()
-    if u.session is None:
-        u.session = Session(bind=u.connection(), expire_on_commit=False, join_transaction_mode="create_savepoint")
-    return u.session

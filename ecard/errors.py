@@ -88,7 +88,7 @@ class BodyTooLarge(EcardError):
 
 
 class MalformedRequest(EcardError):
-    """A request line or header gunicorn cannot parse, refused before the app (ecard.worker)."""
+    """A request line or header gunicorn cannot parse, refused before the app (ecard.api.worker)."""
 
     code = "request.malformed"
     status = 400
@@ -97,7 +97,7 @@ class MalformedRequest(EcardError):
 
 
 class MalformedBody(EcardError):
-    """A chunked body whose encoding is broken or cut short (ecard.edge, ecard.worker)."""
+    """A chunked body whose encoding is broken or cut short (ecard.api.edge, ecard.api.worker)."""
 
     code = "request.malformed_body"
     status = 400
@@ -106,7 +106,7 @@ class MalformedBody(EcardError):
 
 
 class UriTooLong(EcardError):
-    """A request line over gunicorn's limit_request_line, refused before the app (ecard.worker)."""
+    """A request line over gunicorn's limit_request_line, refused before the app (ecard.api.worker)."""
 
     code = "request.uri_too_long"
     status = 414
@@ -115,7 +115,7 @@ class UriTooLong(EcardError):
 
 
 class HeadersTooLarge(EcardError):
-    """Header fields over gunicorn's limits, refused before the app (ecard.worker)."""
+    """Header fields over gunicorn's limits, refused before the app (ecard.api.worker)."""
 
     code = "request.headers_too_large"
     status = 431
@@ -160,7 +160,7 @@ class IdempotencyInProgress(EcardError):
 
 
 class RateLimited(EcardError):
-    """A limit of ecard.limits is reached; `retry_after` becomes the Retry-After header."""
+    """A limit of ecard.api.limits is reached; `retry_after` becomes the Retry-After header."""
 
     code = "rate_limited"
     status = 429

@@ -137,15 +137,17 @@ class Bench:
         the server's own key ring, each sent once by a random terminal token."""
         import sqlalchemy as sa
 
-        from ecard import codes, db
+        from ecard import codes
+        from ecard.api import transactions
         from ecard.api.common import ring
-        from ecard.context import services, utcnow
+        from ecard.context import utcnow
+        from ecard.api.transactions import services
         from ecard.models import ECard
 
         n = self.args.clients
         per: list[list[bytes]] = [[] for _ in range(n)]
         with self.app.test_request_context():
-            svc, now, session = services(), utcnow(), db.session()
+            svc, now, session = services(), utcnow(), transactions.session()
             if self._ecards is None:
                 ids = [h["ecard_id"] for h in self.holders]
                 self._ecards = list(session.scalars(sa.select(ECard).where(ECard.id.in_(ids))))
@@ -166,8 +168,10 @@ class Bench:
         the requests are sent."""
         import sqlalchemy as sa
 
-        from ecard import chip, db
-        from ecard.context import services, utcnow
+        from ecard import chip
+        from ecard.api import transactions
+        from ecard.context import utcnow
+        from ecard.api.transactions import services
         from ecard.models import Terminal
         from physical.card import VirtualCard
         from physical.image import load_image, save_image
@@ -183,7 +187,7 @@ class Bench:
         mine = [self._cards[c::n] for c in range(n)]
         per: list[list[bytes]] = [[] for _ in range(n)]
         with self.app.app_context():
-            session, svc, now = db.session(), services(), utcnow()
+            session, svc, now = transactions.session(), services(), utcnow()
             terms = {t.public_id: t for t in session.scalars(sa.select(Terminal).where(
                 Terminal.public_id.in_(self.terminal_ids)))}
             for i in range(count):

@@ -60,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         by_scene[m["scenes"][0]] = world.terminal_tokens(app, m)
     import sqlalchemy as sa
 
-    from ecard import db
+    from ecard.api import transactions
     from ecard.models import Card
 
     with app.app_context():
-        card_nos = list(db.session().scalars(sa.select(Card.card_no).where(Card.status == "issued").limit(2000)))
+        card_nos = list(transactions.session().scalars(sa.select(Card.card_no).where(Card.status == "issued").limit(2000)))
     doc = {
         "holders": world.holder_tokens(app, holders),
         "families": world.family_tokens(app, manifest["families"]),

@@ -242,15 +242,17 @@ def seed(app, inst: Instance, *, cards: int, terminals: int = 100, families: int
     `batch` holders. The first `domain_first` holders go through the domain functions one by
     one (about 100 a second); the rest are built in batches by `_bulk_holders`, which makes the
     same rows about ten times faster. Writes and returns the manifest."""
-    from ecard import accounts, cards as cards_mod, chip, db, ecards, persons, proxies
-    from ecard.context import Actor, services, utcnow
+    from ecard import accounts, cards as cards_mod, chip, ecards, persons, proxies
+    from ecard.context import Actor, utcnow
+    from ecard.api import transactions
+    from ecard.api.transactions import services
     from physical.image import save_image
 
     families = min(cards // 20, 500) if families is None else families
     chip_cards = min(chip_cards, cards)
     t0 = time.perf_counter()
     with app.app_context():
-        session, svc, now = db.session(), services(), utcnow()
+        session, svc, now = transactions.session(), services(), utcnow()
         window = Actor("operator", OPERATOR[0], "window")
         accounts.create_operator(session, svc, username=OPERATOR[0], password=OPERATOR[1], now=now)
         merchants = []
@@ -410,11 +412,11 @@ def sample_holders(app, k: int, *, seed_value: int = 1) -> list[dict[str, Any]]:
 
     import sqlalchemy as sa
 
-    from ecard import db
+    from ecard.api import transactions
     from ecard.models import Binding
 
     with app.app_context():
-        session = db.session()
+        session = transactions.session()
         ids = list(session.scalars(sa.select(Binding.id).where(Binding.revoked_at.is_(None))))
         random.Random(seed_value).shuffle(ids)
         chosen = ids[:k]
@@ -424,7 +426,7 @@ def sample_holders(app, k: int, *, seed_value: int = 1) -> list[dict[str, Any]]:
 
 
 def holder_tokens(app, holders: list[dict[str, Any]]) -> list[str]:
-    from ecard import auth
+    from ecard.api import auth
 
     with app.app_context():
         return [auth.tokens_for(auth.HOLDER, h["binding"], refresh=False, extra={"ch": h["channel"]},
@@ -432,7 +434,7 @@ def holder_tokens(app, holders: list[dict[str, Any]]) -> list[str]:
 
 
 def terminal_tokens(app, merchant: dict[str, Any]) -> list[str]:
-    from ecard import auth
+    from ecard.api import auth
 
     with app.app_context():
         return [auth.tokens_for(auth.TERMINAL, tid, refresh=False, extra={"mid": merchant["merchant_id"]},
@@ -440,7 +442,7 @@ def terminal_tokens(app, merchant: dict[str, Any]) -> list[str]:
 
 
 def operator_token(app) -> str:
-    from ecard import auth
+    from ecard.api import auth
 
     with app.app_context():
         return auth.tokens_for(auth.OPERATOR, OPERATOR[0], refresh=False, access_ttl=TOKEN_TTL)["access_token"]
@@ -450,13 +452,14 @@ def family_tokens(app, families: list[dict[str, Any]]) -> list[dict[str, str]]:
     """For each family: the parent's holder token and the dependant id."""
     import sqlalchemy as sa
 
-    from ecard import db, persons
-    from ecard.context import services
+    from ecard import persons
+    from ecard.api import transactions
+    from ecard.api.transactions import services
     from ecard.models import Binding, ECard
 
     out = []
     with app.app_context():
-        session, svc = db.session(), services()
+        session, svc = transactions.session(), services()
         for fam in families:
             person = persons.find_by_id_number(session, svc, fam["parent_id_number"])
             b = session.execute(sa.select(Binding.public_id, Binding.channel).join(ECard)

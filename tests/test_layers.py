@@ -1,5 +1,6 @@
 """The core's shape (docs/architecture.md): imports flow one way, from the HTTP edge to the
-domain to storage, with no cycle between the modules of `ecard`. Read from the source, so a new
+domain to storage, with no cycle between the modules of `ecard`, and only the HTTP edge (with the
+app factory and the CLI) knows the web framework. Read from the source, so a new
 import that breaks the rule fails here, not in a review."""
 
 from __future__ import annotations
@@ -34,6 +35,20 @@ def test_nothing_outside_the_http_edge_imports_it():
     edges = _graph()
     wrong = sorted((m, t) for m, ts in edges.items() for t in ts
                    if t.startswith("ecard.api") and not m.startswith("ecard.api") and m != "ecard")  # the factory wires them
+    assert wrong == []
+
+
+def test_only_the_http_edge_the_app_factory_and_the_cli_import_the_web_framework():
+    web = ("flask", "werkzeug", "flask_openapi3", "flask_jwt_extended", "flask_migrate", "gunicorn")
+    wrong = []
+    for path in ECARD.rglob("*.py"):
+        module = ".".join(path.relative_to(ECARD.parent).with_suffix("").parts).removesuffix(".__init__")
+        if module.startswith("ecard.api") or module in ("ecard", "ecard.cli"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            wrong += [(module, n) for n in names if n.split(".")[0] in web]
     assert wrong == []
 
 

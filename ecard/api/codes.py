@@ -9,14 +9,17 @@ from flask import Response, g, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
 import qr
-from ecard import auth, codes, db, persons, verifications
+from ecard import codes, persons, verifications
+from ecard.api import transactions
+from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created, ring
 from ecard.api.transactions import transaction
 from ecard.api.views import iso
-from ecard.context import Actor, services, utcnow
+from ecard.context import Actor, utcnow
+from ecard.api.transactions import services
 from ecard.db import Tx
-from ecard.limits import limiter, token_key
+from ecard.api.limits import limiter, token_key
 from ecard.models import Person, Terminal
 from ecard.pii import mask_name
 
@@ -35,7 +38,7 @@ def new_code(body: s.QrIn):
     now, svc = utcnow(), services()
     scene, p = body.scene or codes.ANY_SCENE, g.principal
     if body.dependant_id:
-        issued = codes.issue_for_dependant(db.session(), svc, ring(), p, body.dependant_id, scene=scene,
+        issued = codes.issue_for_dependant(transactions.session(), svc, ring(), p, body.dependant_id, scene=scene,
                                            actor=Actor("proxy", body.dependant_id, p.channel), now=now)
     else:
         codes.refuse_unless_payment_open(svc, p, scene, now)
@@ -71,7 +74,7 @@ def trust_list():
 @auth.require(auth.HOLDER)
 def my_usage(query: s.PageQuery):
     """Where and when my card was used (QR, offline, chip), newest first, with proxy uses marked."""
-    session = db.session()
+    session = transactions.session()
     before = int(query.before) if query.before is not None else None  # ASCII digits (s.Cursor)
     rows = verifications.usage(session, g.principal.person_id, before_id=before, limit=query.limit)
     items = []

@@ -6,14 +6,17 @@ from __future__ import annotations
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import auth, cards, db, ecards, persons, proxies
+from ecard import cards, ecards, persons, proxies
+from ecard.api import transactions
+from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.transactions import transaction
 from ecard.api.views import card_out, iso
-from ecard.context import Actor, services, utcnow
+from ecard.context import Actor, utcnow
+from ecard.api.transactions import services
 from ecard.db import Tx
-from ecard.limits import limiter, token_key
+from ecard.api.limits import limiter, token_key
 from ecard.models import ProxyLink
 from ecard.pii import mask_name
 
@@ -24,7 +27,7 @@ bp = APIBlueprint("family", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="
 
 
 def _me() -> persons.Person:
-    return db.session().get_one(persons.Person, g.principal.person_id)
+    return transactions.session().get_one(persons.Person, g.principal.person_id)
 
 
 def _proxy_actor(link: ProxyLink | None = None) -> Actor:
@@ -33,7 +36,7 @@ def _proxy_actor(link: ProxyLink | None = None) -> Actor:
 
 
 def dependant_out(link: ProxyLink, now, *, detail: bool = False) -> dict:
-    svc, session = services(), db.session()
+    svc, session = services(), transactions.session()
     state, reason = proxies.link_status(link, now)
     dependant = session.get(persons.Person, link.dependant_person_id)
     out = {"dependant_id": link.public_id, "kind": link.kind, "relation": link.relation,
@@ -50,7 +53,7 @@ def dependant_out(link: ProxyLink, now, *, detail: bool = False) -> dict:
 
 def proxy_out(link: ProxyLink, now) -> dict:
     svc = services()
-    proxy = db.session().get(persons.Person, link.proxy_person_id)
+    proxy = transactions.session().get(persons.Person, link.proxy_person_id)
     state, reason = proxies.link_status(link, now)
     return {"proxy_id": link.public_id, "kind": link.kind, "relation": link.relation,
             "status": state, "end_reason": reason, "created_at": iso(link.created_at),
@@ -64,7 +67,7 @@ def proxy_out(link: ProxyLink, now) -> dict:
 @auth.require(auth.HOLDER)
 def bind_dependant(body: s.DependantIn):
     """Bind a minor (relation on record) or an adult (with their consent code)."""
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     link = proxies.bind(session, svc, _me(), id_number=body.id_number, name=body.name,
                         card_no=body.card_no, relation=body.relation, consent_code=body.consent_code,
                         actor=_proxy_actor(), now=now)
@@ -78,7 +81,7 @@ def bind_dependant(body: s.DependantIn):
 def list_dependants():
     now = utcnow()
     return jsonify({"items": [dependant_out(link, now) for link in
-                              proxies.links_of_proxy(db.session(), _me())]})
+                              proxies.links_of_proxy(transactions.session(), _me())]})
 
 
 @bp.get("/me/dependants/<dependant_id>", responses={200: s.DependantOut})
@@ -87,7 +90,7 @@ def list_dependants():
 def get_dependant(path: s.DependantPath):
     """The binding and, while it is active, the dependant's card status (a read recorded in the
     dependant's audit, R-63)."""
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     link = proxies.read_dependant(session, services(), _me(), path.dependant_id,
                                   actor=Actor("proxy", path.dependant_id, g.principal.channel), now=now)
     out = dependant_out(link, now, detail=True)
@@ -98,7 +101,7 @@ def get_dependant(path: s.DependantPath):
 @transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
 def unbind_dependant(path: s.DependantPath):
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     actor = Actor("proxy", path.dependant_id, g.principal.channel)
     link = proxies.unbind(session, _me(), path.dependant_id, actor=actor, now=now)
     out = dependant_out(link, now)
@@ -110,7 +113,7 @@ def unbind_dependant(path: s.DependantPath):
 @auth.require(auth.HOLDER)
 def dependant_loss(path: s.DependantPath):
     """Temporary loss of the dependant's card, reported by the proxy (recorded as such)."""
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     link = proxies.as_proxy(session, svc, _me(), path.dependant_id, now, loss_report=True)
     card = proxies.dependant_ecard(session, link).card
     cards.report_loss(session, svc, card, kind="temporary", actor=_proxy_actor(link), now=now)
@@ -124,7 +127,7 @@ def dependant_loss(path: s.DependantPath):
 def list_proxies():
     now = utcnow()
     return jsonify({"items": [proxy_out(link, now) for link in
-                              proxies.links_of_dependant(db.session(), _me())]})
+                              proxies.links_of_dependant(transactions.session(), _me())]})
 
 
 @bp.delete("/me/proxies/<proxy_id>", responses={200: s.ProxyOut})
@@ -133,7 +136,7 @@ def list_proxies():
 def revoke_proxy(path: s.ProxyPath):
     """The dependant, an adult, revokes a proxy (R-62); effective at once. A minor cannot (403
     `proxy.minor_cannot_revoke`): their binding ends at 16 or at a service window."""
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     b = g.principal
     link = proxies.revoke(session, _me(), path.proxy_id, actor=Actor("holder", b.public_id, b.channel), now=now)
     out = proxy_out(link, now)
@@ -145,7 +148,7 @@ def revoke_proxy(path: s.ProxyPath):
 @limiter.limit("10/hour", key_func=token_key)  # per holder, not per address (NAT)
 @auth.require(auth.HOLDER)
 def my_consent_code():
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     b = g.principal
     code, row = proxies.new_consent_code(session, svc, _me(), actor=Actor("holder", b.public_id, b.channel),
                                          now=now)
@@ -159,7 +162,7 @@ def my_consent_code():
 def window_list_proxies(path: s.PersonPath, query: s.ReadPurpose):
     """The person's proxies, at a window: to find the one to end. The read, with its purpose, is
     in the person's audit."""
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     links = proxies.read_at_window(session, persons.get(session, path.person_id), purpose=query.purpose,
                                    actor=Actor("operator", g.principal.username, "window"), now=now)
     return jsonify({"items": [proxy_out(link, now) for link in links]})
@@ -171,7 +174,7 @@ def window_list_proxies(path: s.PersonPath, query: s.ReadPurpose):
 def window_end_proxy(path: s.PersonProxyPath):
     """End a proxy's binding at a window (R-62): for an adult without a phone, or a minor's
     binding before the 16th birthday. Recorded with the operator as the actor."""
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     person = persons.get(session, path.person_id)
     link = proxies.revoke(session, person, path.proxy_id,
                           actor=Actor("operator", g.principal.username, "window"), now=now)
@@ -184,7 +187,7 @@ def window_end_proxy(path: s.PersonProxyPath):
 @auth.require(auth.OPERATOR)
 def window_consent_code(path: s.PersonPath):
     """A consent code for an adult without a phone, handed over at the window."""
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     person = persons.get(session, path.person_id)
     code, row = proxies.new_consent_code(session, svc, person,
                                          actor=Actor("operator", g.principal.username, "window"), now=now)

@@ -5,14 +5,17 @@ from __future__ import annotations
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import auth, cards, db, ecards, idempotency
+from ecard import cards, ecards
+from ecard.api import transactions
+from ecard.api import auth, idempotency
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.transactions import transaction
 from ecard.api.views import binding_out, card_out, ecard_out, event_out, iso, person_out
-from ecard.context import Actor, services, utcnow
+from ecard.context import Actor, utcnow
+from ecard.api.transactions import services
 from ecard.db import Tx
-from ecard.limits import body_field, limiter
+from ecard.api.limits import body_field, limiter
 from ecard.models import Binding
 
 bp = APIBlueprint("holder", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="holder")],
@@ -20,7 +23,7 @@ bp = APIBlueprint("holder", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="
 
 
 def me() -> Binding:
-    return db.session().get_one(Binding, g.principal.binding_id)
+    return transactions.session().get_one(Binding, g.principal.binding_id)
 
 
 def holder_actor() -> Actor:
@@ -50,10 +53,10 @@ def sign_ecard(body: s.SignIn):
     svc = services()
     # The PIN's argon2 check before the transaction, which holds SQLite's write lock; inside it
     # `verify_pin` uses the result if the card's PIN hash is still the one checked.
-    with db.reading_connection() as conn:
+    with transactions.reading_connection() as conn:
         stored = cards.stored_pin_hash(conn, body.card_no)
     pin = svc.hasher.check("pin", stored, body.pin)
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     binding = ecards.sign(session, svc, id_number=body.id_number, name=body.name,
                           card_no=body.card_no, pin=pin, channel=body.channel,
                           device_id=body.device_id, now=now)
@@ -82,7 +85,7 @@ def get_me():
 @transaction(Tx.READ)
 @auth.require(auth.HOLDER)
 def list_channels():
-    items = [binding_out(b) for b in ecards.bindings(db.session(), me().ecard)]
+    items = [binding_out(b) for b in ecards.bindings(transactions.session(), me().ecard)]
     for item in items:
         item["current"] = item["binding_id"] == me().public_id
     return jsonify({"items": items})
@@ -92,7 +95,7 @@ def list_channels():
 @transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
 def revoke_channel(path: s.BindingPath):
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     binding = ecards.revoke_binding(session, me().ecard, path.binding_id, reason="revoked",
                                     actor=holder_actor(), now=now)
     out = binding_out(binding)
@@ -110,7 +113,7 @@ def set_ecard_password(body: s.EcardPasswordIn):
     # new password against the PIN's hash (never the PIN, on every path), and the check of the
     # PIN or the current password against the hash read now.
     new = svc.hasher.new(ecards.PASSWORD, body.password)
-    with db.reading_connection() as conn:
+    with transactions.reading_connection() as conn:
         pin_hash = cards.stored_pin_hash(conn, p.card.card_no)
         as_pin = svc.hasher.check("pin", pin_hash, body.password)
         if body.pin is not None:
@@ -119,7 +122,7 @@ def set_ecard_password(body: s.EcardPasswordIn):
             old = svc.hasher.check(ecards.PASSWORD, ecards.stored_password_hash(conn, p.ecard_id),
                                    body.old_password)
             pin = None
-    ecards.set_password(db.session(), svc, me().ecard, new=new, as_pin=as_pin, pin=pin, old=old,
+    ecards.set_password(transactions.session(), svc, me().ecard, new=new, as_pin=as_pin, pin=pin, old=old,
                         actor=holder_actor(), now=utcnow())
     return "", 204
 
@@ -131,10 +134,10 @@ def unlock_payments(body: s.UnlockIn):
     """Open this channel's payment window with the e-card's password (R-45): codes that can pay
     are issued until `unlocked_until`."""
     svc, p = services(), g.principal
-    with db.reading_connection() as conn:
+    with transactions.reading_connection() as conn:
         stored = ecards.stored_password_hash(conn, p.ecard_id)
     password = svc.hasher.check(ecards.PASSWORD, stored, body.password)
-    until = ecards.unlock_payments(db.session(), svc, me(), password, now=utcnow())
+    until = ecards.unlock_payments(transactions.session(), svc, me(), password, now=utcnow())
     return jsonify({"unlocked_until": iso(until)})
 
 
@@ -143,7 +146,7 @@ def unlock_payments(body: s.UnlockIn):
 @auth.require(auth.HOLDER)
 def report_own_loss():
     """Temporary loss of one's own card (R-14): takes effect at once."""
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     card = cards.report_loss(session, svc, me().ecard.card, kind="temporary", actor=holder_actor(), now=now)
     out = card_out(svc, card, now)
     return jsonify(out)
@@ -155,7 +158,7 @@ def report_own_loss():
 def my_audit(query: s.PageQuery):
     """Every action on my cards: by me, my proxies, operators and the system. Newest first."""
     before = int(query.before) if query.before is not None else None  # ASCII digits (s.Cursor)
-    events = ecards.audit(db.session(), me().ecard.person, before_id=before, limit=query.limit)
+    events = ecards.audit(transactions.session(), me().ecard.person, before_id=before, limit=query.limit)
     items = [event_out(e) for e in events]
     nxt = str(events[-1].id) if len(events) == query.limit else None
     return jsonify({"items": items, "next": nxt})

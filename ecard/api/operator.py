@@ -5,12 +5,15 @@ from __future__ import annotations
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import accounts, auth, cancellation, cards, db, persons
+from ecard import accounts, cancellation, cards, persons
+from ecard.api import transactions
+from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
 from ecard.api.transactions import transaction
 from ecard.api.views import card_out, merchant_out, person_out
-from ecard.context import Actor, services, utcnow
+from ecard.context import Actor, utcnow
+from ecard.api.transactions import services
 from ecard.db import Tx
 
 bp = APIBlueprint("operator", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="operator")],
@@ -22,7 +25,7 @@ def actor() -> Actor:
 
 
 def _card_response(card, now, status: int = 200):
-    body = card_out(services(), card, now, history=cards.history(db.session(), card))
+    body = card_out(services(), card, now, history=cards.history(transactions.session(), card))
     return jsonify(body), status
 
 
@@ -31,7 +34,7 @@ def _card_response(card, now, status: int = 200):
 @auth.require(auth.OPERATOR)
 def create_person(body: s.PersonIn):
     """Register a person; birth date and sex come from the ID number."""
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     person = persons.register(session, svc, id_number=body.id_number, name=body.name,
                               phone=body.phone, now=now)
     out = person_out(svc, person, clear=False)
@@ -44,7 +47,7 @@ def create_person(body: s.PersonIn):
 def get_person(path: s.PersonPath, query: s.ReadPurpose):
     """The person in clear, and the live card's number; the read, with its purpose, is in the
     person's audit."""
-    session, svc = db.session(), services()
+    session, svc = transactions.session(), services()
     person = persons.read_in_clear(session, path.person_id, purpose=query.purpose, actor=actor(),
                                    now=utcnow())
     out = person_out(svc, person, clear=True)
@@ -58,7 +61,7 @@ def get_person(path: s.PersonPath, query: s.ReadPurpose):
 @auth.require(auth.OPERATOR)
 def create_relation(path: s.PersonPath, body: s.RelationIn):
     """Record that the relative is `relation` to this person, as the evidence shows."""
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     person = persons.get(session, path.person_id)
     relative = persons.get(session, body.relative_person_id)
     rel = persons.record_relation(session, svc, person, relative=relative, relation=body.relation,
@@ -75,7 +78,7 @@ def create_relation(path: s.PersonPath, body: s.RelationIn):
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def apply_card(body: s.CardApply):
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     person = persons.get(session, body.person_id)
     card = cards.apply(session, svc, person, actor=actor(), now=now)
     return _card_response(card, now, 201)
@@ -87,7 +90,7 @@ def apply_card(body: s.CardApply):
 def get_card(path: s.CardPath, query: s.ReadPurpose):
     """The card with its history; the look-up, with its purpose, is in the holder's audit."""
     now = utcnow()
-    card = cards.read_at_window(db.session(), path.card_no, purpose=query.purpose, actor=actor(),
+    card = cards.read_at_window(transactions.session(), path.card_no, purpose=query.purpose, actor=actor(),
                                 now=now)
     return _card_response(card, now)
 
@@ -98,7 +101,7 @@ def get_card(path: s.CardPath, query: s.ReadPurpose):
 def issue_card(path: s.CardPath, body: s.PinIn):
     svc = services()
     pin = svc.hasher.new("pin", body.pin)  # argon2 before the transaction's first statement
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     card = cards.issue(session, svc, cards.get(session, path.card_no), pin=pin, actor=actor(), now=now)
     return _card_response(card, now)
 
@@ -107,7 +110,7 @@ def issue_card(path: s.CardPath, body: s.PinIn):
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def report_loss(path: s.CardPath, body: s.LossIn):
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     card = cards.report_loss(session, svc, cards.get(session, path.card_no), kind=body.kind,
                              actor=actor(), now=now)
     return _card_response(card, now)
@@ -117,7 +120,7 @@ def report_loss(path: s.CardPath, body: s.LossIn):
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def unhang(path: s.CardPath):
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     card = cards.unhang(session, svc, cards.get(session, path.card_no), actor=actor(), now=now)
     return _card_response(card, now)
 
@@ -128,7 +131,7 @@ def unhang(path: s.CardPath):
 def reissue(path: s.CardPath, body: s.PinIn):
     svc = services()
     pin = svc.hasher.new("pin", body.pin)  # argon2 before the transaction's first statement
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     new = cards.reissue(session, svc, cards.get(session, path.card_no), pin=pin, actor=actor(), now=now)
     return _card_response(new, now, 201)
 
@@ -139,7 +142,7 @@ def reissue(path: s.CardPath, body: s.PinIn):
 def replace(path: s.CardPath, body: s.ReplaceIn):
     svc = services()
     pin = svc.hasher.new("pin", body.pin)  # argon2 before the transaction's first statement
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     new = cards.replace(session, svc, cards.get(session, path.card_no), reason=body.reason,
                         pin=pin, actor=actor(), now=now)
     return _card_response(new, now, 201)
@@ -149,7 +152,7 @@ def replace(path: s.CardPath, body: s.ReplaceIn):
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def cancel(path: s.CardPath, body: s.CancelIn):
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     card = cancellation.cancel(session, svc, cards.get(session, path.card_no), reason=body.reason,
                         actor=actor(), now=now)
     return _card_response(card, now)
@@ -159,7 +162,7 @@ def cancel(path: s.CardPath, body: s.CancelIn):
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def freeze(path: s.CardPath, body: s.FreezeIn):
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     card = cards.freeze(session, svc, cards.get(session, path.card_no), reason=body.reason,
                         actor=actor(), now=now)
     return _card_response(card, now)
@@ -170,7 +173,7 @@ def freeze(path: s.CardPath, body: s.FreezeIn):
 @auth.require(auth.OPERATOR)
 def unfreeze(path: s.CardPath, body: s.UnfreezeIn):
     """Clear the freeze (R-22); the optional `reason` goes into the card history (R-23)."""
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     card = cards.unfreeze(session, svc, cards.get(session, path.card_no), reason=body.reason,
                           actor=actor(), now=now)
     return _card_response(card, now)
@@ -180,7 +183,7 @@ def unfreeze(path: s.CardPath, body: s.UnfreezeIn):
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def unlock_pin(path: s.CardPath):
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     card = cards.unlock_pin(session, cards.get(session, path.card_no), actor=actor(), now=now)
     return _card_response(card, now)
 
@@ -189,7 +192,7 @@ def unlock_pin(path: s.CardPath):
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def temporary_card(body: s.CardApply):
-    session, now, svc = db.session(), utcnow(), services()
+    session, now, svc = transactions.session(), utcnow(), services()
     card = cards.issue_temporary(session, svc, persons.get(session, body.person_id), actor=actor(), now=now)
     return _card_response(card, now, 201)
 
@@ -198,7 +201,7 @@ def temporary_card(body: s.CardApply):
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
 def create_merchant(body: s.MerchantIn):
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     merchant = accounts.create_merchant(session, name=body.name, scenes=list(body.scenes),
                                         region_code=body.region_code, now=now)
     out = merchant_out(merchant)
@@ -210,7 +213,7 @@ def create_merchant(body: s.MerchantIn):
 @auth.require(auth.OPERATOR)
 def create_terminal(path: s.MerchantPath, body: s.TerminalIn):
     secret = accounts.new_terminal_secret(services())  # argon2 before the transaction
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     merchant = accounts.merchant(session, path.merchant_id)
     terminal = accounts.create_terminal(session, merchant, secret, name=body.name,
                                         offline_capable=body.offline_capable, now=now)
@@ -225,7 +228,7 @@ def create_terminal(path: s.MerchantPath, body: s.TerminalIn):
 def update_terminal(path: s.TerminalPath, body: s.TerminalUpdate):
     """Register an existing terminal as offline-capable (a gate that uploads what it scanned
     offline), or no longer."""
-    session = db.session()
+    session = transactions.session()
     terminal = accounts.set_offline_capable(session, path.merchant_id, path.terminal_id,
                                             offline_capable=body.offline_capable)
     out = {"terminal_id": terminal.public_id, "merchant_id": path.merchant_id, "name": terminal.name,

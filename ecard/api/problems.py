@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from ecard import db, errors
+from ecard import errors
+from ecard.api import transactions
 
 log = structlog.get_logger("ecard.errors")
 
@@ -108,6 +109,6 @@ def register(app: Flask) -> None:
 
 def _rollback_quietly() -> None:
     try:
-        db.session().rollback()
+        transactions.session().rollback()
     except Exception:  # the connection may be gone; the session is discarded at teardown
         pass

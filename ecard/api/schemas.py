@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from ecard import reads
 from ecard.db import ROW_ID_MAX
-from ecard.edge import fold
+from ecard.api.edge import fold
 from ecard.idnumber import check_card_no, parse_id_number
 from ecard.verifications import Reason
 

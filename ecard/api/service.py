@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify, redirect
 
-from ecard import db
+from ecard.api import transactions
 from ecard.api.transactions import transaction
 from ecard.db import Tx
 
@@ -25,7 +25,7 @@ def readyz():
     """Ready when the database answers and the keys are loaded."""
     checks = {"keys": "ecard.services" in current_app.extensions}
     try:  # the connection itself may fail: the unit of work rolls back what there is
-        db.session().execute(sa.text("SELECT 1"))
+        transactions.session().execute(sa.text("SELECT 1"))
         checks["database"] = True
     except Exception:
         checks["database"] = False

@@ -5,14 +5,17 @@ from __future__ import annotations
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import accounts, auth, db, idempotency
+from ecard import accounts
+from ecard.api import transactions
+from ecard.api import auth, idempotency
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS
 from ecard.api.transactions import transaction
-from ecard.context import Actor, services, utcnow
+from ecard.context import Actor, utcnow
+from ecard.api.transactions import services
 from ecard.db import Tx
 from ecard.ecards import revoke_binding
-from ecard.limits import body_field, limiter, token_key
+from ecard.api.limits import body_field, limiter, token_key
 from ecard.models import ECard
 
 bp = APIBlueprint("tokens", __name__, url_prefix="/api/v1/auth", abp_tags=[Tag(name="auth")],
@@ -34,7 +37,7 @@ REFRESH_PER_ADDRESS = "600/minute"
 @limiter.limit(OPERATOR_PER_NAME, key_func=lambda: body_field("username"))
 @limiter.limit(OPERATOR_PER_ADDRESS)
 def operator_token(body: s.OperatorLogin):
-    op = accounts.authenticate_operator(db.session(), services(), body.username, body.password)
+    op = accounts.authenticate_operator(transactions.session(), services(), body.username, body.password)
     return jsonify(auth.tokens_for(auth.OPERATOR, op.username, refresh=True,
                                    access_ttl=auth.access_ttl(auth.OPERATOR)))
 
@@ -44,7 +47,7 @@ def operator_token(body: s.OperatorLogin):
 @limiter.limit(TERMINAL_PER_TERMINAL, key_func=lambda: body_field("terminal_id"))
 @limiter.limit(TERMINAL_PER_ADDRESS)
 def terminal_token(body: s.TerminalLogin):
-    terminal = accounts.authenticate_terminal(db.session(), services(), body.terminal_id, body.secret)
+    terminal = accounts.authenticate_terminal(transactions.session(), services(), body.terminal_id, body.secret)
     return jsonify(auth.tokens_for(auth.TERMINAL, terminal.public_id, refresh=False,
                                    extra={"mid": terminal.merchant.public_id},
                                    access_ttl=auth.access_ttl(auth.TERMINAL)))
@@ -61,7 +64,7 @@ def refresh():
     # The key holds off a concurrent duplicate (409) instead of letting it spend the token twice
     # and end the session; the pair is never kept for a replay (`idempotency.hold`).
     idempotency.hold(f"refresh:{claims['jti']}")
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     g.principal = auth.use_refresh_token(session, claims, now=now)
     g.claims = claims
     ptype = claims["ptype"]
@@ -81,7 +84,7 @@ def logout():
     replay = idempotency.claim(f"{claims['ptype']}:{claims['sub']}")  # before the request's transaction
     if replay is not None:
         return replay
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     principal = auth.load_principal(session, claims)
     if claims["ptype"] == auth.HOLDER:
         revoke_binding(session, session.get_one(ECard, principal.ecard_id), principal.public_id, reason="signed_out",

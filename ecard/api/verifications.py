@@ -7,14 +7,17 @@ from flask import current_app, g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from limits import parse
 
-from ecard import auth, chip, db, verifications
+from ecard import chip, verifications
+from ecard.api import transactions
+from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created, ring
 from ecard.api.transactions import transaction
 from ecard.api.views import iso
-from ecard.context import services, utcnow
+from ecard.context import utcnow
+from ecard.api.transactions import services
 from ecard.db import Tx
-from ecard.limits import limiter, token_key
+from ecard.api.limits import limiter, token_key
 
 bp = APIBlueprint("verifications", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="verifications")],
                   abp_security=BEARER, abp_responses=PROBLEMS)
@@ -45,7 +48,7 @@ def _totp_attempt(ref: str) -> bool:
 @auth.require(auth.TERMINAL)
 def verify_qr(body: s.VerifyQrIn):
     """Judge a scanned code. Always 200 with a decision; single use is enforced here."""
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     d = verifications.verify_qr(session, services(), ring(), g.principal, body.payload, scene=body.scene, now=now,
                         totp_attempt=_totp_attempt)
     out = decision_out(d, now)
@@ -60,7 +63,7 @@ def verify_offline(body: s.OfflineIn):
     """Records a gate registered as offline-capable took while offline: each judged at its scan
     time, single use reconciled; a code already used elsewhere comes back `qr.replayed` with
     `late_replay: true`."""
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     decisions = verifications.verify_offline(session, services(), ring(), g.principal,
                                      [(r.payload, r.scene, r.scanned_at) for r in body.records], now=now,
                                      totp_attempt=_totp_attempt)
@@ -75,7 +78,7 @@ def verify_offline(body: s.OfflineIn):
 @auth.require(auth.TERMINAL)
 def chip_challenge():
     """A 16-byte single-use challenge (UN) for the card, bound to this terminal."""
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     ch = chip.new_challenge(session, services(), g.principal, now)
     out = {"challenge": ch.un, "expires_at": iso(ch.expires_at)}
     return created(out)
@@ -87,7 +90,7 @@ def chip_challenge():
 @auth.require(auth.TERMINAL)
 def verify_chip(body: s.ChipReadIn):
     """Judge a chip read; an accepted decision carries `external_auth` to unlock EF06."""
-    session, now = db.session(), utcnow()
+    session, now = transactions.session(), utcnow()
     svc = services()
     d, e = verifications.verify_chip(session, svc, svc.keys_dir, g.principal, body.model_dump(), scene=body.scene,
                                      now=now)

@@ -38,10 +38,10 @@ class Api:
         now = datetime.now(timezone.utc)
         if self._op_headers is None or abs((now - self._op_at).total_seconds()) > 600:
             self._op_at = now
-            from ecard import db
+            from ecard.api import transactions
 
             with self.c.application.app_context():
-                exists = db.session().scalar(
+                exists = transactions.session().scalar(
                     sa.text("SELECT count(*) FROM operators WHERE username = :u"), {"u": OPERATOR[0]})
             if not exists:
                 self.create_operator(*OPERATOR)

@@ -46,9 +46,9 @@ def test_operator_sign_in_costs_one_verification_whether_or_not_the_name_exists(
     api.op  # creates w1
     api.create_operator("gone", "gone-password")
     with app.app_context():
-        from ecard import db
+        from ecard.api import transactions
 
-        session = db.session()
+        session = transactions.session()
         session.execute(sa.text("UPDATE operators SET active = false WHERE username = 'gone'"))
         session.commit()
     for username, password in [("w1", "wrong-password"), ("nobody", "wrong-password"),
@@ -67,9 +67,9 @@ def test_terminal_sign_in_costs_one_verification_whether_or_not_the_terminal_exi
         assert (r.status_code, r.json["code"]) == (401, "auth.bad_credentials"), terminal_id
         assert len(verifications) == 1, terminal_id
     with app.app_context():
-        from ecard import db
+        from ecard.api import transactions
 
-        session = db.session()
+        session = transactions.session()
         session.execute(sa.text("UPDATE terminals SET active = false WHERE public_id = :p"),
                         {"p": t["terminal_id"]})
         session.commit()

@@ -2,7 +2,7 @@
 
 import sqlalchemy as sa
 
-from ecard import db
+from ecard.api import transactions
 from ecard.db import Base
 
 BAD_BODIES = {
@@ -21,7 +21,7 @@ BAD_BODIES = {
 
 
 def row_counts(app):
-    session = db.session()
+    session = transactions.session()
     return {t.name: session.scalar(sa.select(sa.func.count()).select_from(t))
             for t in Base.metadata.sorted_tables if t.name != "idempotency_records"}
 

@@ -29,7 +29,7 @@ import pytest
 import sqlalchemy as sa
 import structlog
 
-from ecard import logs as ecard_logs
+from ecard.api import logs as ecard_logs
 from tests.api.client import Api
 from tests.support.app import DB_URL, make_id_number
 

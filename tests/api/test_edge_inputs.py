@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ecard import edge
+from ecard.api import edge
 from tests.api.client import Api
 from tests.api.test_limits import limited_client
 

@@ -13,9 +13,9 @@ from tests.api.test_limits import limited_client
 
 def records(app, key: str) -> int:
     with app.app_context():
-        from ecard import db
+        from ecard.api import transactions
 
-        return db.session().scalar(sa.text("SELECT count(*) FROM idempotency_records WHERE key = :k"), {"k": key})
+        return transactions.session().scalar(sa.text("SELECT count(*) FROM idempotency_records WHERE key = :k"), {"k": key})
 
 
 def test_an_anonymous_request_to_a_protected_route_writes_no_record(api, app):

@@ -111,7 +111,7 @@ class Clocks:
 
 def counts(client, clocks: Clocks, every: float = 1.0):
     """Batched counts over Redis (`client` a redis-py client), a shared store, or none."""
-    from ecard.limits import BatchedCounts, RedisHits
+    from ecard.api.limits import BatchedCounts, RedisHits
 
     store = RedisHits(client) if isinstance(client, redis.Redis) else client
     return BatchedCounts(store, every=every, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
@@ -124,7 +124,7 @@ def test_batched_counts_reach_every_worker_within_one_interval(storage, tmp_path
     have flushed, both refuse it until the window ends, and the next window starts from zero."""
     from limits import parse
 
-    from ecard.limits import SQLiteStorage
+    from ecard.api.limits import SQLiteStorage
 
     if storage == "redis":
         client = redis.Redis.from_url(REDIS_URL)
@@ -258,7 +258,7 @@ def test_limits_hold_in_memory_while_the_local_file_is_unusable(tmp_path):
     """No Redis and a file that cannot be opened: each process counts alone, limits stay on."""
     from limits import parse
 
-    from ecard.limits import Limits
+    from ecard.api.limits import Limits
 
     counters = Limits(None, enabled=True, local_path=str(tmp_path / "missing-folder" / "limits.sqlite"))
     item = parse("3/minute")

@@ -40,11 +40,13 @@ def keyed_record(app, key: str, body: bytes, *, answer: bytes | None) -> None:
     """What the service keeps for an anonymous `POST /ecards` of `body` under `key`: the first
     request still running (no answer), or its answer."""
     with app.app_context():
-        from ecard import db, idempotency
-        from ecard.context import services, utcnow
+        from ecard.api import transactions
+        from ecard.api import idempotency
+        from ecard.context import utcnow
+        from ecard.api.transactions import services
         from ecard.models import IdempotencyRecord
 
-        session = db.session()
+        session = transactions.session()
         stored = base64.b64encode(answer).decode() if answer is not None else None
         session.add(IdempotencyRecord(
             scope="anonymous", key=key, created_at=utcnow(), status_code=201 if stored else None,
@@ -163,9 +165,9 @@ def test_no_token_pair_is_kept_for_a_replay(api, app):
     api.c.post("/api/v1/auth/refresh", headers={**bearer(h["refresh_token"]), **keyed})
     api.c.post("/api/v1/ecards", json=Api.sign_body(card, device_id="phone-2"), headers=keyed)
     with app.app_context():
-        from ecard import db
+        from ecard.api import transactions
 
-        kept = db.session().scalar(sa.text("SELECT count(*) FROM idempotency_records WHERE key = :k"),
+        kept = transactions.session().scalar(sa.text("SELECT count(*) FROM idempotency_records WHERE key = :k"),
                                    {"k": keyed["Idempotency-Key"]})
     assert kept == 0
 

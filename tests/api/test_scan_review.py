@@ -41,7 +41,7 @@ def test_r04_a_chip_read_without_a_scene_at_a_merchant_of_several_is_not_judged_
 def test_r04_a_chip_read_with_a_bad_challenge_is_recorded_with_the_scene_judged_not_the_one_claimed(api, app):
     import sqlalchemy as sa
 
-    from ecard import db
+    from ecard.api import transactions
 
     clinic = api.terminal(scenes=("clinic",))
     read = {"card_no": "A00000018", "atc": 1, "challenge": "00" * 16, "cryptogram": "00" * 8,
@@ -52,7 +52,7 @@ def test_r04_a_chip_read_with_a_bad_challenge_is_recorded_with_the_scene_judged_
     assert claimed["reason"] == plain["reason"] == "chip.bad_challenge"
     assert claimed["scene"] is None and plain["scene"] == "clinic"
     with app.app_context():
-        rows = db.session().execute(sa.text(
+        rows = transactions.session().execute(sa.text(
             "SELECT public_id, scene FROM verifications WHERE public_id IN (:a, :b)"),
             {"a": claimed["verification_id"], "b": plain["verification_id"]}).all()
     assert dict(rows) == {claimed["verification_id"]: None, plain["verification_id"]: "clinic"}

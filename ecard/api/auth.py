@@ -24,8 +24,10 @@ from flask_jwt_extended import create_access_token, create_refresh_token
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ecard import db, errors, idempotency, storage
-from ecard.context import services
+from ecard import errors, storage
+from ecard.api import transactions
+from ecard.api import idempotency
+from ecard.api.transactions import services
 from ecard.ids import new_id
 from ecard.models import Binding, Event, RevokedToken
 from ecard.principals import HolderPrincipal, OperatorPrincipal, TerminalPrincipal
@@ -184,7 +186,7 @@ def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
             claims = bearer_claims(refresh=refresh)
             if claims.get("ptype") != ptype:
                 raise errors.WrongPrincipal(f"this needs a {ptype} token")
-            with db.reading_connection() as conn:
+            with transactions.reading_connection() as conn:
                 g.principal = load_principal(conn, claims)
             g.claims = claims
             # Authenticated, and within the route's limits (they wrap this): only now may an

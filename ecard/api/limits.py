@@ -58,7 +58,7 @@ from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 
 from ecard import errors
-from ecard.edge import fold
+from ecard.api.edge import fold
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = structlog.get_logger("ecard.limits")

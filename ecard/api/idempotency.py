@@ -23,8 +23,10 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.exc import IntegrityError
 
-from ecard import db, errors
-from ecard.context import services, utcnow
+from ecard import errors
+from ecard.api import transactions
+from ecard.context import utcnow
+from ecard.api.transactions import services
 from ecard.db import Tx
 from ecard.models import IdempotencyRecord
 
@@ -57,7 +59,7 @@ def _claim(scope: str, *, keep: bool) -> Response | None:
     key = request.headers.get(HEADER)
     if not key or request.method not in ("POST", "DELETE", "PUT", "PATCH") or "idempotency_id" in g:
         return None
-    if db.transaction_begun():
+    if transactions.transaction_begun():
         raise RuntimeError("Idempotency-Key claimed inside the request's transaction: the claim would wait for its lock")
     if len(key) > 200:
         raise errors.ValidationFailed("Idempotency-Key is at most 200 characters",
