@@ -25,16 +25,14 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 def warm_up(app: OpenAPI) -> bool:
     """Pay a worker's one-time costs before its first request rather than in it: the first
     database connection (and the dialect's first-connect checks), the mappers, the compilation
-    of every prepared statement of the hot paths, the Redis connections. Under load a fresh
-    worker's first code, challenge or scan took 65-117 ms, against 2-8 ms after. gunicorn calls
-    this once per worker (`post_worker_init`). A database that is down only postpones the costs
-    (False).
+    of every prepared statement of the hot paths, the Redis connections: otherwise a fresh
+    worker's first requests pay them (docs/performance.md). gunicorn calls this once per worker
+    (`post_worker_init`). A database that is down only postpones the costs (False).
 
     Last, everything the worker has built so far (modules, the app, mappers, compiled
-    statements: some 150 000 objects) is moved out of the garbage collector's sight
-    (`gc.freeze`): none of it is ever freed, yet a full collection walked all of it, a pause of
-    150-170 ms in the middle of some request; after the freeze it walks only what requests
-    left behind."""
+    statements) is moved out of the garbage collector's sight (`gc.freeze`): none of it is ever
+    freed, yet a full collection would walk all of it, a pause in the middle of some request;
+    after the freeze it walks only what requests left behind."""
     import gc
 
     import sqlalchemy as sa

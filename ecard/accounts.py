@@ -14,21 +14,21 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecard import errors
 from ecard.context import Services
+from ecard.errors import Code, EcardError
 from ecard.hashing import Hashed
 from ecard.ids import new_id
 from ecard.models import Merchant, Operator, Terminal
 
 
 def create_operator(session: Session, svc: Services, *, username: str, password: str, now: datetime) -> Operator:
-    """Raises OperatorExists, ValidationFailed (password shorter than 10). Used by the command
+    """Raises `operator.exists`, `validation.failed` (password shorter than 10). Used by the command
     line, where hashing inside the transaction blocks nobody."""
     if len(password) < 10:
-        raise errors.ValidationFailed("an operator password has at least 10 characters",
-                                      errors={"password": ["at least 10 characters"]})
+        raise EcardError(Code.VALIDATION_FAILED, "an operator password has at least 10 characters",
+                         errors={"password": ["at least 10 characters"]})
     if session.scalar(sa.select(Operator.id).where(Operator.username == username)) is not None:
-        raise errors.OperatorExists()
+        raise EcardError(Code.OPERATOR_EXISTS)
     op = Operator(username=username, password_hash=svc.hasher.hash("password", password),
                   active=True, created_at=now)
     session.add(op)
@@ -37,12 +37,12 @@ def create_operator(session: Session, svc: Services, *, username: str, password:
 
 
 def authenticate_operator(session: Session, svc: Services, username: str, password: str) -> Operator:
-    """The active operator `username` whose password this is. Raises BadCredentials, after the
-    same one argon2 verification whether or not the account exists and is active."""
+    """The active operator `username` whose password this is. Raises `auth.bad_credentials`, after
+    the same one argon2 verification whether or not the account exists and is active."""
     op = session.scalar(sa.select(Operator).where(Operator.username == username))
     checked = svc.hasher.check("password", op.password_hash if op is not None and op.active else None, password)
     if op is None or not checked.matches:
-        raise errors.BadCredentials()
+        raise EcardError(Code.AUTH_BAD_CREDENTIALS)
     return op
 
 
@@ -55,10 +55,10 @@ def create_merchant(session: Session, *, name: str, scenes: list[str], region_co
 
 
 def merchant(session: Session, public_id: str) -> Merchant:
-    """Raises MerchantNotFound."""
+    """Raises `merchant.not_found`."""
     found = session.scalar(sa.select(Merchant).where(Merchant.public_id == public_id))
     if found is None:
-        raise errors.MerchantNotFound()
+        raise EcardError(Code.MERCHANT_NOT_FOUND)
     return found
 
 
@@ -84,21 +84,21 @@ def create_terminal(session: Session, merchant: Merchant, secret: Hashed, *, nam
 def set_offline_capable(session: Session, merchant_id: str, terminal_id: str, *, offline_capable: bool) -> Terminal:
     """Register a merchant's terminal as a gate that may upload offline records, or no longer
     (`/verifications/offline`); it holds from the terminal's next request. Raises
-    TerminalNotFound (also for another merchant's terminal)."""
+    `terminal.not_found` (also for another merchant's terminal)."""
     terminal = session.scalar(sa.select(Terminal).join(Merchant, Merchant.id == Terminal.merchant_id).where(
         Terminal.public_id == terminal_id, Merchant.public_id == merchant_id))
     if terminal is None:
-        raise errors.TerminalNotFound()
+        raise EcardError(Code.TERMINAL_NOT_FOUND)
     terminal.offline_capable = offline_capable
     return terminal
 
 
 def authenticate_terminal(session: Session, svc: Services, terminal_id: str, secret: str) -> Terminal:
-    """The active terminal `terminal_id` whose secret this is. Raises BadCredentials, after the
-    same one argon2 verification whether or not the terminal exists and is active."""
+    """The active terminal `terminal_id` whose secret this is. Raises `auth.bad_credentials`, after
+    the same one argon2 verification whether or not the terminal exists and is active."""
     terminal = session.scalar(sa.select(Terminal).where(Terminal.public_id == terminal_id))
     checked = svc.hasher.check("terminal", terminal.secret_hash if terminal is not None and terminal.active
                                else None, secret)
     if terminal is None or not checked.matches:
-        raise errors.BadCredentials()
+        raise EcardError(Code.AUTH_BAD_CREDENTIALS)
     return terminal

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from ecard import errors, reads, storage
+from ecard import persons, reads, storage, wrong_tries
 from ecard.context import SYSTEM, Actor, Services
+from ecard.errors import Code, EcardError
 from ecard.facts import CardState
 from ecard.hashing import Checked, Hashed
 from ecard.idnumber import check_card_no, make_card_no
@@ -87,39 +88,43 @@ def record(session: Session, card: Card, action: str, actor: Actor, now: datetim
                       actor_ref=actor.ref, channel=actor.channel, reason=reason))
 
 
-def refuse_unless_usable(card: CardState) -> None:
-    """Raise the error that says why the card cannot be used at its recorded status, if it
-    cannot: CardLost, CardCancelled, CardExpired, CardReplaced, CardNotIssued, CardFrozen."""
-    _refuse(card, card.status)
+def unusable_reason(svc: Services, card: CardState, now: datetime) -> Code | None:
+    """Why `card` cannot be used at `now` (`card.lost`, `card.replaced` ...), or None."""
+    return _unusable(card, effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE")))
 
 
-def _refuse(card: CardState, status: str) -> None:
+def _unusable(card: CardState, status: str) -> Code | None:
     if status in (LOST_TEMPORARY, LOST_FORMAL):
-        raise errors.CardLost()
+        return Code.CARD_LOST
     if status == CANCELLED:
-        raise errors.CardCancelled()
+        return Code.CARD_CANCELLED
     if status == EXPIRED:
-        raise errors.CardExpired()
+        return Code.CARD_EXPIRED
     if status in (REISSUED, REPLACED):
-        raise errors.CardReplaced(successor_card_no=card.successor_card_no)
+        return Code.CARD_REPLACED
     if status == APPLIED:
-        raise errors.CardNotIssued()
+        return Code.CARD_NOT_ISSUED
     if card.frozen:
-        raise errors.CardFrozen()
+        return Code.CARD_FROZEN
+    return None
+
+
+def refuse_unless_usable(card: CardState) -> None:
+    """Raise why the card cannot be used at its recorded status, if it cannot: the codes of
+    `unusable_reason`, a replaced card's with its `successor_card_no`."""
+    _refuse(card, _unusable(card, card.status))
 
 
 def refuse_unless_usable_at(svc: Services, card: CardState, now: datetime) -> None:
     """`refuse_unless_usable` at the card's status at `now` (a lapsed loss, an expiry)."""
-    _refuse(card, effective_status(card, now, svc.setting("TEMP_LOSS_LAPSE")))
+    _refuse(card, unusable_reason(svc, card, now))
 
 
-def unusable_reason(svc: Services, card: CardState, now: datetime) -> str | None:
-    """Why `card` cannot be used at `now` (`card.lost`, `card.replaced` ...), or None."""
-    try:
-        refuse_unless_usable_at(svc, card, now)
-    except errors.CardError as exc:
-        return exc.code
-    return None
+def _refuse(card: CardState, code: Code | None) -> None:
+    if code is Code.CARD_REPLACED:
+        raise EcardError(code, successor_card_no=card.successor_card_no)
+    if code is not None:
+        raise EcardError(code)
 
 
 def state_at(session: Session, card: CardState, at: datetime) -> CardState:
@@ -145,25 +150,47 @@ def state_at(session: Session, card: CardState, at: datetime) -> CardState:
 
 def _refuse_dead(card: Card) -> None:
     if card.status == CANCELLED:
-        raise errors.CardCancelled()
+        raise EcardError(Code.CARD_CANCELLED)
     if card.status in (REISSUED, REPLACED):
-        raise errors.CardReplaced(successor_card_no=card.successor_card_no)
+        raise EcardError(Code.CARD_REPLACED, successor_card_no=card.successor_card_no)
     if card.status == EXPIRED:
-        raise errors.CardExpired()
+        raise EcardError(Code.CARD_EXPIRED)
 
 
 # --- lookup and numbering ------------------------------------------------------------------------
 
-def get(session: Session, card_no: str) -> Card:
-    """Raises InvalidCardNo for a malformed number, CardNotFound for an unknown one."""
+def find(session: Session, card_no: str) -> Card | None:
+    """The card with this number, or None. Raises `validation.card_no` for a malformed number."""
     try:
         card_no = check_card_no(card_no)
     except ValueError as exc:
-        raise errors.InvalidCardNo(str(exc), errors={"card_no": [str(exc)]}) from None
-    card = session.scalar(sa.select(Card).where(Card.card_no == card_no))
+        raise EcardError(Code.VALIDATION_CARD_NO, str(exc), errors={"card_no": [str(exc)]}) from None
+    return session.scalar(sa.select(Card).where(Card.card_no == card_no))
+
+
+def get(session: Session, card_no: str) -> Card:
+    """`find`, raising `card.not_found` for an unknown number."""
+    card = find(session, card_no)
     if card is None:
-        raise errors.CardNotFound()
+        raise EcardError(Code.CARD_NOT_FOUND)
     return card
+
+
+def identify(session: Session, svc: Services, *, id_number: str, name: str, card_no: str) -> tuple[Card, Person]:
+    """The card and its holder, when the ID number, the name and the card number belong together:
+    the proof of a card asked when signing the e-card (R-41) and when binding a dependant (R-60).
+
+    A wrong guess learns neither whether a card exists nor whose it is: an unknown card number,
+    an unknown ID number, another person's card and a wrong name are the same
+    `ecard.identity_mismatch`. Only a malformed card number is `validation.card_no` (its format,
+    not its existence). The card's state is not judged here.
+    """
+    card = find(session, card_no)  # never `get`: a 404 would tell a guesser which card numbers are real
+    person = persons.find_by_id_number(session, svc, id_number)
+    if (card is None or person is None or card.person_id != person.id
+            or persons.view(svc, person).name != name.strip()):
+        raise EcardError(Code.ECARD_IDENTITY_MISMATCH)
+    return card, person
 
 
 def stored_pin_hash(conn: Session | Connection, card_no: str) -> str | None:
@@ -213,23 +240,24 @@ def validity_end(birth_date, issued_at: datetime) -> datetime:
 
 # --- PIN -----------------------------------------------------------------------------------------
 
-def check_pin_strength(pin: str, person: Person) -> None:
-    """R-31. Raises WeakPin naming the reason."""
+def check_pin_strength(pin: str, person: Person, *, code: Code = Code.PIN_WEAK, field: str = "pin") -> None:
+    """R-31. Raises `code` naming the reason, under `field` in its `errors`: the e-card's password
+    follows the same rules (R-45) and raises its own code."""
     if len(pin) != 6 or not pin.isdigit():
-        raise errors.WeakPin("a PIN is 6 digits", errors={"pin": ["a PIN is 6 digits"]})
+        raise EcardError(code, "a PIN is 6 digits", errors={field: ["a PIN is 6 digits"]})
     if len(set(pin)) == 1:
-        raise errors.WeakPin("a PIN of one repeated digit is refused", errors={"pin": ["repeated digit"]})
+        raise EcardError(code, "a PIN of one repeated digit is refused", errors={field: ["repeated digit"]})
     steps = {int(b) - int(a) for a, b in zip(pin, pin[1:])}
     if steps in ({1}, {-1}):
-        raise errors.WeakPin("a straight run of digits is refused", errors={"pin": ["straight run"]})
+        raise EcardError(code, "a straight run of digits is refused", errors={field: ["straight run"]})
     b = person.birth_date
     yyyy, mm, dd, yy = f"{b.year:04d}", f"{b.month:02d}", f"{b.day:02d}", f"{b.year % 100:02d}"
     if pin in {yy + mm + dd, dd + mm + yy, mm + dd + yy, yyyy + mm, mm + yyyy}:
-        raise errors.WeakPin("a PIN made of the birth date is refused", errors={"pin": ["birth date"]})
+        raise EcardError(code, "a PIN made of the birth date is refused", errors={field: ["birth date"]})
 
 
 def set_pin(card: Card, person: Person, pin: Hashed) -> None:
-    """R-31: a new PIN, hashed before the transaction (`Hasher.new`). Raises WeakPin."""
+    """R-31: a new PIN, hashed before the transaction (`Hasher.new`). Raises `pin.weak`."""
     check_pin_strength(pin.secret, person)
     card.pin_hash = pin.hash
     card.pin_failures = 0
@@ -242,26 +270,21 @@ def verify_pin(session: Session, svc: Services, card: Card, pin: Checked, *, now
     errors raised here ask the error handler to commit (`commit_state`). The try that locks the
     PIN records the lock in the card history, by the system (R-23).
 
-    Raises PinLocked, WrongPin (with `tries_left`).
+    Raises `pin.locked`, `pin.wrong` (with `tries_left`).
     """
     if card.pin_locked:
-        raise errors.PinLocked()
+        raise EcardError(Code.PIN_LOCKED)
     if card.pin_hash and svc.hasher.still_matches("pin", card.pin_hash, pin):
         if card.pin_failures:
             card.pin_failures = 0
         return
-    limit = svc.setting("PIN_MAX_TRIES")
-    failures = storage.count_wrong_try(session, Card.pin_failures, card.id)
-    if failures >= limit:
-        # Only the try that flips the lock records it: parallel wrong tries lock it once.
-        locked = session.execute(sa.update(Card).where(Card.id == card.id, Card.pin_locked.is_(False))
-                                 .values(pin_locked=True))
-        session.refresh(card)
-        if locked.rowcount == 1:
-            record(session, card, "pin_locked", SYSTEM, now, reason=f"{failures} wrong PINs in a row")
-        raise errors.PinLocked(commit_state=True)
-    session.refresh(card)
-    raise errors.WrongPin(tries_left=limit - failures, commit_state=True)
+    wrong_tries.count(
+        session, card, Card.pin_failures, limit=svc.setting("PIN_MAX_TRIES"),
+        unlocked=Card.pin_locked.is_(False), lock={Card.pin_locked: True},
+        on_lock=lambda failures: record(session, card, "pin_locked", SYSTEM, now,
+                                        reason=f"{failures} wrong PINs in a row"),
+        wrong=lambda tries_left: EcardError(Code.PIN_WRONG, tries_left=tries_left, commit_state=True),
+        locked=lambda: EcardError(Code.PIN_LOCKED, commit_state=True))
 
 
 def unlock_pin(session: Session, card: Card, *, actor: Actor, now: datetime) -> Card:
@@ -275,15 +298,15 @@ def unlock_pin(session: Session, card: Card, *, actor: Actor, now: datetime) -> 
 
 def _refuse_as_existing(session: Session, existing: Card, detail: str | None, *, actor: Actor,
                         now: datetime) -> None:
-    """Raise CardExists with the card's number, which the window needs to serve the person: a
+    """Raise `card.exists` with the card's number, which the window needs to serve the person: a
     read of their data, recorded in their audit (R-72) and kept with the refusal."""
     reads.record(session, existing.person_id, action=reads.CARD_READ, card_id=existing.id, actor=actor, now=now,
                  what=reads.at_window("the card's number, in a refused application", "card_service"))
-    raise errors.CardExists(detail, card_no=existing.card_no, commit_state=True)
+    raise EcardError(Code.CARD_EXISTS, detail, card_no=existing.card_no, commit_state=True)
 
 
 def apply(session: Session, svc: Services, person: Person, *, actor: Actor, now: datetime) -> Card:
-    """A first card, or a new one after the last was cancelled or expired. Raises CardExists
+    """A first card, or a new one after the last was cancelled or expired. Raises `card.exists`
     (R-01), which names the live card and is recorded as a read of it (R-72)."""
     existing = live_card(session, person.id)
     if existing is not None:
@@ -302,10 +325,11 @@ def issue(session: Session, svc: Services, card: Card, *, pin: Hashed, actor: Ac
     """Hand an applied card over with its first PIN (R-13: the social function starts now).
 
     A live temporary card of the holder is returned at the same time (R-21).
-    Raises CardBadState, WeakPin.
+    Raises `card.bad_state`, `pin.weak`.
     """
     if card.status != APPLIED:
-        raise errors.CardBadState(f"only an applied card can be issued (this one is {card.status})")
+        raise EcardError(Code.CARD_BAD_STATE,
+                         f"only an applied card can be issued (this one is {card.status})")
     set_pin(card, card.person, pin)
     card.issued_at = now
     card.expires_at = validity_end(card.person.birth_date, now)
@@ -329,7 +353,8 @@ def _return_temporary(session: Session, svc: Services, card: Card, actor: Actor,
 
 def report_loss(session: Session, svc: Services, card: Card, *, kind: str, actor: Actor,
                 now: datetime) -> Card:
-    """R-14/R-15. A temporary loss may be made formal later. Raises CardBadState and the dead-card errors."""
+    """R-14/R-15. A temporary loss may be made formal later. Raises `card.bad_state` and the
+    dead-card errors."""
     settle(session, svc, card, now)
     _refuse_dead(card)
     if kind == "temporary" and card.status == ISSUED:
@@ -339,9 +364,9 @@ def report_loss(session: Session, svc: Services, card: Card, *, kind: str, actor
         card.lost_at = now
         _transition(session, card, LOST_FORMAL, "lost_formal", actor, now)
     elif card.status in (LOST_TEMPORARY, LOST_FORMAL):
-        raise errors.CardLost(f"the card is already {card.status}")
+        raise EcardError(Code.CARD_LOST, f"the card is already {card.status}")
     else:
-        raise errors.CardBadState(f"a card in {card.status} cannot be reported lost")
+        raise EcardError(Code.CARD_BAD_STATE, f"a card in {card.status} cannot be reported lost")
     return card
 
 
@@ -349,12 +374,12 @@ def unhang(session: Session, svc: Services, card: Card, *, actor: Actor, now: da
     """R-16: withdraw a loss report. Refused after a reissue; a formal loss only at a window."""
     settle(session, svc, card, now)
     if card.status == REISSUED:
-        raise errors.UnhangRefused("a reissue was already made for this card")
+        raise EcardError(Code.CARD_UNHANG_REFUSED, "a reissue was already made for this card")
     _refuse_dead(card)
     if card.status not in (LOST_TEMPORARY, LOST_FORMAL):
-        raise errors.CardBadState("the card is not reported lost")
+        raise EcardError(Code.CARD_BAD_STATE, "the card is not reported lost")
     if card.status == LOST_FORMAL and actor.type != "operator":
-        raise errors.UnhangRefused("a formal loss is withdrawn only at a service window")
+        raise EcardError(Code.CARD_UNHANG_REFUSED, "a formal loss is withdrawn only at a service window")
     card.lost_at = None
     _transition(session, card, ISSUED, "unhung", actor, now)
     return card
@@ -390,7 +415,7 @@ def reissue(session: Session, svc: Services, card: Card, *, pin: Hashed, actor: 
     settle(session, svc, card, now)
     _refuse_dead(card)
     if card.status != LOST_FORMAL:
-        raise errors.ReissueRefused()
+        raise EcardError(Code.CARD_REISSUE_REQUIRES_FORMAL_LOSS)
     return _successor(session, svc, card, pin=pin, fee=svc.setting("FEE_REISSUE"), action="reissued",
                       to=REISSUED, actor=actor, now=now, reason="lost")
 
@@ -413,11 +438,11 @@ def replace(session: Session, svc: Services, card: Card, *, reason: str, pin: Ha
     else:
         _refuse_dead(card)
         if card.status in (LOST_TEMPORARY, LOST_FORMAL):
-            raise errors.CardLost("a lost card is reissued, not replaced")
+            raise EcardError(Code.CARD_LOST, "a lost card is reissued, not replaced")
         if card.status != ISSUED:
-            raise errors.CardBadState(f"a card in {card.status} cannot be replaced")
+            raise EcardError(Code.CARD_BAD_STATE, f"a card in {card.status} cannot be replaced")
     if card.kind != "formal":
-        raise errors.CardBadState("a temporary card is returned, not replaced")
+        raise EcardError(Code.CARD_BAD_STATE, "a temporary card is returned, not replaced")
     return _successor(session, svc, card, pin=pin, fee=replacement_fee(svc, card, reason, now),
                       action="replaced", to=REPLACED, actor=actor, now=now, reason=reason)
 
@@ -434,11 +459,11 @@ def cancel(session: Session, svc: Services, card: Card, *, reason: str, actor: A
 
 
 def freeze(session: Session, svc: Services, card: Card, *, reason: str, actor: Actor, now: datetime) -> Card:
-    """R-22. Raises CardBadState when already frozen, and the dead-card errors."""
+    """R-22. Raises `card.bad_state` when already frozen, and the dead-card errors."""
     settle(session, svc, card, now)
     _refuse_dead(card)
     if card.frozen:
-        raise errors.CardBadState("the card is already frozen")
+        raise EcardError(Code.CARD_BAD_STATE, "the card is already frozen")
     card.frozen, card.freeze_reason = True, reason
     record(session, card, "frozen", actor, now, reason=reason)
     return card
@@ -448,14 +473,14 @@ def unfreeze(session: Session, svc: Services, card: Card, *, reason: str | None,
              now: datetime) -> Card:
     settle(session, svc, card, now)
     if not card.frozen:
-        raise errors.CardBadState("the card is not frozen")
+        raise EcardError(Code.CARD_BAD_STATE, "the card is not frozen")
     card.frozen, card.freeze_reason = False, None
     record(session, card, "unfrozen", actor, now, reason=reason)
     return card
 
 
 def issue_temporary(session: Session, svc: Services, person: Person, *, actor: Actor, now: datetime) -> Card:
-    """R-21: a 90-day card for someone without a usable card yet. Raises CardExists, recorded as
+    """R-21: a 90-day card for someone without a usable card yet. Raises `card.exists`, recorded as
     a read of the card it names (R-72)."""
     existing = live_card(session, person.id, "temporary")
     if existing is not None:
@@ -484,7 +509,7 @@ def read_at_window(session: Session, card_no: str, *, purpose: str, actor: Actor
                    now: datetime) -> Card:
     """A service window looks a card up, its status and history (R-72): the read is recorded in
     the holder's audit with the operator, the time and `purpose` (one of `reads.PURPOSES`).
-    Raises CardNotFound."""
+    Raises `card.not_found`."""
     card = get(session, card_no)
     reads.record(session, card.person_id, action=reads.CARD_READ,
                  what=reads.at_window("card status and history", purpose), actor=actor, now=now,

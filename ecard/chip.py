@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ecard import cards, errors, persons
+from ecard import cards, persons
 from ecard.context import SYSTEM, Services
+from ecard.errors import Code, EcardError
 from ecard.models import Card, ChipChallenge
 from ecard.principals import TerminalPrincipal
 from physical.image import personalize as build_image
@@ -44,7 +45,7 @@ def personalize(session: Session, svc: Services, keys_dir: Path, card: Card, *, 
     """The card image for the card bureau (records and diversified keys). Records the master key
     version and the card identification code with the card."""
     if card.issued_at is None or card.expires_at is None:
-        raise errors.CardNotIssued("personalize an issued card")
+        raise EcardError(Code.CARD_NOT_ISSUED, "personalize an issued card")
     keys = MasterKeys.load_or_create(keys_dir / "chip", card.region_code, card.generation)
     view = persons.view(svc, card.person)
     image = build_image(card_no=card.card_no, region_code=card.region_code, generation=card.generation,

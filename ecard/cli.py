@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import click
-from flask import Flask, current_app
+from flask import Flask, current_app, g
 from flask.cli import AppGroup
 
 from sqlalchemy.orm import Session
@@ -18,8 +18,10 @@ group = AppGroup("ecard", help="ecard administration.")
 
 
 def _session() -> Session:
-    """A writing session of its own for a command: `with _session() as session`."""
-    return current_app.extensions["ecard.db"].new_session(Tx.WRITE)
+    """A writing session of its own for a command; the app context's end closes it."""
+    session = current_app.extensions["ecard.db"].new_session(Tx.WRITE)
+    g.setdefault("ecard_sessions", []).append(session)
+    return session
 
 
 def services() -> Services:

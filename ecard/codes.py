@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 import qr
-from ecard import cards, errors, proxies
+from ecard import cards, proxies
 from ecard.context import Actor, Services
+from ecard.errors import Code, EcardError
 from ecard.facts import CardState
 from ecard.models import Event, Person, ProxyLink
 from ecard.principals import HolderPrincipal
@@ -39,16 +40,16 @@ def refuse_unless_payment_open(svc: Services, holder: HolderPrincipal, scene: st
     channel's payment window (`ecards.unlock_payments`) where `password_governs`. A proxy pays
     with their own password: a dependant's is never shared, so a dependant who has one needs a
     proxy who has one too. Transit, scenic and identity codes need no window.
-    Raises EcardPasswordRequired."""
+    Raises `ecard.password_required`."""
     if scene not in PAYING_SCENES or not password_governs(svc, holder.password_set, dependant_password_set):
         return
     if not holder.password_set:
         if dependant_password_set:
-            raise errors.EcardPasswordRequired(
-                "the dependant's electronic card has a password: set your own and unlock with it first")
-        raise errors.EcardPasswordRequired("set the electronic card's password first")
+            raise EcardError(Code.ECARD_PASSWORD_REQUIRED, "the dependant's electronic card has a password: "
+                             "set your own and unlock with it first")
+        raise EcardError(Code.ECARD_PASSWORD_REQUIRED, "set the electronic card's password first")
     if holder.unlocked_until is None or holder.unlocked_until <= now:
-        raise errors.EcardPasswordRequired("unlock payments with the electronic card's password")
+        raise EcardError(Code.ECARD_PASSWORD_REQUIRED, "unlock payments with the electronic card's password")
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,11 @@ def _handle(card_id: int, link: ProxyLink | None) -> bytes:
 
 def issue(svc: Services, ring: qr.KeyRing, card: CardState, *, scene: str, link: ProxyLink | None,
           now: datetime) -> Issued:
-    """A fresh code for the e-card standing on `card`. Raises EcardSuspended (with the card's
+    """A fresh code for the e-card standing on `card`. Raises `ecard.suspended` (with the card's
     reason) when the card cannot be used (R-43)."""
     reason = cards.unusable_reason(svc, card, now)
     if reason is not None:
-        raise errors.EcardSuspended(f"no code: {reason}", reason=reason)
+        raise EcardError(Code.ECARD_SUSPENDED, f"no code: {reason}", reason=reason)
     ttl = svc.setting("QR_TTL")
     text, code = qr.issue(ring, scene, _handle(card.id, link), now, ttl=ttl, by_proxy=link is not None)
     refresh = code.expires_at - timedelta(seconds=min(svc.setting("QR_REFRESH_BEFORE"), ttl // 2))
@@ -86,8 +87,8 @@ def issue_for_dependant(session: Session, svc: Services, ring: qr.KeyRing, proxy
     """A code of a dependant's e-card, shown by their proxy (R-60) and marked so, written in the
     dependant's audit (R-63: every proxy action is visible to the dependant). A code that can pay
     needs the proxy's own payment window where either e-card has a password (R-45,
-    `refuse_unless_payment_open`). Raises ProxyNotFound, ProxyEnded, ProxyCardUnusable,
-    EcardPasswordRequired, EcardSuspended."""
+    `refuse_unless_payment_open`). Raises `proxy.not_found`, `proxy.ended`,
+    `proxy.own_card_unusable`, `ecard.password_required`, `ecard.suspended`."""
     link = proxies.as_proxy(session, svc, session.get_one(Person, proxy.person_id), dependant_id, now)
     ecard = proxies.dependant_ecard(session, link)
     refuse_unless_payment_open(svc, proxy, scene, now, dependant_password_set=ecard.password_hash is not None)

@@ -157,6 +157,7 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     config.update({k: v for k, v in (overrides or {}).items() if k not in config})
     return config
 
-# argon2id cost. The defaults are argon2-cffi's (about 50 ms a hash); the test suite lowers them.
+# argon2id cost: slow on purpose, so that a stolen hash is slow to search. The defaults are
+# argon2-cffi's; the test suite lowers them.
 SETTINGS.update({"ARGON2_TIME_COST": (3, int, (1, 20)),
                  "ARGON2_MEMORY_KIB": (65536, int, (1024, 4 * 1024 * 1024))})

@@ -134,27 +134,3 @@ class Database:
         the engine it comes from), so a request never switches it."""
         bind = self._binds[kind]
         return bind if isinstance(bind, Connection) else bind.connect()
-
-
-class Unit:
-    """A unit of work: its kind (a route's declaration, `ecard.api.transactions`), the database,
-    and, made on first use, its one pooled connection and its session on it."""
-
-    __slots__ = ("kind", "database", "conn", "session")
-
-    def __init__(self, kind: Tx, database: Database) -> None:
-        self.kind, self.database = kind, database
-        self.conn: Connection | None = None
-        self.session: Session | None = None
-
-    def connection(self) -> Connection:
-        if self.conn is None:
-            self.conn = self.database.checkout(self.kind)
-        return self.conn
-
-    def close(self) -> None:
-        session, conn, self.session, self.conn = self.session, self.conn, None, None
-        if session is not None:
-            session.close()
-        if conn is not None and conn is not self.database.bind:
-            conn.close()

@@ -11,8 +11,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 import qr
-from ecard import cards, errors, persons, storage
+from ecard import cards, storage, wrong_tries
 from ecard.context import SYSTEM, Actor, Services
+from ecard.errors import Code, EcardError
 from ecard.hashing import Checked, Hashed
 from ecard.ids import new_id
 from ecard.models import (
@@ -56,20 +57,13 @@ def sign(session: Session, svc: Services, *, id_number: str, name: str, card_no:
          channel: str, device_id: str, now: datetime) -> Binding:
     """R-41: sign the electronic card in a channel against an issued, live card.
 
-    Neither whether a card exists nor who it belongs to is revealed to a wrong guess: an
-    unknown card number and any mismatch of ID number, name and card number are the same
-    IdentityMismatch. Raises InvalidCardNo (a malformed number: its format, not its existence),
-    IdentityMismatch, the card's state errors, WrongPin, PinLocked. `pin` was checked against
-    the card's hash before the transaction (`Hasher.check`).
+    The ID number, name and card number must belong together (`cards.identify`: a wrong guess
+    learns neither whether a card exists nor whose it is). Raises `validation.card_no` (a
+    malformed number: its format, not its existence), `ecard.identity_mismatch`, the card's state
+    errors, `pin.wrong`, `pin.locked`. `pin` was checked against the card's hash before the
+    transaction (`Hasher.check`).
     """
-    try:
-        card = cards.get(session, card_no)
-    except errors.CardNotFound:
-        card = None  # a 404 here would tell a guesser which card numbers are real
-    person = persons.find_by_id_number(session, svc, id_number)
-    if (card is None or person is None or card.person_id != person.id
-            or persons.view(svc, person).name != name.strip()):
-        raise errors.IdentityMismatch()
+    card, person = cards.identify(session, svc, id_number=id_number, name=name, card_no=card_no)
     cards.settle(session, svc, card, now)
     cards.refuse_unless_usable(card.state)
     cards.verify_pin(session, svc, card, pin, now=now)
@@ -110,11 +104,11 @@ def bindings(session: Session, ecard: ECard) -> list[Binding]:
 
 def revoke_binding(session: Session, ecard: ECard, binding_public_id: str, *, reason: str,
                    actor: Actor, now: datetime) -> Binding:
-    """Revoke one of this e-card's bindings; its tokens stop working at once. Raises BindingNotFound."""
+    """Revoke one of this e-card's bindings; its tokens stop working at once. Raises `binding.not_found`."""
     binding = session.scalar(sa.select(Binding).where(Binding.public_id == binding_public_id,
                                                       Binding.ecard_id == ecard.id))
     if binding is None:
-        raise errors.BindingNotFound()
+        raise EcardError(Code.BINDING_NOT_FOUND)
     if binding.revoked_at is None:
         binding.revoked_at, binding.revoke_reason = now, reason
         session.add(Event(person_id=ecard.person_id, card_id=ecard.card_id, at=now,
@@ -156,21 +150,20 @@ def set_password(session: Session, svc: Services, ecard: ECard, *, new: Hashed, 
     checked against the card's PIN hash before the transaction. A change closes every channel's
     payment window and ends a lock.
 
-    Raises EcardPasswordWeak, ValidationFailed (the current password given where none is set),
-    WrongPin, PinLocked, EcardPasswordWrong, EcardPasswordLocked.
+    Raises `ecard.password_weak`, `validation.failed` (the current password given where none is
+    set), `pin.wrong`, `pin.locked`, `ecard.password_wrong`, `ecard.password_locked`.
     """
-    try:
-        cards.check_pin_strength(new.secret, ecard.person)
-    except errors.WeakPin as exc:
-        raise errors.EcardPasswordWeak(str(exc), errors={"password": exc.extra["errors"]["pin"]}) from exc
+    cards.check_pin_strength(new.secret, ecard.person, code=Code.ECARD_PASSWORD_WEAK, field="password")
     pin_hash = ecard.card.pin_hash
     if pin_hash is not None and svc.hasher.still_matches("pin", pin_hash, as_pin):  # its own, not a second PIN
-        raise errors.EcardPasswordWeak("the password must not be the PIN", errors={"password": ["the PIN"]})
+        raise EcardError(Code.ECARD_PASSWORD_WEAK, "the password must not be the PIN",
+                         errors={"password": ["the PIN"]})
     if pin is not None:
         cards.verify_pin(session, svc, ecard.card, pin, now=now)
     elif ecard.password_hash is None:
-        raise errors.ValidationFailed("no password is set yet: the first one is set with the PIN",
-                                      errors={"pin": ["required to set the first password"]})
+        raise EcardError(Code.VALIDATION_FAILED,
+                         "no password is set yet: the first one is set with the PIN",
+                         errors={"pin": ["required to set the first password"]})
     else:
         _check_password(session, svc, ecard, old, now=now)
     first = ecard.password_hash is None
@@ -198,13 +191,13 @@ def unlock_payments(session: Session, svc: Services, binding: Binding, password:
     """Open this channel's payment window with the e-card's password (R-45): codes that can pay
     are issued in it until the returned time (ECARD_PAYMENT_UNLOCK_TTL from now).
 
-    Raises EcardPasswordRequired (no password set yet), EcardPasswordWrong (with `tries_left`;
-    ECARD_ECARD_PASSWORD_MAX_TRIES wrong ones in a row lock it), EcardPasswordLocked (with
-    `retry_after`).
+    Raises `ecard.password_required` (no password set yet), `ecard.password_wrong` (with
+    `tries_left`; ECARD_ECARD_PASSWORD_MAX_TRIES wrong ones in a row lock it),
+    `ecard.password_locked` (with `retry_after`).
     """
     ecard = binding.ecard
     if ecard.password_hash is None:
-        raise errors.EcardPasswordRequired("set the electronic card's password first")
+        raise EcardError(Code.ECARD_PASSWORD_REQUIRED, "set the electronic card's password first")
     _check_password(session, svc, ecard, password, now=now)
     binding.unlocked_until = now + timedelta(seconds=svc.setting("PAYMENT_UNLOCK_TTL"))
     return binding.unlocked_until
@@ -217,30 +210,28 @@ def _check_password(session: Session, svc: Services, ecard: ECard, password: Che
     ECARD_ECARD_PASSWORD_MAX_TRIES locks it for ECARD_ECARD_PASSWORD_LOCK seconds, recorded in
     the holder's audit by the system."""
     if ecard.password_locked_until is not None and ecard.password_locked_until > now:
-        raise errors.EcardPasswordLocked(
+        raise EcardError(Code.ECARD_PASSWORD_LOCKED,
             retry_after=int((ecard.password_locked_until - now).total_seconds()) or 1)
     if password is not None and svc.hasher.still_matches(PASSWORD, ecard.password_hash, password):
         if ecard.password_failures:
             ecard.password_failures = 0
         return
-    limit = svc.setting("ECARD_PASSWORD_MAX_TRIES")
-    failures = storage.count_wrong_try(session, ECard.password_failures, ecard.id)
-    if failures >= limit:
-        # One conditional UPDATE: of parallel wrong tries, only the one that sets the lock records
-        # it; the count starts again when the lock ends.
-        lock = svc.setting("ECARD_PASSWORD_LOCK")
-        locked = session.execute(sa.update(ECard).where(
-            ECard.id == ecard.id,
-            sa.or_(ECard.password_locked_until.is_(None), ECard.password_locked_until <= now),
-        ).values(password_locked_until=now + timedelta(seconds=lock), password_failures=0))
-        session.refresh(ecard)
+    lock = svc.setting("ECARD_PASSWORD_LOCK")
+
+    def on_lock(failures: int) -> None:
         # A lock closes every channel's payment window, as a change does: whoever is guessing
         # must not keep paying on a window opened before.
         session.execute(sa.update(Binding).where(Binding.ecard_id == ecard.id).values(unlocked_until=None))
-        if locked.rowcount == 1:
-            session.add(Event(person_id=ecard.person_id, card_id=ecard.card_id, at=now,
-                              action="ecard_password_locked", actor_type=SYSTEM.type, actor_ref=SYSTEM.ref,
-                              channel=SYSTEM.channel, reason=f"{failures} wrong passwords in a row"))
-        raise errors.EcardPasswordLocked(retry_after=lock, commit_state=True)
-    session.refresh(ecard)
-    raise errors.EcardPasswordWrong(tries_left=limit - failures, commit_state=True)
+        session.add(Event(person_id=ecard.person_id, card_id=ecard.card_id, at=now,
+                          action="ecard_password_locked", actor_type=SYSTEM.type, actor_ref=SYSTEM.ref,
+                          channel=SYSTEM.channel, reason=f"{failures} wrong passwords in a row"))
+
+    wrong_tries.count(
+        session, ecard, ECard.password_failures, limit=svc.setting("ECARD_PASSWORD_MAX_TRIES"),
+        # a lock that has ended can be set again; the count starts again with each lock
+        unlocked=sa.or_(ECard.password_locked_until.is_(None), ECard.password_locked_until <= now),
+        lock={ECard.password_locked_until: now + timedelta(seconds=lock), ECard.password_failures: 0},
+        on_lock=on_lock,
+        wrong=lambda tries_left: EcardError(Code.ECARD_PASSWORD_WRONG, tries_left=tries_left,
+                                            commit_state=True),
+        locked=lambda: EcardError(Code.ECARD_PASSWORD_LOCKED, retry_after=lock, commit_state=True))

@@ -1,717 +1,230 @@
-"""One error tree. Every class names a condition and carries, as class attributes, a stable
-`code`, an HTTP status and titles in zh-CN and en; `ecard.api.problems` turns any of them into an
-RFC 9457 document. The codes are the API's contract (docs/api.md): never change one.
+"""Every code the API answers with, as one table: a problem's `Code`, with its HTTP status and
+titles in zh-CN and en, and a refused scan's `Reason`. The codes are the API's contract
+(docs/api.md): never change one.
 
-Domain functions raise these; they never build HTTP responses. Two are raised only by
-`ecard.api.problems`: `HttpError`, for a status werkzeug raises that has no class here (its
-instance carries the status, and the code `http.<status>`), and `Internal`, for an unexpected
-exception.
+Domain functions raise `EcardError(Code.X, detail, **extra)`; they never build HTTP responses.
+`ecard.api.problems` turns one into an RFC 9457 document with the code's status and titles,
+and answers a status werkzeug raises that has no code here as `http.<status>`.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 
+class Code(StrEnum):
+    """A problem's stable `code`, with its HTTP `status`, `title_zh` and `title_en`. A member's
+    name is its code in capitals, dots made underscores."""
+
+    status: int
+    title_zh: str
+    title_en: str
+
+    def __new__(cls, code: str, status: int, title_zh: str, title_en: str) -> Code:
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.status, member.title_zh, member.title_en = status, title_zh, title_en
+        return member
+
+    # --- the request ------------------------------------------------------------------------------
+    # data that breaks a rule: its schema, a NUL character, a body where none is taken
+    VALIDATION_FAILED = "validation.failed", 422, "请求数据不合法", "Invalid request data"
+    # a wrong format, check character or date, or a birth date in the future
+    VALIDATION_ID_NUMBER = "validation.id_number", 422, "身份证号码不合法", "Invalid ID number"
+    # a card number's format only, never whether the card exists
+    VALIDATION_CARD_NO = "validation.card_no", 422, "社会保障卡卡号不合法", "Invalid card number"
+    # a body that does not parse, and any other 400 werkzeug raises
+    REQUEST_MALFORMED_JSON = ("request.malformed_json", 400, "请求体不是合法的 JSON",
+                              "The request body is not valid JSON")
+    # a body sent as anything but application/json, and any other 415 werkzeug raises
+    REQUEST_UNSUPPORTED_MEDIA_TYPE = ("request.unsupported_media_type", 415, "不支持的内容类型",
+                                      "Unsupported media type")
+    REQUEST_TOO_LARGE = "request.too_large", 413, "请求体过大", "Request body too large"
+    # gunicorn's own refusals, before the app (ecard.api.worker); a broken chunked body also in ecard.api.edge
+    REQUEST_MALFORMED = "request.malformed", 400, "请求格式错误", "Malformed HTTP request"
+    REQUEST_MALFORMED_BODY = ("request.malformed_body", 400, "请求体编码错误",
+                              "The request body's transfer encoding is malformed")
+    REQUEST_URI_TOO_LONG = "request.uri_too_long", 414, "请求地址过长", "URI too long"
+    REQUEST_HEADERS_TOO_LARGE = "request.headers_too_large", 431, "请求头过大", "Request header fields too large"
+    # werkzeug's 404 and 405: no route for the URL, or not for this method
+    NOT_FOUND = "not_found", 404, "资源不存在", "Not found"
+    METHOD_NOT_ALLOWED = "method_not_allowed", 405, "不支持的请求方法", "Method not allowed"
+    # an Idempotency-Key used in its scope for another request; or whose first request has no
+    # stored answer (yet, or was not kept)
+    IDEMPOTENCY_MISMATCH = ("idempotency.mismatch", 422, "幂等键已用于不同的请求",
+                            "Idempotency key reused with a different request")
+    IDEMPOTENCY_IN_PROGRESS = ("idempotency.in_progress", 409, "相同幂等键的请求正在处理",
+                               "A request with this idempotency key is in progress")
+    # `retry_after` becomes the Retry-After header
+    RATE_LIMITED = "rate_limited", 429, "请求过于频繁", "Too many requests"
+    # the database is unreachable or a statement failed; answered with Retry-After
+    SERVICE_UNAVAILABLE = "service.unavailable", 503, "服务暂不可用", "Service temporarily unavailable"
+    # an unexpected exception: the log has the traceback, the client only this
+    INTERNAL = "internal", 500, "服务内部错误", "Internal error"
+
+    # --- auth -------------------------------------------------------------------------------------
+    # a token that does not verify, is of the wrong type or names no known principal type
+    AUTH_INVALID_TOKEN = "auth.invalid_token", 401, "身份凭证无效", "Invalid token"
+    AUTH_MISSING = "auth.missing", 401, "缺少身份凭证", "Missing credentials"
+    AUTH_TOKEN_EXPIRED = "auth.token_expired", 401, "身份凭证已过期", "Token expired"
+    # a token whose session ended (logout, refresh token reuse) or whose principal is gone
+    AUTH_TOKEN_REVOKED = "auth.token_revoked", 401, "身份凭证已失效", "Token revoked"
+    # a wrong operator or terminal name or secret, or an inactive account (which is not said)
+    AUTH_BAD_CREDENTIALS = "auth.bad_credentials", 401, "用户名或密码错误", "Wrong credentials"
+    # a token of another kind of principal (holder, operator, terminal) than the route takes
+    AUTH_WRONG_PRINCIPAL = "auth.wrong_principal", 403, "无权访问", "This kind of account may not do this"
+    AUTH_FORBIDDEN = "auth.forbidden", 403, "无权访问", "Forbidden"  # not raised; reserved in the contract
+
+    # --- persons ----------------------------------------------------------------------------------
+    PERSON_NOT_FOUND = "person.not_found", 404, "人员不存在", "Person not found"
+    PERSON_EXISTS = "person.exists", 409, "该身份证号码已登记", "Person already registered"
+    RELATION_EXISTS = "relation.exists", 409, "亲属关系已登记", "Relation already recorded"
+    # a person as their own relative, or ages the wrong way round
+    RELATION_INVALID = "relation.invalid", 422, "亲属关系不合法", "Invalid relation"
+
+    # --- cards ------------------------------------------------------------------------------------
+    CARD_NOT_FOUND = "card.not_found", 404, "社会保障卡不存在", "Card not found"
+    # applying for a card (or a temporary one) for a person who holds a usable one; `card_no`
+    CARD_EXISTS = "card.exists", 409, "该人员已有有效社会保障卡", "The person already has a live card"
+    # an operation the card's status does not allow (issue, report lost, unhang, replace ...)
+    CARD_BAD_STATE = "card.bad_state", 409, "社会保障卡状态不允许此操作", "The card's state does not allow this"
+    # why a card cannot be used (`cards.unusable_reason`); a replaced one names `successor_card_no`
+    CARD_LOST = "card.lost", 409, "社会保障卡已挂失", "The card is reported lost"
+    CARD_FROZEN = "card.frozen", 409, "社会保障卡已冻结", "The card is frozen"
+    CARD_CANCELLED = "card.cancelled", 409, "社会保障卡已注销", "The card is cancelled"
+    CARD_EXPIRED = "card.expired", 409, "社会保障卡已过期", "The card has expired"
+    CARD_REPLACED = "card.replaced", 409, "社会保障卡已补换", "The card was replaced by a new one"
+    CARD_NOT_ISSUED = "card.not_issued", 409, "社会保障卡尚未发放", "The card has not been issued"
+    CARD_REISSUE_REQUIRES_FORMAL_LOSS = ("card.reissue_requires_formal_loss", 409, "补领前须先办理正式挂失",
+                                         "A reissue needs a formal loss report first")
+    # withdrawing a loss after a reissue, or a formal loss anywhere but a service window
+    CARD_UNHANG_REFUSED = "card.unhang_refused", 409, "该挂失不能解除", "This loss report cannot be withdrawn"
+
+    # --- PIN --------------------------------------------------------------------------------------
+    # not 6 digits, one repeated digit, a straight run or the birth date
+    PIN_WEAK = "pin.weak", 422, "密码过于简单", "The PIN is too weak"
+    # the failure is kept (`commit_state`); `tries_left`
+    PIN_WRONG = "pin.wrong", 401, "密码错误", "Wrong PIN"
+    PIN_LOCKED = "pin.locked", 423, "密码已锁定，请到服务网点解锁", "The PIN is locked; unlock it at a service window"
+
+    # --- electronic card --------------------------------------------------------------------------
+    # no code is issued while the card behind the e-card is unusable; `reason` is that card's code
+    ECARD_SUSPENDED = "ecard.suspended", 409, "电子社保卡已暂停使用", "The electronic card is suspended"
+    ECARD_NOT_FOUND = "ecard.not_found", 404, "电子社保卡不存在", "Electronic card not found"  # reserved
+    # not 6 digits, or one the PIN rules refuse (R-31, R-45)
+    ECARD_PASSWORD_WEAK = ("ecard.password_weak", 422, "电子社保卡密码过于简单",
+                           "The electronic card password is too weak")
+    # a code that can pay needs this channel's payment window open, or a password set first (R-45)
+    ECARD_PASSWORD_REQUIRED = ("ecard.password_required", 403, "请先输入电子社保卡密码",
+                               "Enter the electronic card password first")
+    # the failure is kept (`commit_state`); `tries_left` before the lock
+    ECARD_PASSWORD_WRONG = "ecard.password_wrong", 403, "电子社保卡密码错误", "Wrong electronic card password"
+    # locked for `retry_after` seconds (the Retry-After header); the PIN sets a new one meanwhile
+    ECARD_PASSWORD_LOCKED = ("ecard.password_locked", 423, "电子社保卡密码已锁定",
+                             "The electronic card password is locked")
+    # ID number, name and card number do not name one card (an unknown card number too)
+    ECARD_IDENTITY_MISMATCH = ("ecard.identity_mismatch", 401, "身份信息与社会保障卡不符",
+                               "The identity does not match the card")
+    BINDING_NOT_FOUND = "binding.not_found", 404, "渠道绑定不存在", "Channel binding not found"
+
+    # --- merchants and operators ------------------------------------------------------------------
+    MERCHANT_NOT_FOUND = "merchant.not_found", 404, "商户不存在", "Merchant not found"
+    TERMINAL_NOT_FOUND = "terminal.not_found", 404, "终端不存在", "Terminal not found"
+    TERMINAL_NOT_OFFLINE_CAPABLE = ("terminal.not_offline_capable", 403, "该终端未登记为离线终端",
+                                    "This terminal is not registered to upload offline records")
+    OPERATOR_EXISTS = "operator.exists", 409, "操作员已存在", "Operator already exists"
+
+    # --- family proxies ---------------------------------------------------------------------------
+    # a family binding that does not exist or that the caller is not party to
+    PROXY_NOT_FOUND = "proxy.not_found", 404, "亲情绑定不存在", "Family binding not found"
+    PROXY_EXISTS = "proxy.exists", 409, "已绑定该亲属", "Already bound to this relative"
+    # binding a minor without being their parent, grandparent or guardian on record
+    PROXY_RELATION_REQUIRED = ("proxy.relation_required", 403, "未登记符合条件的亲属关系",
+                               "No qualifying family relation on record")
+    # `end_reason` says why
+    PROXY_ENDED = "proxy.ended", 409, "亲情绑定已结束", "The family binding has ended"
+    # `limit` is ECARD_MAX_DEPENDANTS, ECARD_MAX_PROXIES
+    PROXY_TOO_MANY_DEPENDANTS = ("proxy.too_many_dependants", 409, "代管人数已达上限",
+                                 "This relative already manages the most dependants allowed")
+    PROXY_TOO_MANY_PROXIES = ("proxy.too_many_proxies", 409, "该人员的代管亲属已达上限",
+                              "This person already has the most proxies allowed")
+    # an adult is bound with their consent code, made by them, within its lifetime, used once
+    CONSENT_REQUIRED = "consent.required", 422, "绑定成年人须提供其授权码", "Binding an adult needs their consent code"
+    CONSENT_INVALID = "consent.invalid", 422, "授权码无效", "Invalid consent code"
+    CONSENT_EXPIRED = "consent.expired", 422, "授权码已过期", "The consent code has expired"
+    CONSENT_USED = "consent.used", 422, "授权码已使用", "The consent code was already used"
+    PROXY_SELF = "proxy.self", 422, "不能绑定本人", "You cannot be your own proxy"
+    # the proxy holds no usable card of their own; `reason` is that card's code
+    PROXY_OWN_CARD_UNUSABLE = ("proxy.own_card_unusable", 403,
+                               "您本人的社会保障卡当前不可用，不能代办亲属业务",
+                               "Your own card is not usable, so you cannot act for a relative")
+    # a minor's own binding ends at 16, or at a service window
+    PROXY_MINOR_CANNOT_REVOKE = ("proxy.minor_cannot_revoke", 403,
+                                 "未成年人的亲情绑定满16周岁自动解除，或到服务网点解除",
+                                 "A minor's family binding ends at 16, or at a service window")
+
+    # --- chip -------------------------------------------------------------------------------------
+    CHIP_KEYS_MISSING = "chip.keys_missing", 409, "该卡尚未个人化", "The card has not been personalized"  # reserved
+
+
+class Reason(StrEnum):
+    """Why a scan was refused: the `reason` of a decision, stored with it and shown in usage."""
+
+    # the code itself (the first eight are `qr`'s own errors' codes)
+    QR_MALFORMED = "qr.malformed"
+    QR_BAD_SIGNATURE = "qr.bad_signature"  # also: an offline phone code of no live binding
+    QR_EXPIRED = "qr.expired"
+    QR_NOT_YET_VALID = "qr.not_yet_valid"
+    QR_WRONG_SCENE = "qr.wrong_scene"
+    QR_UNKNOWN_KEY = "qr.unknown_key"
+    QR_TOTP_INVALID = "qr.totp_invalid"
+    QR_REPLAYED = "qr.replayed"
+    QR_SCENE_REQUIRED = "qr.scene_required"
+    QR_IDENTITY_CODE_REQUIRED = "qr.identity_code_required"
+    QR_TOO_MANY_ATTEMPTS = "qr.too_many_attempts"
+    # the card (`cards.unusable_reason`), the family binding and the e-card's password (R-45: an
+    # offline phone code cannot pay past it): the problems' own codes, so a client reads one word
+    CARD_LOST = Code.CARD_LOST
+    CARD_FROZEN = Code.CARD_FROZEN
+    CARD_CANCELLED = Code.CARD_CANCELLED
+    CARD_EXPIRED = Code.CARD_EXPIRED
+    CARD_REPLACED = Code.CARD_REPLACED
+    CARD_NOT_ISSUED = Code.CARD_NOT_ISSUED
+    PROXY_ENDED = Code.PROXY_ENDED
+    PROXY_OWN_CARD_UNUSABLE = Code.PROXY_OWN_CARD_UNUSABLE
+    ECARD_PASSWORD_REQUIRED = Code.ECARD_PASSWORD_REQUIRED
+    # offline records
+    OFFLINE_BAD_SCAN_TIME = "offline.bad_scan_time"
+    OFFLINE_JUDGED_ONLINE = "offline.judged_online"
+    # chip reads
+    CHIP_BAD_CHALLENGE = "chip.bad_challenge"
+    CHIP_WRONG_SCENE = "chip.wrong_scene"
+    CHIP_SCENE_REQUIRED = "chip.scene_required"
+    CHIP_UNKNOWN_CARD = "chip.unknown_card"
+    CHIP_BAD_CRYPTOGRAM = "chip.bad_cryptogram"
+    CHIP_REPLAYED = "chip.replayed"
+    CHIP_PIN_REQUIRED = "chip.pin_required"
+
+
 class EcardError(Exception):
-    """Base of every error the API answers with a problem document; not raised itself."""
+    """A refusal: its `code` (status and titles from the table), a `detail` in en and optionally
+    zh-CN, and `extra` problem members (`errors`, `tries_left`, `reason`, `retry_after` ...).
+    `commit_state` asks for the state changed before the refusal to be kept (a wrong PIN counts)."""
 
-    # Class attributes, read through the instance; only HttpError sets them per instance.
-    code: str = "error"
-    status: int = 400
-    title_zh: str = "请求错误"
-    title_en: str = "Bad request"
-
-    def __init__(self, detail_en: str | None = None, detail_zh: str | None = None,
+    def __init__(self, code: Code, detail: str | None = None, detail_zh: str | None = None,
                  **extra: Any) -> None:
-        super().__init__(detail_en or self.title_en)
-        self.detail_en = detail_en
+        super().__init__(detail or code.title_en)
+        self.code = code
+        self.detail = detail
         self.detail_zh = detail_zh
-        # True when the state changed before the refusal must be kept (a wrong PIN counts).
         self.commit_state = bool(extra.pop("commit_state", False))
-        self.extra = extra  # extra problem members, e.g. `errors` or `tries_left`
+        self.extra = extra
 
 
-# --- request and validation -------------------------------------------------------------------
-class ValidationFailed(EcardError):
-    """Request data that breaks a rule (its schema, a NUL character, a body where none is taken)."""
+class TokenRevoked(EcardError):
+    """`auth.token_revoked`, a class of its own because `auth.use_refresh_token` catches it, to
+    tell a reused refresh token (which ends its whole session) from one whose session had ended."""
 
-    code = "validation.failed"
-    status = 422
-    title_zh = "请求数据不合法"
-    title_en = "Invalid request data"
-
-
-class InvalidIdNumber(ValidationFailed):
-    """An ID number with a wrong format, check character or date, or a birth date in the future."""
-
-    code = "validation.id_number"
-    status = 422
-    title_zh = "身份证号码不合法"
-    title_en = "Invalid ID number"
-
-
-class InvalidCardNo(ValidationFailed):
-    """A card number whose format is wrong (its format only, never whether the card exists)."""
-
-    code = "validation.card_no"
-    status = 422
-    title_zh = "社会保障卡卡号不合法"
-    title_en = "Invalid card number"
-
-
-class MalformedJson(EcardError):
-    """A JSON body that does not parse, and any other 400 werkzeug raises."""
-
-    code = "request.malformed_json"
-    status = 400
-    title_zh = "请求体不是合法的 JSON"
-    title_en = "The request body is not valid JSON"
-
-
-class UnsupportedMediaType(EcardError):
-    """A body sent as anything but application/json, and any other 415 werkzeug raises."""
-
-    code = "request.unsupported_media_type"
-    status = 415
-    title_zh = "不支持的内容类型"
-    title_en = "Unsupported media type"
-
-
-class BodyTooLarge(EcardError):
-    """A body over MAX_CONTENT_LENGTH (werkzeug's 413)."""
-
-    code = "request.too_large"
-    status = 413
-    title_zh = "请求体过大"
-    title_en = "Request body too large"
-
-
-class MalformedRequest(EcardError):
-    """A request line or header gunicorn cannot parse, refused before the app (ecard.api.worker)."""
-
-    code = "request.malformed"
-    status = 400
-    title_zh = "请求格式错误"
-    title_en = "Malformed HTTP request"
-
-
-class MalformedBody(EcardError):
-    """A chunked body whose encoding is broken or cut short (ecard.api.edge, ecard.api.worker)."""
-
-    code = "request.malformed_body"
-    status = 400
-    title_zh = "请求体编码错误"
-    title_en = "The request body's transfer encoding is malformed"
-
-
-class UriTooLong(EcardError):
-    """A request line over gunicorn's limit_request_line, refused before the app (ecard.api.worker)."""
-
-    code = "request.uri_too_long"
-    status = 414
-    title_zh = "请求地址过长"
-    title_en = "URI too long"
-
-
-class HeadersTooLarge(EcardError):
-    """Header fields over gunicorn's limits, refused before the app (ecard.api.worker)."""
-
-    code = "request.headers_too_large"
-    status = 431
-    title_zh = "请求头过大"
-    title_en = "Request header fields too large"
-
-
-class NotFound(EcardError):
-    """No route matches the URL (werkzeug's 404)."""
-
-    code = "not_found"
-    status = 404
-    title_zh = "资源不存在"
-    title_en = "Not found"
-
-
-class MethodNotAllowed(EcardError):
-    """The route exists, but not for this method (werkzeug's 405)."""
-
-    code = "method_not_allowed"
-    status = 405
-    title_zh = "不支持的请求方法"
-    title_en = "Method not allowed"
-
-
-class IdempotencyMismatch(EcardError):
-    """An Idempotency-Key already used in this scope for a different request."""
-
-    code = "idempotency.mismatch"
-    status = 422
-    title_zh = "幂等键已用于不同的请求"
-    title_en = "Idempotency key reused with a different request"
-
-
-class IdempotencyInProgress(EcardError):
-    """An Idempotency-Key whose first request has no stored answer (yet, or was not kept)."""
-
-    code = "idempotency.in_progress"
-    status = 409
-    title_zh = "相同幂等键的请求正在处理"
-    title_en = "A request with this idempotency key is in progress"
-
-
-class RateLimited(EcardError):
-    """A limit of ecard.api.limits is reached; `retry_after` becomes the Retry-After header."""
-
-    code = "rate_limited"
-    status = 429
-    title_zh = "请求过于频繁"
-    title_en = "Too many requests"
-
-
-class Unavailable(EcardError):
-    """The database is unreachable or a statement failed; answered with Retry-After."""
-
-    code = "service.unavailable"
-    status = 503
-    title_zh = "服务暂不可用"
-    title_en = "Service temporarily unavailable"
-
-
-class HttpError(EcardError):
-    """An HTTP error werkzeug raised that has no class here; the instance carries its status."""
-
-    # Placeholders: an instance answers with `http.<status>` and werkzeug's name as both titles.
-    code = "http.error"
-    status = 500
-    title_zh = "HTTP 错误"
-    title_en = "HTTP error"
-
-    def __init__(self, status: int, title: str) -> None:
-        self.code = f"http.{status}"
-        self.status = status
-        self.title_zh = self.title_en = title
-        super().__init__()
-
-
-class Internal(EcardError):
-    """An unexpected exception: the log has the traceback, the client only this."""
-
-    code = "internal"
-    status = 500
-    title_zh = "服务内部错误"
-    title_en = "Internal error"
-
-
-# --- auth ---------------------------------------------------------------------------------------
-class AuthError(EcardError):
-    """A bearer token that does not verify, is of the wrong type or names no known principal type."""
-
-    code = "auth.invalid_token"
-    status = 401
-    title_zh = "身份凭证无效"
-    title_en = "Invalid token"
-
-
-class AuthMissing(AuthError):
-    """No `Authorization: Bearer` token on a route that needs one."""
-
-    code = "auth.missing"
-    status = 401
-    title_zh = "缺少身份凭证"
-    title_en = "Missing credentials"
-
-
-class TokenExpired(AuthError):
-    """A token past its `exp` (plus the leeway)."""
-
-    code = "auth.token_expired"
-    status = 401
-    title_zh = "身份凭证已过期"
-    title_en = "Token expired"
-
-
-class TokenRevoked(AuthError):
-    """A token whose session ended (logout, refresh token reuse) or whose principal is gone."""
-
-    code = "auth.token_revoked"
-    status = 401
-    title_zh = "身份凭证已失效"
-    title_en = "Token revoked"
-
-
-class BadCredentials(AuthError):
-    """A wrong operator or terminal name or secret, or an inactive account (which is not said)."""
-
-    code = "auth.bad_credentials"
-    status = 401
-    title_zh = "用户名或密码错误"
-    title_en = "Wrong credentials"
-
-
-class WrongPrincipal(AuthError):
-    """A token of another kind of principal (holder, operator, terminal) than the route takes."""
-
-    code = "auth.wrong_principal"
-    status = 403
-    title_zh = "无权访问"
-    title_en = "This kind of account may not do this"
-
-
-class Forbidden(AuthError):
-    """Not raised at present; its code stays reserved in the contract."""
-
-    code = "auth.forbidden"
-    status = 403
-    title_zh = "无权访问"
-    title_en = "Forbidden"
-
-
-# --- persons ------------------------------------------------------------------------------------
-class PersonError(EcardError):
-    """Base of the person and relation errors; not raised itself."""
-
-    code = "person.error"
-    status = 409
-    title_zh = "人员信息错误"
-    title_en = "Person error"
-
-
-class PersonNotFound(PersonError):
-    """No person with this id."""
-
-    code = "person.not_found"
-    status = 404
-    title_zh = "人员不存在"
-    title_en = "Person not found"
-
-
-class PersonExists(PersonError):
-    """Registering an ID number that is already registered."""
-
-    code = "person.exists"
-    status = 409
-    title_zh = "该身份证号码已登记"
-    title_en = "Person already registered"
-
-
-class RelationExists(PersonError):
-    """Recording a family relation that is already on record."""
-
-    code = "relation.exists"
-    status = 409
-    title_zh = "亲属关系已登记"
-    title_en = "Relation already recorded"
-
-
-class RelationInvalid(PersonError):
-    """A relation that cannot be: a person to themself, or ages the wrong way round."""
-
-    code = "relation.invalid"
-    status = 422
-    title_zh = "亲属关系不合法"
-    title_en = "Invalid relation"
-
-
-# --- cards --------------------------------------------------------------------------------------
-class CardError(EcardError):
-    """Base of the card errors (`cards.unusable_reason` returns their codes); not raised itself."""
-
-    code = "card.error"
-    status = 409
-    title_zh = "社会保障卡状态不允许此操作"
-    title_en = "The card's state does not allow this"
-
-
-class CardNotFound(CardError):
-    """No card with this card number."""
-
-    code = "card.not_found"
-    status = 404
-    title_zh = "社会保障卡不存在"
-    title_en = "Card not found"
-
-
-class CardExists(CardError):
-    """Applying for a card (or a temporary one) for a person who holds a usable one."""
-
-    code = "card.exists"
-    status = 409
-    title_zh = "该人员已有有效社会保障卡"
-    title_en = "The person already has a live card"
-
-
-class CardBadState(CardError):
-    """An operation the card's status does not allow (issue, report lost, unhang, replace ...)."""
-
-    code = "card.bad_state"
-    status = 409
-    title_zh = "社会保障卡状态不允许此操作"
-    title_en = "The card's state does not allow this"
-
-
-class CardLost(CardError):
-    """The card is reported lost, temporarily or formally."""
-
-    code = "card.lost"
-    status = 409
-    title_zh = "社会保障卡已挂失"
-    title_en = "The card is reported lost"
-
-
-class CardFrozen(CardError):
-    """The card is frozen."""
-
-    code = "card.frozen"
-    status = 409
-    title_zh = "社会保障卡已冻结"
-    title_en = "The card is frozen"
-
-
-class CardCancelled(CardError):
-    """The card is cancelled."""
-
-    code = "card.cancelled"
-    status = 409
-    title_zh = "社会保障卡已注销"
-    title_en = "The card is cancelled"
-
-
-class CardExpired(CardError):
-    """The card has expired."""
-
-    code = "card.expired"
-    status = 409
-    title_zh = "社会保障卡已过期"
-    title_en = "The card has expired"
-
-
-class CardReplaced(CardError):
-    """The card was reissued or replaced; `successor_card_no` names the new one."""
-
-    code = "card.replaced"
-    status = 409
-    title_zh = "社会保障卡已补换"
-    title_en = "The card was replaced by a new one"
-
-
-class CardNotIssued(CardError):
-    """The card is applied for but not issued yet (so not usable, nor to be personalized)."""
-
-    code = "card.not_issued"
-    status = 409
-    title_zh = "社会保障卡尚未发放"
-    title_en = "The card has not been issued"
-
-
-class ReissueRefused(CardError):
-    """A reissue of a card that is not formally reported lost."""
-
-    code = "card.reissue_requires_formal_loss"
-    status = 409
-    title_zh = "补领前须先办理正式挂失"
-    title_en = "A reissue needs a formal loss report first"
-
-
-class UnhangRefused(CardError):
-    """Withdrawing a loss after a reissue, or a formal loss anywhere but a service window."""
-
-    code = "card.unhang_refused"
-    status = 409
-    title_zh = "该挂失不能解除"
-    title_en = "This loss report cannot be withdrawn"
-
-
-# --- PIN ----------------------------------------------------------------------------------------
-class PinError(EcardError):
-    """Base of the PIN errors; not raised itself."""
-
-    code = "pin.error"
-    status = 422
-    title_zh = "密码错误"
-    title_en = "PIN error"
-
-
-class WeakPin(PinError):
-    """A new PIN that is not 6 digits, or is one repeated digit, a straight run or the birth date."""
-
-    code = "pin.weak"
-    status = 422
-    title_zh = "密码过于简单"
-    title_en = "The PIN is too weak"
-
-
-class WrongPin(PinError):
-    """A wrong PIN; the failure is kept (`commit_state`) and `tries_left` says how many remain."""
-
-    code = "pin.wrong"
-    status = 401
-    title_zh = "密码错误"
-    title_en = "Wrong PIN"
-
-
-class PinLocked(PinError):
-    """Too many wrong PINs in a row: the PIN is locked until unlocked at a service window."""
-
-    code = "pin.locked"
-    status = 423
-    title_zh = "密码已锁定，请到服务网点解锁"
-    title_en = "The PIN is locked; unlock it at a service window"
-
-
-# --- electronic card ----------------------------------------------------------------------------
-class EcardStateError(EcardError):
-    """Base of the electronic card errors; not raised itself."""
-
-    code = "ecard.error"
-    status = 409
-    title_zh = "电子社保卡状态错误"
-    title_en = "Electronic card error"
-
-
-class EcardSuspended(EcardStateError):
-    """No code is issued: the card behind the e-card is unusable; `reason` is that card's code."""
-
-    code = "ecard.suspended"
-    status = 409
-    title_zh = "电子社保卡已暂停使用"
-    title_en = "The electronic card is suspended"
-
-
-class EcardNotFound(EcardStateError):
-    """Not raised at present; its code stays reserved in the contract."""
-
-    code = "ecard.not_found"
-    status = 404
-    title_zh = "电子社保卡不存在"
-    title_en = "Electronic card not found"
-
-
-class EcardPasswordWeak(EcardStateError):
-    """A new e-card password that is not 6 digits, or is one the PIN rules refuse (R-31, R-45)."""
-
-    code = "ecard.password_weak"
-    status = 422
-    title_zh = "电子社保卡密码过于简单"
-    title_en = "The electronic card password is too weak"
-
-
-class EcardPasswordRequired(EcardStateError):
-    """A code that can pay (clinic, or universal) needs this channel's payment window open
-    (`POST /me/ecard/unlock`), or a password set first where one is required (R-45)."""
-
-    code = "ecard.password_required"
-    status = 403
-    title_zh = "请先输入电子社保卡密码"
-    title_en = "Enter the electronic card password first"
-
-
-class EcardPasswordWrong(EcardStateError):
-    """A wrong e-card password; the failure is kept (`commit_state`), `tries_left` says how many
-    remain before the lock."""
-
-    code = "ecard.password_wrong"
-    status = 403
-    title_zh = "电子社保卡密码错误"
-    title_en = "Wrong electronic card password"
-
-
-class EcardPasswordLocked(EcardStateError):
-    """Too many wrong e-card passwords in a row: locked until `retry_after` seconds from now (the
-    Retry-After header); the PIN sets a new one meanwhile."""
-
-    code = "ecard.password_locked"
-    status = 423
-    title_zh = "电子社保卡密码已锁定"
-    title_en = "The electronic card password is locked"
-
-
-class IdentityMismatch(EcardStateError):
-    """ID number, name and card number do not name one card (an unknown card number too)."""
-
-    code = "ecard.identity_mismatch"
-    status = 401
-    title_zh = "身份信息与社会保障卡不符"
-    title_en = "The identity does not match the card"
-
-
-class BindingNotFound(EcardStateError):
-    """Revoking a channel binding this e-card does not have."""
-
-    code = "binding.not_found"
-    status = 404
-    title_zh = "渠道绑定不存在"
-    title_en = "Channel binding not found"
-
-
-# --- merchants ----------------------------------------------------------------------------------
-class MerchantNotFound(EcardError):
-    """No merchant with this id."""
-
-    code = "merchant.not_found"
-    status = 404
-    title_zh = "商户不存在"
-    title_en = "Merchant not found"
-
-
-class TerminalNotFound(EcardError):
-    """No terminal with this id at this merchant."""
-
-    code = "terminal.not_found"
-    status = 404
-    title_zh = "终端不存在"
-    title_en = "Terminal not found"
-
-
-class TerminalNotOfflineCapable(AuthError):
-    """Offline records uploaded by a terminal not registered as offline-capable."""
-
-    code = "terminal.not_offline_capable"
-    status = 403
-    title_zh = "该终端未登记为离线终端"
-    title_en = "This terminal is not registered to upload offline records"
-
-
-class OperatorExists(EcardError):
-    """Creating an operator whose name is taken."""
-
-    code = "operator.exists"
-    status = 409
-    title_zh = "操作员已存在"
-    title_en = "Operator already exists"
-
-
-# --- family proxies -----------------------------------------------------------------------------
-class ProxyError(EcardError):
-    """Base of the family proxy errors; not raised itself."""
-
-    code = "proxy.error"
-    status = 409
-    title_zh = "亲情服务错误"
-    title_en = "Family proxy error"
-
-
-class ProxyNotFound(ProxyError):
-    """A family binding that does not exist or that the caller is not party to."""
-
-    code = "proxy.not_found"
-    status = 404
-    title_zh = "亲情绑定不存在"
-    title_en = "Family binding not found"
-
-
-class ProxyExists(ProxyError):
-    """Binding a relative the proxy is already bound to."""
-
-    code = "proxy.exists"
-    status = 409
-    title_zh = "已绑定该亲属"
-    title_en = "Already bound to this relative"
-
-
-class ProxyNotAllowed(ProxyError):
-    """Binding a minor without being their parent, grandparent or guardian on record."""
-
-    code = "proxy.relation_required"
-    status = 403
-    title_zh = "未登记符合条件的亲属关系"
-    title_en = "No qualifying family relation on record"
-
-
-class ProxyEnded(ProxyError):
-    """Acting through a family binding that has ended; `end_reason` says why."""
-
-    code = "proxy.ended"
-    status = 409
-    title_zh = "亲情绑定已结束"
-    title_en = "The family binding has ended"
-
-
-class TooManyDependants(ProxyError):
-    """The proxy already manages `limit` dependants (ECARD_MAX_DEPENDANTS)."""
-
-    code = "proxy.too_many_dependants"
-    status = 409
-    title_zh = "代管人数已达上限"
-    title_en = "This relative already manages the most dependants allowed"
-
-
-class TooManyProxies(ProxyError):
-    """The dependant already has `limit` proxies (ECARD_MAX_PROXIES)."""
-
-    code = "proxy.too_many_proxies"
-    status = 409
-    title_zh = "该人员的代管亲属已达上限"
-    title_en = "This person already has the most proxies allowed"
-
-
-class ConsentRequired(ProxyError):
-    """Binding an adult without their consent code."""
-
-    code = "consent.required"
-    status = 422
-    title_zh = "绑定成年人须提供其授权码"
-    title_en = "Binding an adult needs their consent code"
-
-
-class ConsentInvalid(ProxyError):
-    """A consent code that is not one the adult being bound made."""
-
-    code = "consent.invalid"
-    status = 422
-    title_zh = "授权码无效"
-    title_en = "Invalid consent code"
-
-
-class ConsentExpired(ProxyError):
-    """A consent code past its lifetime (ECARD_CONSENT_CODE_TTL)."""
-
-    code = "consent.expired"
-    status = 422
-    title_zh = "授权码已过期"
-    title_en = "The consent code has expired"
-
-
-class ConsentUsed(ProxyError):
-    """A consent code already used (each is used once)."""
-
-    code = "consent.used"
-    status = 422
-    title_zh = "授权码已使用"
-    title_en = "The consent code was already used"
-
-
-class SelfBinding(ProxyError):
-    """Binding oneself as one's own dependant."""
-
-    code = "proxy.self"
-    status = 422
-    title_zh = "不能绑定本人"
-    title_en = "You cannot be your own proxy"
-
-
-class ProxyCardUnusable(ProxyError):
-    """The proxy holds no usable card of their own; `reason` is that card's code."""
-
-    code = "proxy.own_card_unusable"
-    status = 403
-    title_zh = "您本人的社会保障卡当前不可用，不能代办亲属业务"
-    title_en = "Your own card is not usable, so you cannot act for a relative"
-
-
-class MinorCannotRevoke(ProxyError):
-    """A minor revoking their own family binding: it ends at 16, or at a service window."""
-
-    code = "proxy.minor_cannot_revoke"
-    status = 403
-    title_zh = "未成年人的亲情绑定满16周岁自动解除，或到服务网点解除"
-    title_en = "A minor's family binding ends at 16, or at a service window"
-
-
-# --- chip ---------------------------------------------------------------------------------------
-class ChipKeysMissing(EcardError):
-    """Not raised at present; its code stays reserved in the contract."""
-
-    code = "chip.keys_missing"
-    status = 409
-    title_zh = "该卡尚未个人化"
-    title_en = "The card has not been personalized"
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(Code.AUTH_TOKEN_REVOKED, detail, **extra)

@@ -3,10 +3,10 @@
 A 6-digit PIN has a million values; a slow hash alone would fall to an offline search of a
 stolen database. The pepper lives outside the database, so the hashes are useless without it.
 
-argon2 costs about 200 ms at the production cost, and on SQLite a writing transaction holds the
-instance's one write lock: every scan would wait through a hash made inside it. So a route hashes
-in an explicit step before its transaction begins (`Hasher.new`, `Hasher.check`) and hands the
-result to the domain function, which stores it or acts on it (`Hasher.still_matches`).
+argon2 is slow on purpose, and on SQLite a writing transaction holds the instance's one write
+lock: every scan would wait through a hash made inside it. So a route hashes in an explicit step
+before its transaction begins (`Hasher.new`, `Hasher.check`) and hands the result to the domain
+function, which stores it or acts on it (`Hasher.still_matches`).
 """
 
 from __future__ import annotations

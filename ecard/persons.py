@@ -8,8 +8,9 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecard import errors, reads
+from ecard import reads
 from ecard.context import Actor, Services
+from ecard.errors import Code, EcardError
 from ecard.idnumber import parse_id_number
 from ecard.ids import new_id
 from ecard.models import Person, Relation
@@ -52,16 +53,16 @@ def find_by_id_number(session: Session, svc: Services, id_number: str) -> Person
 
 def register(session: Session, svc: Services, *, id_number: str, name: str, phone: str | None,
              now: datetime) -> Person:
-    """Record a person. Raises InvalidIdNumber, PersonExists."""
+    """Record a person. Raises `validation.id_number`, `person.exists`."""
     try:
         parsed = parse_id_number(id_number)
     except ValueError as exc:
-        raise errors.InvalidIdNumber(str(exc), errors={"id_number": [str(exc)]}) from None
+        raise EcardError(Code.VALIDATION_ID_NUMBER, str(exc), errors={"id_number": [str(exc)]}) from None
     if parsed.birth_date > now.date():
-        raise errors.InvalidIdNumber("the birth date is in the future",
-                                     errors={"id_number": ["the birth date is in the future"]})
+        raise EcardError(Code.VALIDATION_ID_NUMBER, "the birth date is in the future",
+                         errors={"id_number": ["the birth date is in the future"]})
     if find_by_id_number(session, svc, parsed.value) is not None:
-        raise errors.PersonExists()
+        raise EcardError(Code.PERSON_EXISTS)
     person = Person(
         public_id=new_id("per"),
         id_index=svc.vault.blind_index(parsed.value, context=ID_CTX),
@@ -76,10 +77,10 @@ def register(session: Session, svc: Services, *, id_number: str, name: str, phon
 
 
 def get(session: Session, public_id: str) -> Person:
-    """Raises PersonNotFound."""
+    """Raises `person.not_found`."""
     person = session.scalar(sa.select(Person).where(Person.public_id == public_id))
     if person is None:
-        raise errors.PersonNotFound()
+        raise EcardError(Code.PERSON_NOT_FOUND)
     return person
 
 
@@ -87,7 +88,7 @@ def read_in_clear(session: Session, public_id: str, *, purpose: str, actor: Acto
                   now: datetime) -> Person:
     """An operator opens the person's record, name and ID number in clear (R-72): the read is
     recorded in the person's own audit, who read it (the operator), when and why (`purpose`, one
-    of `reads.PURPOSES`), which the person sees in `GET /me/audit`. Raises PersonNotFound."""
+    of `reads.PURPOSES`), which the person sees in `GET /me/audit`. Raises `person.not_found`."""
     person = get(session, public_id)
     reads.record(session, person.id, action=reads.PERSON_READ,
                  what=reads.at_window("person record in clear", purpose), actor=actor, now=now)
@@ -108,20 +109,20 @@ def record_relation(session: Session, svc: Services, person: Person, *, relative
                     now: datetime) -> Relation:
     """Record that `relative` is `relation` to `person`, as the evidence shows.
 
-    Raises RelationInvalid (a person related to themself, or a birth order the relation cannot
-    have), RelationExists.
+    Raises `relation.invalid` (a person related to themself, or a birth order the relation cannot
+    have), `relation.exists`.
     """
     if relative.id == person.id:
-        raise errors.RelationInvalid("a person cannot be their own relative")
+        raise EcardError(Code.RELATION_INVALID, "a person cannot be their own relative")
     # A parent or grandparent is older than the child: catches swapped ids at the window.
     if relation in ("parent", "grandparent") and relative.birth_date >= person.birth_date:
-        raise errors.RelationInvalid(f"a {relation} must be older than the person")
+        raise EcardError(Code.RELATION_INVALID, f"a {relation} must be older than the person")
     if relation == "child" and relative.birth_date <= person.birth_date:
-        raise errors.RelationInvalid("a child must be younger than the person")
+        raise EcardError(Code.RELATION_INVALID, "a child must be younger than the person")
     exists = session.scalar(sa.select(Relation.id).where(
         Relation.person_id == person.id, Relation.relative_id == relative.id))
     if exists is not None:
-        raise errors.RelationExists()
+        raise EcardError(Code.RELATION_EXISTS)
     rel = Relation(public_id=new_id("rel"), person_id=person.id, relative_id=relative.id,
                    relation=relation, evidence_kind=evidence_kind,
                    evidence_no_enc=svc.vault.encrypt(evidence_no, context=EVIDENCE_CTX),

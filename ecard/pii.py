@@ -32,6 +32,7 @@ from ecard.secrets import (
     ServerSecrets,
     reread_if_changed,
 )
+from physical import masking
 
 NONCE_LEN, TAG_LEN = 12, 16
 SM3_INDEX_PREFIX = "sm3:"
@@ -159,18 +160,9 @@ class Vault:
         return tuple(index_value(alg, key, value, context) for alg, key in self._refresh().index_keys)
 
 
-def mask_id_number(id_number: str) -> str:
-    """`320102199003071234` -> `3201**********1234` (first 4 and last 4 shown)."""
-    return id_number[:4] + "*" * (len(id_number) - 8) + id_number[-4:]
-
-
-def mask_name(name: str) -> str:
-    """`张三` -> `张*`, `张小明` -> `张*明`, `欧阳小明` -> `欧**明`."""
-    if len(name) <= 1:
-        return "*"
-    if len(name) == 2:
-        return name[0] + "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
+# A name and an ID number are masked by the rule the terminal agent prints with too.
+mask_name = masking.mask_name
+mask_id_number = masking.mask_id_number
 
 
 def mask_phone(phone: str) -> str:

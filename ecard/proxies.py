@@ -12,8 +12,9 @@ from datetime import datetime, time, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecard import cards, errors, persons, reads
+from ecard import cards, persons, reads
 from ecard.context import Actor, Services
+from ecard.errors import Code, EcardError
 from ecard.ids import new_id
 from ecard.models import ConsentCode, ECard, Event, Person, ProxyLink
 
@@ -65,19 +66,19 @@ def new_consent_code(session: Session, svc: Services, person: Person, *, actor: 
 
 
 def _use_consent(session: Session, svc: Services, dependant: Person, code: str, now: datetime) -> None:
-    """Use the code once, atomically. Raises ConsentInvalid, ConsentExpired, ConsentUsed."""
+    """Use the code once, atomically. Raises `consent.invalid`, `consent.expired`, `consent.used`."""
     digests = svc.vault.blind_indexes(code.strip().upper(), context=CONSENT_CTX)  # across suites
     row = session.scalar(sa.select(ConsentCode).where(ConsentCode.code_hash.in_(digests)))
     if row is None or row.person_id != dependant.id:
-        raise errors.ConsentInvalid()
+        raise EcardError(Code.CONSENT_INVALID)
     if row.used_at is not None:
-        raise errors.ConsentUsed()
+        raise EcardError(Code.CONSENT_USED)
     if now >= row.expires_at:
-        raise errors.ConsentExpired()
+        raise EcardError(Code.CONSENT_EXPIRED)
     used = session.execute(sa.update(ConsentCode).where(
         ConsentCode.id == row.id, ConsentCode.used_at.is_(None)).values(used_at=now))
     if used.rowcount != 1:  # another request used it between our read and this update
-        raise errors.ConsentUsed()
+        raise EcardError(Code.CONSENT_USED)
 
 
 # --- binding -----------------------------------------------------------------------------------------
@@ -87,25 +88,18 @@ def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name
     """Bind a dependant to `proxy`. The proxy proves the dependant's card details; a minor needs
     a parent, grandparent or guardian relation on record, an adult their consent code.
 
-    As when signing (R-41), neither whether a card exists nor whose it is is revealed to a wrong
-    guess: an unknown card number and any mismatch of ID number, name and card number are the
-    same IdentityMismatch; only a malformed number is InvalidCardNo (its format).
+    The dependant's card is proven as when signing (R-41, `cards.identify`): a wrong guess learns
+    neither whether a card exists nor whose it is.
 
-    Raises InvalidCardNo, IdentityMismatch, SelfBinding, ProxyNotAllowed,
-    ConsentRequired/Invalid/Expired/Used, ProxyExists, TooManyDependants, TooManyProxies, the
-    card's dead-state errors; ProxyCardUnusable when the proxy's own card is not usable.
+    Raises `validation.card_no`, `ecard.identity_mismatch`, `proxy.self`,
+    `proxy.relation_required`, `consent.required`/`invalid`/`expired`/`used`, `proxy.exists`,
+    `proxy.too_many_dependants`, `proxy.too_many_proxies`, the card's dead-state errors;
+    `proxy.own_card_unusable` when the proxy's own card is not usable.
     """
     _refuse_unless_own_card_usable(session, svc, proxy, now)
-    try:
-        card = cards.get(session, card_no)
-    except errors.CardNotFound:
-        card = None  # a 404 here would tell a guesser which card numbers are real
-    dependant = persons.find_by_id_number(session, svc, id_number)
-    if (card is None or dependant is None or card.person_id != dependant.id
-            or persons.view(svc, dependant).name != name.strip()):
-        raise errors.IdentityMismatch()
+    card, dependant = cards.identify(session, svc, id_number=id_number, name=name, card_no=card_no)
     if dependant.id == proxy.id:
-        raise errors.SelfBinding()
+        raise EcardError(Code.PROXY_SELF)
     cards.settle(session, svc, card, now)
     if not card.live:
         cards.refuse_unless_usable(card.state)
@@ -113,18 +107,18 @@ def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name
     if minor:
         on_record = persons.relation_of(session, dependant, proxy)
         if relation not in MINOR_RELATIONS or on_record != relation:
-            raise errors.ProxyNotAllowed(
-                "a minor is bound only by a parent, grandparent or guardian on record")
+            raise EcardError(Code.PROXY_RELATION_REQUIRED,
+                             "a minor is bound only by a parent, grandparent or guardian on record")
     elif not consent_code:
-        raise errors.ConsentRequired()
+        raise EcardError(Code.CONSENT_REQUIRED)
     existing = session.scalar(_active(sa.select(ProxyLink.id).where(
         ProxyLink.proxy_person_id == proxy.id, ProxyLink.dependant_person_id == dependant.id), now))
     if existing is not None:
-        raise errors.ProxyExists()
+        raise EcardError(Code.PROXY_EXISTS)
     if _count(session, ProxyLink.proxy_person_id, proxy.id, now) >= svc.setting("MAX_DEPENDANTS"):
-        raise errors.TooManyDependants(limit=svc.setting("MAX_DEPENDANTS"))
+        raise EcardError(Code.PROXY_TOO_MANY_DEPENDANTS, limit=svc.setting("MAX_DEPENDANTS"))
     if _count(session, ProxyLink.dependant_person_id, dependant.id, now) >= svc.setting("MAX_PROXIES"):
-        raise errors.TooManyProxies(limit=svc.setting("MAX_PROXIES"))
+        raise EcardError(Code.PROXY_TOO_MANY_PROXIES, limit=svc.setting("MAX_PROXIES"))
     if not minor:
         _use_consent(session, svc, dependant, consent_code or "", now)
     # An old link of a minor who has since turned 16 still occupies the unique pair index.
@@ -154,7 +148,7 @@ def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name
 
 
 def own_card_reason(session: Session, svc: Services, proxy_person_id: int, at: datetime, *,
-                    as_it_stood: bool = False) -> str | None:
+                    as_it_stood: bool = False) -> Code | None:
     """Why the proxy's own card keeps them from acting for a dependant at `at` (R-22, R-43,
     R-63), as the code of that card's state (`card.frozen`, `card.lost`, `card.not_issued` ...),
     or None when it is usable. `as_it_stood`: the card as its history shows it at `at` (an
@@ -163,10 +157,10 @@ def own_card_reason(session: Session, svc: Services, proxy_person_id: int, at: d
     ecard = session.scalar(sa.select(ECard).where(ECard.person_id == proxy_person_id))
     card = ecard.card if ecard is not None else cards.live_card(session, proxy_person_id)
     if card is None:
-        return "card.not_issued"
+        return Code.CARD_NOT_ISSUED
     state = cards.state_at(session, card, at) if as_it_stood else card.state
     if state.frozen:
-        return "card.frozen"
+        return Code.CARD_FROZEN
     return cards.unusable_reason(svc, state, at)
 
 
@@ -177,15 +171,15 @@ def _refuse_unless_own_card_usable(session: Session, svc: Services, proxy: Perso
     card is suspended, keeps no proxy powers. One exception: a proxy whose own card is reported
     lost may still report the dependant's card lost (one lost wallet often holds both).
 
-    Raises ProxyCardUnusable with `reason`, the code of the proxy's own card's state
+    Raises `proxy.own_card_unusable` with `reason`, the code of the proxy's own card's state
     (`card.frozen`, `card.lost` ...), so a client can tell it from the dependant's card's state.
     """
     reason = own_card_reason(session, svc, proxy.id, now)
-    if reason is None or (reason == "card.lost" and loss_report):
+    if reason is None or (reason is Code.CARD_LOST and loss_report):
         return
-    if reason == "card.not_issued":
-        raise errors.ProxyCardUnusable("you hold no card of your own", reason=reason)
-    raise errors.ProxyCardUnusable(f"your own card is not usable ({reason})", reason=reason)
+    if reason is Code.CARD_NOT_ISSUED:
+        raise EcardError(Code.PROXY_OWN_CARD_UNUSABLE, "you hold no card of your own", reason=reason)
+    raise EcardError(Code.PROXY_OWN_CARD_UNUSABLE, f"your own card is not usable ({reason})", reason=reason)
 
 
 def _link_of(session: Session, proxy: Person, dependant_id: str) -> ProxyLink:
@@ -193,7 +187,7 @@ def _link_of(session: Session, proxy: Person, dependant_id: str) -> ProxyLink:
     link = session.scalar(sa.select(ProxyLink).where(ProxyLink.public_id == dependant_id,
                                                      ProxyLink.proxy_person_id == proxy.id))
     if link is None:
-        raise errors.ProxyNotFound()
+        raise EcardError(Code.PROXY_NOT_FOUND)
     return link
 
 
@@ -202,13 +196,13 @@ def as_proxy(session: Session, svc: Services, proxy: Person, dependant_id: str, 
     """The proxy's own link, to act on the dependant's card (issue a code, read the card, report
     it lost: `loss_report`), which the proxy may do only with a usable card of their own.
 
-    Raises ProxyNotFound, ProxyEnded (when `require_active`), ProxyCardUnusable.
+    Raises `proxy.not_found`, `proxy.ended` (when `require_active`), `proxy.own_card_unusable`.
     """
     link = _link_of(session, proxy, dependant_id)
     if require_active:
         state, reason = link_status(link, now)
         if state != "active":
-            raise errors.ProxyEnded(f"the binding has ended ({reason})", end_reason=reason)
+            raise EcardError(Code.PROXY_ENDED, f"the binding has ended ({reason})", end_reason=reason)
     _refuse_unless_own_card_usable(session, svc, proxy, now, loss_report=loss_report)
     return link
 
@@ -217,7 +211,7 @@ def read_dependant(session: Session, svc: Services, proxy: Person, dependant_id:
                    now: datetime) -> ProxyLink:
     """The proxy looks up a dependant: an active binding shows the card's status, which is a
     read of the dependant's card and so recorded in the dependant's audit (R-63, R-72); an ended
-    one shows only the binding. Raises what `as_proxy` raises, except ProxyEnded."""
+    one shows only the binding. Raises what `as_proxy` raises, except `proxy.ended`."""
     link = as_proxy(session, svc, proxy, dependant_id, now, require_active=False)
     if link_status(link, now)[0] == "active":
         card_id = session.scalar(sa.select(ECard.card_id).where(ECard.person_id == link.dependant_person_id))
@@ -228,7 +222,7 @@ def read_dependant(session: Session, svc: Services, proxy: Person, dependant_id:
 
 def unbind(session: Session, proxy: Person, dependant_id: str, *, actor: Actor, now: datetime) -> ProxyLink:
     """The proxy gives the binding up. Allowed whatever the state of the proxy's own card: it
-    only removes powers. Raises ProxyNotFound."""
+    only removes powers. Raises `proxy.not_found`."""
     return end(session, _link_of(session, proxy, dependant_id), reason="unbound_by_proxy", actor=actor, now=now)
 
 
@@ -237,7 +231,8 @@ def revoke(session: Session, dependant: Person, proxy_id: str, *, actor: Actor, 
     service window (an operator actor), for an adult without a phone or to end a minor's
     binding before the 16th birthday. A binding already ended is returned as it is.
 
-    Raises ProxyNotFound, MinorCannotRevoke (a minor's binding ends at 16 or at a window, R-61).
+    Raises `proxy.not_found`, `proxy.minor_cannot_revoke` (a minor's binding ends at 16 or at a
+    window, R-61).
     """
     link = as_dependant(session, dependant, proxy_id)
     if link_status(link, now)[0] == "ended":
@@ -245,16 +240,16 @@ def revoke(session: Session, dependant: Person, proxy_id: str, *, actor: Actor, 
     if actor.type == "operator":
         return end(session, link, reason="ended_at_window", actor=actor, now=now)
     if link.kind == "minor":
-        raise errors.MinorCannotRevoke()
+        raise EcardError(Code.PROXY_MINOR_CANNOT_REVOKE)
     return end(session, link, reason="revoked_by_dependant", actor=actor, now=now)
 
 
 def as_dependant(session: Session, dependant: Person, proxy_id: str) -> ProxyLink:
-    """One of `dependant`'s proxies' links, by its id. Raises ProxyNotFound."""
+    """One of `dependant`'s proxies' links, by its id. Raises `proxy.not_found`."""
     link = session.scalar(sa.select(ProxyLink).where(ProxyLink.public_id == proxy_id,
                                                      ProxyLink.dependant_person_id == dependant.id))
     if link is None:
-        raise errors.ProxyNotFound()
+        raise EcardError(Code.PROXY_NOT_FOUND)
     return link
 
 

@@ -26,8 +26,8 @@ PROXY_CARD_READ = "proxy_card_read"  # a relative with a proxy read the dependan
 PROXIES_READ = "proxies_read"  # an operator listed the person's proxies
 READS = (PERSON_READ, CARD_READ, PROXY_CARD_READ, PROXIES_READ)
 
-# Why an operator looks a record up: what the window states (`?purpose=`), by code. The default
-# is the plain look-up at a window, as before purposes could be given.
+# Why an operator looks a record up: what the window states (`?purpose=`), by code. A window
+# that states none makes the plain look-up at a window.
 PURPOSES = {
     "window_lookup": "a service window's look-up",
     "holder_request": "the holder asked at a service window",

@@ -17,12 +17,12 @@ class WriterLockConnection(sqlite3.Connection):
     """A pysqlite connection that hands SQLite's single write lock over through the kernel.
 
     Writers queue on BEGIN IMMEDIATE; SQLite's busy handler makes a waiting writer poll in
-    sleeps of up to 100 ms, so under load the lock sat free while workers slept (measured: chip
-    verifications used half the machine, p99 400 ms). Holding an flock on a file beside the
-    database for the length of each write transaction makes the waiters sleep in the kernel,
-    which wakes the next one the moment the lock is let go. Each transaction opens its own file
-    description, so threads of one process queue too; a dead process's lock is freed by the
-    kernel. Other programs writing without it still meet the busy timeout, as before.
+    sleeps that grow to 100 ms (its own constant), so under load the lock sits free while
+    workers sleep. Holding an flock on a file beside the database for the length of each write
+    transaction makes the waiters sleep in the kernel, which wakes the next one the moment the
+    lock is let go. Each transaction opens its own file description, so threads of one process
+    queue too; a dead process's lock is freed by the kernel. Other programs writing without it
+    meet the busy timeout.
     """
 
     writer_lock_path: str | None = None
@@ -87,8 +87,8 @@ def setup(engine: Engine) -> None:
         kind = conn.get_execution_options().get("ecard_tx")
         if kind == "none":
             return  # the driver is in autocommit (isolation_level None): each statement alone
-        # Straight to the driver: through `exec_driver_sql` this one statement cost as much as
-        # the query after it.
+        # Straight to the driver: `exec_driver_sql` would add Core's per-statement work to every
+        # transaction's start (see `storage.Prepared`).
         dbapi_conn = conn.connection.dbapi_connection
         if kind == "write":
             dbapi_conn.take_writer_lock()

@@ -7,8 +7,8 @@ session (`ecard.db`), where speed does not call for more.
 
 The hot statements are built once and run by `Prepared` straight on the DBAPI connection of the
 session's transaction: SQLAlchemy's per-execution work (an execution context, result metadata,
-the row machinery) cost ten times the statement itself on SQLite (docs/performance.md, "What
-the design does for speed").
+the row machinery) outweighs a short statement on SQLite (docs/performance.md, "What the design
+does for speed").
 """
 
 from __future__ import annotations
@@ -53,12 +53,11 @@ class Prepared:
     session's transaction.
 
     SQLAlchemy's per-execution work (an execution context, result metadata, the row machinery)
-    cost about 100 us a statement, ten times the statement itself on SQLite and a third of a
-    code's whole verification. The columns' own bind and result processors still convert the
-    values, so they come back exactly as through Core (aware UTC datetimes, booleans); driver
-    errors are raised as SQLAlchemy's, with a dead connection invalidated, and
-    `before_cursor_execute` listeners are called, as Core does.
-    Only for fixed statements on hot paths; everything else goes through the session.
+    is skipped; the columns' own bind and result processors still convert the values, so they
+    come back exactly as through Core (aware UTC datetimes, booleans); driver errors are raised
+    as SQLAlchemy's, with a dead connection invalidated, and `before_cursor_execute` listeners
+    are called, as Core does. Only for fixed statements on hot paths; everything else goes
+    through the session.
     """
 
     instances: list[Prepared] = []  # every one made, for `compile_all`

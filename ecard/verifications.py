@@ -3,9 +3,10 @@ records a gate took offline, an offline phone code (`ET1:`), a chip read.
 
 One place for all of them: one `Decision`, one function that records it (`record`, a row of
 `verifications`: the holder's usage and the merchant's log), one vocabulary of outcomes
-(`Reason`), one rule for the scene a scan is judged for (`judged_scene`) and one for what that
-scene may see of the holder (`disclosed`). Each judging function writes its check order in its
-docstring and never raises for a bad scan: the reason is in the decision.
+(`Reason`, in the table of codes `ecard.errors`), one rule for the scene a scan is judged for
+(`judged_scene`) and one for what that scene may see of the holder (`disclosed`). Each judging
+function writes its check order in its docstring and never raises for a bad scan: the reason is
+in the decision.
 
 Single use is held by the database: an accepted code inserts its nonce into `redemptions`
 (INSERT ... ON CONFLICT DO NOTHING), a chip read raises the card's counter with a conditional
@@ -19,7 +20,6 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import qr
-from ecard import cards, codes, ecards, errors, persons, proxies, storage
+from ecard import cards, codes, ecards, persons, proxies, storage
 from ecard.chip import master_keys
 from ecard.context import Services
+from ecard.errors import Code, EcardError, Reason
 from ecard.facts import CardState, HolderFacts
 from ecard.ids import new_id
 from ecard.models import (
@@ -46,45 +47,6 @@ from ecard.principals import TerminalPrincipal
 from physical import crypto
 
 GATE_LEEWAY = timedelta(seconds=5)  # offline gates' clocks; the server itself uses none
-
-
-class Reason(StrEnum):
-    """Why a scan was refused: the `reason` of a decision, stored with it and shown in usage."""
-
-    # the code itself (the first eight are `qr`'s own errors' codes)
-    QR_MALFORMED = "qr.malformed"
-    QR_BAD_SIGNATURE = "qr.bad_signature"  # also: an offline phone code of no live binding
-    QR_EXPIRED = "qr.expired"
-    QR_NOT_YET_VALID = "qr.not_yet_valid"
-    QR_WRONG_SCENE = "qr.wrong_scene"
-    QR_UNKNOWN_KEY = "qr.unknown_key"
-    QR_TOTP_INVALID = "qr.totp_invalid"
-    QR_REPLAYED = "qr.replayed"
-    QR_SCENE_REQUIRED = "qr.scene_required"
-    QR_IDENTITY_CODE_REQUIRED = "qr.identity_code_required"
-    QR_TOO_MANY_ATTEMPTS = "qr.too_many_attempts"
-    # the card (its state errors' codes, `cards.unusable_reason`)
-    CARD_LOST = "card.lost"
-    CARD_FROZEN = "card.frozen"
-    CARD_CANCELLED = "card.cancelled"
-    CARD_EXPIRED = "card.expired"
-    CARD_REPLACED = "card.replaced"
-    CARD_NOT_ISSUED = "card.not_issued"
-    PROXY_ENDED = "proxy.ended"
-    PROXY_OWN_CARD_UNUSABLE = "proxy.own_card_unusable"
-    # the e-card's own password (R-45): an offline phone code cannot pay past it
-    ECARD_PASSWORD_REQUIRED = "ecard.password_required"
-    # offline records
-    OFFLINE_BAD_SCAN_TIME = "offline.bad_scan_time"
-    OFFLINE_JUDGED_ONLINE = "offline.judged_online"
-    # chip reads
-    CHIP_BAD_CHALLENGE = "chip.bad_challenge"
-    CHIP_WRONG_SCENE = "chip.wrong_scene"
-    CHIP_SCENE_REQUIRED = "chip.scene_required"
-    CHIP_UNKNOWN_CARD = "chip.unknown_card"
-    CHIP_BAD_CRYPTOGRAM = "chip.bad_cryptogram"
-    CHIP_REPLAYED = "chip.replayed"
-    CHIP_PIN_REQUIRED = "chip.pin_required"
 
 
 def _card_reason(svc: Services, card: CardState, at: datetime) -> Reason | None:
@@ -221,14 +183,14 @@ def verify_offline(session: Session, svc: Services, ring: qr.KeyRing, terminal: 
     for an offline phone code, its TOTP step, all as they were when the gate scanned it; single
     use is reconciled with every other use (`late_replay`).
 
-    Only a terminal registered as offline-capable may upload (raises TerminalNotOfflineCapable),
+    Only a terminal registered as offline-capable may upload (raises `terminal.not_offline_capable`),
     and a gate's clock is trusted only so far: a scan time in the future or older than
     ECARD_OFFLINE_MAX_AGE is `offline.bad_scan_time` (not recorded: it names no use). A signed
     code this terminal already had judged online is `offline.judged_online`: an expired code
     refused at the counter does not come back as a record of the minute it was valid.
     """
     if not terminal.offline_capable:
-        raise errors.TerminalNotOfflineCapable()
+        raise EcardError(Code.TERMINAL_NOT_OFFLINE_CAPABLE)
     oldest = now - timedelta(seconds=svc.setting("OFFLINE_MAX_AGE"))
     out = []
     for payload, scene, scanned_at in records:

@@ -147,7 +147,7 @@ class Bench:
         n = self.args.clients
         per: list[list[bytes]] = [[] for _ in range(n)]
         with self.app.test_request_context():
-            svc, now, session = services(), utcnow(), transactions.session()
+            svc, now, session = services(), utcnow(), transactions.session_outside_request()
             if self._ecards is None:
                 ids = [h["ecard_id"] for h in self.holders]
                 self._ecards = list(session.scalars(sa.select(ECard).where(ECard.id.in_(ids))))
@@ -187,7 +187,7 @@ class Bench:
         mine = [self._cards[c::n] for c in range(n)]
         per: list[list[bytes]] = [[] for _ in range(n)]
         with self.app.app_context():
-            session, svc, now = transactions.session(), services(), utcnow()
+            session, svc, now = transactions.session_outside_request(), services(), utcnow()
             terms = {t.public_id: t for t in session.scalars(sa.select(Terminal).where(
                 Terminal.public_id.in_(self.terminal_ids)))}
             for i in range(count):

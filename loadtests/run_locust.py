@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from ecard.models import Card
 
     with app.app_context():
-        card_nos = list(transactions.session().scalars(sa.select(Card.card_no).where(Card.status == "issued").limit(2000)))
+        card_nos = list(transactions.session_outside_request().scalars(sa.select(Card.card_no).where(Card.status == "issued").limit(2000)))
     doc = {
         "holders": world.holder_tokens(app, holders),
         "families": world.family_tokens(app, manifest["families"]),

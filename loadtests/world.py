@@ -252,7 +252,7 @@ def seed(app, inst: Instance, *, cards: int, terminals: int = 100, families: int
     chip_cards = min(chip_cards, cards)
     t0 = time.perf_counter()
     with app.app_context():
-        session, svc, now = transactions.session(), services(), utcnow()
+        session, svc, now = transactions.session_outside_request(), services(), utcnow()
         window = Actor("operator", OPERATOR[0], "window")
         accounts.create_operator(session, svc, username=OPERATOR[0], password=OPERATOR[1], now=now)
         merchants = []
@@ -416,7 +416,7 @@ def sample_holders(app, k: int, *, seed_value: int = 1) -> list[dict[str, Any]]:
     from ecard.models import Binding
 
     with app.app_context():
-        session = transactions.session()
+        session = transactions.session_outside_request()
         ids = list(session.scalars(sa.select(Binding.id).where(Binding.revoked_at.is_(None))))
         random.Random(seed_value).shuffle(ids)
         chosen = ids[:k]
@@ -459,7 +459,7 @@ def family_tokens(app, families: list[dict[str, Any]]) -> list[dict[str, str]]:
 
     out = []
     with app.app_context():
-        session, svc = transactions.session(), services()
+        session, svc = transactions.session_outside_request(), services()
         for fam in families:
             person = persons.find_by_id_number(session, svc, fam["parent_id_number"])
             b = session.execute(sa.select(Binding.public_id, Binding.channel).join(ECard)

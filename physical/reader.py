@@ -29,6 +29,7 @@ from physical.image import (
     REC_SEX,
     REC_SPEC_VERSION,
 )
+from physical.masking import mask_id_number, mask_name
 from physical.tlv import bcd_encode, bcd_to_date, decode_record, find_ber
 
 P2_EF05 = (5 << 3) | 4  # 0x2C: READ RECORD by number in SFI 5
@@ -210,18 +211,6 @@ def read_card(conn: Connection, un: bytes, pin: str | None = None) -> ChipRead:
         rc=rc.hex(),
         un=un.hex(),
     )
-
-
-def mask_name(name: str) -> str:
-    """Return the name with every character but the first replaced by `*` ("张三丰" -> "张**")."""
-    return name[:1] + "*" * (len(name) - 1)
-
-
-def mask_id_number(id_number: str) -> str:
-    """Return the ID number with all but the first 4 and last 4 characters replaced by `*`."""
-    if len(id_number) <= 8:
-        return "*" * len(id_number)
-    return id_number[:4] + "*" * (len(id_number) - 8) + id_number[-4:]
 
 
 @dataclass(frozen=True, repr=False)

@@ -29,8 +29,9 @@ import urllib.request
 from typing import Any
 
 from physical.apdu import CardStatusError
+from physical.masking import mask_name
 from physical.pcsc import PcscError, wait_for_card
-from physical.reader import CardDataError, mask_name, read_card, read_holder
+from physical.reader import CardDataError, read_card, read_holder
 
 HTTP_TIMEOUT = 10.0
 

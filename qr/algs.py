@@ -328,7 +328,8 @@ def sm4_handle_key(handle_key: bytes) -> bytes:
 
 
 # One kept ECB context per key: ECB keeps no state between whole blocks, so one context serves
-# every code (the GIL is held through each `update`); a new CTR `Cipher` per code cost 12 us.
+# every code (the GIL is held through each `update`), where a new CTR `Cipher` per code would
+# build a context for each.
 @functools.lru_cache(maxsize=8)
 def _aes_block(handle_key: bytes) -> CipherContext:
     return Cipher(algorithms.AES(handle_key), modes.ECB()).encryptor()

@@ -1,6 +1,6 @@
 """QR images of a payload, for clients that cannot render one themselves. Off the hot path:
-rendering costs ~10 ms, two orders of magnitude more than signing, so images are made only on
-request and the last few are cached (a client polling the same code gets the same bytes)."""
+rendering costs far more than signing, so images are made only on request and the last few are
+cached (a client polling the same code gets the same bytes)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """SM2 signatures through Intel's Cryptography Primitives Library (`ipp-crypto`, formerly IPP
 Crypto), the only module that loads it.
 
-Why: Tongsuo's SM2 runs on OpenSSL's generic prime-curve code, about 13 times slower than P-256
-on x86-64; this library has SM2-specific field arithmetic (`ippsGFpMethod_p256sm2`) and a
-precomputed table for the base point, and signs and verifies SM2 as fast as `cryptography` does
-P-256 (docs/performance.md, "National cryptography"). It ships only for x86-64 (the `ipp-crypto`
-wheel); elsewhere `load()` returns None and `qr.algs` signs with Tongsuo.
+Why: Tongsuo's SM2 runs on OpenSSL's generic prime-curve code, far slower than its P-256 on
+x86-64; this library has SM2-specific field arithmetic (`ippsGFpMethod_p256sm2`) and a
+precomputed table for the base point, and signs and verifies SM2 at speeds of the order of
+`cryptography`'s P-256 (docs/performance.md, "`qr`: signing and verifying"). It ships only for
+x86-64 (the `ipp-crypto` wheel); elsewhere `load()` returns None and `qr.algs` signs with Tongsuo.
 
 Bytes in, bytes out: a private key is its 32-byte scalar d, a public key its 64-byte X || Y, and
 Z (GB/T 32918.2 section 5.5, over the signer ID) is computed once per key by the caller through

@@ -8,7 +8,9 @@ The layers (issue 14):
   tests/qr/        the `qr` package alone: no app, no database
   tests/physical/  the chip, its emulator and the PC/SC stack: no app, no database
 The app, its database and the per-test rolled-back transaction are `tests.support.app`'s, used by
-the conftests of tests/api and tests/domain only.
+the conftests of tests/api and tests/domain only. The PC/SC stack's fixtures (`pcscd`,
+`start_card`) are `tests.physical.helpers`', for tests/physical and the chip's end-to-end tests
+in tests/api: a plugin here, so that no test module imports fixtures.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from datetime import datetime, timezone
 
 import pytest
 import time_machine
+
+pytest_plugins = ["tests.physical.helpers"]
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)  # a Monday morning at the window
 

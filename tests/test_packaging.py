@@ -21,7 +21,6 @@ import sys
 import textwrap
 import tomllib
 import venv
-import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path

@@ -19,7 +19,7 @@ from typing import Any, Callable, TypeVar
 import jwt as pyjwt
 import sqlalchemy as sa
 import structlog
-from flask import current_app, g, request
+from flask import current_app, request
 from flask_jwt_extended import create_access_token, create_refresh_token
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -130,12 +130,12 @@ _CHECKED_TOKENS = 4096  # per app and process: a worker's recently seen tokens
 
 def decode_token(token: str) -> dict[str, Any]:
     """The claims of `token`, checked: HS256 only (`alg: none` and key confusion are refused),
-    signature, audience and issuer, and expiry with the configured leeway. Raises TokenExpired,
-    AuthError.
+    signature, audience and issuer, and expiry with the configured leeway. Raises EcardError of
+    `auth.token_expired` or `auth.invalid_token`.
 
     A token whose signature has been checked once is remembered (by its exact text) and only its
     expiry is checked again: an app sends the same token with every request for its lifetime,
-    and decoding it was a tenth of a code's issue request. Revocation is never cached: it is
+    and decoding it again each time would repeat the same work. Revocation is never cached: it is
     the principal's own row, read on every request (`load_principal`)."""
     cfg = current_app.config
     checked = current_app.extensions.setdefault("ecard.checked_tokens", {})
@@ -147,54 +147,54 @@ def decode_token(token: str) -> dict[str, Any]:
                                   leeway=cfg["JWT_DECODE_LEEWAY"],
                                   options={"require": _REQUIRED_CLAIMS, "verify_exp": False})
         except pyjwt.InvalidTokenError as exc:
-            raise errors.AuthError(f"invalid token: {exc}") from None
+            raise errors.EcardError(errors.Code.AUTH_INVALID_TOKEN, f"invalid token: {exc}") from None
         if not isinstance(claims["exp"], int):
-            raise errors.AuthError("invalid token: exp is not a number")
+            raise errors.EcardError(errors.Code.AUTH_INVALID_TOKEN, "invalid token: exp is not a number")
         if len(checked) >= _CHECKED_TOKENS:
             checked.clear()  # simple and bounded; a full cache is refilled at one decode a token
         checked[token] = claims
     if time.time() >= claims["exp"] + cfg["JWT_DECODE_LEEWAY"]:
-        raise errors.TokenExpired()
+        raise errors.EcardError(errors.Code.AUTH_TOKEN_EXPIRED)
     return claims
 
 
 def bearer_claims(*, refresh: bool = False) -> dict[str, Any]:
     """The request's `Authorization: Bearer` token, decoded; an access token, or with `refresh`
-    a refresh token. Raises AuthMissing, TokenExpired, AuthError."""
+    a refresh token. Raises EcardError of `auth.missing`,
+    `auth.token_expired` or `auth.invalid_token`."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme != "Bearer" or not token:
-        raise errors.AuthMissing("a Bearer token is required")
+        raise errors.EcardError(errors.Code.AUTH_MISSING, "a Bearer token is required")
     claims = decode_token(token)
     if claims["type"] != ("refresh" if refresh else "access"):
-        raise errors.AuthError(f"this needs an {'refresh' if refresh else 'access'} token")
+        raise errors.EcardError(errors.Code.AUTH_INVALID_TOKEN,
+                                f"this needs an {'refresh' if refresh else 'access'} token")
     return claims
 
 
 def require(ptype: str, *, refresh: bool = False) -> Callable[[F], F]:
-    """Decorator: a valid token of principal `ptype`, still live. Loads `g.principal` (a
-    HolderPrincipal, TerminalPrincipal or OperatorPrincipal) and claims the request's
+    """Decorator: a valid token of principal `ptype`, still live. Loads the unit's `principal`
+    (a HolderPrincipal, TerminalPrincipal or OperatorPrincipal) and claims the request's
     Idempotency-Key (a replayed answer is returned instead of running the route).
 
-    The principal is read without a transaction, on the request's connection before the
-    route's transaction begins on it: one statement, so that a window's PIN hashed after it
-    does not hold SQLite's write lock, and a key's claim (a transaction of its own) never waits
-    for it."""
+    The principal is read before the route's transaction begins (`before_transaction`): one
+    statement, so that a window's PIN hashed after it does not hold SQLite's write lock, and a
+    key's claim (a transaction of its own) never waits for it."""
 
     def decorator(fn: F) -> F:
         @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(tx: transactions.Unit, *args: Any, **kwargs: Any) -> Any:
             claims = bearer_claims(refresh=refresh)
             if claims.get("ptype") != ptype:
-                raise errors.WrongPrincipal(f"this needs a {ptype} token")
-            with transactions.reading_connection() as conn:
-                g.principal = load_principal(conn, claims)
-            g.claims = claims
+                raise errors.EcardError(errors.Code.AUTH_WRONG_PRINCIPAL, f"this needs a {ptype} token")
+            with tx.before_transaction() as conn:
+                tx.principal = load_principal(conn, claims)
             # Authenticated, and within the route's limits (they wrap this): only now may an
             # Idempotency-Key be claimed, so that no anonymous or refused caller writes a record.
             replay = idempotency.claim(f"{ptype}:{claims['sub']}")
             if replay is not None:
                 return replay
-            return fn(*args, **kwargs)
+            return fn(tx, *args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 
@@ -225,7 +225,7 @@ def load_principal(conn: Session | sa.Connection, claims: dict[str, Any]) -> Pri
         return TerminalPrincipal(r.id, r.public_id, r.merchant_id, r.merchant_public_id,
                                  tuple(r.scenes.split(",")), bool(r.offline_capable))
     if ptype != OPERATOR:
-        raise errors.AuthError("unknown principal type")
+        raise errors.EcardError(errors.Code.AUTH_INVALID_TOKEN, "unknown principal type")
     r = storage.operator_principal(conn, sub, claims["jti"], session_key(claims))
     if r is None or r.revoked or not r.active:
         raise errors.TokenRevoked()

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Response, g, jsonify, request
+from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
 import qr
 from ecard import codes, persons, verifications
-from ecard.api import transactions
 from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created, ring
-from ecard.api.transactions import transaction
-from ecard.api.views import iso
-from ecard.context import Actor, utcnow
-from ecard.api.transactions import services
-from ecard.db import Tx
 from ecard.api.limits import limiter, token_key
+from ecard.api.transactions import Unit, transaction
+from ecard.api.views import iso
+from ecard.context import Actor
+from ecard.db import Tx
 from ecard.models import Person, Terminal
 from ecard.pii import mask_name
 
@@ -30,15 +28,15 @@ bp = APIBlueprint("codes", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="q
 @transaction(Tx.WRITE)
 @limiter.limit("120/minute", key_func=token_key, batched=True)  # an app refreshes once a minute
 @auth.require(auth.HOLDER)
-def new_code(body: s.QrIn):
+def new_code(tx: Unit, body: s.QrIn):
     """A short-lived signed code for a scene, or without one a universal code (`"scene": "any"`)
     judged for the scene of the terminal that scans it; for a dependant with `dependant_id`.
 
     With `Accept: image/png` or `image/svg+xml` the rendered code comes back instead of JSON."""
-    now, svc = utcnow(), services()
-    scene, p = body.scene or codes.ANY_SCENE, g.principal
+    now, svc, p = tx.now, tx.services, tx.principal
+    scene = body.scene or codes.ANY_SCENE
     if body.dependant_id:
-        issued = codes.issue_for_dependant(transactions.session(), svc, ring(), p, body.dependant_id, scene=scene,
+        issued = codes.issue_for_dependant(tx.session, svc, ring(), p, body.dependant_id, scene=scene,
                                            actor=Actor("proxy", body.dependant_id, p.channel), now=now)
     else:
         codes.refuse_unless_payment_open(svc, p, scene, now)
@@ -59,9 +57,9 @@ def new_code(body: s.QrIn):
 
 @bp.get("/trust-list", responses={200: s.TrustListOut})
 @transaction(Tx.NONE)
-def trust_list():
+def trust_list(tx: Unit):
     """Issuer public keys for offline gates, and the list's own expiry. Public: keys are public."""
-    svc, now = services(), utcnow()
+    svc, now = tx.services, tx.now
     ttl = timedelta(seconds=svc.setting("TRUST_LIST_TTL"))
     doc = qr.build_trust_list(ring(), now, ttl, issuer=svc.setting("ISSUER"))
     resp = jsonify(doc)
@@ -72,11 +70,11 @@ def trust_list():
 @bp.get("/me/usage", responses={200: s.UsageOut}, security=BEARER)
 @transaction(Tx.READ)
 @auth.require(auth.HOLDER)
-def my_usage(query: s.PageQuery):
+def my_usage(tx: Unit, query: s.PageQuery):
     """Where and when my card was used (QR, offline, chip), newest first, with proxy uses marked."""
-    session = transactions.session()
+    session = tx.session
     before = int(query.before) if query.before is not None else None  # ASCII digits (s.Cursor)
-    rows = verifications.usage(session, g.principal.person_id, before_id=before, limit=query.limit)
+    rows = verifications.usage(session, tx.principal.person_id, before_id=before, limit=query.limit)
     items = []
     for v in rows:
         terminal = session.get(Terminal, v.terminal_id) if v.terminal_id else None
@@ -86,6 +84,6 @@ def my_usage(query: s.PageQuery):
                 "by_proxy": v.proxy_person_id is not None}
         if v.proxy_person_id:
             proxy = session.get(Person, v.proxy_person_id)  # identity map: one load per proxy
-            item["proxy_name"] = mask_name(persons.view(services(), proxy).name)
+            item["proxy_name"] = mask_name(persons.view(tx.services, proxy).name)
         items.append(item)
     return jsonify({"items": items, "next": str(rows[-1].id) if len(rows) == query.limit else None})

@@ -31,7 +31,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import BadRequest
 
-from ecard import errors
+from ecard.errors import Code, EcardError
 
 try:  # the server in production; the app also runs under werkzeug's (tests, `flask run`)
     from gunicorn.http.errors import ParseException
@@ -60,41 +60,42 @@ def init_app(app: Flask) -> None:
         # read; the checks read it once.
         req = request._get_current_object()  # type: ignore[attr-defined]
         if "\x00" in req.path or b"%00" in req.query_string:
-            raise errors.ValidationFailed("the URL may not contain NUL characters",
-                                          errors={"url": ["contains a NUL character"]})
+            raise EcardError(Code.VALIDATION_FAILED, "the URL may not contain NUL characters",
+                             errors={"url": ["contains a NUL character"]})
         if req.method not in _BODY_METHODS or req.routing_exception is not None:
             return  # no body, or no route: a 404 or 405 (or a redirect) from routing, not ours
         try:  # a chunked body has no Content-Length: read now, bounded by MAX_CONTENT_LENGTH (413)
             raw = req.get_data(cache=True)
         except _BROKEN_BODY:
-            raise errors.MalformedBody("the chunked body could not be read") from None
+            raise EcardError(Code.REQUEST_MALFORMED_BODY, "the chunked body could not be read") from None
         if not raw:
             return
         if not req.is_json:
-            raise errors.UnsupportedMediaType("send the body as application/json")
+            raise EcardError(Code.REQUEST_UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
         # UTF-8 JSON has no NUL byte and never starts with 0xFE or 0xFF; UTF-16 and UTF-32 text
         # has one or the other, so only then is the encoding worth guessing as the parser does.
         if (b"\x00" in raw or raw[0] >= 0xFE) and json.detect_encoding(raw) not in _UTF8:
-            raise errors.UnsupportedMediaType("send JSON in UTF-8")
+            raise EcardError(Code.REQUEST_UNSUPPORTED_MEDIA_TYPE, "send JSON in UTF-8")
         try:
             data = req.get_json(force=False, silent=False, cache=True)
         except BadRequest:  # werkzeug's answer to undecodable JSON; 413 passes through
-            raise errors.MalformedJson() from None
+            raise EcardError(Code.REQUEST_MALFORMED_JSON) from None
         except RecursionError:  # nested beyond the interpreter's limit before anything closed
-            raise errors.ValidationFailed(f"the body is {_TOO_DEEP}", errors={"body": [_TOO_DEEP]}) from None
+            raise EcardError(Code.VALIDATION_FAILED, f"the body is {_TOO_DEEP}",
+                             errors={"body": [_TOO_DEEP]}) from None
         # The walk only for a body that could break a bound: nesting needs as many brackets as
         # levels, and JSON of n bytes holds at most (n + 1) / 2 values (a scalar takes a byte, a
         # container two, and each value after a container's first one a comma more).
         if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH or len(raw) >= 2 * MAX_JSON_VALUES:
             if (too_big := _too_big(data)) is not None:
-                raise errors.ValidationFailed(f"the body is {too_big}", errors={"body": [too_big]})
+                raise EcardError(Code.VALIDATION_FAILED, f"the body is {too_big}", errors={"body": [too_big]})
         # In UTF-8 JSON a NUL is only ever escaped, so the raw bytes tell cheaply whether to look.
         if b"\\u0000" in raw and (where := _nul_at(data)) is not None:
-            raise errors.ValidationFailed("text may not contain NUL characters",
-                                          errors={where or "body": ["contains a NUL character"]})
+            raise EcardError(Code.VALIDATION_FAILED, "text may not contain NUL characters",
+                             errors={where or "body": ["contains a NUL character"]})
         if data != {} and not _takes_body(app.view_functions.get(req.endpoint)):
-            raise errors.ValidationFailed("this endpoint takes no body",
-                                          errors={"body": ["send no body, or {}"]})
+            raise EcardError(Code.VALIDATION_FAILED, "this endpoint takes no body",
+                             errors={"body": ["send no body, or {}"]})
 
     @app.after_request
     def security_headers(resp: Response) -> Response:

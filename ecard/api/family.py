@@ -3,20 +3,18 @@ their proxies. Every lookup is scoped to the caller: another family's binding is
 
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from ecard import cards, ecards, persons, proxies
-from ecard.api import transactions
 from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
-from ecard.api.transactions import transaction
-from ecard.api.views import card_out, iso
-from ecard.context import Actor, utcnow
-from ecard.api.transactions import services
-from ecard.db import Tx
 from ecard.api.limits import limiter, token_key
+from ecard.api.transactions import Unit, transaction
+from ecard.api.views import card_out, iso
+from ecard.context import Actor
+from ecard.db import Tx
 from ecard.models import ProxyLink
 from ecard.pii import mask_name
 
@@ -26,17 +24,18 @@ bp = APIBlueprint("family", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="
                   abp_security=BEARER, abp_responses=PROBLEMS)
 
 
-def _me() -> persons.Person:
-    return transactions.session().get_one(persons.Person, g.principal.person_id)
+def _me(tx: Unit) -> persons.Person:
+    return tx.session.get_one(persons.Person, tx.principal.person_id)
 
 
-def _proxy_actor(link: ProxyLink | None = None) -> Actor:
-    b = g.principal
-    return Actor("proxy", link.public_id if link else b.public_id, b.channel)
+def _proxy_actor(tx: Unit, ref: str | None = None) -> Actor:
+    """A proxy acting for a dependant: the binding (`ref`, the dependant id) on the proxy's channel."""
+    b = tx.principal
+    return Actor("proxy", ref or b.public_id, b.channel)
 
 
-def dependant_out(link: ProxyLink, now, *, detail: bool = False) -> dict:
-    svc, session = services(), transactions.session()
+def dependant_out(tx: Unit, link: ProxyLink, *, detail: bool = False) -> dict:
+    svc, session, now = tx.services, tx.session, tx.now
     state, reason = proxies.link_status(link, now)
     dependant = session.get(persons.Person, link.dependant_person_id)
     out = {"dependant_id": link.public_id, "kind": link.kind, "relation": link.relation,
@@ -51,9 +50,9 @@ def dependant_out(link: ProxyLink, now, *, detail: bool = False) -> dict:
     return out
 
 
-def proxy_out(link: ProxyLink, now) -> dict:
-    svc = services()
-    proxy = transactions.session().get(persons.Person, link.proxy_person_id)
+def proxy_out(tx: Unit, link: ProxyLink) -> dict:
+    svc, now = tx.services, tx.now
+    proxy = tx.session.get(persons.Person, link.proxy_person_id)
     state, reason = proxies.link_status(link, now)
     return {"proxy_id": link.public_id, "kind": link.kind, "relation": link.relation,
             "status": state, "end_reason": reason, "created_at": iso(link.created_at),
@@ -65,81 +64,77 @@ def proxy_out(link: ProxyLink, now) -> dict:
 @limiter.limit("10/hour", key_func=token_key)  # per relative first: consent codes are not guessed
 @limiter.limit(BIND_PER_ADDRESS)  # a ceiling for one host, which a NAT of a city's phones can live with
 @auth.require(auth.HOLDER)
-def bind_dependant(body: s.DependantIn):
+def bind_dependant(tx: Unit, body: s.DependantIn):
     """Bind a minor (relation on record) or an adult (with their consent code)."""
-    session, now, svc = transactions.session(), utcnow(), services()
-    link = proxies.bind(session, svc, _me(), id_number=body.id_number, name=body.name,
+    session, now, svc = tx.session, tx.now, tx.services
+    link = proxies.bind(session, svc, _me(tx), id_number=body.id_number, name=body.name,
                         card_no=body.card_no, relation=body.relation, consent_code=body.consent_code,
-                        actor=_proxy_actor(), now=now)
-    out = dependant_out(link, now, detail=True)
+                        actor=_proxy_actor(tx), now=now)
+    out = dependant_out(tx, link, detail=True)
     return created(out)
 
 
 @bp.get("/me/dependants", responses={200: s.DependantsOut})
 @transaction(Tx.READ)
 @auth.require(auth.HOLDER)
-def list_dependants():
-    now = utcnow()
-    return jsonify({"items": [dependant_out(link, now) for link in
-                              proxies.links_of_proxy(transactions.session(), _me())]})
+def list_dependants(tx: Unit):
+    return jsonify({"items": [dependant_out(tx, link) for link in
+                              proxies.links_of_proxy(tx.session, _me(tx))]})
 
 
 @bp.get("/me/dependants/<dependant_id>", responses={200: s.DependantOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
-def get_dependant(path: s.DependantPath):
+def get_dependant(tx: Unit, path: s.DependantPath):
     """The binding and, while it is active, the dependant's card status (a read recorded in the
     dependant's audit, R-63)."""
-    session, now = transactions.session(), utcnow()
-    link = proxies.read_dependant(session, services(), _me(), path.dependant_id,
-                                  actor=Actor("proxy", path.dependant_id, g.principal.channel), now=now)
-    out = dependant_out(link, now, detail=True)
+    session, now = tx.session, tx.now
+    link = proxies.read_dependant(session, tx.services, _me(tx), path.dependant_id,
+                                  actor=_proxy_actor(tx, path.dependant_id), now=now)
+    out = dependant_out(tx, link, detail=True)
     return jsonify(out)
 
 
 @bp.delete("/me/dependants/<dependant_id>", responses={200: s.DependantOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
-def unbind_dependant(path: s.DependantPath):
-    session, now = transactions.session(), utcnow()
-    actor = Actor("proxy", path.dependant_id, g.principal.channel)
-    link = proxies.unbind(session, _me(), path.dependant_id, actor=actor, now=now)
-    out = dependant_out(link, now)
+def unbind_dependant(tx: Unit, path: s.DependantPath):
+    session, now = tx.session, tx.now
+    link = proxies.unbind(session, _me(tx), path.dependant_id, actor=_proxy_actor(tx, path.dependant_id), now=now)
+    out = dependant_out(tx, link)
     return jsonify(out)
 
 
 @bp.post("/me/dependants/<dependant_id>/loss", responses={200: s.DependantOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
-def dependant_loss(path: s.DependantPath):
+def dependant_loss(tx: Unit, path: s.DependantPath):
     """Temporary loss of the dependant's card, reported by the proxy (recorded as such)."""
-    session, now, svc = transactions.session(), utcnow(), services()
-    link = proxies.as_proxy(session, svc, _me(), path.dependant_id, now, loss_report=True)
+    session, now, svc = tx.session, tx.now, tx.services
+    link = proxies.as_proxy(session, svc, _me(tx), path.dependant_id, now, loss_report=True)
     card = proxies.dependant_ecard(session, link).card
-    cards.report_loss(session, svc, card, kind="temporary", actor=_proxy_actor(link), now=now)
-    out = dependant_out(link, now, detail=True)
+    cards.report_loss(session, svc, card, kind="temporary", actor=_proxy_actor(tx, link.public_id), now=now)
+    out = dependant_out(tx, link, detail=True)
     return jsonify(out)
 
 
 @bp.get("/me/proxies", responses={200: s.ProxiesOut})
 @transaction(Tx.READ)
 @auth.require(auth.HOLDER)
-def list_proxies():
-    now = utcnow()
-    return jsonify({"items": [proxy_out(link, now) for link in
-                              proxies.links_of_dependant(transactions.session(), _me())]})
+def list_proxies(tx: Unit):
+    return jsonify({"items": [proxy_out(tx, link) for link in
+                              proxies.links_of_dependant(tx.session, _me(tx))]})
 
 
 @bp.delete("/me/proxies/<proxy_id>", responses={200: s.ProxyOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
-def revoke_proxy(path: s.ProxyPath):
+def revoke_proxy(tx: Unit, path: s.ProxyPath):
     """The dependant, an adult, revokes a proxy (R-62); effective at once. A minor cannot (403
     `proxy.minor_cannot_revoke`): their binding ends at 16 or at a service window."""
-    session, now = transactions.session(), utcnow()
-    b = g.principal
-    link = proxies.revoke(session, _me(), path.proxy_id, actor=Actor("holder", b.public_id, b.channel), now=now)
-    out = proxy_out(link, now)
+    session, now = tx.session, tx.now
+    link = proxies.revoke(session, _me(tx), path.proxy_id, actor=tx.actor, now=now)
+    out = proxy_out(tx, link)
     return jsonify(out)
 
 
@@ -147,11 +142,9 @@ def revoke_proxy(path: s.ProxyPath):
 @transaction(Tx.WRITE)
 @limiter.limit("10/hour", key_func=token_key)  # per holder, not per address (NAT)
 @auth.require(auth.HOLDER)
-def my_consent_code():
-    session, now, svc = transactions.session(), utcnow(), services()
-    b = g.principal
-    code, row = proxies.new_consent_code(session, svc, _me(), actor=Actor("holder", b.public_id, b.channel),
-                                         now=now)
+def my_consent_code(tx: Unit):
+    session, now, svc = tx.session, tx.now, tx.services
+    code, row = proxies.new_consent_code(session, svc, _me(tx), actor=tx.actor, now=now)
     out = {"code": code, "expires_at": iso(row.expires_at)}
     return created(out)
 
@@ -159,37 +152,37 @@ def my_consent_code():
 @bp.get("/persons/<person_id>/proxies", responses={200: s.ProxiesOut})
 @transaction(Tx.WRITE)  # the read is recorded (R-72)
 @auth.require(auth.OPERATOR)
-def window_list_proxies(path: s.PersonPath, query: s.ReadPurpose):
+def window_list_proxies(tx: Unit, path: s.PersonPath, query: s.ReadPurpose):
     """The person's proxies, at a window: to find the one to end. The read, with its purpose, is
     in the person's audit."""
-    session, now = transactions.session(), utcnow()
+    session, now = tx.session, tx.now
     links = proxies.read_at_window(session, persons.get(session, path.person_id), purpose=query.purpose,
-                                   actor=Actor("operator", g.principal.username, "window"), now=now)
-    return jsonify({"items": [proxy_out(link, now) for link in links]})
+                                   actor=tx.actor, now=now)
+    return jsonify({"items": [proxy_out(tx, link) for link in links]})
 
 
 @bp.delete("/persons/<person_id>/proxies/<proxy_id>", responses={200: s.ProxyOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def window_end_proxy(path: s.PersonProxyPath):
+def window_end_proxy(tx: Unit, path: s.PersonProxyPath):
     """End a proxy's binding at a window (R-62): for an adult without a phone, or a minor's
     binding before the 16th birthday. Recorded with the operator as the actor."""
-    session, now = transactions.session(), utcnow()
+    session, now = tx.session, tx.now
     person = persons.get(session, path.person_id)
     link = proxies.revoke(session, person, path.proxy_id,
-                          actor=Actor("operator", g.principal.username, "window"), now=now)
-    out = proxy_out(link, now)
+                          actor=tx.actor, now=now)
+    out = proxy_out(tx, link)
     return jsonify(out)
 
 
 @bp.post("/persons/<person_id>/consent-codes", responses={201: s.ConsentCodeOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def window_consent_code(path: s.PersonPath):
+def window_consent_code(tx: Unit, path: s.PersonPath):
     """A consent code for an adult without a phone, handed over at the window."""
-    session, now, svc = transactions.session(), utcnow(), services()
+    session, now, svc = tx.session, tx.now, tx.services
     person = persons.get(session, path.person_id)
     code, row = proxies.new_consent_code(session, svc, person,
-                                         actor=Actor("operator", g.principal.username, "window"), now=now)
+                                         actor=tx.actor, now=now)
     out = {"code": code, "expires_at": iso(row.expires_at)}
     return created(out)

@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from ecard import cards, ecards
-from ecard.api import transactions
 from ecard.api import auth, idempotency
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
-from ecard.api.transactions import transaction
-from ecard.api.views import binding_out, card_out, ecard_out, event_out, iso, person_out
-from ecard.context import Actor, utcnow
-from ecard.api.transactions import services
-from ecard.db import Tx
 from ecard.api.limits import body_field, limiter
+from ecard.api.transactions import Unit, transaction
+from ecard.api.views import binding_out, card_out, ecard_out, event_out, iso, person_out
+from ecard.db import Tx
 from ecard.models import Binding
 
 bp = APIBlueprint("holder", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="holder")],
                   abp_responses=PROBLEMS)
 
 
-def me() -> Binding:
-    return transactions.session().get_one(Binding, g.principal.binding_id)
-
-
-def holder_actor() -> Actor:
-    b = me()
-    return Actor("holder", b.public_id, b.channel)
+def me(tx: Unit) -> Binding:
+    return tx.session.get_one(Binding, tx.principal.binding_id)
 
 
 # Sign-in is limited per card (PIN guessing; the lock after ECARD_PIN_MAX_TRIES ends it in any
@@ -45,19 +37,16 @@ SIGN_IN_PER_ADDRESS = "120/minute;5000/day"
 @limiter.limit(SIGN_IN_PER_CARD, key_func=lambda: body_field("card_no"))
 @limiter.limit(SIGN_IN_PER_DEVICE, key_func=lambda: body_field("device_id"))
 @limiter.limit(SIGN_IN_PER_ADDRESS)
-def sign_ecard(body: s.SignIn):
+def sign_ecard(tx: Unit, body: s.SignIn):
     """Sign the electronic card in a channel (R-41): card number, ID number, name and PIN."""
     # After the limits above: a refused caller claims nothing. Tokens are never kept for a
     # replay: a retry signs in again, and its binding replaces the first in this channel.
     idempotency.hold("anonymous")
-    svc = services()
-    # The PIN's argon2 check before the transaction, which holds SQLite's write lock; inside it
-    # `verify_pin` uses the result if the card's PIN hash is still the one checked.
-    with transactions.reading_connection() as conn:
-        stored = cards.stored_pin_hash(conn, body.card_no)
-    pin = svc.hasher.check("pin", stored, body.pin)
-    session, now = transactions.session(), utcnow()
-    binding = ecards.sign(session, svc, id_number=body.id_number, name=body.name,
+    svc, now = tx.services, tx.now
+    # Inside the transaction `verify_pin` uses the result if the PIN hash is still the one checked.
+    with tx.before_transaction() as conn:
+        pin = svc.hasher.check("pin", cards.stored_pin_hash(conn, body.card_no), body.pin)
+    binding = ecards.sign(tx.session, svc, id_number=body.id_number, name=body.name,
                           card_no=body.card_no, pin=pin, channel=body.channel,
                           device_id=body.device_id, now=now)
     tokens = auth.tokens_for(auth.HOLDER, binding.public_id, refresh=True,
@@ -71,33 +60,32 @@ def sign_ecard(body: s.SignIn):
 @bp.get("/me", responses={200: s.MeOut}, security=BEARER)
 @transaction(Tx.READ)
 @auth.require(auth.HOLDER)
-def get_me():
+def get_me(tx: Unit):
     """The holder's own data in clear, the e-card status and the physical card."""
-    svc, now = services(), utcnow()
-    ecard = me().ecard
+    svc, now, binding = tx.services, tx.now, me(tx)
+    ecard = binding.ecard
     return jsonify({"person": person_out(svc, ecard.person, clear=True),
                     "ecard": ecard_out(svc, ecard, now),
                     "card": card_out(svc, ecard.card, now),
-                    "binding": binding_out(me())})
+                    "binding": binding_out(binding)})
 
 
 @bp.get("/me/channels", responses={200: s.ChannelsOut}, security=BEARER)
 @transaction(Tx.READ)
 @auth.require(auth.HOLDER)
-def list_channels():
-    items = [binding_out(b) for b in ecards.bindings(transactions.session(), me().ecard)]
+def list_channels(tx: Unit):
+    items = [binding_out(b) for b in ecards.bindings(tx.session, me(tx).ecard)]
     for item in items:
-        item["current"] = item["binding_id"] == me().public_id
+        item["current"] = item["binding_id"] == tx.principal.public_id
     return jsonify({"items": items})
 
 
 @bp.delete("/me/channels/<binding_id>", responses={200: s.BindingOut}, security=BEARER)
 @transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
-def revoke_channel(path: s.BindingPath):
-    session, now = transactions.session(), utcnow()
-    binding = ecards.revoke_binding(session, me().ecard, path.binding_id, reason="revoked",
-                                    actor=holder_actor(), now=now)
+def revoke_channel(tx: Unit, path: s.BindingPath):
+    binding = ecards.revoke_binding(tx.session, me(tx).ecard, path.binding_id, reason="revoked",
+                                    actor=tx.actor, now=tx.now)
     out = binding_out(binding)
     return jsonify(out)
 
@@ -105,15 +93,14 @@ def revoke_channel(path: s.BindingPath):
 @bp.put("/me/ecard/password", responses={204: None}, security=BEARER)
 @transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
-def set_ecard_password(body: s.EcardPasswordIn):
+def set_ecard_password(tx: Unit, body: s.EcardPasswordIn):
     """Set or change the electronic card's own password (R-45), one for every channel: with the
     PIN (the first one, or a forgotten one) or the current password."""
-    svc, p = services(), g.principal
-    # The argon2 work before the transaction, which holds SQLite's write lock: the new hash, the
-    # new password against the PIN's hash (never the PIN, on every path), and the check of the
-    # PIN or the current password against the hash read now.
-    new = svc.hasher.new(ecards.PASSWORD, body.password)
-    with transactions.reading_connection() as conn:
+    svc, p = tx.services, tx.principal
+    # The argon2 work: the new hash, the new password against the PIN's hash (never the PIN, on
+    # every path), and the check of the PIN or the current password against the hash read now.
+    with tx.before_transaction() as conn:
+        new = svc.hasher.new(ecards.PASSWORD, body.password)
         pin_hash = cards.stored_pin_hash(conn, p.card.card_no)
         as_pin = svc.hasher.check("pin", pin_hash, body.password)
         if body.pin is not None:
@@ -122,43 +109,43 @@ def set_ecard_password(body: s.EcardPasswordIn):
             old = svc.hasher.check(ecards.PASSWORD, ecards.stored_password_hash(conn, p.ecard_id),
                                    body.old_password)
             pin = None
-    ecards.set_password(transactions.session(), svc, me().ecard, new=new, as_pin=as_pin, pin=pin, old=old,
-                        actor=holder_actor(), now=utcnow())
+    ecards.set_password(tx.session, svc, me(tx).ecard, new=new, as_pin=as_pin, pin=pin, old=old,
+                        actor=tx.actor, now=tx.now)
     return "", 204
 
 
 @bp.post("/me/ecard/unlock", responses={200: s.UnlockOut}, security=BEARER)
 @transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
-def unlock_payments(body: s.UnlockIn):
+def unlock_payments(tx: Unit, body: s.UnlockIn):
     """Open this channel's payment window with the e-card's password (R-45): codes that can pay
     are issued until `unlocked_until`."""
-    svc, p = services(), g.principal
-    with transactions.reading_connection() as conn:
-        stored = ecards.stored_password_hash(conn, p.ecard_id)
-    password = svc.hasher.check(ecards.PASSWORD, stored, body.password)
-    until = ecards.unlock_payments(transactions.session(), svc, me(), password, now=utcnow())
+    svc = tx.services
+    with tx.before_transaction() as conn:
+        stored = ecards.stored_password_hash(conn, tx.principal.ecard_id)
+        password = svc.hasher.check(ecards.PASSWORD, stored, body.password)
+    until = ecards.unlock_payments(tx.session, svc, me(tx), password, now=tx.now)
     return jsonify({"unlocked_until": iso(until)})
 
 
 @bp.post("/me/card/loss", responses={200: s.CardOut}, security=BEARER)
 @transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
-def report_own_loss():
+def report_own_loss(tx: Unit):
     """Temporary loss of one's own card (R-14): takes effect at once."""
-    session, now, svc = transactions.session(), utcnow(), services()
-    card = cards.report_loss(session, svc, me().ecard.card, kind="temporary", actor=holder_actor(), now=now)
-    out = card_out(svc, card, now)
+    svc = tx.services
+    card = cards.report_loss(tx.session, svc, me(tx).ecard.card, kind="temporary", actor=tx.actor, now=tx.now)
+    out = card_out(svc, card, tx.now)
     return jsonify(out)
 
 
 @bp.get("/me/audit", responses={200: s.AuditOut}, security=BEARER)
 @transaction(Tx.READ)
 @auth.require(auth.HOLDER)
-def my_audit(query: s.PageQuery):
+def my_audit(tx: Unit, query: s.PageQuery):
     """Every action on my cards: by me, my proxies, operators and the system. Newest first."""
     before = int(query.before) if query.before is not None else None  # ASCII digits (s.Cursor)
-    events = ecards.audit(transactions.session(), me().ecard.person, before_id=before, limit=query.limit)
+    events = ecards.audit(tx.session, me(tx).ecard.person, before_id=before, limit=query.limit)
     items = [event_out(e) for e in events]
     nxt = str(events[-1].id) if len(events) == query.limit else None
     return jsonify({"items": items, "next": nxt})

@@ -23,11 +23,11 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.exc import IntegrityError
 
-from ecard import errors
 from ecard.api import transactions
 from ecard.context import utcnow
 from ecard.api.transactions import services
 from ecard.db import Tx
+from ecard.errors import Code, EcardError
 from ecard.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -37,8 +37,8 @@ BODY_CTX = b"idempotency.body"
 def claim(scope: str) -> Response | None:
     """Claim the request's Idempotency-Key for `scope` (whose keys these are: a principal, or
     "anonymous"). Returns None to go on (no key, or the key is now this request's), or the first
-    answer to the same request, replayed. Raises ValidationFailed (a key over 200 characters),
-    IdempotencyInProgress (the first request is still running), IdempotencyMismatch (the key
+    answer to the same request, replayed. Raises `validation.failed` (a key over 200 characters),
+    `idempotency.in_progress` (the first request is still running), `idempotency.mismatch` (the key
     was used for another request).
 
     Call it once the caller is authenticated and within its limits, before any work and before
@@ -62,8 +62,8 @@ def _claim(scope: str, *, keep: bool) -> Response | None:
     if transactions.transaction_begun():
         raise RuntimeError("Idempotency-Key claimed inside the request's transaction: the claim would wait for its lock")
     if len(key) > 200:
-        raise errors.ValidationFailed("Idempotency-Key is at most 200 characters",
-                                      errors={HEADER: ["at most 200 characters"]})
+        raise EcardError(Code.VALIDATION_FAILED, "Idempotency-Key is at most 200 characters",
+                         errors={HEADER: ["at most 200 characters"]})
     digest = hashlib.sha256(request.method.encode() + b" " + request.path.encode() + b"\n"
                             + request.get_data()).hexdigest()
     database = current_app.extensions["ecard.db"]
@@ -79,11 +79,11 @@ def _claim(scope: str, *, keep: bool) -> Response | None:
         rec = s.scalar(sa.select(IdempotencyRecord).where(
             IdempotencyRecord.scope == scope, IdempotencyRecord.key == key))
         if rec is None:  # deleted between the two statements: the first answer was not kept
-            raise errors.IdempotencyInProgress()
+            raise EcardError(Code.IDEMPOTENCY_IN_PROGRESS)
         if rec.request_hash != digest:
-            raise errors.IdempotencyMismatch()
+            raise EcardError(Code.IDEMPOTENCY_MISMATCH)
         if rec.status_code is None:
-            raise errors.IdempotencyInProgress()
+            raise EcardError(Code.IDEMPOTENCY_IN_PROGRESS)
         if not keep:  # an answer kept before its route stopped keeping them: judged afresh, unclaimed
             return None
         body = services().vault.decrypt(rec.body, context=BODY_CTX) if rec.body else ""

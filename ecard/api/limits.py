@@ -25,17 +25,16 @@ against guessing one.
 The limits hit on every request of a hot route (a code's issue, a scan, a chip read: high limits
 per token) are counted in batches (`batched=True`, `BatchedCounts`): each worker decides from
 the shared count it last saw plus its own hits since, and adds its hits to the shared storage
-in one call at most every 0.1 s. A Redis round trip costs this process 55 us of system time on
-loopback and redis-py's work doubles it; per request that was a tenth of a code's issue, and
-Redis saw one command per request of the whole city. The price is a bound, not exactness: a
-token can get past its limit by what the other workers admit in one batch interval before they
-hear of each other, which for an abuse limit of 120 or 600 a minute is nothing. Low limits (PIN
-tries, sign-in) stay exact, one storage hit each.
+in one call at most every 0.1 s, rather than a Redis round trip on every request: a system call
+and redis-py's work in each request, and one Redis command per request of the whole city.
+The price is a bound, not exactness: a token can get past its limit by what the other workers
+admit in one batch interval before they hear of each other, which for an abuse limit of 120 or
+600 a minute is nothing. Low limits (PIN tries, sign-in) stay exact, one storage hit each.
 
-Why not Flask-Limiter, which this used before: it evaluated every request twice (in
-`before_request` and again in the route's decorator), resolving and filtering its limits each
-time, a tenth of a code's issue request. A decorator over the same `limits` strategies and
-storage does the one `hit` a limited route needs and nothing on the others.
+Why a decorator of our own over the `limits` strategies and storage, not Flask-Limiter:
+Flask-Limiter evaluates every request twice (in `before_request` and again in the route's
+decorator), resolving and filtering its limits each time; the decorator does the one `hit` a
+limited route needs and nothing on the others.
 """
 
 from __future__ import annotations
@@ -57,8 +56,8 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 
-from ecard import errors
 from ecard.api.edge import fold
+from ecard.errors import Code, EcardError
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = structlog.get_logger("ecard.limits")
@@ -376,8 +375,8 @@ class Limiter:
                     key = key_of()
                     for item in items:
                         if not counters.hit(item, scope, key, batched=batched):
-                            raise errors.RateLimited(f"limit {item} reached", retry_after=counters.retry_after(
-                                item, scope, key, batched=batched))
+                            wait = counters.retry_after(item, scope, key, batched=batched)
+                            raise EcardError(Code.RATE_LIMITED, f"limit {item} reached", retry_after=wait)
                 return fn(*args, **kwargs)
 
             return wrapper  # type: ignore[return-value]

@@ -2,39 +2,32 @@
 
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from ecard import accounts, cancellation, cards, persons
-from ecard.api import transactions
 from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created
-from ecard.api.transactions import transaction
+from ecard.api.transactions import Unit, transaction
 from ecard.api.views import card_out, merchant_out, person_out
-from ecard.context import Actor, utcnow
-from ecard.api.transactions import services
 from ecard.db import Tx
 
 bp = APIBlueprint("operator", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="operator")],
                   abp_security=BEARER, abp_responses=PROBLEMS)
 
 
-def actor() -> Actor:
-    return Actor("operator", g.principal.username, "window")
-
-
-def _card_response(card, now, status: int = 200):
-    body = card_out(services(), card, now, history=cards.history(transactions.session(), card))
+def _card_response(tx: Unit, card, status: int = 200):
+    body = card_out(tx.services, card, tx.now, history=cards.history(tx.session, card))
     return jsonify(body), status
 
 
 @bp.post("/persons", responses={201: s.PersonOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def create_person(body: s.PersonIn):
+def create_person(tx: Unit, body: s.PersonIn):
     """Register a person; birth date and sex come from the ID number."""
-    session, now, svc = transactions.session(), utcnow(), services()
+    session, now, svc = tx.session, tx.now, tx.services
     person = persons.register(session, svc, id_number=body.id_number, name=body.name,
                               phone=body.phone, now=now)
     out = person_out(svc, person, clear=False)
@@ -44,12 +37,12 @@ def create_person(body: s.PersonIn):
 @bp.get("/persons/<person_id>", responses={200: s.PersonOut})
 @transaction(Tx.WRITE)  # the read is recorded (R-72)
 @auth.require(auth.OPERATOR)
-def get_person(path: s.PersonPath, query: s.ReadPurpose):
+def get_person(tx: Unit, path: s.PersonPath, query: s.ReadPurpose):
     """The person in clear, and the live card's number; the read, with its purpose, is in the
     person's audit."""
-    session, svc = transactions.session(), services()
-    person = persons.read_in_clear(session, path.person_id, purpose=query.purpose, actor=actor(),
-                                   now=utcnow())
+    session, svc = tx.session, tx.services
+    person = persons.read_in_clear(session, path.person_id, purpose=query.purpose, actor=tx.actor,
+                                   now=tx.now)
     out = person_out(svc, person, clear=True)
     card = cards.live_card(session, person.id)
     out["card_no"] = card.card_no if card else None
@@ -59,14 +52,14 @@ def get_person(path: s.PersonPath, query: s.ReadPurpose):
 @bp.post("/persons/<person_id>/relations", responses={201: s.RelationOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def create_relation(path: s.PersonPath, body: s.RelationIn):
+def create_relation(tx: Unit, path: s.PersonPath, body: s.RelationIn):
     """Record that the relative is `relation` to this person, as the evidence shows."""
-    session, now, svc = transactions.session(), utcnow(), services()
+    session, now, svc = tx.session, tx.now, tx.services
     person = persons.get(session, path.person_id)
     relative = persons.get(session, body.relative_person_id)
     rel = persons.record_relation(session, svc, person, relative=relative, relation=body.relation,
                                   evidence_kind=body.evidence.kind, evidence_no=body.evidence.number,
-                                  actor=actor(), now=now)
+                                  actor=tx.actor, now=now)
     out = {"relation_id": rel.public_id, "person_id": person.public_id,
            "relative_person_id": relative.public_id, "relation": rel.relation,
            "evidence": {"kind": rel.evidence_kind}, "verified": True,
@@ -77,131 +70,131 @@ def create_relation(path: s.PersonPath, body: s.RelationIn):
 @bp.post("/cards", responses={201: s.CardOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def apply_card(body: s.CardApply):
-    session, now, svc = transactions.session(), utcnow(), services()
+def apply_card(tx: Unit, body: s.CardApply):
+    session, now, svc = tx.session, tx.now, tx.services
     person = persons.get(session, body.person_id)
-    card = cards.apply(session, svc, person, actor=actor(), now=now)
-    return _card_response(card, now, 201)
+    card = cards.apply(session, svc, person, actor=tx.actor, now=now)
+    return _card_response(tx, card, 201)
 
 
 @bp.get("/cards/<card_no>", responses={200: s.CardOut})
 @transaction(Tx.WRITE)  # the read is recorded (R-72)
 @auth.require(auth.OPERATOR)
-def get_card(path: s.CardPath, query: s.ReadPurpose):
+def get_card(tx: Unit, path: s.CardPath, query: s.ReadPurpose):
     """The card with its history; the look-up, with its purpose, is in the holder's audit."""
-    now = utcnow()
-    card = cards.read_at_window(transactions.session(), path.card_no, purpose=query.purpose, actor=actor(),
+    now = tx.now
+    card = cards.read_at_window(tx.session, path.card_no, purpose=query.purpose, actor=tx.actor,
                                 now=now)
-    return _card_response(card, now)
+    return _card_response(tx, card)
 
 
 @bp.post("/cards/<card_no>/issue", responses={200: s.CardOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def issue_card(path: s.CardPath, body: s.PinIn):
-    svc = services()
-    pin = svc.hasher.new("pin", body.pin)  # argon2 before the transaction's first statement
-    session, now = transactions.session(), utcnow()
-    card = cards.issue(session, svc, cards.get(session, path.card_no), pin=pin, actor=actor(), now=now)
-    return _card_response(card, now)
+def issue_card(tx: Unit, path: s.CardPath, body: s.PinIn):
+    session, now, svc = tx.session, tx.now, tx.services
+    with tx.before_transaction():
+        pin = svc.hasher.new("pin", body.pin)
+    card = cards.issue(session, svc, cards.get(session, path.card_no), pin=pin, actor=tx.actor, now=now)
+    return _card_response(tx, card)
 
 
 @bp.post("/cards/<card_no>/loss", responses={200: s.CardOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def report_loss(path: s.CardPath, body: s.LossIn):
-    session, now, svc = transactions.session(), utcnow(), services()
+def report_loss(tx: Unit, path: s.CardPath, body: s.LossIn):
+    session, now, svc = tx.session, tx.now, tx.services
     card = cards.report_loss(session, svc, cards.get(session, path.card_no), kind=body.kind,
-                             actor=actor(), now=now)
-    return _card_response(card, now)
+                             actor=tx.actor, now=now)
+    return _card_response(tx, card)
 
 
 @bp.delete("/cards/<card_no>/loss", responses={200: s.CardOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def unhang(path: s.CardPath):
-    session, now, svc = transactions.session(), utcnow(), services()
-    card = cards.unhang(session, svc, cards.get(session, path.card_no), actor=actor(), now=now)
-    return _card_response(card, now)
+def unhang(tx: Unit, path: s.CardPath):
+    session, now, svc = tx.session, tx.now, tx.services
+    card = cards.unhang(session, svc, cards.get(session, path.card_no), actor=tx.actor, now=now)
+    return _card_response(tx, card)
 
 
 @bp.post("/cards/<card_no>/reissue", responses={201: s.CardOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def reissue(path: s.CardPath, body: s.PinIn):
-    svc = services()
-    pin = svc.hasher.new("pin", body.pin)  # argon2 before the transaction's first statement
-    session, now = transactions.session(), utcnow()
-    new = cards.reissue(session, svc, cards.get(session, path.card_no), pin=pin, actor=actor(), now=now)
-    return _card_response(new, now, 201)
+def reissue(tx: Unit, path: s.CardPath, body: s.PinIn):
+    session, now, svc = tx.session, tx.now, tx.services
+    with tx.before_transaction():
+        pin = svc.hasher.new("pin", body.pin)
+    new = cards.reissue(session, svc, cards.get(session, path.card_no), pin=pin, actor=tx.actor, now=now)
+    return _card_response(tx, new, 201)
 
 
 @bp.post("/cards/<card_no>/replace", responses={201: s.CardOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def replace(path: s.CardPath, body: s.ReplaceIn):
-    svc = services()
-    pin = svc.hasher.new("pin", body.pin)  # argon2 before the transaction's first statement
-    session, now = transactions.session(), utcnow()
+def replace(tx: Unit, path: s.CardPath, body: s.ReplaceIn):
+    session, now, svc = tx.session, tx.now, tx.services
+    with tx.before_transaction():
+        pin = svc.hasher.new("pin", body.pin)
     new = cards.replace(session, svc, cards.get(session, path.card_no), reason=body.reason,
-                        pin=pin, actor=actor(), now=now)
-    return _card_response(new, now, 201)
+                        pin=pin, actor=tx.actor, now=now)
+    return _card_response(tx, new, 201)
 
 
 @bp.post("/cards/<card_no>/cancel", responses={200: s.CardOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def cancel(path: s.CardPath, body: s.CancelIn):
-    session, now, svc = transactions.session(), utcnow(), services()
+def cancel(tx: Unit, path: s.CardPath, body: s.CancelIn):
+    session, now, svc = tx.session, tx.now, tx.services
     card = cancellation.cancel(session, svc, cards.get(session, path.card_no), reason=body.reason,
-                        actor=actor(), now=now)
-    return _card_response(card, now)
+                        actor=tx.actor, now=now)
+    return _card_response(tx, card)
 
 
 @bp.post("/cards/<card_no>/freeze", responses={200: s.CardOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def freeze(path: s.CardPath, body: s.FreezeIn):
-    session, now, svc = transactions.session(), utcnow(), services()
+def freeze(tx: Unit, path: s.CardPath, body: s.FreezeIn):
+    session, now, svc = tx.session, tx.now, tx.services
     card = cards.freeze(session, svc, cards.get(session, path.card_no), reason=body.reason,
-                        actor=actor(), now=now)
-    return _card_response(card, now)
+                        actor=tx.actor, now=now)
+    return _card_response(tx, card)
 
 
 @bp.delete("/cards/<card_no>/freeze", responses={200: s.CardOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def unfreeze(path: s.CardPath, body: s.UnfreezeIn):
+def unfreeze(tx: Unit, path: s.CardPath, body: s.UnfreezeIn):
     """Clear the freeze (R-22); the optional `reason` goes into the card history (R-23)."""
-    session, now, svc = transactions.session(), utcnow(), services()
+    session, now, svc = tx.session, tx.now, tx.services
     card = cards.unfreeze(session, svc, cards.get(session, path.card_no), reason=body.reason,
-                          actor=actor(), now=now)
-    return _card_response(card, now)
+                          actor=tx.actor, now=now)
+    return _card_response(tx, card)
 
 
 @bp.post("/cards/<card_no>/pin/unlock", responses={200: s.CardOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def unlock_pin(path: s.CardPath):
-    session, now = transactions.session(), utcnow()
-    card = cards.unlock_pin(session, cards.get(session, path.card_no), actor=actor(), now=now)
-    return _card_response(card, now)
+def unlock_pin(tx: Unit, path: s.CardPath):
+    session, now = tx.session, tx.now
+    card = cards.unlock_pin(session, cards.get(session, path.card_no), actor=tx.actor, now=now)
+    return _card_response(tx, card)
 
 
 @bp.post("/temporary-cards", responses={201: s.CardOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def temporary_card(body: s.CardApply):
-    session, now, svc = transactions.session(), utcnow(), services()
-    card = cards.issue_temporary(session, svc, persons.get(session, body.person_id), actor=actor(), now=now)
-    return _card_response(card, now, 201)
+def temporary_card(tx: Unit, body: s.CardApply):
+    session, now, svc = tx.session, tx.now, tx.services
+    card = cards.issue_temporary(session, svc, persons.get(session, body.person_id), actor=tx.actor, now=now)
+    return _card_response(tx, card, 201)
 
 
 @bp.post("/merchants", responses={201: s.MerchantOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def create_merchant(body: s.MerchantIn):
-    session, now = transactions.session(), utcnow()
+def create_merchant(tx: Unit, body: s.MerchantIn):
+    session, now = tx.session, tx.now
     merchant = accounts.create_merchant(session, name=body.name, scenes=list(body.scenes),
                                         region_code=body.region_code, now=now)
     out = merchant_out(merchant)
@@ -211,9 +204,10 @@ def create_merchant(body: s.MerchantIn):
 @bp.post("/merchants/<merchant_id>/terminals", responses={201: s.TerminalOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def create_terminal(path: s.MerchantPath, body: s.TerminalIn):
-    secret = accounts.new_terminal_secret(services())  # argon2 before the transaction
-    session, now = transactions.session(), utcnow()
+def create_terminal(tx: Unit, path: s.MerchantPath, body: s.TerminalIn):
+    session, now = tx.session, tx.now
+    with tx.before_transaction():
+        secret = accounts.new_terminal_secret(tx.services)
     merchant = accounts.merchant(session, path.merchant_id)
     terminal = accounts.create_terminal(session, merchant, secret, name=body.name,
                                         offline_capable=body.offline_capable, now=now)
@@ -225,10 +219,10 @@ def create_terminal(path: s.MerchantPath, body: s.TerminalIn):
 @bp.patch("/merchants/<merchant_id>/terminals/<terminal_id>", responses={200: s.TerminalInfoOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.OPERATOR)
-def update_terminal(path: s.TerminalPath, body: s.TerminalUpdate):
+def update_terminal(tx: Unit, path: s.TerminalPath, body: s.TerminalUpdate):
     """Register an existing terminal as offline-capable (a gate that uploads what it scanned
     offline), or no longer."""
-    session = transactions.session()
+    session = tx.session
     terminal = accounts.set_offline_capable(session, path.merchant_id, path.terminal_id,
                                             offline_capable=body.offline_capable)
     out = {"terminal_id": terminal.public_id, "merchant_id": path.merchant_id, "name": terminal.name,

@@ -13,8 +13,8 @@ from pydantic_core import PydanticCustomError
 from ecard import reads
 from ecard.db import ROW_ID_MAX
 from ecard.api.edge import fold
+from ecard.errors import Reason
 from ecard.idnumber import check_card_no, parse_id_number
-from ecard.verifications import Reason
 
 
 # For every identifier, number, PIN and code that arrives as text: NFKC first (`edge.fold`, which

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify, redirect
 
-from ecard.api import transactions
-from ecard.api.transactions import transaction
+from ecard.api.transactions import Unit, transaction
 from ecard.db import Tx
 
 bp = Blueprint("service", __name__)
@@ -14,18 +13,18 @@ bp = Blueprint("service", __name__)
 
 @bp.get("/healthz")
 @transaction(Tx.NONE)
-def healthz():
+def healthz(tx: Unit):
     """The process is up. Touches nothing else: it is the framework's own ceiling."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
 @transaction(Tx.NONE)
-def readyz():
+def readyz(tx: Unit):
     """Ready when the database answers and the keys are loaded."""
     checks = {"keys": "ecard.services" in current_app.extensions}
     try:  # the connection itself may fail: the unit of work rolls back what there is
-        transactions.session().execute(sa.text("SELECT 1"))
+        tx.session.execute(sa.text("SELECT 1"))
         checks["database"] = True
     except Exception:
         checks["database"] = False
@@ -35,5 +34,5 @@ def readyz():
 
 @bp.get("/docs")
 @transaction(Tx.NONE)
-def docs():
+def docs(tx: Unit):
     return redirect("/api/v1/swagger")

@@ -3,30 +3,27 @@
 
 from __future__ import annotations
 
-from flask import current_app, g, jsonify
+from flask import current_app, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from limits import parse
 
 from ecard import chip, verifications
-from ecard.api import transactions
 from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, created, ring
-from ecard.api.transactions import transaction
-from ecard.api.views import iso
-from ecard.context import utcnow
-from ecard.api.transactions import services
-from ecard.db import Tx
 from ecard.api.limits import limiter, token_key
+from ecard.api.transactions import Unit, services, transaction
+from ecard.api.views import iso
+from ecard.db import Tx
 
 bp = APIBlueprint("verifications", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="verifications")],
                   abp_security=BEARER, abp_responses=PROBLEMS)
 
 
-def decision_out(d: verifications.Decision, now) -> dict:
+def decision_out(tx: Unit, d: verifications.Decision) -> dict:
     out = {"accepted": d.accepted, "reason": d.reason,
            "verification_id": d.verification_id,
-           "scene": d.scene, "holder": verifications.disclosed(services(), d, now)}
+           "scene": d.scene, "holder": verifications.disclosed(tx.services, d, tx.now)}
     if d.late_replay:
         out["late_replay"] = True
     return out
@@ -46,12 +43,11 @@ def _totp_attempt(ref: str) -> bool:
 @transaction(Tx.WRITE)
 @limiter.limit("600/minute", key_func=token_key, batched=True)
 @auth.require(auth.TERMINAL)
-def verify_qr(body: s.VerifyQrIn):
+def verify_qr(tx: Unit, body: s.VerifyQrIn):
     """Judge a scanned code. Always 200 with a decision; single use is enforced here."""
-    session, now = transactions.session(), utcnow()
-    d = verifications.verify_qr(session, services(), ring(), g.principal, body.payload, scene=body.scene, now=now,
-                        totp_attempt=_totp_attempt)
-    out = decision_out(d, now)
+    d = verifications.verify_qr(tx.session, tx.services, ring(), tx.principal, body.payload, scene=body.scene,
+                                now=tx.now, totp_attempt=_totp_attempt)
+    out = decision_out(tx, d)
     return jsonify(out)
 
 
@@ -59,15 +55,14 @@ def verify_qr(body: s.VerifyQrIn):
 @transaction(Tx.WRITE)
 @limiter.limit("60/minute", key_func=token_key)
 @auth.require(auth.TERMINAL)
-def verify_offline(body: s.OfflineIn):
+def verify_offline(tx: Unit, body: s.OfflineIn):
     """Records a gate registered as offline-capable took while offline: each judged at its scan
     time, single use reconciled; a code already used elsewhere comes back `qr.replayed` with
     `late_replay: true`."""
-    session, now = transactions.session(), utcnow()
-    decisions = verifications.verify_offline(session, services(), ring(), g.principal,
-                                     [(r.payload, r.scene, r.scanned_at) for r in body.records], now=now,
-                                     totp_attempt=_totp_attempt)
-    results = [decision_out(d, now) for d in decisions]
+    decisions = verifications.verify_offline(tx.session, tx.services, ring(), tx.principal,
+                                             [(r.payload, r.scene, r.scanned_at) for r in body.records],
+                                             now=tx.now, totp_attempt=_totp_attempt)
+    results = [decision_out(tx, d) for d in decisions]
     out = {"results": results, "accepted": sum(r["accepted"] for r in results),
            "late_replays": sum(bool(r.get("late_replay")) for r in results)}
     return jsonify(out)
@@ -76,10 +71,9 @@ def verify_offline(body: s.OfflineIn):
 @bp.post("/verifications/chip/challenge", responses={201: s.ChallengeOut})
 @transaction(Tx.WRITE)
 @auth.require(auth.TERMINAL)
-def chip_challenge():
+def chip_challenge(tx: Unit):
     """A 16-byte single-use challenge (UN) for the card, bound to this terminal."""
-    session, now = transactions.session(), utcnow()
-    ch = chip.new_challenge(session, services(), g.principal, now)
+    ch = chip.new_challenge(tx.session, tx.services, tx.principal, tx.now)
     out = {"challenge": ch.un, "expires_at": iso(ch.expires_at)}
     return created(out)
 
@@ -88,13 +82,12 @@ def chip_challenge():
 @transaction(Tx.WRITE)
 @limiter.limit("600/minute", key_func=token_key, batched=True)
 @auth.require(auth.TERMINAL)
-def verify_chip(body: s.ChipReadIn):
+def verify_chip(tx: Unit, body: s.ChipReadIn):
     """Judge a chip read; an accepted decision carries `external_auth` to unlock EF06."""
-    session, now = transactions.session(), utcnow()
-    svc = services()
-    d, e = verifications.verify_chip(session, svc, svc.keys_dir, g.principal, body.model_dump(), scene=body.scene,
-                                     now=now)
-    out = decision_out(d, now)
+    svc = tx.services
+    d, e = verifications.verify_chip(tx.session, svc, svc.keys_dir, tx.principal, body.model_dump(),
+                                     scene=body.scene, now=tx.now)
+    out = decision_out(tx, d)
     if e is not None:
         out["external_auth"] = e
     return jsonify(out)

@@ -17,11 +17,12 @@ from gunicorn.http.errors import (ChunkMissingTerminator, InvalidChunkExtension,
                                   LimitRequestHeaders, LimitRequestLine)
 from gunicorn.workers.sync import SyncWorker
 
-from ecard import errors
+from ecard.errors import Code
 
-_BY_EXCEPTION = {LimitRequestLine: errors.UriTooLong, LimitRequestHeaders: errors.HeadersTooLarge,
-                 InvalidChunkSize: errors.MalformedBody, ChunkMissingTerminator: errors.MalformedBody,
-                 InvalidChunkExtension: errors.MalformedBody}
+_BY_EXCEPTION = {
+    LimitRequestLine: Code.REQUEST_URI_TOO_LONG, LimitRequestHeaders: Code.REQUEST_HEADERS_TOO_LARGE,
+    InvalidChunkSize: Code.REQUEST_MALFORMED_BODY, ChunkMissingTerminator: Code.REQUEST_MALFORMED_BODY,
+    InvalidChunkExtension: Code.REQUEST_MALFORMED_BODY}
 
 
 def problem_response(status: int, exc: BaseException) -> bytes:
@@ -30,12 +31,12 @@ def problem_response(status: int, exc: BaseException) -> bytes:
     The titles are zh-CN, the API's default: the request's Accept-Language was never read. The
     detail is the title, never gunicorn's message, which quotes the request (a card number in a
     URL, a token in a header)."""
-    leaf = _BY_EXCEPTION.get(type(exc))
-    if leaf is None or leaf.status != status:
-        leaf = errors.MalformedRequest if status == 400 else errors.Internal if status >= 500 else None
-    if leaf is not None:
-        code, title = leaf.code, leaf.title_zh
-    else:  # as ecard.api.problems names an HTTP error it has no leaf for
+    known = _BY_EXCEPTION.get(type(exc))
+    if known is None or known.status != status:
+        known = Code.REQUEST_MALFORMED if status == 400 else Code.INTERNAL if status >= 500 else None
+    if known is not None:
+        code, title = str(known), known.title_zh
+    else:  # as ecard.api.problems names an HTTP error it has no code for
         code, title = f"http.{status}", HTTPStatus(status).phrase
     body = json.dumps({"type": f"urn:ecard:problem:{code}", "title": title, "status": status,
                        "detail": title, "code": code}, ensure_ascii=False).encode()

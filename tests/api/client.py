@@ -41,7 +41,7 @@ class Api:
             from ecard.api import transactions
 
             with self.c.application.app_context():
-                exists = transactions.session().scalar(
+                exists = transactions.session_outside_request().scalar(
                     sa.text("SELECT count(*) FROM operators WHERE username = :u"), {"u": OPERATOR[0]})
             if not exists:
                 self.create_operator(*OPERATOR)
@@ -182,3 +182,11 @@ class Api:
         r = self.c.post("/api/v1/me/consent-codes", headers=holder["headers"])
         assert r.status_code == 201, r.json
         return r.json["code"]
+
+
+def bind_child(api: Api, family: dict) -> dict:
+    """The parent of the `family` fixture (tests/api/conftest.py) binds the child, whose relation
+    to them is on record; the new binding."""
+    r = api.bind(family["parent"], family["child"], "parent")
+    assert r.status_code == 201, r.json
+    return r.json

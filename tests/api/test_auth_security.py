@@ -48,7 +48,7 @@ def test_operator_sign_in_costs_one_verification_whether_or_not_the_name_exists(
     with app.app_context():
         from ecard.api import transactions
 
-        session = transactions.session()
+        session = transactions.session_outside_request()
         session.execute(sa.text("UPDATE operators SET active = false WHERE username = 'gone'"))
         session.commit()
     for username, password in [("w1", "wrong-password"), ("nobody", "wrong-password"),
@@ -69,7 +69,7 @@ def test_terminal_sign_in_costs_one_verification_whether_or_not_the_terminal_exi
     with app.app_context():
         from ecard.api import transactions
 
-        session = transactions.session()
+        session = transactions.session_outside_request()
         session.execute(sa.text("UPDATE terminals SET active = false WHERE public_id = :p"),
                         {"p": t["terminal_id"]})
         session.commit()

@@ -21,7 +21,7 @@ BAD_BODIES = {
 
 
 def row_counts(app):
-    session = transactions.session()
+    session = transactions.session_outside_request()
     return {t.name: session.scalar(sa.select(sa.func.count()).select_from(t))
             for t in Base.metadata.sorted_tables if t.name != "idempotency_records"}
 
@@ -153,8 +153,8 @@ def test_metrics_count_requests_by_route_and_status_without_card_numbers(api):
     assert "A99999999" not in after and "/healthz" not in after and 'url_rule="/metrics"' not in after
 
 
-# Issue 13, item 9: the paging cursor `before` is ASCII digits within the row ids' 64 bits. '²'
-# passed str.isdigit() and failed int() (a 500); 2**63 overflowed the database's integer (a 500).
+# The paging cursor `before` is ASCII digits within the row ids' 64 bits: '²' passes str.isdigit()
+# but not int(), and 2**63 overflows the database's integer; each is a 422, never a 500.
 BAD_CURSORS = ["²", "１２", "١٢", "9223372036854775808", "99999999999999999999999999", "-1", "1.5",
                "1_0", " 1", "0x10", ""]
 

@@ -198,3 +198,56 @@ def test_relations_are_recorded_with_evidence(api):
     swapped = {**body, "relative_person_id": child["person_id"]}
     r = api.c.post(f"/api/v1/persons/{parent['person_id']}/relations", json=swapped, headers=api.op)
     assert r.status_code == 422 and r.json["code"] == "relation.invalid"
+
+
+@pytest.mark.parametrize("how", ["reissue", "replace"])
+def test_r21_the_temporary_card_is_returned_when_the_new_card_is_collected(api, how):
+    card = api.issued_card()
+    no, pid = card["card_no"], card["person"]["person_id"]
+    if how == "reissue":
+        api.card_action(no, "loss", kind="formal")
+    else:
+        api.card_action(no, "freeze", reason="chip under inspection")
+    r = api.c.post("/api/v1/temporary-cards", json={"person_id": pid}, headers=api.op)
+    assert r.status_code == 201, r.json
+    temp_no = r.json["card_no"]
+    body = {"pin": "385714"} if how == "reissue" else {"pin": "385714", "reason": "unreadable"}
+    r = api.card_action(no, how, **body)
+    assert r.status_code == 201, r.json
+    new_no = r.json["card_no"]
+    temp = api.card(temp_no)
+    assert temp["status"] == "cancelled"
+    last = temp["history"][-1]
+    assert last["action"] == "returned" and new_no in last["reason"]
+    assert last["actor"]["type"] == "operator"
+
+
+def test_r22_unfreeze_takes_an_optional_reason_and_records_it(api):
+    card = api.issued_card()
+    no = card["card_no"]
+    api.card_action(no, "freeze", reason="suspected fraud")
+    r = api.c.delete(f"/api/v1/cards/{no}/freeze", json={"reason": "police cleared the holder"},
+                     headers=api.op)
+    assert r.status_code == 200, r.json
+    assert r.json["frozen"] is False
+    last = r.json["history"][-1]
+    assert (last["action"], last["reason"]) == ("unfrozen", "police cleared the holder")
+    # A body is optional; an unknown member in it is refused.
+    api.card_action(no, "freeze", reason="again")
+    r = api.c.delete(f"/api/v1/cards/{no}/freeze", headers=api.op)
+    assert r.status_code == 200 and r.json["frozen"] is False
+    r = api.c.delete(f"/api/v1/cards/{no}/freeze", json={"reason": "x", "extra": 1}, headers=api.op)
+    assert r.status_code == 422
+
+
+def test_r23_the_automatic_pin_lock_is_in_the_card_history(api):
+    card = api.issued_card()
+    for pin in ("000001", "000002", "000003"):
+        r = api.sign(card, pin=pin)
+    assert r.status_code == 423 and r.json["code"] == "pin.locked"
+    locks = [e for e in api.card(card)["history"] if e["action"] == "pin_locked"]
+    assert len(locks) == 1
+    assert locks[0]["actor"]["type"] == "system" and "3 wrong PINs" in locks[0]["reason"]
+    # A try on the locked card does not record another lock.
+    api.sign(card, pin="000004")
+    assert len([e for e in api.card(card)["history"] if e["action"] == "pin_locked"]) == 1

@@ -1,9 +1,7 @@
-"""Every setting is checked when the app is created (security review, issue 13, item 8).
-
-`ECARD_QR_TTL=900` once started the service, which then answered 500 to every code request: the
-code format's signer takes at most `qr.MAX_CODE_TTL` seconds. A value out of its bounds now stops
+"""Every setting is checked when the app is created: a value out of its bounds stops
 `create_app` with a ValueError naming the variable, whether it came from the environment or from
-the overrides.
+the overrides, rather than starting a service that fails request after request (`ECARD_QR_TTL`
+above the `qr.MAX_CODE_TTL` the code format's signer takes would fail every code request).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from tests.api.test_family import bind_child, family  # noqa: F401, F811 (fixture)
+from tests.api.client import bind_child
 
 PASSWORD = "362951"
 

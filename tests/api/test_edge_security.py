@@ -1,4 +1,4 @@
-"""Headers and the server's own refusals (security review, issue 13, item 14).
+"""Headers and the server's own refusals.
 
 - Every response says `X-Content-Type-Options: nosniff`; every one carrying tokens or personal
   data says `Cache-Control: no-store` (all but the public trust list, which sets its own caching),

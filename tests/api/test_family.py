@@ -2,23 +2,7 @@
 
 from datetime import date, datetime, timedelta, timezone
 
-import pytest
-
-
-@pytest.fixture
-def family(api):
-    """A parent with the app, their 10-year-old child (card, no phone), a stranger with the app."""
-    parent = api.holder(api.issued_card(birth=date(1985, 1, 1), name="李建国"))
-    child_card = api.issued_card(birth=date(2016, 6, 15), name="李思雨", sex="F")
-    api.relate(child_card["person"], parent["card"]["person"], "parent")
-    stranger = api.holder(api.issued_card(birth=date(1980, 2, 2), name="赵六"))
-    return {"parent": parent, "child": child_card, "stranger": stranger}
-
-
-def bind_child(api, family):
-    r = api.bind(family["parent"], family["child"], "parent")
-    assert r.status_code == 201, r.json
-    return r.json
+from tests.api.client import bind_child
 
 
 def test_a_parent_on_record_binds_a_minor_at_once(api, family):

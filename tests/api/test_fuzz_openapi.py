@@ -283,9 +283,9 @@ def _parameters() -> list[tuple[str, str, str]]:
           suppress_health_check=list(HealthCheck))
 def test_odd_digits_and_huge_integers_in_any_parameter_are_4xx_problems(method, path, name, data, api, app,
                                                                           clock):
-    """Issue 13, item 9: each parameter of each operation, with every one of ODD_VALUES, as each
-    kind of caller, the rest of the request valid and aimed at real things: never a 5xx, always
-    a problem document."""
+    """Each parameter of each operation, with every one of ODD_VALUES, as each kind of caller,
+    the rest of the request valid and aimed at real things: never a 5xx, always a problem
+    document."""
     world = api.__dict__.setdefault("fuzz_world", World(api))
     operation = schema[path][method]
     case = data.draw(operation.as_strategy(), label="request")

@@ -17,7 +17,7 @@ def test_purge_deletes_only_what_has_expired(app, api, clock):
     r = api.c.post("/api/v1/auth/refresh", headers={"Authorization": f"Bearer {api.holder()['refresh_token']}"})
     assert r.status_code == 200  # the used refresh token is now a revoked_tokens row, kept 30 days
     with app.app_context():
-        s = transactions.session()
+        s = transactions.session_outside_request()
         s.add(RevokedToken(jti="old", expires_at=T0 - timedelta(seconds=1)))
         s.add(IdempotencyRecord(scope="holder:x", key="k1", request_hash="0" * 64, created_at=T0 - timedelta(days=2)))
         s.add(IdempotencyRecord(scope="holder:x", key="k2", request_hash="0" * 64, created_at=T0))
@@ -28,7 +28,7 @@ def test_purge_deletes_only_what_has_expired(app, api, clock):
     assert '"revoked_tokens": 1' in result.output and '"idempotency_records": 1' in result.output
     assert '"chip_challenges": 2' in result.output
     with app.app_context():
-        s = transactions.session()
+        s = transactions.session_outside_request()
         assert s.scalar(sa.select(sa.func.count()).select_from(RevokedToken)) == 1  # the used refresh token
         assert s.scalar(sa.select(IdempotencyRecord.key)) == "k2"
         assert s.scalar(sa.select(sa.func.count()).select_from(ChipChallenge)) == 0

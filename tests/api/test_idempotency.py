@@ -15,7 +15,7 @@ def records(app, key: str) -> int:
     with app.app_context():
         from ecard.api import transactions
 
-        return transactions.session().scalar(sa.text("SELECT count(*) FROM idempotency_records WHERE key = :k"), {"k": key})
+        return transactions.session_outside_request().scalar(sa.text("SELECT count(*) FROM idempotency_records WHERE key = :k"), {"k": key})
 
 
 def test_an_anonymous_request_to_a_protected_route_writes_no_record(api, app):

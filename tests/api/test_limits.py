@@ -3,11 +3,13 @@ Redis. That Redis shares them between instances is shown by tests/api/test_scale
 server processes."""
 
 import os
+from datetime import timedelta
 
 import pytest
 import redis
 
 from tests.api.client import Api
+from tests.conftest import T0
 from tests.support.app import build_app
 
 REDIS_URL = os.environ.get("ECARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -281,3 +283,36 @@ def test_holders_behind_one_address_refresh_bind_and_ask_consent_codes(api, app,
         "consent_code": "ABCD2345"}).json["code"] for h in holders]
     assert refreshed == [200] * 25 and consent == [201] * 25
     assert "rate_limited" not in bind
+
+
+# --- guesses of offline phone codes: one budget per binding, across both routes -----------------
+
+@pytest.fixture
+def limited(app, tmp_path):
+    """A second app with the limits on, counting from zero, over the test's own connection."""
+    return limited_client(app, tmp_path, ECARD_TOTP_MAX_ATTEMPTS=5)
+
+
+def test_offline_phone_code_guesses_are_limited_per_binding_across_both_routes(api, limited, clock):
+    h = api.holder()
+    online, gate = Api(limited).terminal(scenes=("transit",)), Api(limited).terminal(
+        scenes=("transit",), offline_capable=True)
+    ref = h["binding"]["offline_ref"]
+    guesses = [f"ET1:{ref}:{n:08d}" for n in range(12)]
+    answers = []
+    for g in guesses[:3]:
+        answers.append(limited.post("/api/v1/verifications/qr", json={"payload": g},
+                                    headers=online["headers"]).json["reason"])
+    r = limited.post("/api/v1/verifications/offline", json={"records": [
+        {"payload": g, "scanned_at": T0.isoformat()} for g in guesses[3:8]]}, headers=gate["headers"])
+    answers += [d["reason"] for d in r.json["results"]]
+    assert answers[:5] == ["qr.totp_invalid"] * 5 and answers[5:] == ["qr.too_many_attempts"] * 3
+    # Even the right code waits for the window to pass: the budget is the binding's, not the guesser's.
+    right = limited.post("/api/v1/verifications/qr", json={"payload": api.phone_code(h, T0)}, headers=online["headers"])
+    assert right.json["reason"] == "qr.too_many_attempts"
+    clock.shift(timedelta(minutes=10))
+    right = limited.post("/api/v1/verifications/qr", json={"payload": api.phone_code(h, T0 + timedelta(minutes=10))},
+                         headers=online["headers"])
+    assert right.json["accepted"] is True
+    # The guesses are not in the holder's usage: a code that does not match names no one.
+    assert [u["reason"] for u in api.usage(h)] == [None]

@@ -25,13 +25,13 @@ def test_id_number_and_name_never_stored_in_clear(api, app, caplog):
     h = api.holder()
     person = h["card"]["person"]
     with app.app_context():
-        blob = all_bytes(transactions.session())
+        blob = all_bytes(transactions.session_outside_request())
     for secret in (person["id_number_clear"], person["name_clear"], h["binding"]["offline_seed"]):
         assert secret.encode() not in blob
         assert secret not in caplog.text
     assert person["id_number_clear"][:4].encode()  # sanity: the person exists
     with app.app_context():
-        assert transactions.session().scalar(sa.text("SELECT count(*) FROM persons")) >= 1
+        assert transactions.session_outside_request().scalar(sa.text("SELECT count(*) FROM persons")) >= 1
 
 
 def test_ciphertext_is_bound_to_its_column(app):

@@ -1,8 +1,10 @@
 """Who read a person's data is in their audit, and tokens are never replayed.
 
-R-72: a window that learns a person's card number from a refused application, or lists their
-proxies, leaves a read in the person's audit with its purpose, and the refusal keeps nothing else;
-a HEAD request, which discloses nothing, leaves no read. An `Idempotency-Key` never brings a
+R-72: a window that reads a person's record in clear, looks up their card (a read, not a change
+in the card's history), learns their card number from a refused application or lists their
+proxies leaves a read in the person's audit with who, when and the purpose it states (one it
+does not know is refused before anything is read), and a refusal keeps nothing else; a HEAD
+request, which discloses nothing, leaves no read. An `Idempotency-Key` never brings a
 token pair back, not a refresh's after the session has ended, not a sign-in's; it still holds off
 the same request while the first runs.
 """
@@ -12,12 +14,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from tests.api.client import Api
-from tests.api.test_family import bind_child, family  # noqa: F401 (fixture)
+from ecard.api.views import iso
+from ecard.idnumber import make_card_no
+from tests.api.client import Api, bind_child
 
 CARD_SERVICE = "for a card service (application, loss, replacement, cancellation)"
 
@@ -46,7 +49,7 @@ def keyed_record(app, key: str, body: bytes, *, answer: bytes | None) -> None:
         from ecard.api.transactions import services
         from ecard.models import IdempotencyRecord
 
-        session = transactions.session()
+        session = transactions.session_outside_request()
         stored = base64.b64encode(answer).decode() if answer is not None else None
         session.add(IdempotencyRecord(
             scope="anonymous", key=key, created_at=utcnow(), status_code=201 if stored else None,
@@ -98,7 +101,7 @@ def test_a_refused_application_keeps_the_read_but_makes_no_card(api, clock):
     assert api.card(card)["status"] == "issued"
 
 
-def test_a_window_listing_a_persons_proxies_is_in_their_audit_with_the_purpose(api, family):  # noqa: F811
+def test_a_window_listing_a_persons_proxies_is_in_their_audit_with_the_purpose(api, family):
     bind_child(api, family)
     child = api.holder(family["child"])
     pid = family["child"]["person"]["person_id"]
@@ -115,7 +118,7 @@ def test_a_window_listing_a_persons_proxies_is_in_their_audit_with_the_purpose(a
     assert len(reads(api, child, "proxies_read")) == 2
 
 
-def test_a_head_request_answers_its_status_and_leaves_no_read(api, family):  # noqa: F811
+def test_a_head_request_answers_its_status_and_leaves_no_read(api, family):
     dep = bind_child(api, family)
     child = api.holder(family["child"])
     pid = family["child"]["person"]["person_id"]
@@ -131,6 +134,62 @@ def test_a_head_request_answers_its_status_and_leaves_no_read(api, family):  # n
     # The same GET is recorded, as before.
     assert api.c.get(f"/api/v1/persons/{pid}", headers=api.op).status_code == 200
     assert len(reads(api, child, "personal_data_read")) == 1
+
+
+def test_r72_an_operators_read_of_a_person_in_clear_is_in_the_persons_audit(api, clock):
+    card = api.issued_card(name="李清楚")
+    holder = api.holder(card)
+    before = [e for e in audit(api, holder) if e["action"] == "personal_data_read"]
+    assert before == []  # creating the person and the card showed no one the record in clear
+    r = api.c.get(f"/api/v1/persons/{card['person']['person_id']}", headers=api.op)
+    assert r.status_code == 200 and r.json["name"] == "李清楚"
+    reads = [e for e in audit(api, holder) if e["action"] == "personal_data_read"]
+    assert len(reads) == 1
+    assert reads[0]["actor"] == {"type": "operator", "ref": "w1", "channel": "window"}  # who
+    assert reads[0]["at"] == iso(datetime.now(timezone.utc))  # when: the controlled clock
+    assert "service window" in reads[0]["reason"]  # why
+    # A person the operator looks for and does not find leaves no record and changes nothing.
+    r = api.c.get("/api/v1/persons/per_0000000000000000", headers=api.op)
+    assert r.status_code == 404
+    assert len([e for e in audit(api, holder) if e["action"] == "personal_data_read"]) == 1
+
+
+
+def test_r72_the_operator_states_why_and_the_holder_sees_it(api):
+    card = api.issued_card(name="李目的")
+    holder = api.holder(card)
+    r = api.c.get(f"/api/v1/persons/{card['person']['person_id']}?purpose=complaint", headers=api.op)
+    assert r.status_code == 200
+    (read,) = [e for e in audit(api, holder) if e["action"] == "personal_data_read"]
+    assert read["reason"] == "person record in clear, for a complaint or a dispute"
+    # A purpose the service does not know is refused before anything is read or recorded.
+    r = api.c.get(f"/api/v1/persons/{card['person']['person_id']}?purpose=curiosity", headers=api.op)
+    assert r.status_code == 422 and "name" not in r.json
+    assert len([e for e in audit(api, holder) if e["action"] == "personal_data_read"]) == 1
+
+
+
+def test_r72_a_windows_card_look_up_is_in_the_holders_audit_not_the_cards_history(api, clock):
+    card = api.issued_card()
+    holder = api.holder(card)
+    r = api.c.get(f"/api/v1/cards/{card['card_no']}?purpose=card_service", headers=api.op)
+    assert r.status_code == 200
+    history = [h["action"] for h in r.json["history"]]
+    r = api.c.get(f"/api/v1/cards/{card['card_no']}", headers=api.op)
+    assert [h["action"] for h in r.json["history"]] == history  # a look-up is not a change
+    assert "card_read" not in history
+    reads = [e for e in audit(api, holder) if e["action"] == "card_read"]
+    assert len(reads) == 2
+    assert reads[0]["actor"] == {"type": "operator", "ref": "w1", "channel": "window"}  # who
+    assert reads[0]["at"] == iso(datetime.now(timezone.utc))  # when
+    assert reads[0]["reason"] == "card status and history, for a service window's look-up"  # why
+    assert reads[1]["reason"] == ("card status and history, for a card service (application, "
+                                  "loss, replacement, cancellation)")
+    # Not found, or a purpose not known: nothing is recorded.
+    assert api.c.get(f"/api/v1/cards/{make_card_no('A', 9_999_999)}", headers=api.op).status_code == 404
+    r = api.c.get(f"/api/v1/cards/{card['card_no']}?purpose=", headers=api.op)
+    assert r.status_code == 422
+    assert len([e for e in audit(api, holder) if e["action"] == "card_read"]) == 2
 
 
 # --- tokens are never replayed -----------------------------------------------------------------
@@ -167,7 +226,7 @@ def test_no_token_pair_is_kept_for_a_replay(api, app):
     with app.app_context():
         from ecard.api import transactions
 
-        kept = transactions.session().scalar(sa.text("SELECT count(*) FROM idempotency_records WHERE key = :k"),
+        kept = transactions.session_outside_request().scalar(sa.text("SELECT count(*) FROM idempotency_records WHERE key = :k"),
                                    {"k": keyed["Idempotency-Key"]})
     assert kept == 0
 

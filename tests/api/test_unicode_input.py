@@ -1,4 +1,4 @@
-"""Digits from other scripts (security review, issue 13, item 1).
+"""Digits from other scripts.
 
 An operator's input method in full-width mode types `１１０１０５…`; other scripts have digits
 of their own (Arabic-Indic `١٢٣`), and `\\d`, `str.isdigit()` and `int()` accept them all. The

@@ -2,7 +2,8 @@
 HTTP, and no Flask request or app context (the domain needs none). The app is built once
 (`tests.support.app`) only for what it owns: the engine of the migrated database, the `Services`
 (vault, hasher, config: `svc`) and the QR key ring (`ring`). Each test's `session` is bound to
-the test's rolled-back outer transaction (`_transaction`), in a savepoint as the service's are.
+the test's rolled-back outer transaction (`_transaction`), in a savepoint as the service's are;
+a test of concurrency (marked `committing`) opens its own sessions on `committing_app`'s database.
 
 Time is passed as `now`, from T0; nothing sleeps and the clock is not moved.
 
@@ -14,6 +15,7 @@ it would stand for.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import date, datetime
 
@@ -22,14 +24,23 @@ from sqlalchemy.orm import Session
 
 from ecard import cards, persons
 from ecard.context import Actor, Services
+from ecard.errors import Code, EcardError
 from ecard.ids import new_id
 from ecard.models import Card, Merchant, Person, Terminal
 from ecard.principals import TerminalPrincipal
 from tests.conftest import T0
-from tests.support.app import _transaction, app, make_id_number  # noqa: F401  (fixtures)
+from tests.support.app import _transaction, app, committing_app, make_id_number  # noqa: F401  (fixtures)
 
 WINDOW = Actor("operator", "w1", "window")
 PIN = "285714"
+
+
+@contextlib.contextmanager
+def raises(code: Code) -> Iterator[pytest.ExceptionInfo[EcardError]]:
+    """`pytest.raises` for the EcardError of `code`."""
+    with pytest.raises(EcardError) as caught:
+        yield caught
+    assert caught.value.code is code, caught.value.code
 
 
 @pytest.fixture

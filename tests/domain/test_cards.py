@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import pytest
-
-from ecard import cancellation, cards, errors, persons, proxies
+from ecard import cancellation, cards, persons, proxies
 from ecard.context import Actor
+from ecard.errors import Code
 from ecard.models import CANCELLED, EXPIRED, ISSUED, LOST_FORMAL, LOST_TEMPORARY
 from tests.conftest import T0
-from tests.domain.conftest import WINDOW
+from tests.domain.conftest import WINDOW, raises
 
 HOLDER = Actor("holder", "bnd_x", "app")
 LAPSE = timedelta(days=7)  # ECARD_TEMP_LOSS_LAPSE
@@ -48,9 +47,9 @@ def test_a_temporary_loss_is_made_formal(session, svc, world):
 def test_a_lost_card_is_not_reported_lost_again_nor_an_applied_one_at_all(session, svc, world):
     card = world.issued_card()
     cards.report_loss(session, svc, card, kind="temporary", actor=HOLDER, now=T0)
-    with pytest.raises(errors.CardLost):
+    with raises(Code.CARD_LOST):
         cards.report_loss(session, svc, card, kind="temporary", actor=HOLDER, now=T0 + timedelta(minutes=1))
-    with pytest.raises(errors.CardBadState):
+    with raises(Code.CARD_BAD_STATE):
         cards.report_loss(session, svc, world.applied_card(), kind="temporary", actor=HOLDER, now=T0)
 
 
@@ -61,7 +60,7 @@ def test_the_holder_withdraws_a_temporary_loss_but_only_a_window_a_formal_one(se
     assert card.status == ISSUED and card.lost_at is None and world.history(card)[-1] == ("unhung", ISSUED)
 
     cards.report_loss(session, svc, card, kind="formal", actor=HOLDER, now=T0 + timedelta(hours=2))
-    with pytest.raises(errors.UnhangRefused):
+    with raises(Code.CARD_UNHANG_REFUSED):
         cards.unhang(session, svc, card, actor=HOLDER, now=T0 + timedelta(hours=3))
     assert card.status == LOST_FORMAL
     cards.unhang(session, svc, card, actor=WINDOW, now=T0 + timedelta(hours=3))
@@ -69,7 +68,7 @@ def test_the_holder_withdraws_a_temporary_loss_but_only_a_window_a_formal_one(se
 
 
 def test_a_card_not_lost_cannot_be_unhung(session, svc, world):
-    with pytest.raises(errors.CardBadState):
+    with raises(Code.CARD_BAD_STATE):
         cards.unhang(session, svc, world.issued_card(), actor=WINDOW, now=T0)
 
 
@@ -87,9 +86,9 @@ def test_cancelling_is_final_and_ends_the_holders_proxy_bindings(session, svc, w
     assert card.status == CANCELLED and card.live is False
     assert (link.ended_at, link.end_reason) == (later, "card_cancelled")
     assert proxies.link_status(link, later) == ("ended", "card_cancelled")
-    with pytest.raises(errors.CardCancelled):
+    with raises(Code.CARD_CANCELLED):
         cards.cancel(session, svc, card, reason="death", actor=WINDOW, now=later)
-    with pytest.raises(errors.CardCancelled):
+    with raises(Code.CARD_CANCELLED):
         cards.report_loss(session, svc, card, kind="temporary", actor=WINDOW, now=later)
 
 
@@ -99,7 +98,7 @@ def test_a_card_expires_at_the_end_of_its_validity(session, svc, world):
     end = card.expires_at
     assert cards.unusable_reason(svc, card.state, end - timedelta(seconds=1)) is None
     assert cards.unusable_reason(svc, card.state, end) == "card.expired"
-    with pytest.raises(errors.CardExpired):
+    with raises(Code.CARD_EXPIRED):
         cards.report_loss(session, svc, card, kind="temporary", actor=HOLDER, now=end)
     assert card.status == EXPIRED and world.history(card)[-1] == ("expired", EXPIRED)
 
@@ -129,7 +128,7 @@ def test_state_at_reads_the_card_as_it_stood_then(session, svc, world):
 def test_a_frozen_card_is_not_frozen_twice_and_unfreezes(session, svc, world):
     card = world.issued_card()
     cards.freeze(session, svc, card, reason="fraud", actor=WINDOW, now=T0)
-    with pytest.raises(errors.CardBadState):
+    with raises(Code.CARD_BAD_STATE):
         cards.freeze(session, svc, card, reason="again", actor=WINDOW, now=T0)
     cards.unfreeze(session, svc, card, reason=None, actor=WINDOW, now=T0 + timedelta(hours=1))
     assert card.frozen is False and [a for a, _ in world.history(card)][-2:] == ["frozen", "unfrozen"]
@@ -137,7 +136,7 @@ def test_a_frozen_card_is_not_frozen_twice_and_unfreezes(session, svc, world):
 
 def test_a_temporary_card_only_for_someone_without_a_usable_card(session, svc, world):
     card = world.issued_card()
-    with pytest.raises(errors.CardExists):
+    with raises(Code.CARD_EXISTS):
         cards.issue_temporary(session, svc, card.person, actor=WINDOW, now=T0)
     cards.report_loss(session, svc, card, kind="formal", actor=WINDOW, now=T0)
     temp = cards.issue_temporary(session, svc, card.person, actor=WINDOW, now=T0)

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 from datetime import date
 
-import pytest
-
-from ecard import errors, persons
+from ecard import persons
+from ecard.errors import Code
 from tests.conftest import T0
-from tests.domain.conftest import WINDOW
+from tests.domain.conftest import WINDOW, raises
 from tests.support.app import make_id_number
 
 
 def test_an_id_number_is_registered_once(session, svc):
     id_number = make_id_number(date(1990, 3, 7))
     first = persons.register(session, svc, id_number=id_number, name="张小明", phone=None, now=T0)
-    with pytest.raises(errors.PersonExists):
+    with raises(Code.PERSON_EXISTS):
         persons.register(session, svc, id_number=id_number, name="张大明", phone=None, now=T0)
-    with pytest.raises(errors.PersonExists):  # the same number with a lowercase check character
+    with raises(Code.PERSON_EXISTS):  # the same number with a lowercase check character
         persons.register(session, svc, id_number=id_number.lower(), name="张小明", phone=None, now=T0)
     assert persons.find_by_id_number(session, svc, id_number) is first
 
@@ -35,25 +34,25 @@ def test_a_person_is_stored_encrypted_and_read_back(session, svc):
 def test_an_invalid_or_future_id_number_is_refused(session, svc):
     good = make_id_number(date(1990, 3, 7))
     wrong_check = good[:-1] + ("1" if good[-1] == "0" else "0")
-    with pytest.raises(errors.InvalidIdNumber):
+    with raises(Code.VALIDATION_ID_NUMBER):
         persons.register(session, svc, id_number=wrong_check, name="张小明", phone=None, now=T0)
     unborn = make_id_number(date(2027, 1, 1))
-    with pytest.raises(errors.InvalidIdNumber):
+    with raises(Code.VALIDATION_ID_NUMBER):
         persons.register(session, svc, id_number=unborn, name="张小明", phone=None, now=T0)
 
 
 def test_a_relation_must_make_sense_and_is_recorded_once(session, svc, world):
     parent, child = world.person(date(1985, 1, 1)), world.person(date(2016, 6, 15))
-    with pytest.raises(errors.RelationInvalid):  # swapped at the window: the parent is younger
+    with raises(Code.RELATION_INVALID):  # swapped at the window: the parent is younger
         persons.record_relation(session, svc, parent, relative=child, relation="parent",
                                 evidence_kind="household_register", evidence_no="HR-1", actor=WINDOW, now=T0)
-    with pytest.raises(errors.RelationInvalid):
+    with raises(Code.RELATION_INVALID):
         persons.record_relation(session, svc, child, relative=child, relation="sibling",
                                 evidence_kind="other", evidence_no="x", actor=WINDOW, now=T0)
     persons.record_relation(session, svc, child, relative=parent, relation="parent",
                             evidence_kind="household_register", evidence_no="HR-1", actor=WINDOW, now=T0)
     assert persons.relation_of(session, child, parent) == "parent"
-    with pytest.raises(errors.RelationExists):
+    with raises(Code.RELATION_EXISTS):
         persons.record_relation(session, svc, child, relative=parent, relation="guardian",
                                 evidence_kind="other", evidence_no="x", actor=WINDOW, now=T0)
 

@@ -8,11 +8,12 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from ecard import cards, errors, persons, proxies
+from ecard import cards, persons, proxies
 from ecard.context import Actor
+from ecard.errors import Code
 from ecard.models import Event
 from tests.conftest import T0
-from tests.domain.conftest import WINDOW
+from tests.domain.conftest import WINDOW, raises
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_a_link_ended_later_was_active_before_its_end(session, svc, family):
     proxies.end(session, link, reason="unbound_by_proxy", actor=WINDOW, now=end)
     assert proxies.link_status(link, end - timedelta(seconds=1)) == ("active", None)
     assert proxies.link_status(link, end) == ("ended", "unbound_by_proxy")
-    with pytest.raises(errors.ProxyEnded):
+    with raises(Code.PROXY_ENDED):
         proxies.as_proxy(session, svc, parent, link.public_id, end)
 
 
@@ -57,13 +58,13 @@ def test_a_minor_is_bound_only_by_the_relation_on_record(session, svc, world, fa
     _, child, card = family
     stranger = world.person(date(1980, 2, 2), "赵六")
     world.issued_card(stranger)
-    with pytest.raises(errors.ProxyNotAllowed):
+    with raises(Code.PROXY_RELATION_REQUIRED):
         _bind(session, svc, stranger, child, card)
 
 
 def test_the_card_details_must_match_without_telling_which(session, svc, family):
     parent, child, card = family
-    with pytest.raises(errors.IdentityMismatch):
+    with raises(Code.ECARD_IDENTITY_MISMATCH):
         proxies.bind(session, svc, parent, id_number=persons.view(svc, child).id_number, name="李四雨",
                      card_no=card.card_no, relation="parent", consent_code=None, actor=WINDOW, now=T0)
 
@@ -72,7 +73,7 @@ def test_a_proxy_whose_own_card_is_frozen_keeps_no_powers(session, svc, family):
     parent, child, card = family
     link = _bind(session, svc, parent, child, card)
     cards.freeze(session, svc, cards.live_card(session, parent.id), reason="fraud", actor=WINDOW, now=T0)
-    with pytest.raises(errors.ProxyCardUnusable) as refused:
+    with raises(Code.PROXY_OWN_CARD_UNUSABLE) as refused:
         proxies.as_proxy(session, svc, parent, link.public_id, T0)
     assert refused.value.extra["reason"] == "card.frozen"
 
@@ -80,7 +81,7 @@ def test_a_proxy_whose_own_card_is_frozen_keeps_no_powers(session, svc, family):
 def test_a_minor_cannot_revoke_but_a_window_ends_the_link(session, svc, family):
     parent, child, card = family
     link = _bind(session, svc, parent, child, card)
-    with pytest.raises(errors.MinorCannotRevoke):
+    with raises(Code.PROXY_MINOR_CANNOT_REVOKE):
         proxies.revoke(session, child, link.public_id, actor=Actor("holder", "bnd_c", "app"), now=T0)
     proxies.revoke(session, child, link.public_id, actor=WINDOW, now=T0 + timedelta(hours=1))
     assert proxies.link_status(link, T0 + timedelta(hours=1)) == ("ended", "ended_at_window")
@@ -92,14 +93,14 @@ def test_an_adult_is_bound_with_a_consent_code_used_once(session, svc, world):
     elder_card = world.issued_card(elder)
     son = world.person(date(1975, 1, 1), "周一")
     world.issued_card(son)
-    with pytest.raises(errors.ConsentRequired):
+    with raises(Code.CONSENT_REQUIRED):
         _bind(session, svc, son, elder, elder_card, relation="child")
     code, _ = proxies.new_consent_code(session, svc, elder, actor=WINDOW, now=T0)
     link = _bind(session, svc, son, elder, elder_card, relation="child", consent=code)
     assert (link.kind, link.ends_at) == ("adult", None)
     daughter = world.person(date(1978, 1, 1), "周二", "F")
     world.issued_card(daughter)
-    with pytest.raises(errors.ConsentUsed):
+    with raises(Code.CONSENT_USED):
         _bind(session, svc, daughter, elder, elder_card, relation="child", consent=code)
 
 

@@ -8,12 +8,14 @@ import pytest
 import sqlalchemy as sa
 
 import qr
-from ecard import cancellation, cards, codes, errors
+from ecard import cancellation, cards, codes
 from ecard.context import Actor
+from ecard.errors import Code
 from ecard.models import Verification
 from ecard.principals import TerminalPrincipal
 from ecard.verifications import Reason, SceneRefused, disclosed, judged_scene, verify_offline, verify_qr
 from tests.conftest import T0
+from tests.domain.conftest import raises
 
 
 def _subclasses(cls):
@@ -24,8 +26,8 @@ def _subclasses(cls):
 
 def test_every_reason_a_decision_can_carry_is_declared():
     from_qr = {c.code for c in _subclasses(qr.QrError)} - {"trust_list.stale"}  # a gate's own concern
-    from_cards = {c.code for c in (errors.CardLost, errors.CardFrozen, errors.CardCancelled, errors.CardExpired,
-                                   errors.CardReplaced, errors.CardNotIssued)}
+    from_cards = {Code.CARD_LOST, Code.CARD_FROZEN, Code.CARD_CANCELLED, Code.CARD_EXPIRED,
+                  Code.CARD_REPLACED, Code.CARD_NOT_ISSUED}  # cards.unusable_reason
     declared = {r.value for r in Reason}
     assert from_qr <= declared and from_cards <= declared
     assert all(r.value.count(".") == 1 for r in Reason)
@@ -106,7 +108,7 @@ def test_a_code_in_flight_is_judged_by_the_card_as_it_is_at_the_scan(session, sv
 def test_no_code_is_issued_for_a_card_that_cannot_be_used(session, svc, ring, world):
     card = world.issued_card()
     cards.report_loss(session, svc, card, kind="temporary", actor=WINDOW, now=T0)
-    with pytest.raises(errors.EcardSuspended) as refused:
+    with raises(Code.ECARD_SUSPENDED) as refused:
         codes.issue(svc, ring, card.state, scene="clinic", link=None, now=T0)
     assert refused.value.extra["reason"] == "card.lost"
 
@@ -147,7 +149,7 @@ def test_an_offline_record_is_judged_by_the_card_at_its_scan_time(session, svc, 
 def test_only_an_offline_capable_terminal_uploads_and_only_plausible_scan_times(session, svc, ring, world):
     card = world.issued_card()
     payload = _code(svc, ring, card, "transit")
-    with pytest.raises(errors.TerminalNotOfflineCapable):
+    with raises(Code.TERMINAL_NOT_OFFLINE_CAPABLE):
         verify_offline(session, svc, ring, world.terminal("transit"), [(payload, None, T0)], now=T0)
     gate = world.terminal("transit", offline_capable=True)
     future, stale = T0 + timedelta(minutes=1), T0 - timedelta(days=4)  # ECARD_OFFLINE_MAX_AGE: 3 days

@@ -2,7 +2,8 @@
 reader + our emulator) as pytest fixtures. Tests that need a server use the real one
 (`tests.api.live_server.serve`), never a stand-in.
 
-Import the fixtures into a test module (`from tests.physical.helpers import pcscd, start_card`).
+The fixtures (`pcscd`, `start_card`) are a plugin of tests/conftest.py (`pytest_plugins`): a test of
+any layer asks for them by name, and imports only the other helpers.
 
 The real stack: `pcscd` is started in the foreground without `--auto-exit` (the packaged service
 quits after 60 s idle) and stopped afterwards. A pcscd that already serves vpcd (for example one

@@ -17,21 +17,13 @@ from physical.image import load_image
 from physical.keys import MasterKeys
 from physical.pcsc import CardRemovedError, NoCardError, NoReaderError, PcscConnection, wait_for_card
 from physical.reader import read_card, read_holder
-from tests.physical.helpers import (  # noqa: F401 - pcscd and start_card are fixtures
-    HOLDER,
-    READER,
-    REGION,
-    pcscd,
-    start_card,
-    with_pcscd_down,
-    write_image,
-)
+from tests.physical.helpers import HOLDER, READER, REGION, with_pcscd_down, write_image
 
 UN = bytes.fromhex("a0a1a2a3a4a5a6a7a8a9aaabacadaeaf")
 
 
 @pytest.mark.parametrize(("generation", "args"), [(3, ("--t0",)), (2, ())], ids=["gen3-T0", "gen2"])
-def test_read_card_and_holder_through_pcscd(tmp_path: Path, start_card, generation: int, args: tuple[str, ...]) -> None:  # noqa: ANN001, F811
+def test_read_card_and_holder_through_pcscd(tmp_path: Path, start_card, generation: int, args: tuple[str, ...]) -> None:  # noqa: ANN001
     keys_dir = tmp_path / "keys"
     image_path = write_image(tmp_path / "card.json", keys_dir, generation)
     start_card(image_path, *args)
@@ -53,7 +45,7 @@ def test_read_card_and_holder_through_pcscd(tmp_path: Path, start_card, generati
     assert load_image(image_path)["atc"] == 1  # the emulator wrote the counter back
 
 
-def test_card_pulled_out_mid_read(tmp_path: Path, start_card) -> None:  # noqa: ANN001, F811
+def test_card_pulled_out_mid_read(tmp_path: Path, start_card) -> None:  # noqa: ANN001
     card = start_card(write_image(tmp_path / "card.json", tmp_path / "keys"), "--remove-after", "1")
 
     class PulledAfterSelect:
@@ -75,7 +67,7 @@ def test_card_pulled_out_mid_read(tmp_path: Path, start_card) -> None:  # noqa: 
     assert READER in str(err.value)
 
 
-def test_no_card_and_no_reader(start_card) -> None:  # noqa: ANN001, F811
+def test_no_card_and_no_reader(start_card) -> None:  # noqa: ANN001
     with pytest.raises(NoCardError):
         wait_for_card(READER, timeout=0.3)
     with pytest.raises(NoReaderError):

@@ -16,8 +16,6 @@ from physical.reader import (
     DirectConnection,
     HolderData,
     exchange,
-    mask_id_number,
-    mask_name,
     read_card,
     read_holder,
 )
@@ -152,8 +150,3 @@ def test_exchange_follows_6cxx_with_the_right_le(tmp_path: Path) -> None:
     exchange(conn, bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF"), "SELECT")
     assert exchange(conn, bytes.fromhex("00B2072C02"), "READ RECORD") == b"\x07\x09A12345678"
     assert conn.sent[-1] == bytes.fromhex("00B2072C0B")
-
-
-def test_masks() -> None:
-    assert mask_name("张三丰") == "张**" and mask_name("李四") == "李*" and mask_name("") == ""
-    assert mask_id_number("32010019900307123X") == "3201**********123X"
