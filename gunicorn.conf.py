@@ -23,8 +23,10 @@ max_requests_jitter = max_requests // 10
 preload_app = False  # each worker opens its own database connections
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # "" turns it off
 # JSON access log; the URL path is left out because it can carry card numbers.
-access_log_format = ('{"event":"access","method":"%(m)s","status":%(s)s,"bytes":%(B)s,'
-                     '"ms":%(M)s,"request_id":"%({x-request-id}o)s"}')
+access_log_format = (
+    '{"event":"access","method":"%(m)s","status":%(s)s,"bytes":%(B)s,'
+    '"ms":%(M)s,"request_id":"%({x-request-id}o)s"}'
+)
 
 # gunicorn's control socket (`gunicornc`) is by default one path per user ($XDG_RUNTIME_DIR or
 # ~/.gunicorn, gunicorn.ctl), which every instance on the machine would share: each start takes

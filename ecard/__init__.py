@@ -64,8 +64,10 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         __name__,
         info=Info(title="ecard — electronic social security card", version="1.0.0"),
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-        doc_prefix="/api/v1", doc_url="/openapi.json",
-        validation_error_status=422, validation_error_model=Problem,
+        doc_prefix="/api/v1",
+        doc_url="/openapi.json",
+        validation_error_status=422,
+        validation_error_model=Problem,
         validation_error_callback=problems.validation_problem,
     )
     app.config.update(settings)
@@ -83,19 +85,21 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     secrets = load_or_create(keys_dir, allow_create=not production, suite=suite)
     app.extensions["ecard.services"] = Services(
         vault=Vault(secrets),
-        hasher=Hasher(secrets.pin_pepper, time_cost=settings["ECARD_ARGON2_TIME_COST"],
-                      memory_kib=settings["ECARD_ARGON2_MEMORY_KIB"]),
+        hasher=Hasher(
+            secrets.pin_pepper,
+            time_cost=settings["ECARD_ARGON2_TIME_COST"],
+            memory_kib=settings["ECARD_ARGON2_MEMORY_KIB"],
+        ),
         config=settings,
         keys_dir=keys_dir,
     )
 
     import qr
-
     from ecard.context import utcnow
 
     app.extensions["ecard.qr_ring"] = qr.KeyRing.load_or_create(
-        keys_dir / "qr", utcnow(), settings["ECARD_REGION_CODE"], create=not production,
-        alg=suite.qr_alg)  # a new ring's first key; an existing ring changes by `keys rotate`
+        keys_dir / "qr", utcnow(), settings["ECARD_REGION_CODE"], create=not production, alg=suite.qr_alg
+    )  # a new ring's first key; an existing ring changes by `keys rotate`
 
     url = settings["ECARD_DATABASE_URL"] or f"sqlite:///{Path(app.instance_path) / 'ecard.sqlite'}"
     app.config["ECARD_DATABASE_URL"] = url
@@ -122,10 +126,10 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     JWTManager(app)  # mints the tokens; `auth.bearer_claims` checks them
     problems.register(app)
 
-    from ecard.api import idempotency, limits
-
     from prometheus_client import CollectorRegistry
     from prometheus_flask_exporter import PrometheusMetrics
+
+    from ecard.api import idempotency, limits
 
     limits.init_app(app)
     # /metrics; the request metrics themselves are observed by `logs` (see there why).
@@ -144,7 +148,9 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.register_api(codes.bp)
     app.register_api(verifications.bp)
     app.register_blueprint(service.bp)
-    transactions.check_declared(app, ("tokens", "operator", "holder", "family", "codes", "verifications", "service"))
+    transactions.check_declared(
+        app, ("tokens", "operator", "holder", "family", "codes", "verifications", "service")
+    )
 
     from ecard import cli
 

@@ -38,13 +38,21 @@ from ecard.models import (
 )
 from ecard.persons import age_on, nth_birthday
 
-REPLACE_REASONS = ("damaged", "unreadable", "data_changed", "appearance", "upgrade", "renewal",
-                   "quality_fault")
+REPLACE_REASONS = (
+    "damaged",
+    "unreadable",
+    "data_changed",
+    "appearance",
+    "upgrade",
+    "renewal",
+    "quality_fault",
+)
 CANCEL_REASONS = ("death", "emigration", "transfer", "entitlement_ended")
 LOSS_KINDS = ("temporary", "formal")
 
 
 # --- time-dependent state ------------------------------------------------------------------------
+
 
 def effective_status(card: CardState, now: datetime, lapse_seconds: int) -> str:
     """The status at `now`, counting a lapsed temporary loss (R-14) and expiry (R-10)."""
@@ -63,29 +71,69 @@ def settle(session: Session, svc: Services, card: Card, now: datetime) -> Card:
         return card
     if card.status == LOST_TEMPORARY and status in (ISSUED, EXPIRED):
         lapsed_at = card.lost_at + timedelta(seconds=svc.setting("TEMP_LOSS_LAPSE"))
-        _transition(session, card, ISSUED, "loss_lapsed", SYSTEM, min(lapsed_at, now),
-                    reason="temporary loss not made formal in time")
+        _transition(
+            session,
+            card,
+            ISSUED,
+            "loss_lapsed",
+            SYSTEM,
+            min(lapsed_at, now),
+            reason="temporary loss not made formal in time",
+        )
         card.lost_at = None
     if status == EXPIRED:
         _transition(session, card, EXPIRED, "expired", SYSTEM, now)
     return card
 
 
-def _transition(session: Session, card: Card, to: str, action: str, actor: Actor, now: datetime,
-                *, reason: str | None = None, fee: int | None = None) -> None:
-    session.add(Event(person_id=card.person_id, card_id=card.id, at=now, action=action,
-                      from_status=card.status, to_status=to, actor_type=actor.type,
-                      actor_ref=actor.ref, channel=actor.channel, reason=reason, fee=fee))
+def _transition(
+    session: Session,
+    card: Card,
+    to: str,
+    action: str,
+    actor: Actor,
+    now: datetime,
+    *,
+    reason: str | None = None,
+    fee: int | None = None,
+) -> None:
+    session.add(
+        Event(
+            person_id=card.person_id,
+            card_id=card.id,
+            at=now,
+            action=action,
+            from_status=card.status,
+            to_status=to,
+            actor_type=actor.type,
+            actor_ref=actor.ref,
+            channel=actor.channel,
+            reason=reason,
+            fee=fee,
+        )
+    )
     card.status = to
     card.live = to in LIVE_STATES
 
 
-def record(session: Session, card: Card, action: str, actor: Actor, now: datetime,
-           *, reason: str | None = None) -> None:
+def record(
+    session: Session, card: Card, action: str, actor: Actor, now: datetime, *, reason: str | None = None
+) -> None:
     """History entry for a change that is not a status change (freeze, PIN unlock ...)."""
-    session.add(Event(person_id=card.person_id, card_id=card.id, at=now, action=action,
-                      from_status=card.status, to_status=card.status, actor_type=actor.type,
-                      actor_ref=actor.ref, channel=actor.channel, reason=reason))
+    session.add(
+        Event(
+            person_id=card.person_id,
+            card_id=card.id,
+            at=now,
+            action=action,
+            from_status=card.status,
+            to_status=card.status,
+            actor_type=actor.type,
+            actor_ref=actor.ref,
+            channel=actor.channel,
+            reason=reason,
+        )
+    )
 
 
 def unusable_reason(svc: Services, card: CardState, now: datetime) -> Code | None:
@@ -136,7 +184,9 @@ def state_at(session: Session, card: CardState, at: datetime) -> CardState:
     """
     events = session.execute(
         sa.select(Event.action, Event.to_status, Event.at)
-        .where(Event.card_id == card.id, Event.at <= at).order_by(Event.at, Event.id)).all()
+        .where(Event.card_id == card.id, Event.at <= at)
+        .order_by(Event.at, Event.id)
+    ).all()
     status, lost_at, frozen = APPLIED, None, False
     for action, to_status, when in events:
         if to_status is not None:
@@ -159,6 +209,7 @@ def _refuse_dead(card: Card) -> None:
 
 # --- lookup and numbering ------------------------------------------------------------------------
 
+
 def find(session: Session, card_no: str) -> Card | None:
     """The card with this number, or None. Raises `validation.card_no` for a malformed number."""
     try:
@@ -176,7 +227,9 @@ def get(session: Session, card_no: str) -> Card:
     return card
 
 
-def identify(session: Session, svc: Services, *, id_number: str, name: str, card_no: str) -> tuple[Card, Person]:
+def identify(
+    session: Session, svc: Services, *, id_number: str, name: str, card_no: str
+) -> tuple[Card, Person]:
     """The card and its holder, when the ID number, the name and the card number belong together:
     the proof of a card asked when signing the e-card (R-41) and when binding a dependant (R-60).
 
@@ -187,8 +240,12 @@ def identify(session: Session, svc: Services, *, id_number: str, name: str, card
     """
     card = find(session, card_no)  # never `get`: a 404 would tell a guesser which card numbers are real
     person = persons.find_by_id_number(session, svc, id_number)
-    if (card is None or person is None or card.person_id != person.id
-            or persons.view(svc, person).name != name.strip()):
+    if (
+        card is None
+        or person is None
+        or card.person_id != person.id
+        or persons.view(svc, person).name != name.strip()
+    ):
         raise EcardError(Code.ECARD_IDENTITY_MISMATCH)
     return card, person
 
@@ -205,27 +262,49 @@ def stored_pin_hash(conn: Session | Connection, card_no: str) -> str | None:
 
 def live_card(session: Session, person_id: int, kind: str = "formal") -> Card | None:
     """The person's live card of `kind` (R-01: at most one), or None."""
-    return session.scalar(sa.select(Card).where(Card.person_id == person_id, Card.live,
-                                                Card.kind == kind))
+    return session.scalar(sa.select(Card).where(Card.person_id == person_id, Card.live, Card.kind == kind))
 
 
 def _next_card_no(session: Session, prefix: str) -> str:
     # An atomic increment: two windows issuing at once never get the same serial (R-23).
     serial = session.scalar(
-        sa.update(CardNoSequence).where(CardNoSequence.prefix == prefix)
-        .values(next_value=CardNoSequence.next_value + 1).returning(CardNoSequence.next_value))
+        sa.update(CardNoSequence)
+        .where(CardNoSequence.prefix == prefix)
+        .values(next_value=CardNoSequence.next_value + 1)
+        .returning(CardNoSequence.next_value)
+    )
     if serial is None:
         raise RuntimeError(f"no card number sequence for prefix {prefix!r}; run the migrations")
     return make_card_no(prefix, serial - 1)
 
 
-def _new_card(session: Session, svc: Services, person: Person, *, kind: str, status: str,
-              now: datetime, previous: Card | None = None, fee: int = 0) -> Card:
-    card = Card(card_no=_next_card_no(session, "A" if kind == "formal" else "T"),
-                person_id=person.id, kind=kind, status=status, live=True,
-                generation=svc.setting("CARD_GENERATION"), region_code=svc.setting("REGION_CODE"),
-                applied_at=now, previous_card_id=previous.id if previous else None, fee=fee,
-                pin_failures=0, pin_locked=False, frozen=False, created_at=now)
+def _new_card(
+    session: Session,
+    svc: Services,
+    person: Person,
+    *,
+    kind: str,
+    status: str,
+    now: datetime,
+    previous: Card | None = None,
+    fee: int = 0,
+) -> Card:
+    card = Card(
+        card_no=_next_card_no(session, "A" if kind == "formal" else "T"),
+        person_id=person.id,
+        kind=kind,
+        status=status,
+        live=True,
+        generation=svc.setting("CARD_GENERATION"),
+        region_code=svc.setting("REGION_CODE"),
+        applied_at=now,
+        previous_card_id=previous.id if previous else None,
+        fee=fee,
+        pin_failures=0,
+        pin_locked=False,
+        frozen=False,
+        created_at=now,
+    )
     session.add(card)
     session.flush()
     return card
@@ -239,6 +318,7 @@ def validity_end(birth_date, issued_at: datetime) -> datetime:
 
 
 # --- PIN -----------------------------------------------------------------------------------------
+
 
 def check_pin_strength(pin: str, person: Person, *, code: Code = Code.PIN_WEAK, field: str = "pin") -> None:
     """R-31. Raises `code` naming the reason, under `field` in its `errors`: the e-card's password
@@ -279,12 +359,18 @@ def verify_pin(session: Session, svc: Services, card: Card, pin: Checked, *, now
             card.pin_failures = 0
         return
     wrong_tries.count(
-        session, card, Card.pin_failures, limit=svc.setting("PIN_MAX_TRIES"),
-        unlocked=Card.pin_locked.is_(False), lock={Card.pin_locked: True},
-        on_lock=lambda failures: record(session, card, "pin_locked", SYSTEM, now,
-                                        reason=f"{failures} wrong PINs in a row"),
+        session,
+        card,
+        Card.pin_failures,
+        limit=svc.setting("PIN_MAX_TRIES"),
+        unlocked=Card.pin_locked.is_(False),
+        lock={Card.pin_locked: True},
+        on_lock=lambda failures: record(
+            session, card, "pin_locked", SYSTEM, now, reason=f"{failures} wrong PINs in a row"
+        ),
         wrong=lambda tries_left: EcardError(Code.PIN_WRONG, tries_left=tries_left, commit_state=True),
-        locked=lambda: EcardError(Code.PIN_LOCKED, commit_state=True))
+        locked=lambda: EcardError(Code.PIN_LOCKED, commit_state=True),
+    )
 
 
 def unlock_pin(session: Session, card: Card, *, actor: Actor, now: datetime) -> Card:
@@ -296,12 +382,21 @@ def unlock_pin(session: Session, card: Card, *, actor: Actor, now: datetime) -> 
 
 # --- the life of a card ----------------------------------------------------------------------------
 
-def _refuse_as_existing(session: Session, existing: Card, detail: str | None, *, actor: Actor,
-                        now: datetime) -> None:
+
+def _refuse_as_existing(
+    session: Session, existing: Card, detail: str | None, *, actor: Actor, now: datetime
+) -> None:
     """Raise `card.exists` with the card's number, which the window needs to serve the person: a
     read of their data, recorded in their audit (R-72) and kept with the refusal."""
-    reads.record(session, existing.person_id, action=reads.CARD_READ, card_id=existing.id, actor=actor, now=now,
-                 what=reads.at_window("the card's number, in a refused application", "card_service"))
+    reads.record(
+        session,
+        existing.person_id,
+        action=reads.CARD_READ,
+        card_id=existing.id,
+        actor=actor,
+        now=now,
+        what=reads.at_window("the card's number, in a refused application", "card_service"),
+    )
     raise EcardError(Code.CARD_EXISTS, detail, card_no=existing.card_no, commit_state=True)
 
 
@@ -315,9 +410,19 @@ def apply(session: Session, svc: Services, person: Person, *, actor: Actor, now:
             _refuse_as_existing(session, existing, None, actor=actor, now=now)
     card = _new_card(session, svc, person, kind="formal", status=APPLIED, now=now)
     card.production_deadline = now + timedelta(days=svc.setting("PRODUCTION_DAYS"))
-    session.add(Event(person_id=person.id, card_id=card.id, at=now, action="applied",
-                      from_status=None, to_status=APPLIED, actor_type=actor.type,
-                      actor_ref=actor.ref, channel=actor.channel))
+    session.add(
+        Event(
+            person_id=person.id,
+            card_id=card.id,
+            at=now,
+            action="applied",
+            from_status=None,
+            to_status=APPLIED,
+            actor_type=actor.type,
+            actor_ref=actor.ref,
+            channel=actor.channel,
+        )
+    )
     return card
 
 
@@ -328,8 +433,9 @@ def issue(session: Session, svc: Services, card: Card, *, pin: Hashed, actor: Ac
     Raises `card.bad_state`, `pin.weak`.
     """
     if card.status != APPLIED:
-        raise EcardError(Code.CARD_BAD_STATE,
-                         f"only an applied card can be issued (this one is {card.status})")
+        raise EcardError(
+            Code.CARD_BAD_STATE, f"only an applied card can be issued (this one is {card.status})"
+        )
     set_pin(card, card.person, pin)
     card.issued_at = now
     card.expires_at = validity_end(card.person.birth_date, now)
@@ -347,12 +453,20 @@ def _return_temporary(session: Session, svc: Services, card: Card, actor: Actor,
         return
     settle(session, svc, temporary, now)  # one whose 90 days ran out is expired, not returned
     if temporary.live:
-        _transition(session, temporary, CANCELLED, "returned", actor, now,
-                    reason=f"formal card {card.card_no} collected")
+        _transition(
+            session,
+            temporary,
+            CANCELLED,
+            "returned",
+            actor,
+            now,
+            reason=f"formal card {card.card_no} collected",
+        )
 
 
-def report_loss(session: Session, svc: Services, card: Card, *, kind: str, actor: Actor,
-                now: datetime) -> Card:
+def report_loss(
+    session: Session, svc: Services, card: Card, *, kind: str, actor: Actor, now: datetime
+) -> Card:
     """R-14/R-15. A temporary loss may be made formal later. Raises `card.bad_state` and the
     dead-card errors."""
     settle(session, svc, card, now)
@@ -385,17 +499,40 @@ def unhang(session: Session, svc: Services, card: Card, *, actor: Actor, now: da
     return card
 
 
-def _successor(session: Session, svc: Services, old: Card, *, pin: Hashed, fee: int, action: str,
-               to: str, actor: Actor, now: datetime, reason: str | None) -> Card:
+def _successor(
+    session: Session,
+    svc: Services,
+    old: Card,
+    *,
+    pin: Hashed,
+    fee: int,
+    action: str,
+    to: str,
+    actor: Actor,
+    now: datetime,
+    reason: str | None,
+) -> Card:
     person = old.person
     check_pin_strength(pin.secret, person)
     _transition(session, old, to, action, actor, now, reason=reason, fee=fee)
     session.flush()  # the old card leaves the live set before the new one joins (R-01 index)
     new = _new_card(session, svc, person, kind="formal", status=APPLIED, now=now, previous=old, fee=fee)
     old.successor_card_no = new.card_no
-    session.add(Event(person_id=person.id, card_id=new.id, at=now, action=action + "_new",
-                      from_status=None, to_status=APPLIED, actor_type=actor.type,
-                      actor_ref=actor.ref, channel=actor.channel, reason=reason, fee=fee))
+    session.add(
+        Event(
+            person_id=person.id,
+            card_id=new.id,
+            at=now,
+            action=action + "_new",
+            from_status=None,
+            to_status=APPLIED,
+            actor_type=actor.type,
+            actor_ref=actor.ref,
+            channel=actor.channel,
+            reason=reason,
+            fee=fee,
+        )
+    )
     # Made on the spot (R-12: same day where made locally), so it is handed over at once.
     set_pin(new, person, pin)
     new.issued_at = now
@@ -416,8 +553,18 @@ def reissue(session: Session, svc: Services, card: Card, *, pin: Hashed, actor: 
     _refuse_dead(card)
     if card.status != LOST_FORMAL:
         raise EcardError(Code.CARD_REISSUE_REQUIRES_FORMAL_LOSS)
-    return _successor(session, svc, card, pin=pin, fee=svc.setting("FEE_REISSUE"), action="reissued",
-                      to=REISSUED, actor=actor, now=now, reason="lost")
+    return _successor(
+        session,
+        svc,
+        card,
+        pin=pin,
+        fee=svc.setting("FEE_REISSUE"),
+        action="reissued",
+        to=REISSUED,
+        actor=actor,
+        now=now,
+        reason="lost",
+    )
 
 
 def replacement_fee(svc: Services, card: Card, reason: str, now: datetime) -> int:
@@ -429,8 +576,9 @@ def replacement_fee(svc: Services, card: Card, reason: str, now: datetime) -> in
     return svc.setting("FEE_REPLACE")
 
 
-def replace(session: Session, svc: Services, card: Card, *, reason: str, pin: Hashed, actor: Actor,
-            now: datetime) -> Card:
+def replace(
+    session: Session, svc: Services, card: Card, *, reason: str, pin: Hashed, actor: Actor, now: datetime
+) -> Card:
     """R-18: a new card for a live one (or an expired one, for renewal). Returns the new card."""
     settle(session, svc, card, now)
     if card.status == EXPIRED and reason == "renewal":
@@ -443,8 +591,18 @@ def replace(session: Session, svc: Services, card: Card, *, reason: str, pin: Ha
             raise EcardError(Code.CARD_BAD_STATE, f"a card in {card.status} cannot be replaced")
     if card.kind != "formal":
         raise EcardError(Code.CARD_BAD_STATE, "a temporary card is returned, not replaced")
-    return _successor(session, svc, card, pin=pin, fee=replacement_fee(svc, card, reason, now),
-                      action="replaced", to=REPLACED, actor=actor, now=now, reason=reason)
+    return _successor(
+        session,
+        svc,
+        card,
+        pin=pin,
+        fee=replacement_fee(svc, card, reason, now),
+        action="replaced",
+        to=REPLACED,
+        actor=actor,
+        now=now,
+        reason=reason,
+    )
 
 
 def cancel(session: Session, svc: Services, card: Card, *, reason: str, actor: Actor, now: datetime) -> Card:
@@ -469,8 +627,9 @@ def freeze(session: Session, svc: Services, card: Card, *, reason: str, actor: A
     return card
 
 
-def unfreeze(session: Session, svc: Services, card: Card, *, reason: str | None, actor: Actor,
-             now: datetime) -> Card:
+def unfreeze(
+    session: Session, svc: Services, card: Card, *, reason: str | None, actor: Actor, now: datetime
+) -> Card:
     settle(session, svc, card, now)
     if not card.frozen:
         raise EcardError(Code.CARD_BAD_STATE, "the card is not frozen")
@@ -486,10 +645,15 @@ def issue_temporary(session: Session, svc: Services, person: Person, *, actor: A
     if existing is not None:
         settle(session, svc, existing, now)
         if existing.live:
-            _refuse_as_existing(session, existing, "the person already holds a temporary card", actor=actor, now=now)
+            _refuse_as_existing(
+                session, existing, "the person already holds a temporary card", actor=actor, now=now
+            )
     formal = live_card(session, person.id)
-    if formal is not None and effective_status(formal.state, now, svc.setting("TEMP_LOSS_LAPSE")) == ISSUED \
-            and not formal.frozen:
+    if (
+        formal is not None
+        and effective_status(formal.state, now, svc.setting("TEMP_LOSS_LAPSE")) == ISSUED
+        and not formal.frozen
+    ):
         _refuse_as_existing(session, formal, "the person holds a usable card", actor=actor, now=now)
     card = _new_card(session, svc, person, kind="temporary", status=APPLIED, now=now)
     card.issued_at = now
@@ -501,19 +665,29 @@ def issue_temporary(session: Session, svc: Services, person: Person, *, actor: A
 def history(session: Session, card: Card) -> list[Event]:
     """What happened to the card, oldest first. Reads of it are not its history: they are in
     the holder's audit (R-72, `reads`)."""
-    return list(session.scalars(sa.select(Event).where(
-        Event.card_id == card.id, Event.action.not_in(reads.READS)).order_by(Event.id)))
+    return list(
+        session.scalars(
+            sa.select(Event)
+            .where(Event.card_id == card.id, Event.action.not_in(reads.READS))
+            .order_by(Event.id)
+        )
+    )
 
 
-def read_at_window(session: Session, card_no: str, *, purpose: str, actor: Actor,
-                   now: datetime) -> Card:
+def read_at_window(session: Session, card_no: str, *, purpose: str, actor: Actor, now: datetime) -> Card:
     """A service window looks a card up, its status and history (R-72): the read is recorded in
     the holder's audit with the operator, the time and `purpose` (one of `reads.PURPOSES`).
     Raises `card.not_found`."""
     card = get(session, card_no)
-    reads.record(session, card.person_id, action=reads.CARD_READ,
-                 what=reads.at_window("card status and history", purpose), actor=actor, now=now,
-                 card_id=card.id)
+    reads.record(
+        session,
+        card.person_id,
+        action=reads.CARD_READ,
+        what=reads.at_window("card status and history", purpose),
+        actor=actor,
+        now=now,
+        card_id=card.id,
+    )
     return card
 
 
@@ -523,7 +697,17 @@ def _follow(session: Session, person: Person, card: Card) -> None:
     if ecard is not None and ecard.card_id != card.id:
         ecard.card_id = card.id
         ecard.card = card
-        session.add(Event(person_id=person.id, card_id=card.id, at=card.issued_at or card.applied_at,
-                          action="ecard_rebound", from_status=None, to_status=None,
-                          actor_type="system", actor_ref=None, channel=None,
-                          reason=f"electronic card now follows {card.card_no}"))
+        session.add(
+            Event(
+                person_id=person.id,
+                card_id=card.id,
+                at=card.issued_at or card.applied_at,
+                action="ecard_rebound",
+                from_status=None,
+                to_status=None,
+                actor_type="system",
+                actor_ref=None,
+                channel=None,
+                reason=f"electronic card now follows {card.card_no}",
+            )
+        )

@@ -25,9 +25,14 @@ from physical.image import personalize as build_image
 from physical.keys import MasterKeys
 
 
-def new_challenge(session: Session, svc: Services, terminal: TerminalPrincipal, now: datetime) -> ChipChallenge:
-    ch = ChipChallenge(un=os.urandom(16).hex(), terminal_id=terminal.id,
-                       expires_at=now + timedelta(seconds=svc.setting("CHIP_CHALLENGE_TTL")))
+def new_challenge(
+    session: Session, svc: Services, terminal: TerminalPrincipal, now: datetime
+) -> ChipChallenge:
+    ch = ChipChallenge(
+        un=os.urandom(16).hex(),
+        terminal_id=terminal.id,
+        expires_at=now + timedelta(seconds=svc.setting("CHIP_CHALLENGE_TTL")),
+    )
     session.add(ch)
     session.flush()
     return ch
@@ -40,21 +45,29 @@ def master_keys(keys_dir: Path, region_code: str, generation: int, version: int)
     return MasterKeys.load(keys_dir / "chip", region_code, generation, version)
 
 
-def personalize(session: Session, svc: Services, keys_dir: Path, card: Card, *, pin: str,
-                now: datetime) -> dict[str, Any]:
+def personalize(
+    session: Session, svc: Services, keys_dir: Path, card: Card, *, pin: str, now: datetime
+) -> dict[str, Any]:
     """The card image for the card bureau (records and diversified keys). Records the master key
     version and the card identification code with the card."""
     if card.issued_at is None or card.expires_at is None:
         raise EcardError(Code.CARD_NOT_ISSUED, "personalize an issued card")
     keys = MasterKeys.load_or_create(keys_dir / "chip", card.region_code, card.generation)
     view = persons.view(svc, card.person)
-    image = build_image(card_no=card.card_no, region_code=card.region_code, generation=card.generation,
-                        issue_date=card.issued_at.date(), expiry_date=card.expires_at.date(),
-                        id_number=view.id_number, name=view.name,
-                        sex="1" if card.person.sex == "M" else "2", birth_date=card.person.birth_date,
-                        master_keys=keys, pin=pin)
+    image = build_image(
+        card_no=card.card_no,
+        region_code=card.region_code,
+        generation=card.generation,
+        issue_date=card.issued_at.date(),
+        expiry_date=card.expires_at.date(),
+        id_number=view.id_number,
+        name=view.name,
+        sex="1" if card.person.sex == "M" else "2",
+        birth_date=card.person.birth_date,
+        master_keys=keys,
+        pin=pin,
+    )
     card.chip_key_version = keys.version
     card.chip_id_code = image["ef05"]["01"]
     cards.record(session, card, "personalized", SYSTEM, now, reason=f"chip keys v{keys.version}")
     return image
-

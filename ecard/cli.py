@@ -7,7 +7,6 @@ import json
 import click
 from flask import Flask, current_app, g
 from flask.cli import AppGroup
-
 from sqlalchemy.orm import Session
 
 from ecard import accounts, cards, persons
@@ -26,6 +25,7 @@ def _session() -> Session:
 
 def services() -> Services:
     return current_app.extensions["ecard.services"]
+
 
 # Demo people: valid ID numbers (GB 11643 check characters), not real persons.
 DEMO_PERSONS = [
@@ -68,19 +68,34 @@ def demo() -> None:
         if card is None:
             card = cards.apply(session, svc, person, actor=window, now=now)
             cards.issue(session, svc, card, pin=svc.hasher.new("pin", DEMO_PIN), actor=window, now=now)
-        out["holders"].append({"person_id": person.public_id, "id_number": id_number, "name": name,
-                               "card_no": card.card_no, "pin": DEMO_PIN})
+        out["holders"].append(
+            {
+                "person_id": person.public_id,
+                "id_number": id_number,
+                "name": name,
+                "card_no": card.card_no,
+                "pin": DEMO_PIN,
+            }
+        )
     merchant = session.scalar(select(Merchant).where(Merchant.name == "Demo clinic and gate"))
     if merchant is None:
-        merchant = accounts.create_merchant(session, name="Demo clinic and gate",
-                                            scenes=["clinic", "transit", "scenic"],
-                                            region_code=svc.setting("REGION_CODE"), now=now)
+        merchant = accounts.create_merchant(
+            session,
+            name="Demo clinic and gate",
+            scenes=["clinic", "transit", "scenic"],
+            region_code=svc.setting("REGION_CODE"),
+            now=now,
+        )
     # A gate too: it may upload what it scanned offline.
     secret = accounts.new_terminal_secret(svc)
-    terminal = accounts.create_terminal(session, merchant, secret, name="demo terminal", offline_capable=True,
-                                        now=now)
-    out["terminal"] = {"terminal_id": terminal.public_id, "secret": secret.secret,
-                       "merchant_id": merchant.public_id}
+    terminal = accounts.create_terminal(
+        session, merchant, secret, name="demo terminal", offline_capable=True, now=now
+    )
+    out["terminal"] = {
+        "terminal_id": terminal.public_id,
+        "secret": secret.secret,
+        "merchant_id": merchant.public_id,
+    }
     session.commit()
     click.echo(json.dumps(out, ensure_ascii=False, indent=2))
 
@@ -110,11 +125,14 @@ def personalize_cmd(card_no: str, out: str, pin: str) -> None:
 
     session = _session()
     card = cards.get(session, card_no)
-    image = chip.personalize(session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), card,
-                             pin=pin, now=utcnow())
+    image = chip.personalize(
+        session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), card, pin=pin, now=utcnow()
+    )
     save_image(Path(out), image)
     session.commit()
-    click.echo(f"card image for {card.card_no} written to {out} (keep it away from anyone but the card maker)")
+    click.echo(
+        f"card image for {card.card_no} written to {out} (keep it away from anyone but the card maker)"
+    )
 
 
 keys_group = AppGroup("keys", help="QR signing keys and the data keys of personal data.")
@@ -128,10 +146,18 @@ def _suite():
 
 
 @keys_group.command("rotate")
-@click.option("--publish-ahead", default=86400, show_default=True,
-              help="seconds the new key is published before it signs")
-@click.option("--alg", type=click.Choice(["ES256", "SM2"]), default=None,
-              help="the new key's algorithm [default: the suite's, ECARD_CRYPTO_SUITE intl: ES256, sm: SM2]")
+@click.option(
+    "--publish-ahead",
+    default=86400,
+    show_default=True,
+    help="seconds the new key is published before it signs",
+)
+@click.option(
+    "--alg",
+    type=click.Choice(["ES256", "SM2"]),
+    default=None,
+    help="the new key's algorithm [default: the suite's, ECARD_CRYPTO_SUITE intl: ES256, sm: SM2]",
+)
 def rotate_keys(publish_ahead: int, alg: str | None) -> None:
     """Add the next QR signing key: published now, signing after --publish-ahead; the current key
     retires once its last code has expired. Codes of both keys verify during the overlap, each
@@ -140,8 +166,16 @@ def rotate_keys(publish_ahead: int, alg: str | None) -> None:
 
     ring = current_app.extensions["ecard.qr_ring"]
     new = ring.rotate(utcnow(), publish_ahead=timedelta(seconds=publish_ahead), alg=alg or _suite().qr_alg)
-    click.echo(json.dumps({"kid": new.kid_hex, "alg": new.alg.name, "publish_from": new.publish_from.isoformat(),
-                           "sign_from": new.sign_from.isoformat()}))
+    click.echo(
+        json.dumps(
+            {
+                "kid": new.kid_hex,
+                "alg": new.alg.name,
+                "publish_from": new.publish_from.isoformat(),
+                "sign_from": new.sign_from.isoformat(),
+            }
+        )
+    )
 
 
 @keys_group.command("list")
@@ -150,14 +184,26 @@ def list_keys() -> None:
     ring = current_app.extensions["ecard.qr_ring"]
     ring.reload_if_changed()
     for k in ring.keys:
-        click.echo(json.dumps({"kid": k.kid_hex, "alg": k.alg.name, "publish_from": k.publish_from.isoformat(),
-                               "sign_from": k.sign_from.isoformat(),
-                               "retire_at": k.retire_at.isoformat() if k.retire_at else None}))
+        click.echo(
+            json.dumps(
+                {
+                    "kid": k.kid_hex,
+                    "alg": k.alg.name,
+                    "publish_from": k.publish_from.isoformat(),
+                    "sign_from": k.sign_from.isoformat(),
+                    "retire_at": k.retire_at.isoformat() if k.retire_at else None,
+                }
+            )
+        )
 
 
 @keys_group.command("add-data-key")
-@click.option("--alg", type=click.Choice(["AES-256-GCM", "SM4-GCM"]), default=None,
-              help="[default: the suite's, ECARD_CRYPTO_SUITE intl: AES-256-GCM, sm: SM4-GCM]")
+@click.option(
+    "--alg",
+    type=click.Choice(["AES-256-GCM", "SM4-GCM"]),
+    default=None,
+    help="[default: the suite's, ECARD_CRYPTO_SUITE intl: AES-256-GCM, sm: SM4-GCM]",
+)
 def add_data_key_cmd(alg: str | None) -> None:
     """Add a data key of personal data (a new version in server-secrets.json) and make it the one
     its algorithm writes with; the index key of its suite is added too when missing. Old versions
@@ -171,8 +217,9 @@ def add_data_key_cmd(alg: str | None) -> None:
     alg = alg or _suite().data_alg
     keys_dir = Path(current_app.config["ECARD_KEYS_DIR"])
     version = secrets.add_data_key(keys_dir, alg)
-    click.echo(json.dumps({"version": version, "alg": alg,
-                           "index_alg": secrets.SUITE_OF_DATA_ALG[alg].index_alg}))
+    click.echo(
+        json.dumps({"version": version, "alg": alg, "index_alg": secrets.SUITE_OF_DATA_ALG[alg].index_alg})
+    )
 
 
 @keys_group.command("list-data-keys")
@@ -185,8 +232,16 @@ def list_data_keys() -> None:
 
     s = secrets.read(Path(current_app.config["ECARD_KEYS_DIR"]), _suite())
     for version, key in sorted(s.data_keys.items()):
-        click.echo(json.dumps({"version": version, "alg": key.alg, "current": s.current.get(key.alg) == version,
-                               "written_now": version == s.current_version}))
+        click.echo(
+            json.dumps(
+                {
+                    "version": version,
+                    "alg": key.alg,
+                    "current": s.current.get(key.alg) == version,
+                    "written_now": version == s.current_version,
+                }
+            )
+        )
     click.echo(json.dumps({"index_keys": sorted(s.index_keys), "written_now": s.suite.index_alg}))
 
 

@@ -34,8 +34,9 @@ def password_governs(svc: Services, *password_set: bool) -> bool:
     return any(password_set) or bool(svc.setting("ECARD_PASSWORD_REQUIRED"))
 
 
-def refuse_unless_payment_open(svc: Services, holder: HolderPrincipal, scene: str, now: datetime, *,
-                               dependant_password_set: bool = False) -> None:
+def refuse_unless_payment_open(
+    svc: Services, holder: HolderPrincipal, scene: str, now: datetime, *, dependant_password_set: bool = False
+) -> None:
     """R-45: a code that can pay, the holder's own or a dependant's, is issued only inside this
     channel's payment window (`ecards.unlock_payments`) where `password_governs`. A proxy pays
     with their own password: a dependant's is never shared, so a dependant who has one needs a
@@ -45,8 +46,10 @@ def refuse_unless_payment_open(svc: Services, holder: HolderPrincipal, scene: st
         return
     if not holder.password_set:
         if dependant_password_set:
-            raise EcardError(Code.ECARD_PASSWORD_REQUIRED, "the dependant's electronic card has a password: "
-                             "set your own and unlock with it first")
+            raise EcardError(
+                Code.ECARD_PASSWORD_REQUIRED,
+                "the dependant's electronic card has a password: set your own and unlock with it first",
+            )
         raise EcardError(Code.ECARD_PASSWORD_REQUIRED, "set the electronic card's password first")
     if holder.unlocked_until is None or holder.unlocked_until <= now:
         raise EcardError(Code.ECARD_PASSWORD_REQUIRED, "unlock payments with the electronic card's password")
@@ -69,8 +72,9 @@ def _handle(card_id: int, link: ProxyLink | None) -> bytes:
     return struct.pack(">QQ", card_id, link.id if link else 0)
 
 
-def issue(svc: Services, ring: qr.KeyRing, card: CardState, *, scene: str, link: ProxyLink | None,
-          now: datetime) -> Issued:
+def issue(
+    svc: Services, ring: qr.KeyRing, card: CardState, *, scene: str, link: ProxyLink | None, now: datetime
+) -> Issued:
     """A fresh code for the e-card standing on `card`. Raises `ecard.suspended` (with the card's
     reason) when the card cannot be used (R-43)."""
     reason = cards.unusable_reason(svc, card, now)
@@ -82,8 +86,17 @@ def issue(svc: Services, ring: qr.KeyRing, card: CardState, *, scene: str, link:
     return Issued(text, scene, code.issued_at, code.expires_at, refresh, link is not None)
 
 
-def issue_for_dependant(session: Session, svc: Services, ring: qr.KeyRing, proxy: HolderPrincipal,
-                        dependant_id: str, *, scene: str, actor: Actor, now: datetime) -> Issued:
+def issue_for_dependant(
+    session: Session,
+    svc: Services,
+    ring: qr.KeyRing,
+    proxy: HolderPrincipal,
+    dependant_id: str,
+    *,
+    scene: str,
+    actor: Actor,
+    now: datetime,
+) -> Issued:
     """A code of a dependant's e-card, shown by their proxy (R-60) and marked so, written in the
     dependant's audit (R-63: every proxy action is visible to the dependant). A code that can pay
     needs the proxy's own payment window where either e-card has a password (R-45,
@@ -94,6 +107,16 @@ def issue_for_dependant(session: Session, svc: Services, ring: qr.KeyRing, proxy
     refuse_unless_payment_open(svc, proxy, scene, now, dependant_password_set=ecard.password_hash is not None)
     card = ecard.card
     issued = issue(svc, ring, card.state, scene=scene, link=link, now=now)
-    session.add(Event(person_id=link.dependant_person_id, card_id=card.id, at=now, action="proxy_code_issued",
-                      actor_type=actor.type, actor_ref=actor.ref, channel=actor.channel, reason=f"{scene} code"))
+    session.add(
+        Event(
+            person_id=link.dependant_person_id,
+            card_id=card.id,
+            at=now,
+            action="proxy_code_issued",
+            actor_type=actor.type,
+            actor_ref=actor.ref,
+            channel=actor.channel,
+            reason=f"{scene} code",
+        )
+    )
     return issued

@@ -124,8 +124,11 @@ def unknown_names(environ: Mapping[str, str]) -> list[str]:
     """The `ECARD_*` variables of `environ` that name no setting: a misspelling such as
     `ECARD_REDIS_UR` would otherwise be ignored, and the service would run on the default
     without a word."""
-    return sorted(key for key in environ if key.startswith("ECARD_") and key[6:] not in SETTINGS
-                  and not OTHER_PROGRAMS.fullmatch(key))
+    return sorted(
+        key
+        for key in environ
+        if key.startswith("ECARD_") and key[6:] not in SETTINGS and not OTHER_PROGRAMS.fullmatch(key)
+    )
 
 
 def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -157,7 +160,9 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     config.update({k: v for k, v in (overrides or {}).items() if k not in config})
     return config
 
+
 # argon2id cost: slow on purpose, so that a stolen hash is slow to search. The defaults are
 # argon2-cffi's; the test suite lowers them.
-SETTINGS.update({"ARGON2_TIME_COST": (3, int, (1, 20)),
-                 "ARGON2_MEMORY_KIB": (65536, int, (1024, 4 * 1024 * 1024))})
+SETTINGS.update(
+    {"ARGON2_TIME_COST": (3, int, (1, 20)), "ARGON2_MEMORY_KIB": (65536, int, (1024, 4 * 1024 * 1024))}
+)

@@ -52,12 +52,15 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 # sequence), where INTEGER ends at 2**31 - 1 rows: a province's scans pass that in months.
 # SQLite's INTEGER PRIMARY KEY is the 64-bit rowid already, and only INTEGER is the rowid.
 RowId = NewType("RowId", int)
-ROW_ID_MAX = 2 ** 63 - 1
+ROW_ID_MAX = 2**63 - 1
 
 
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), RowId: sa.BigInteger().with_variant(sa.Integer(), "sqlite")}
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        RowId: sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+    }
 
 
 class Tx(enum.StrEnum):
@@ -78,8 +81,14 @@ class Tx(enum.StrEnum):
 def make_engine(url: str) -> Engine:
     """Return an engine for `url` with the per-dialect settings this service relies on."""
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10,
-                                                     "factory": sqlitedb.WriterLockConnection})
+        engine = sa.create_engine(
+            url,
+            connect_args={
+                "check_same_thread": False,
+                "timeout": 10,
+                "factory": sqlitedb.WriterLockConnection,
+            },
+        )
         sqlitedb.setup(engine)
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -108,11 +117,14 @@ class Database:
             autocommit = {} if bind.dialect.name == "sqlite" else {"isolation_level": "AUTOCOMMIT"}
             self._binds: dict[Tx, Engine | Connection] = {
                 kind: bind.execution_options(ecard_tx=kind.value, **(autocommit if kind is Tx.NONE else {}))
-                for kind in Tx}
+                for kind in Tx
+            }
         else:
             self._binds = {kind: bind for kind in Tx}
-        self._factories = {kind: sessionmaker(bind=b, expire_on_commit=False, join_transaction_mode="create_savepoint")
-                           for kind, b in self._binds.items()}
+        self._factories = {
+            kind: sessionmaker(bind=b, expire_on_commit=False, join_transaction_mode="create_savepoint")
+            for kind, b in self._binds.items()
+        }
 
     @contextlib.contextmanager
     def reading_connection(self) -> Iterator[Connection]:

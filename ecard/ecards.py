@@ -53,8 +53,18 @@ def refuse_unless_active(svc: Services, ecard: ECard, now: datetime) -> Card:
     return ecard.card
 
 
-def sign(session: Session, svc: Services, *, id_number: str, name: str, card_no: str, pin: Checked,
-         channel: str, device_id: str, now: datetime) -> Binding:
+def sign(
+    session: Session,
+    svc: Services,
+    *,
+    id_number: str,
+    name: str,
+    card_no: str,
+    pin: Checked,
+    channel: str,
+    device_id: str,
+    now: datetime,
+) -> Binding:
     """R-41: sign the electronic card in a channel against an issued, live card.
 
     The ID number, name and card number must belong together (`cards.identify`: a wrong guess
@@ -73,16 +83,34 @@ def sign(session: Session, svc: Services, *, id_number: str, name: str, card_no:
         session.add(ecard)
         session.flush()
     # One binding per channel: signing again (a new phone) retires the old binding.
-    for old in session.scalars(sa.select(Binding).where(
-            Binding.ecard_id == ecard.id, Binding.channel == channel, Binding.revoked_at.is_(None))):
+    for old in session.scalars(
+        sa.select(Binding).where(
+            Binding.ecard_id == ecard.id, Binding.channel == channel, Binding.revoked_at.is_(None)
+        )
+    ):
         old.revoked_at, old.revoke_reason = now, "replaced"
-    binding = Binding(public_id=new_id("bnd"), ecard_id=ecard.id, channel=channel,
-                      device_id=device_id, created_at=now, offline_ref=new_offline_ref(),
-                      totp_seed_enc=svc.vault.encrypt(qr.new_seed(), context=TOTP_CTX))
+    binding = Binding(
+        public_id=new_id("bnd"),
+        ecard_id=ecard.id,
+        channel=channel,
+        device_id=device_id,
+        created_at=now,
+        offline_ref=new_offline_ref(),
+        totp_seed_enc=svc.vault.encrypt(qr.new_seed(), context=TOTP_CTX),
+    )
     session.add(binding)
     session.flush()
-    session.add(Event(person_id=person.id, card_id=card.id, at=now, action="ecard_signed",
-                      actor_type="holder", actor_ref=binding.public_id, channel=channel))
+    session.add(
+        Event(
+            person_id=person.id,
+            card_id=card.id,
+            at=now,
+            action="ecard_signed",
+            actor_type="holder",
+            actor_ref=binding.public_id,
+            channel=channel,
+        )
+    )
     return binding
 
 
@@ -98,23 +126,32 @@ def totp_seed(svc: Services, binding: Binding) -> str:
 
 
 def bindings(session: Session, ecard: ECard) -> list[Binding]:
-    return list(session.scalars(sa.select(Binding).where(Binding.ecard_id == ecard.id)
-                                .order_by(Binding.id)))
+    return list(session.scalars(sa.select(Binding).where(Binding.ecard_id == ecard.id).order_by(Binding.id)))
 
 
-def revoke_binding(session: Session, ecard: ECard, binding_public_id: str, *, reason: str,
-                   actor: Actor, now: datetime) -> Binding:
+def revoke_binding(
+    session: Session, ecard: ECard, binding_public_id: str, *, reason: str, actor: Actor, now: datetime
+) -> Binding:
     """Revoke one of this e-card's bindings; its tokens stop working at once. Raises `binding.not_found`."""
-    binding = session.scalar(sa.select(Binding).where(Binding.public_id == binding_public_id,
-                                                      Binding.ecard_id == ecard.id))
+    binding = session.scalar(
+        sa.select(Binding).where(Binding.public_id == binding_public_id, Binding.ecard_id == ecard.id)
+    )
     if binding is None:
         raise EcardError(Code.BINDING_NOT_FOUND)
     if binding.revoked_at is None:
         binding.revoked_at, binding.revoke_reason = now, reason
-        session.add(Event(person_id=ecard.person_id, card_id=ecard.card_id, at=now,
-                          action="binding_revoked" if reason == "revoked" else "signed_out",
-                          actor_type=actor.type, actor_ref=actor.ref, channel=actor.channel,
-                          reason=f"{binding.channel} binding {binding.public_id}"))
+        session.add(
+            Event(
+                person_id=ecard.person_id,
+                card_id=ecard.card_id,
+                at=now,
+                action="binding_revoked" if reason == "revoked" else "signed_out",
+                actor_type=actor.type,
+                actor_ref=actor.ref,
+                channel=actor.channel,
+                reason=f"{binding.channel} binding {binding.public_id}",
+            )
+        )
     return binding
 
 
@@ -141,8 +178,18 @@ def stored_password_hash(conn: Session | Connection, ecard_id: int) -> str | Non
     return storage.ecard_password_hash(conn, ecard_id)
 
 
-def set_password(session: Session, svc: Services, ecard: ECard, *, new: Hashed, as_pin: Checked,
-                 pin: Checked | None, old: Checked | None, actor: Actor, now: datetime) -> None:
+def set_password(
+    session: Session,
+    svc: Services,
+    ecard: ECard,
+    *,
+    new: Hashed,
+    as_pin: Checked,
+    pin: Checked | None,
+    old: Checked | None,
+    actor: Actor,
+    now: datetime,
+) -> None:
     """Set or change the e-card's password (R-45), one for every channel. Authorised by the
     social security PIN (the first password, or a forgotten or locked one: R-32 counts a wrong
     PIN) or by the current password (a wrong one counts as at unlock). The new one follows the
@@ -155,24 +202,37 @@ def set_password(session: Session, svc: Services, ecard: ECard, *, new: Hashed, 
     """
     cards.check_pin_strength(new.secret, ecard.person, code=Code.ECARD_PASSWORD_WEAK, field="password")
     pin_hash = ecard.card.pin_hash
-    if pin_hash is not None and svc.hasher.still_matches("pin", pin_hash, as_pin):  # its own, not a second PIN
-        raise EcardError(Code.ECARD_PASSWORD_WEAK, "the password must not be the PIN",
-                         errors={"password": ["the PIN"]})
+    if pin_hash is not None and svc.hasher.still_matches(
+        "pin", pin_hash, as_pin
+    ):  # its own, not a second PIN
+        raise EcardError(
+            Code.ECARD_PASSWORD_WEAK, "the password must not be the PIN", errors={"password": ["the PIN"]}
+        )
     if pin is not None:
         cards.verify_pin(session, svc, ecard.card, pin, now=now)
     elif ecard.password_hash is None:
-        raise EcardError(Code.VALIDATION_FAILED,
-                         "no password is set yet: the first one is set with the PIN",
-                         errors={"pin": ["required to set the first password"]})
+        raise EcardError(
+            Code.VALIDATION_FAILED,
+            "no password is set yet: the first one is set with the PIN",
+            errors={"pin": ["required to set the first password"]},
+        )
     else:
         _check_password(session, svc, ecard, old, now=now)
     first = ecard.password_hash is None
     ecard.password_hash, ecard.password_failures, ecard.password_locked_until = new.hash, 0, None
     session.execute(sa.update(Binding).where(Binding.ecard_id == ecard.id).values(unlocked_until=None))
-    session.add(Event(person_id=ecard.person_id, card_id=ecard.card_id, at=now,
-                      action="ecard_password_set" if first else "ecard_password_changed",
-                      actor_type=actor.type, actor_ref=actor.ref, channel=actor.channel,
-                      reason="with the PIN" if pin is not None else "with the current password"))
+    session.add(
+        Event(
+            person_id=ecard.person_id,
+            card_id=ecard.card_id,
+            at=now,
+            action="ecard_password_set" if first else "ecard_password_changed",
+            actor_type=actor.type,
+            actor_ref=actor.ref,
+            channel=actor.channel,
+            reason="with the PIN" if pin is not None else "with the current password",
+        )
+    )
 
 
 def password_set_at(session: Session, ecard: ECard, at: datetime | None) -> bool:
@@ -182,12 +242,20 @@ def password_set_at(session: Session, ecard: ECard, at: datetime | None) -> bool
         return False
     if at is None:
         return True
-    return bool(session.scalar(sa.select(sa.exists().where(
-        Event.person_id == ecard.person_id, Event.action == "ecard_password_set", Event.at <= at))))
+    return bool(
+        session.scalar(
+            sa.select(
+                sa.exists().where(
+                    Event.person_id == ecard.person_id, Event.action == "ecard_password_set", Event.at <= at
+                )
+            )
+        )
+    )
 
 
-def unlock_payments(session: Session, svc: Services, binding: Binding, password: Checked, *,
-                    now: datetime) -> datetime:
+def unlock_payments(
+    session: Session, svc: Services, binding: Binding, password: Checked, *, now: datetime
+) -> datetime:
     """Open this channel's payment window with the e-card's password (R-45): codes that can pay
     are issued in it until the returned time (ECARD_PAYMENT_UNLOCK_TTL from now).
 
@@ -203,15 +271,18 @@ def unlock_payments(session: Session, svc: Services, binding: Binding, password:
     return binding.unlocked_until
 
 
-def _check_password(session: Session, svc: Services, ecard: ECard, password: Checked | None, *,
-                    now: datetime) -> None:
+def _check_password(
+    session: Session, svc: Services, ecard: ECard, password: Checked | None, *, now: datetime
+) -> None:
     """The password typed, checked before the transaction (`Hasher.check`); a wrong one counts
     against the e-card even though the request fails (`commit_state`), and the try that reaches
     ECARD_ECARD_PASSWORD_MAX_TRIES locks it for ECARD_ECARD_PASSWORD_LOCK seconds, recorded in
     the holder's audit by the system."""
     if ecard.password_locked_until is not None and ecard.password_locked_until > now:
-        raise EcardError(Code.ECARD_PASSWORD_LOCKED,
-            retry_after=int((ecard.password_locked_until - now).total_seconds()) or 1)
+        raise EcardError(
+            Code.ECARD_PASSWORD_LOCKED,
+            retry_after=int((ecard.password_locked_until - now).total_seconds()) or 1,
+        )
     if password is not None and svc.hasher.still_matches(PASSWORD, ecard.password_hash, password):
         if ecard.password_failures:
             ecard.password_failures = 0
@@ -222,16 +293,30 @@ def _check_password(session: Session, svc: Services, ecard: ECard, password: Che
         # A lock closes every channel's payment window, as a change does: whoever is guessing
         # must not keep paying on a window opened before.
         session.execute(sa.update(Binding).where(Binding.ecard_id == ecard.id).values(unlocked_until=None))
-        session.add(Event(person_id=ecard.person_id, card_id=ecard.card_id, at=now,
-                          action="ecard_password_locked", actor_type=SYSTEM.type, actor_ref=SYSTEM.ref,
-                          channel=SYSTEM.channel, reason=f"{failures} wrong passwords in a row"))
+        session.add(
+            Event(
+                person_id=ecard.person_id,
+                card_id=ecard.card_id,
+                at=now,
+                action="ecard_password_locked",
+                actor_type=SYSTEM.type,
+                actor_ref=SYSTEM.ref,
+                channel=SYSTEM.channel,
+                reason=f"{failures} wrong passwords in a row",
+            )
+        )
 
     wrong_tries.count(
-        session, ecard, ECard.password_failures, limit=svc.setting("ECARD_PASSWORD_MAX_TRIES"),
+        session,
+        ecard,
+        ECard.password_failures,
+        limit=svc.setting("ECARD_PASSWORD_MAX_TRIES"),
         # a lock that has ended can be set again; the count starts again with each lock
         unlocked=sa.or_(ECard.password_locked_until.is_(None), ECard.password_locked_until <= now),
         lock={ECard.password_locked_until: now + timedelta(seconds=lock), ECard.password_failures: 0},
         on_lock=on_lock,
-        wrong=lambda tries_left: EcardError(Code.ECARD_PASSWORD_WRONG, tries_left=tries_left,
-                                            commit_state=True),
-        locked=lambda: EcardError(Code.ECARD_PASSWORD_LOCKED, retry_after=lock, commit_state=True))
+        wrong=lambda tries_left: EcardError(
+            Code.ECARD_PASSWORD_WRONG, tries_left=tries_left, commit_state=True
+        ),
+        locked=lambda: EcardError(Code.ECARD_PASSWORD_LOCKED, retry_after=lock, commit_state=True),
+    )

@@ -35,27 +35,52 @@ class Code(StrEnum):
     # a card number's format only, never whether the card exists
     VALIDATION_CARD_NO = "validation.card_no", 422, "社会保障卡卡号不合法", "Invalid card number"
     # a body that does not parse, and any other 400 werkzeug raises
-    REQUEST_MALFORMED_JSON = ("request.malformed_json", 400, "请求体不是合法的 JSON",
-                              "The request body is not valid JSON")
+    REQUEST_MALFORMED_JSON = (
+        "request.malformed_json",
+        400,
+        "请求体不是合法的 JSON",
+        "The request body is not valid JSON",
+    )
     # a body sent as anything but application/json, and any other 415 werkzeug raises
-    REQUEST_UNSUPPORTED_MEDIA_TYPE = ("request.unsupported_media_type", 415, "不支持的内容类型",
-                                      "Unsupported media type")
+    REQUEST_UNSUPPORTED_MEDIA_TYPE = (
+        "request.unsupported_media_type",
+        415,
+        "不支持的内容类型",
+        "Unsupported media type",
+    )
     REQUEST_TOO_LARGE = "request.too_large", 413, "请求体过大", "Request body too large"
     # gunicorn's own refusals, before the app (ecard.api.worker); a broken chunked body also in ecard.api.edge
     REQUEST_MALFORMED = "request.malformed", 400, "请求格式错误", "Malformed HTTP request"
-    REQUEST_MALFORMED_BODY = ("request.malformed_body", 400, "请求体编码错误",
-                              "The request body's transfer encoding is malformed")
+    REQUEST_MALFORMED_BODY = (
+        "request.malformed_body",
+        400,
+        "请求体编码错误",
+        "The request body's transfer encoding is malformed",
+    )
     REQUEST_URI_TOO_LONG = "request.uri_too_long", 414, "请求地址过长", "URI too long"
-    REQUEST_HEADERS_TOO_LARGE = "request.headers_too_large", 431, "请求头过大", "Request header fields too large"
+    REQUEST_HEADERS_TOO_LARGE = (
+        "request.headers_too_large",
+        431,
+        "请求头过大",
+        "Request header fields too large",
+    )
     # werkzeug's 404 and 405: no route for the URL, or not for this method
     NOT_FOUND = "not_found", 404, "资源不存在", "Not found"
     METHOD_NOT_ALLOWED = "method_not_allowed", 405, "不支持的请求方法", "Method not allowed"
     # an Idempotency-Key used in its scope for another request; or whose first request has no
     # stored answer (yet, or was not kept)
-    IDEMPOTENCY_MISMATCH = ("idempotency.mismatch", 422, "幂等键已用于不同的请求",
-                            "Idempotency key reused with a different request")
-    IDEMPOTENCY_IN_PROGRESS = ("idempotency.in_progress", 409, "相同幂等键的请求正在处理",
-                               "A request with this idempotency key is in progress")
+    IDEMPOTENCY_MISMATCH = (
+        "idempotency.mismatch",
+        422,
+        "幂等键已用于不同的请求",
+        "Idempotency key reused with a different request",
+    )
+    IDEMPOTENCY_IN_PROGRESS = (
+        "idempotency.in_progress",
+        409,
+        "相同幂等键的请求正在处理",
+        "A request with this idempotency key is in progress",
+    )
     # `retry_after` becomes the Retry-After header
     RATE_LIMITED = "rate_limited", 429, "请求过于频繁", "Too many requests"
     # the database is unreachable or a statement failed; answered with Retry-After
@@ -88,7 +113,12 @@ class Code(StrEnum):
     # applying for a card (or a temporary one) for a person who holds a usable one; `card_no`
     CARD_EXISTS = "card.exists", 409, "该人员已有有效社会保障卡", "The person already has a live card"
     # an operation the card's status does not allow (issue, report lost, unhang, replace ...)
-    CARD_BAD_STATE = "card.bad_state", 409, "社会保障卡状态不允许此操作", "The card's state does not allow this"
+    CARD_BAD_STATE = (
+        "card.bad_state",
+        409,
+        "社会保障卡状态不允许此操作",
+        "The card's state does not allow this",
+    )
     # why a card cannot be used (`cards.unusable_reason`); a replaced one names `successor_card_no`
     CARD_LOST = "card.lost", 409, "社会保障卡已挂失", "The card is reported lost"
     CARD_FROZEN = "card.frozen", 409, "社会保障卡已冻结", "The card is frozen"
@@ -96,8 +126,12 @@ class Code(StrEnum):
     CARD_EXPIRED = "card.expired", 409, "社会保障卡已过期", "The card has expired"
     CARD_REPLACED = "card.replaced", 409, "社会保障卡已补换", "The card was replaced by a new one"
     CARD_NOT_ISSUED = "card.not_issued", 409, "社会保障卡尚未发放", "The card has not been issued"
-    CARD_REISSUE_REQUIRES_FORMAL_LOSS = ("card.reissue_requires_formal_loss", 409, "补领前须先办理正式挂失",
-                                         "A reissue needs a formal loss report first")
+    CARD_REISSUE_REQUIRES_FORMAL_LOSS = (
+        "card.reissue_requires_formal_loss",
+        409,
+        "补领前须先办理正式挂失",
+        "A reissue needs a formal loss report first",
+    )
     # withdrawing a loss after a reissue, or a formal loss anywhere but a service window
     CARD_UNHANG_REFUSED = "card.unhang_refused", 409, "该挂失不能解除", "This loss report cannot be withdrawn"
 
@@ -106,33 +140,58 @@ class Code(StrEnum):
     PIN_WEAK = "pin.weak", 422, "密码过于简单", "The PIN is too weak"
     # the failure is kept (`commit_state`); `tries_left`
     PIN_WRONG = "pin.wrong", 401, "密码错误", "Wrong PIN"
-    PIN_LOCKED = "pin.locked", 423, "密码已锁定，请到服务网点解锁", "The PIN is locked; unlock it at a service window"
+    PIN_LOCKED = (
+        "pin.locked",
+        423,
+        "密码已锁定，请到服务网点解锁",
+        "The PIN is locked; unlock it at a service window",
+    )
 
     # --- electronic card --------------------------------------------------------------------------
     # no code is issued while the card behind the e-card is unusable; `reason` is that card's code
     ECARD_SUSPENDED = "ecard.suspended", 409, "电子社保卡已暂停使用", "The electronic card is suspended"
     ECARD_NOT_FOUND = "ecard.not_found", 404, "电子社保卡不存在", "Electronic card not found"  # reserved
     # not 6 digits, or one the PIN rules refuse (R-31, R-45)
-    ECARD_PASSWORD_WEAK = ("ecard.password_weak", 422, "电子社保卡密码过于简单",
-                           "The electronic card password is too weak")
+    ECARD_PASSWORD_WEAK = (
+        "ecard.password_weak",
+        422,
+        "电子社保卡密码过于简单",
+        "The electronic card password is too weak",
+    )
     # a code that can pay needs this channel's payment window open, or a password set first (R-45)
-    ECARD_PASSWORD_REQUIRED = ("ecard.password_required", 403, "请先输入电子社保卡密码",
-                               "Enter the electronic card password first")
+    ECARD_PASSWORD_REQUIRED = (
+        "ecard.password_required",
+        403,
+        "请先输入电子社保卡密码",
+        "Enter the electronic card password first",
+    )
     # the failure is kept (`commit_state`); `tries_left` before the lock
     ECARD_PASSWORD_WRONG = "ecard.password_wrong", 403, "电子社保卡密码错误", "Wrong electronic card password"
     # locked for `retry_after` seconds (the Retry-After header); the PIN sets a new one meanwhile
-    ECARD_PASSWORD_LOCKED = ("ecard.password_locked", 423, "电子社保卡密码已锁定",
-                             "The electronic card password is locked")
+    ECARD_PASSWORD_LOCKED = (
+        "ecard.password_locked",
+        423,
+        "电子社保卡密码已锁定",
+        "The electronic card password is locked",
+    )
     # ID number, name and card number do not name one card (an unknown card number too)
-    ECARD_IDENTITY_MISMATCH = ("ecard.identity_mismatch", 401, "身份信息与社会保障卡不符",
-                               "The identity does not match the card")
+    ECARD_IDENTITY_MISMATCH = (
+        "ecard.identity_mismatch",
+        401,
+        "身份信息与社会保障卡不符",
+        "The identity does not match the card",
+    )
     BINDING_NOT_FOUND = "binding.not_found", 404, "渠道绑定不存在", "Channel binding not found"
 
     # --- merchants and operators ------------------------------------------------------------------
     MERCHANT_NOT_FOUND = "merchant.not_found", 404, "商户不存在", "Merchant not found"
     TERMINAL_NOT_FOUND = "terminal.not_found", 404, "终端不存在", "Terminal not found"
-    TERMINAL_NOT_OFFLINE_CAPABLE = ("terminal.not_offline_capable", 403, "该终端未登记为离线终端",
-                                    "This terminal is not registered to upload offline records")
+    TERMINAL_NOT_OFFLINE_CAPABLE = (
+        "terminal.not_offline_capable",
+        403,
+        "该终端未登记为离线终端",
+        "This terminal is not registered to upload offline records",
+    )
     OPERATOR_EXISTS = "operator.exists", 409, "操作员已存在", "Operator already exists"
 
     # --- family proxies ---------------------------------------------------------------------------
@@ -140,32 +199,60 @@ class Code(StrEnum):
     PROXY_NOT_FOUND = "proxy.not_found", 404, "亲情绑定不存在", "Family binding not found"
     PROXY_EXISTS = "proxy.exists", 409, "已绑定该亲属", "Already bound to this relative"
     # binding a minor without being their parent, grandparent or guardian on record
-    PROXY_RELATION_REQUIRED = ("proxy.relation_required", 403, "未登记符合条件的亲属关系",
-                               "No qualifying family relation on record")
+    PROXY_RELATION_REQUIRED = (
+        "proxy.relation_required",
+        403,
+        "未登记符合条件的亲属关系",
+        "No qualifying family relation on record",
+    )
     # `end_reason` says why
     PROXY_ENDED = "proxy.ended", 409, "亲情绑定已结束", "The family binding has ended"
     # `limit` is ECARD_MAX_DEPENDANTS, ECARD_MAX_PROXIES
-    PROXY_TOO_MANY_DEPENDANTS = ("proxy.too_many_dependants", 409, "代管人数已达上限",
-                                 "This relative already manages the most dependants allowed")
-    PROXY_TOO_MANY_PROXIES = ("proxy.too_many_proxies", 409, "该人员的代管亲属已达上限",
-                              "This person already has the most proxies allowed")
+    PROXY_TOO_MANY_DEPENDANTS = (
+        "proxy.too_many_dependants",
+        409,
+        "代管人数已达上限",
+        "This relative already manages the most dependants allowed",
+    )
+    PROXY_TOO_MANY_PROXIES = (
+        "proxy.too_many_proxies",
+        409,
+        "该人员的代管亲属已达上限",
+        "This person already has the most proxies allowed",
+    )
     # an adult is bound with their consent code, made by them, within its lifetime, used once
-    CONSENT_REQUIRED = "consent.required", 422, "绑定成年人须提供其授权码", "Binding an adult needs their consent code"
+    CONSENT_REQUIRED = (
+        "consent.required",
+        422,
+        "绑定成年人须提供其授权码",
+        "Binding an adult needs their consent code",
+    )
     CONSENT_INVALID = "consent.invalid", 422, "授权码无效", "Invalid consent code"
     CONSENT_EXPIRED = "consent.expired", 422, "授权码已过期", "The consent code has expired"
     CONSENT_USED = "consent.used", 422, "授权码已使用", "The consent code was already used"
     PROXY_SELF = "proxy.self", 422, "不能绑定本人", "You cannot be your own proxy"
     # the proxy holds no usable card of their own; `reason` is that card's code
-    PROXY_OWN_CARD_UNUSABLE = ("proxy.own_card_unusable", 403,
-                               "您本人的社会保障卡当前不可用，不能代办亲属业务",
-                               "Your own card is not usable, so you cannot act for a relative")
+    PROXY_OWN_CARD_UNUSABLE = (
+        "proxy.own_card_unusable",
+        403,
+        "您本人的社会保障卡当前不可用，不能代办亲属业务",
+        "Your own card is not usable, so you cannot act for a relative",
+    )
     # a minor's own binding ends at 16, or at a service window
-    PROXY_MINOR_CANNOT_REVOKE = ("proxy.minor_cannot_revoke", 403,
-                                 "未成年人的亲情绑定满16周岁自动解除，或到服务网点解除",
-                                 "A minor's family binding ends at 16, or at a service window")
+    PROXY_MINOR_CANNOT_REVOKE = (
+        "proxy.minor_cannot_revoke",
+        403,
+        "未成年人的亲情绑定满16周岁自动解除，或到服务网点解除",
+        "A minor's family binding ends at 16, or at a service window",
+    )
 
     # --- chip -------------------------------------------------------------------------------------
-    CHIP_KEYS_MISSING = "chip.keys_missing", 409, "该卡尚未个人化", "The card has not been personalized"  # reserved
+    CHIP_KEYS_MISSING = (
+        "chip.keys_missing",
+        409,
+        "该卡尚未个人化",
+        "The card has not been personalized",
+    )  # reserved
 
 
 class Reason(StrEnum):
@@ -212,8 +299,9 @@ class EcardError(Exception):
     zh-CN, and `extra` problem members (`errors`, `tries_left`, `reason`, `retry_after` ...).
     `commit_state` asks for the state changed before the refusal to be kept (a wrong PIN counts)."""
 
-    def __init__(self, code: Code, detail: str | None = None, detail_zh: str | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, code: Code, detail: str | None = None, detail_zh: str | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail or code.title_en)
         self.code = code
         self.detail = detail

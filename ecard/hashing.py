@@ -46,8 +46,7 @@ class Hasher:
         self._ph = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=1)
 
     def _peppered(self, purpose: str, secret: str) -> bytes:
-        return hmac.new(self._pepper, purpose.encode() + b"\x00" + secret.encode(),
-                        hashlib.sha256).digest()
+        return hmac.new(self._pepper, purpose.encode() + b"\x00" + secret.encode(), hashlib.sha256).digest()
 
     def hash(self, purpose: str, secret: str) -> str:
         """Hash `secret` for `purpose` ("pin", "password", "terminal")."""

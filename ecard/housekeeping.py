@@ -20,9 +20,12 @@ def purge(session: Session, now: datetime) -> dict[str, int]:
     expired anyway, so nothing it refuses comes back to life."""
     counts = {}
     for name, stmt in (
-            ("revoked_tokens", sa.delete(RevokedToken).where(RevokedToken.expires_at < now)),
-            ("idempotency_records", sa.delete(IdempotencyRecord).where(
-                IdempotencyRecord.created_at < now - IDEMPOTENCY_KEPT)),
-            ("chip_challenges", sa.delete(ChipChallenge).where(ChipChallenge.expires_at < now))):
+        ("revoked_tokens", sa.delete(RevokedToken).where(RevokedToken.expires_at < now)),
+        (
+            "idempotency_records",
+            sa.delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - IDEMPOTENCY_KEPT),
+        ),
+        ("chip_challenges", sa.delete(ChipChallenge).where(ChipChallenge.expires_at < now)),
+    ):
         counts[name] = session.execute(stmt).rowcount
     return counts

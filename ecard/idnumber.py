@@ -60,8 +60,9 @@ def parse_id_number(raw: str) -> IdNumber:
         raise ValueError("the birth date in the ID number is not a real date")
     if value[17] != check_character(value[:17]):
         raise ValueError("the check character of the ID number is wrong")
-    return IdNumber(value=value, region_code=value[:6], birth_date=born,
-                    sex="M" if int(value[16]) % 2 else "F")
+    return IdNumber(
+        value=value, region_code=value[:6], birth_date=born, sex="M" if int(value[16]) % 2 else "F"
+    )
 
 
 # Card numbers: 9 characters like the real ones — a letter, 7 digits of serial and a Luhn check

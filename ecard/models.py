@@ -65,14 +65,25 @@ class Card(Base):
     __tablename__ = "cards"
     __table_args__ = (
         # R-01: at most one live formal card per person, held by the database itself.
-        sa.Index("uq_cards_one_live_formal", "person_id", unique=True,
-                 sqlite_where=sa.text("live AND kind = 'formal'"),
-                 postgresql_where=sa.text("live AND kind = 'formal'")),
-        sa.Index("uq_cards_one_live_temporary", "person_id", unique=True,
-                 sqlite_where=sa.text("live AND kind = 'temporary'"),
-                 postgresql_where=sa.text("live AND kind = 'temporary'")),
-        sa.CheckConstraint("status IN ('applied','issued','lost_temporary','lost_formal',"
-                           "'reissued','replaced','cancelled','expired')", name="status"),
+        sa.Index(
+            "uq_cards_one_live_formal",
+            "person_id",
+            unique=True,
+            sqlite_where=sa.text("live AND kind = 'formal'"),
+            postgresql_where=sa.text("live AND kind = 'formal'"),
+        ),
+        sa.Index(
+            "uq_cards_one_live_temporary",
+            "person_id",
+            unique=True,
+            sqlite_where=sa.text("live AND kind = 'temporary'"),
+            postgresql_where=sa.text("live AND kind = 'temporary'"),
+        ),
+        sa.CheckConstraint(
+            "status IN ('applied','issued','lost_temporary','lost_formal',"
+            "'reissued','replaced','cancelled','expired')",
+            name="status",
+        ),
     )
     id: Mapped[RowId] = mapped_column(primary_key=True)
     card_no: Mapped[str] = mapped_column(sa.String(9), unique=True)  # R-23: never reused
@@ -105,8 +116,15 @@ class Card(Base):
     @property
     def state(self) -> CardState:
         """This card's state as plain facts, for the decisions (`cards.refuse_unless_usable` ...)."""
-        return CardState(self.id, self.card_no, self.status, self.lost_at, self.expires_at, self.frozen,
-                         self.successor_card_no)
+        return CardState(
+            self.id,
+            self.card_no,
+            self.status,
+            self.lost_at,
+            self.expires_at,
+            self.frozen,
+            self.successor_card_no,
+        )
 
 
 class CardNoSequence(Base):
@@ -263,8 +281,14 @@ class ProxyLink(Base):
 
     __tablename__ = "proxy_links"
     __table_args__ = (
-        sa.Index("uq_proxy_links_active_pair", "proxy_person_id", "dependant_person_id", unique=True,
-                 sqlite_where=sa.text("ended_at IS NULL"), postgresql_where=sa.text("ended_at IS NULL")),
+        sa.Index(
+            "uq_proxy_links_active_pair",
+            "proxy_person_id",
+            "dependant_person_id",
+            unique=True,
+            sqlite_where=sa.text("ended_at IS NULL"),
+            postgresql_where=sa.text("ended_at IS NULL"),
+        ),
     )
     id: Mapped[RowId] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)

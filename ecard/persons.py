@@ -16,10 +16,20 @@ from ecard.ids import new_id
 from ecard.models import Person, Relation
 
 RELATIONS = ("parent", "grandparent", "guardian", "spouse", "child", "sibling", "other")
-EVIDENCE_KINDS = ("household_register", "birth_certificate", "guardianship_order",
-                  "marriage_certificate", "other")
+EVIDENCE_KINDS = (
+    "household_register",
+    "birth_certificate",
+    "guardianship_order",
+    "marriage_certificate",
+    "other",
+)
 
-ID_CTX, NAME_CTX, PHONE_CTX, EVIDENCE_CTX = b"person.id_number", b"person.name", b"person.phone", b"relation.evidence"
+ID_CTX, NAME_CTX, PHONE_CTX, EVIDENCE_CTX = (
+    b"person.id_number",
+    b"person.name",
+    b"person.phone",
+    b"relation.evidence",
+)
 
 
 @dataclass(frozen=True)
@@ -51,16 +61,20 @@ def find_by_id_number(session: Session, svc: Services, id_number: str) -> Person
     return session.scalar(sa.select(Person).where(Person.id_index.in_(indexes)))
 
 
-def register(session: Session, svc: Services, *, id_number: str, name: str, phone: str | None,
-             now: datetime) -> Person:
+def register(
+    session: Session, svc: Services, *, id_number: str, name: str, phone: str | None, now: datetime
+) -> Person:
     """Record a person. Raises `validation.id_number`, `person.exists`."""
     try:
         parsed = parse_id_number(id_number)
     except ValueError as exc:
         raise EcardError(Code.VALIDATION_ID_NUMBER, str(exc), errors={"id_number": [str(exc)]}) from None
     if parsed.birth_date > now.date():
-        raise EcardError(Code.VALIDATION_ID_NUMBER, "the birth date is in the future",
-                         errors={"id_number": ["the birth date is in the future"]})
+        raise EcardError(
+            Code.VALIDATION_ID_NUMBER,
+            "the birth date is in the future",
+            errors={"id_number": ["the birth date is in the future"]},
+        )
     if find_by_id_number(session, svc, parsed.value) is not None:
         raise EcardError(Code.PERSON_EXISTS)
     person = Person(
@@ -69,7 +83,9 @@ def register(session: Session, svc: Services, *, id_number: str, name: str, phon
         id_number_enc=svc.vault.encrypt(parsed.value, context=ID_CTX),
         name_enc=svc.vault.encrypt(name, context=NAME_CTX),
         phone_enc=svc.vault.encrypt(phone, context=PHONE_CTX) if phone else None,
-        birth_date=parsed.birth_date, sex=parsed.sex, created_at=now,
+        birth_date=parsed.birth_date,
+        sex=parsed.sex,
+        created_at=now,
     )
     session.add(person)
     session.flush()
@@ -84,14 +100,19 @@ def get(session: Session, public_id: str) -> Person:
     return person
 
 
-def read_in_clear(session: Session, public_id: str, *, purpose: str, actor: Actor,
-                  now: datetime) -> Person:
+def read_in_clear(session: Session, public_id: str, *, purpose: str, actor: Actor, now: datetime) -> Person:
     """An operator opens the person's record, name and ID number in clear (R-72): the read is
     recorded in the person's own audit, who read it (the operator), when and why (`purpose`, one
     of `reads.PURPOSES`), which the person sees in `GET /me/audit`. Raises `person.not_found`."""
     person = get(session, public_id)
-    reads.record(session, person.id, action=reads.PERSON_READ,
-                 what=reads.at_window("person record in clear", purpose), actor=actor, now=now)
+    reads.record(
+        session,
+        person.id,
+        action=reads.PERSON_READ,
+        what=reads.at_window("person record in clear", purpose),
+        actor=actor,
+        now=now,
+    )
     return person
 
 
@@ -104,9 +125,18 @@ def view(svc: Services, person: Person) -> PersonView:
     )
 
 
-def record_relation(session: Session, svc: Services, person: Person, *, relative: Person,
-                    relation: str, evidence_kind: str, evidence_no: str, actor: Actor,
-                    now: datetime) -> Relation:
+def record_relation(
+    session: Session,
+    svc: Services,
+    person: Person,
+    *,
+    relative: Person,
+    relation: str,
+    evidence_kind: str,
+    evidence_no: str,
+    actor: Actor,
+    now: datetime,
+) -> Relation:
     """Record that `relative` is `relation` to `person`, as the evidence shows.
 
     Raises `relation.invalid` (a person related to themself, or a birth order the relation cannot
@@ -119,14 +149,21 @@ def record_relation(session: Session, svc: Services, person: Person, *, relative
         raise EcardError(Code.RELATION_INVALID, f"a {relation} must be older than the person")
     if relation == "child" and relative.birth_date <= person.birth_date:
         raise EcardError(Code.RELATION_INVALID, "a child must be younger than the person")
-    exists = session.scalar(sa.select(Relation.id).where(
-        Relation.person_id == person.id, Relation.relative_id == relative.id))
+    exists = session.scalar(
+        sa.select(Relation.id).where(Relation.person_id == person.id, Relation.relative_id == relative.id)
+    )
     if exists is not None:
         raise EcardError(Code.RELATION_EXISTS)
-    rel = Relation(public_id=new_id("rel"), person_id=person.id, relative_id=relative.id,
-                   relation=relation, evidence_kind=evidence_kind,
-                   evidence_no_enc=svc.vault.encrypt(evidence_no, context=EVIDENCE_CTX),
-                   recorded_by=actor.ref or actor.type, created_at=now)
+    rel = Relation(
+        public_id=new_id("rel"),
+        person_id=person.id,
+        relative_id=relative.id,
+        relation=relation,
+        evidence_kind=evidence_kind,
+        evidence_no_enc=svc.vault.encrypt(evidence_no, context=EVIDENCE_CTX),
+        recorded_by=actor.ref or actor.type,
+        created_at=now,
+    )
     session.add(rel)
     session.flush()
     return rel
@@ -134,5 +171,8 @@ def record_relation(session: Session, svc: Services, person: Person, *, relative
 
 def relation_of(session: Session, person: Person, relative: Person) -> str | None:
     """What `relative` is to `person` on record, or None."""
-    return session.scalar(sa.select(Relation.relation).where(
-        Relation.person_id == person.id, Relation.relative_id == relative.id))
+    return session.scalar(
+        sa.select(Relation.relation).where(
+            Relation.person_id == person.id, Relation.relative_id == relative.id
+        )
+    )

@@ -130,7 +130,7 @@ class Vault:
     def decrypt(self, blob: bytes, *, context: bytes) -> str:
         """Open a ciphertext with the key its version byte names, whatever the suite. Raises
         InvalidTag (a wrong context or a changed byte), LookupError (no key of that version)."""
-        version, nonce, body = blob[0], blob[1:1 + NONCE_LEN], blob[1 + NONCE_LEN:]
+        version, nonce, body = blob[0], blob[1 : 1 + NONCE_LEN], blob[1 + NONCE_LEN :]
         cipher = self._keys.ciphers.get(version)
         if cipher is None:  # written by a worker that knows a newer key: read the file again
             cipher = self._refresh().ciphers.get(version)

@@ -36,29 +36,55 @@ def link_status(link: ProxyLink, now: datetime) -> tuple[str, str | None]:
 
 
 def _active(q, now: datetime):
-    return q.where(ProxyLink.ended_at.is_(None),
-                   sa.or_(ProxyLink.ends_at.is_(None), ProxyLink.ends_at > now))
+    return q.where(ProxyLink.ended_at.is_(None), sa.or_(ProxyLink.ends_at.is_(None), ProxyLink.ends_at > now))
 
 
 def _count(session: Session, column, person_id: int, now: datetime) -> int:
-    return session.scalar(_active(sa.select(sa.func.count()).select_from(ProxyLink)
-                                  .where(column == person_id), now)) or 0
+    return (
+        session.scalar(
+            _active(sa.select(sa.func.count()).select_from(ProxyLink).where(column == person_id), now)
+        )
+        or 0
+    )
 
 
-def _event(session: Session, person_id: int, action: str, actor: Actor, now: datetime,
-           reason: str | None = None, card_id: int | None = None) -> None:
-    session.add(Event(person_id=person_id, card_id=card_id, at=now, action=action,
-                      actor_type=actor.type, actor_ref=actor.ref, channel=actor.channel, reason=reason))
+def _event(
+    session: Session,
+    person_id: int,
+    action: str,
+    actor: Actor,
+    now: datetime,
+    reason: str | None = None,
+    card_id: int | None = None,
+) -> None:
+    session.add(
+        Event(
+            person_id=person_id,
+            card_id=card_id,
+            at=now,
+            action=action,
+            actor_type=actor.type,
+            actor_ref=actor.ref,
+            channel=actor.channel,
+            reason=reason,
+        )
+    )
 
 
 # --- consent codes ---------------------------------------------------------------------------------
 
-def new_consent_code(session: Session, svc: Services, person: Person, *, actor: Actor,
-                     now: datetime) -> tuple[str, ConsentCode]:
+
+def new_consent_code(
+    session: Session, svc: Services, person: Person, *, actor: Actor, now: datetime
+) -> tuple[str, ConsentCode]:
     """A one-time code the adult gives a relative (R-62). Stored only as a keyed hash."""
     code = "".join(secrets.choice(_ALPHABET) for _ in range(8))
-    row = ConsentCode(person_id=person.id, code_hash=svc.vault.blind_index(code, context=CONSENT_CTX),
-                      created_at=now, expires_at=now + timedelta(seconds=svc.setting("CONSENT_CODE_TTL")))
+    row = ConsentCode(
+        person_id=person.id,
+        code_hash=svc.vault.blind_index(code, context=CONSENT_CTX),
+        created_at=now,
+        expires_at=now + timedelta(seconds=svc.setting("CONSENT_CODE_TTL")),
+    )
     session.add(row)
     _event(session, person.id, "consent_code_issued", actor, now)
     session.flush()
@@ -75,16 +101,31 @@ def _use_consent(session: Session, svc: Services, dependant: Person, code: str, 
         raise EcardError(Code.CONSENT_USED)
     if now >= row.expires_at:
         raise EcardError(Code.CONSENT_EXPIRED)
-    used = session.execute(sa.update(ConsentCode).where(
-        ConsentCode.id == row.id, ConsentCode.used_at.is_(None)).values(used_at=now))
+    used = session.execute(
+        sa.update(ConsentCode)
+        .where(ConsentCode.id == row.id, ConsentCode.used_at.is_(None))
+        .values(used_at=now)
+    )
     if used.rowcount != 1:  # another request used it between our read and this update
         raise EcardError(Code.CONSENT_USED)
 
 
 # --- binding -----------------------------------------------------------------------------------------
 
-def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name: str, card_no: str,
-         relation: str, consent_code: str | None, actor: Actor, now: datetime) -> ProxyLink:
+
+def bind(
+    session: Session,
+    svc: Services,
+    proxy: Person,
+    *,
+    id_number: str,
+    name: str,
+    card_no: str,
+    relation: str,
+    consent_code: str | None,
+    actor: Actor,
+    now: datetime,
+) -> ProxyLink:
     """Bind a dependant to `proxy`. The proxy proves the dependant's card details; a minor needs
     a parent, grandparent or guardian relation on record, an adult their consent code.
 
@@ -107,12 +148,20 @@ def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name
     if minor:
         on_record = persons.relation_of(session, dependant, proxy)
         if relation not in MINOR_RELATIONS or on_record != relation:
-            raise EcardError(Code.PROXY_RELATION_REQUIRED,
-                             "a minor is bound only by a parent, grandparent or guardian on record")
+            raise EcardError(
+                Code.PROXY_RELATION_REQUIRED,
+                "a minor is bound only by a parent, grandparent or guardian on record",
+            )
     elif not consent_code:
         raise EcardError(Code.CONSENT_REQUIRED)
-    existing = session.scalar(_active(sa.select(ProxyLink.id).where(
-        ProxyLink.proxy_person_id == proxy.id, ProxyLink.dependant_person_id == dependant.id), now))
+    existing = session.scalar(
+        _active(
+            sa.select(ProxyLink.id).where(
+                ProxyLink.proxy_person_id == proxy.id, ProxyLink.dependant_person_id == dependant.id
+            ),
+            now,
+        )
+    )
     if existing is not None:
         raise EcardError(Code.PROXY_EXISTS)
     if _count(session, ProxyLink.proxy_person_id, proxy.id, now) >= svc.setting("MAX_DEPENDANTS"):
@@ -122,33 +171,58 @@ def bind(session: Session, svc: Services, proxy: Person, *, id_number: str, name
     if not minor:
         _use_consent(session, svc, dependant, consent_code or "", now)
     # An old link of a minor who has since turned 16 still occupies the unique pair index.
-    for stale in session.scalars(sa.select(ProxyLink).where(
-            ProxyLink.proxy_person_id == proxy.id, ProxyLink.dependant_person_id == dependant.id,
-            ProxyLink.ended_at.is_(None))):
+    for stale in session.scalars(
+        sa.select(ProxyLink).where(
+            ProxyLink.proxy_person_id == proxy.id,
+            ProxyLink.dependant_person_id == dependant.id,
+            ProxyLink.ended_at.is_(None),
+        )
+    ):
         stale.ended_at, stale.end_reason = now, link_status(stale, now)[1] or "superseded"
     session.flush()
     ends_at = None
     if minor:
         sixteenth = persons.nth_birthday(dependant.birth_date, MINOR_AGE)
         ends_at = datetime.combine(sixteenth, time(0), tzinfo=timezone.utc)
-    link = ProxyLink(public_id=new_id("dep"), proxy_person_id=proxy.id, dependant_person_id=dependant.id,
-                     kind="minor" if minor else "adult", relation=relation, created_at=now,
-                     ends_at=ends_at)
+    link = ProxyLink(
+        public_id=new_id("dep"),
+        proxy_person_id=proxy.id,
+        dependant_person_id=dependant.id,
+        kind="minor" if minor else "adult",
+        relation=relation,
+        created_at=now,
+        ends_at=ends_at,
+    )
     session.add(link)
     # R-40: the dependant's electronic card exists even without a phone of their own.
     if session.scalar(sa.select(ECard.id).where(ECard.person_id == dependant.id)) is None:
         session.add(ECard(public_id=new_id("ec"), person_id=dependant.id, card_id=card.id, created_at=now))
     session.flush()
-    _event(session, dependant.id, "proxy_bound", actor, now, reason=f"{link.kind} binding, relation {relation}",
-           card_id=card.id)
+    _event(
+        session,
+        dependant.id,
+        "proxy_bound",
+        actor,
+        now,
+        reason=f"{link.kind} binding, relation {relation}",
+        card_id=card.id,
+    )
     # The answer to the binding shows the proxy the card's status (R-63: a read, recorded).
-    reads.record(session, dependant.id, action=reads.PROXY_CARD_READ, what="card status, in the binding's answer",
-                 actor=actor, now=now, card_id=card.id)
+    reads.record(
+        session,
+        dependant.id,
+        action=reads.PROXY_CARD_READ,
+        what="card status, in the binding's answer",
+        actor=actor,
+        now=now,
+        card_id=card.id,
+    )
     return link
 
 
-def own_card_reason(session: Session, svc: Services, proxy_person_id: int, at: datetime, *,
-                    as_it_stood: bool = False) -> Code | None:
+def own_card_reason(
+    session: Session, svc: Services, proxy_person_id: int, at: datetime, *, as_it_stood: bool = False
+) -> Code | None:
     """Why the proxy's own card keeps them from acting for a dependant at `at` (R-22, R-43,
     R-63), as the code of that card's state (`card.frozen`, `card.lost`, `card.not_issued` ...),
     or None when it is usable. `as_it_stood`: the card as its history shows it at `at` (an
@@ -164,8 +238,9 @@ def own_card_reason(session: Session, svc: Services, proxy_person_id: int, at: d
     return cards.unusable_reason(svc, state, at)
 
 
-def _refuse_unless_own_card_usable(session: Session, svc: Services, proxy: Person, now: datetime, *,
-                                   loss_report: bool = False) -> None:
+def _refuse_unless_own_card_usable(
+    session: Session, svc: Services, proxy: Person, now: datetime, *, loss_report: bool = False
+) -> None:
     """A relative acts for a dependant only while their own card is usable (`own_card_reason`):
     someone whose card is frozen for suspected fraud, cancelled or expired, or whose electronic
     card is suspended, keeps no proxy powers. One exception: a proxy whose own card is reported
@@ -184,15 +259,24 @@ def _refuse_unless_own_card_usable(session: Session, svc: Services, proxy: Perso
 
 def _link_of(session: Session, proxy: Person, dependant_id: str) -> ProxyLink:
     """The proxy's own link. Another family's link is simply not found (object-level authz)."""
-    link = session.scalar(sa.select(ProxyLink).where(ProxyLink.public_id == dependant_id,
-                                                     ProxyLink.proxy_person_id == proxy.id))
+    link = session.scalar(
+        sa.select(ProxyLink).where(ProxyLink.public_id == dependant_id, ProxyLink.proxy_person_id == proxy.id)
+    )
     if link is None:
         raise EcardError(Code.PROXY_NOT_FOUND)
     return link
 
 
-def as_proxy(session: Session, svc: Services, proxy: Person, dependant_id: str, now: datetime, *,
-             require_active: bool = True, loss_report: bool = False) -> ProxyLink:
+def as_proxy(
+    session: Session,
+    svc: Services,
+    proxy: Person,
+    dependant_id: str,
+    now: datetime,
+    *,
+    require_active: bool = True,
+    loss_report: bool = False,
+) -> ProxyLink:
     """The proxy's own link, to act on the dependant's card (issue a code, read the card, report
     it lost: `loss_report`), which the proxy may do only with a usable card of their own.
 
@@ -207,23 +291,33 @@ def as_proxy(session: Session, svc: Services, proxy: Person, dependant_id: str, 
     return link
 
 
-def read_dependant(session: Session, svc: Services, proxy: Person, dependant_id: str, *, actor: Actor,
-                   now: datetime) -> ProxyLink:
+def read_dependant(
+    session: Session, svc: Services, proxy: Person, dependant_id: str, *, actor: Actor, now: datetime
+) -> ProxyLink:
     """The proxy looks up a dependant: an active binding shows the card's status, which is a
     read of the dependant's card and so recorded in the dependant's audit (R-63, R-72); an ended
     one shows only the binding. Raises what `as_proxy` raises, except `proxy.ended`."""
     link = as_proxy(session, svc, proxy, dependant_id, now, require_active=False)
     if link_status(link, now)[0] == "active":
         card_id = session.scalar(sa.select(ECard.card_id).where(ECard.person_id == link.dependant_person_id))
-        reads.record(session, link.dependant_person_id, action=reads.PROXY_CARD_READ, what="card status",
-                     actor=actor, now=now, card_id=card_id)
+        reads.record(
+            session,
+            link.dependant_person_id,
+            action=reads.PROXY_CARD_READ,
+            what="card status",
+            actor=actor,
+            now=now,
+            card_id=card_id,
+        )
     return link
 
 
 def unbind(session: Session, proxy: Person, dependant_id: str, *, actor: Actor, now: datetime) -> ProxyLink:
     """The proxy gives the binding up. Allowed whatever the state of the proxy's own card: it
     only removes powers. Raises `proxy.not_found`."""
-    return end(session, _link_of(session, proxy, dependant_id), reason="unbound_by_proxy", actor=actor, now=now)
+    return end(
+        session, _link_of(session, proxy, dependant_id), reason="unbound_by_proxy", actor=actor, now=now
+    )
 
 
 def revoke(session: Session, dependant: Person, proxy_id: str, *, actor: Actor, now: datetime) -> ProxyLink:
@@ -246,8 +340,11 @@ def revoke(session: Session, dependant: Person, proxy_id: str, *, actor: Actor, 
 
 def as_dependant(session: Session, dependant: Person, proxy_id: str) -> ProxyLink:
     """One of `dependant`'s proxies' links, by its id. Raises `proxy.not_found`."""
-    link = session.scalar(sa.select(ProxyLink).where(ProxyLink.public_id == proxy_id,
-                                                     ProxyLink.dependant_person_id == dependant.id))
+    link = session.scalar(
+        sa.select(ProxyLink).where(
+            ProxyLink.public_id == proxy_id, ProxyLink.dependant_person_id == dependant.id
+        )
+    )
     if link is None:
         raise EcardError(Code.PROXY_NOT_FOUND)
     return link
@@ -261,22 +358,35 @@ def end(session: Session, link: ProxyLink, *, reason: str, actor: Actor, now: da
 
 
 def links_of_proxy(session: Session, proxy: Person) -> list[ProxyLink]:
-    return list(session.scalars(sa.select(ProxyLink).where(ProxyLink.proxy_person_id == proxy.id)
-                                .order_by(ProxyLink.id)))
+    return list(
+        session.scalars(
+            sa.select(ProxyLink).where(ProxyLink.proxy_person_id == proxy.id).order_by(ProxyLink.id)
+        )
+    )
 
 
-def read_at_window(session: Session, dependant: Person, *, purpose: str, actor: Actor,
-                   now: datetime) -> list[ProxyLink]:
+def read_at_window(
+    session: Session, dependant: Person, *, purpose: str, actor: Actor, now: datetime
+) -> list[ProxyLink]:
     """A service window lists the person's proxies (to find the one to end): the read is
     recorded in the person's audit with the operator, the time and `purpose` (R-72)."""
-    reads.record(session, dependant.id, action=reads.PROXIES_READ, actor=actor, now=now,
-                 what=reads.at_window("list of proxies", purpose))
+    reads.record(
+        session,
+        dependant.id,
+        action=reads.PROXIES_READ,
+        actor=actor,
+        now=now,
+        what=reads.at_window("list of proxies", purpose),
+    )
     return links_of_dependant(session, dependant)
 
 
 def links_of_dependant(session: Session, dependant: Person) -> list[ProxyLink]:
-    return list(session.scalars(sa.select(ProxyLink).where(ProxyLink.dependant_person_id == dependant.id)
-                                .order_by(ProxyLink.id)))
+    return list(
+        session.scalars(
+            sa.select(ProxyLink).where(ProxyLink.dependant_person_id == dependant.id).order_by(ProxyLink.id)
+        )
+    )
 
 
 def dependant_ecard(session: Session, link: ProxyLink) -> ECard:
@@ -285,8 +395,13 @@ def dependant_ecard(session: Session, link: ProxyLink) -> ECard:
 
 def end_all_for(session: Session, dependant: Person, *, reason: str, now: datetime) -> int:
     """End every active proxy link of `dependant` (e.g. the card was cancelled). Returns how many."""
-    links = list(session.scalars(sa.select(ProxyLink).where(
-        ProxyLink.dependant_person_id == dependant.id, ProxyLink.ended_at.is_(None))))
+    links = list(
+        session.scalars(
+            sa.select(ProxyLink).where(
+                ProxyLink.dependant_person_id == dependant.id, ProxyLink.ended_at.is_(None)
+            )
+        )
+    )
     for link in links:
         end(session, link, reason=reason, actor=Actor("system"), now=now)
     return len(links)

@@ -39,12 +39,29 @@ PURPOSES = {
 DEFAULT_PURPOSE = "window_lookup"
 
 
-def record(session: Session, person_id: int, *, action: str, what: str, actor: Actor,
-           now: datetime, card_id: int | None = None) -> None:
+def record(
+    session: Session,
+    person_id: int,
+    *,
+    action: str,
+    what: str,
+    actor: Actor,
+    now: datetime,
+    card_id: int | None = None,
+) -> None:
     """Record in person `person_id`'s audit that `actor` read `what` at `now` (one of READS)."""
-    session.add(Event(person_id=person_id, card_id=card_id, at=now, action=action,
-                      actor_type=actor.type, actor_ref=actor.ref, channel=actor.channel,
-                      reason=what))
+    session.add(
+        Event(
+            person_id=person_id,
+            card_id=card_id,
+            at=now,
+            action=action,
+            actor_type=actor.type,
+            actor_ref=actor.ref,
+            channel=actor.channel,
+            reason=what,
+        )
+    )
 
 
 def at_window(what: str, purpose: str) -> str:

@@ -108,6 +108,7 @@ class MissingKey(RuntimeError):
 
 # --- reading ------------------------------------------------------------------------------------
 
+
 def _b64(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
 
@@ -137,8 +138,14 @@ def normalise(doc: dict[str, Any]) -> dict[str, Any]:
     index_keys = dict(doc.get("index_keys", {}))
     if "index_key" in doc:  # format 1
         index_keys.setdefault(HMAC_SHA256, doc["index_key"])
-    out = {"format": 2, "data_keys": data_keys, "current": current, "index_keys": index_keys,
-           "pin_pepper": doc["pin_pepper"], "jwt_secret": doc["jwt_secret"]}
+    out = {
+        "format": 2,
+        "data_keys": data_keys,
+        "current": current,
+        "index_keys": index_keys,
+        "pin_pepper": doc["pin_pepper"],
+        "jwt_secret": doc["jwt_secret"],
+    }
     _check(out)
     return out
 
@@ -150,8 +157,9 @@ def _check(doc: dict[str, Any]) -> None:
         if entry["alg"] not in DATA_KEY_LEN:
             raise ValueError(f"{FILE}: data key {version} has an unknown alg {entry['alg']!r}")
         if len(_b64(entry["key"])) != DATA_KEY_LEN[entry["alg"]]:
-            raise ValueError(f"{FILE}: data key {version} is not a {entry['alg']} key "
-                             f"({DATA_KEY_LEN[entry['alg']]} bytes)")
+            raise ValueError(
+                f"{FILE}: data key {version} is not a {entry['alg']} key ({DATA_KEY_LEN[entry['alg']]} bytes)"
+            )
     for alg, version in doc["current"].items():
         entry = doc["data_keys"].get(str(version))
         if entry is None or entry["alg"] != alg:
@@ -161,8 +169,9 @@ def _check(doc: dict[str, Any]) -> None:
             raise ValueError(f"{FILE}: unknown index key alg {alg!r}")
 
 
-def _parse(doc: dict[str, Any], suite: Suite, path: Path | None,
-           stamp: tuple[int, int] | None) -> ServerSecrets:
+def _parse(
+    doc: dict[str, Any], suite: Suite, path: Path | None, stamp: tuple[int, int] | None
+) -> ServerSecrets:
     doc = normalise(doc)
     return ServerSecrets(
         suite=suite,
@@ -171,7 +180,8 @@ def _parse(doc: dict[str, Any], suite: Suite, path: Path | None,
         index_keys={alg: _b64(k) for alg, k in doc["index_keys"].items()},
         pin_pepper=_b64(doc["pin_pepper"]),
         jwt_secret=_b64(doc["jwt_secret"]),
-        path=path, stamp=stamp,
+        path=path,
+        stamp=stamp,
     )
 
 
@@ -209,6 +219,7 @@ def _missing(s: ServerSecrets) -> list[str]:
 
 # --- writing ------------------------------------------------------------------------------------
 
+
 @contextmanager
 def _locked(keys_dir: Path) -> Iterator[None]:
     fd = os.open(keys_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -232,9 +243,14 @@ def _add_data_key(doc: dict[str, Any], alg: str) -> int:
 
 
 def _fresh_doc(suite: Suite) -> dict[str, Any]:
-    doc: dict[str, Any] = {"format": 2, "data_keys": {}, "current": {}, "index_keys": {},
-                           "pin_pepper": _enc(secrets.token_bytes(32)),
-                           "jwt_secret": _enc(secrets.token_bytes(48))}
+    doc: dict[str, Any] = {
+        "format": 2,
+        "data_keys": {},
+        "current": {},
+        "index_keys": {},
+        "pin_pepper": _enc(secrets.token_bytes(32)),
+        "jwt_secret": _enc(secrets.token_bytes(48)),
+    }
     _add_data_key(doc, suite.data_alg)
     return doc
 
@@ -287,7 +303,8 @@ def load_or_create(keys_dir: Path, *, allow_create: bool, suite: Suite | str = "
             f"ECARD_CRYPTO_SUITE={suite.name} needs {' and '.join(missing)}, which {path} does not "
             f"hold; production keys are never generated silently. Add them while the service still "
             f"runs under the suite its keys serve today, then restart under {suite.name}: "
-            f"ECARD_CRYPTO_SUITE={other} flask --app wsgi ecard keys add-data-key --alg {suite.data_alg}")
+            f"ECARD_CRYPTO_SUITE={other} flask --app wsgi ecard keys add-data-key --alg {suite.data_alg}"
+        )
     with _locked(keys_dir):
         doc = normalise(json.loads(path.read_text()))
         # Still missing? Another worker may have added it while we waited for the lock.

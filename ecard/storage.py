@@ -95,8 +95,9 @@ class Prepared:
             row = namedtuple("Row", [c.key for c in columns]) if columns else None  # type: ignore[misc]
             result = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
             positions = tuple(compiled.positiontup or ()) if dialect.positional else None
-            done = self._by_dialect[dialect.name] = _Compiled(str(compiled), positions, compiled.construct_params,
-                                                              bind, row, result)
+            done = self._by_dialect[dialect.name] = _Compiled(
+                str(compiled), positions, compiled.construct_params, bind, row, result
+            )
         return done
 
     def execute(self, session: Session | Connection, params: Mapping[str, Any]) -> tuple[list[Any], int]:
@@ -122,8 +123,9 @@ class Prepared:
             gone = dialect.is_disconnect(exc, dbapi_conn, cursor)
             if gone:
                 conn.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(c.sql, args, exc, dialect.loaded_dbapi.Error,
-                                             connection_invalidated=gone) from exc
+            raise sa.exc.DBAPIError.instance(
+                c.sql, args, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone
+            ) from exc
         finally:
             cursor.close()
         if c.row is None:
@@ -144,50 +146,131 @@ class Prepared:
 
 # --- the statements ------------------------------------------------------------------------------------
 
-_CARD_COLUMNS = (Card.id, Card.card_no, Card.status, Card.lost_at, Card.expires_at, Card.frozen,
-                 Card.successor_card_no)
-_HOLDER_COLUMNS = (Person.id.label("person_id"), Person.name_enc, Person.id_number_enc, Person.birth_date, Person.sex)
+_CARD_COLUMNS = (
+    Card.id,
+    Card.card_no,
+    Card.status,
+    Card.lost_at,
+    Card.expires_at,
+    Card.frozen,
+    Card.successor_card_no,
+)
+_HOLDER_COLUMNS = (
+    Person.id.label("person_id"),
+    Person.name_enc,
+    Person.id_number_enc,
+    Person.birth_date,
+    Person.sex,
+)
 
-_REDEEM = Prepared(**{  # each dialect's own INSERT ... ON CONFLICT DO NOTHING
-    name: insert(Redemption).values(nonce=sa.bindparam("nonce"), at=sa.bindparam("at"))
-    .on_conflict_do_nothing(index_elements=["nonce"]).returning(Redemption.nonce)
-    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))})
-VERIFICATION_FIELDS = ("public_id", "method", "terminal_id", "person_id", "card_id", "proxy_person_id", "scene",
-                       "accepted", "reason", "atc", "nonce", "at", "scanned_at")
+_REDEEM = Prepared(
+    **{  # each dialect's own INSERT ... ON CONFLICT DO NOTHING
+        name: insert(Redemption)
+        .values(nonce=sa.bindparam("nonce"), at=sa.bindparam("at"))
+        .on_conflict_do_nothing(index_elements=["nonce"])
+        .returning(Redemption.nonce)
+        for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+    }
+)
+VERIFICATION_FIELDS = (
+    "public_id",
+    "method",
+    "terminal_id",
+    "person_id",
+    "card_id",
+    "proxy_person_id",
+    "scene",
+    "accepted",
+    "reason",
+    "atc",
+    "nonce",
+    "at",
+    "scanned_at",
+)
 _RECORD = Prepared(sa.insert(Verification).values({name: sa.bindparam(name) for name in VERIFICATION_FIELDS}))
-_CARD_AND_HOLDER = Prepared(sa.select(*_CARD_COLUMNS, *_HOLDER_COLUMNS).join(Person, Person.id == Card.person_id)
-                            .where(Card.id == sa.bindparam("card_id_")))
+_CARD_AND_HOLDER = Prepared(
+    sa.select(*_CARD_COLUMNS, *_HOLDER_COLUMNS)
+    .join(Person, Person.id == Card.person_id)
+    .where(Card.id == sa.bindparam("card_id_"))
+)
 _CARD_FOR_CHIP = Prepared(
-    sa.select(*_CARD_COLUMNS, *_HOLDER_COLUMNS, Card.region_code, Card.generation, Card.chip_key_version,
-              Card.chip_id_code, Card.last_atc)
-    .join(Person, Person.id == Card.person_id).where(Card.card_no == sa.bindparam("card_no_")))
+    sa.select(
+        *_CARD_COLUMNS,
+        *_HOLDER_COLUMNS,
+        Card.region_code,
+        Card.generation,
+        Card.chip_key_version,
+        Card.chip_id_code,
+        Card.last_atc,
+    )
+    .join(Person, Person.id == Card.person_id)
+    .where(Card.card_no == sa.bindparam("card_no_"))
+)
 # One conditional UPDATE: unknown, used, expired and another terminal's challenge all match no row.
-_CONSUME = Prepared(sa.update(ChipChallenge).where(
-    ChipChallenge.un == sa.bindparam("un_"), ChipChallenge.terminal_id == sa.bindparam("terminal_id_"),
-    ChipChallenge.used_at.is_(None), ChipChallenge.expires_at > sa.bindparam("now_"),
-).values(used_at=sa.bindparam("now_")))
-_RAISE_ATC = Prepared(sa.update(Card).where(
-    Card.id == sa.bindparam("card_id_"), sa.or_(Card.last_atc.is_(None), Card.last_atc < sa.bindparam("atc_")),
-).values(last_atc=sa.bindparam("atc_")))
+_CONSUME = Prepared(
+    sa.update(ChipChallenge)
+    .where(
+        ChipChallenge.un == sa.bindparam("un_"),
+        ChipChallenge.terminal_id == sa.bindparam("terminal_id_"),
+        ChipChallenge.used_at.is_(None),
+        ChipChallenge.expires_at > sa.bindparam("now_"),
+    )
+    .values(used_at=sa.bindparam("now_"))
+)
+_RAISE_ATC = Prepared(
+    sa.update(Card)
+    .where(
+        Card.id == sa.bindparam("card_id_"),
+        sa.or_(Card.last_atc.is_(None), Card.last_atc < sa.bindparam("atc_")),
+    )
+    .values(last_atc=sa.bindparam("atc_"))
+)
 _HOLDER_PRINCIPAL = Prepared(
-    sa.select(Binding.id, Binding.public_id, Binding.channel, Binding.revoked_at, Binding.unlocked_until,
-              ECard.id.label("ecard_id"), ECard.person_id, ECard.password_hash.is_not(None).label("password_set"),
-              Card.id.label("card_id"), Card.card_no,
-              Card.status, Card.lost_at, Card.expires_at, Card.frozen, Card.successor_card_no)
-    .join(ECard, ECard.id == Binding.ecard_id).join(Card, Card.id == ECard.card_id)
-    .where(Binding.public_id == sa.bindparam("sub")))
+    sa.select(
+        Binding.id,
+        Binding.public_id,
+        Binding.channel,
+        Binding.revoked_at,
+        Binding.unlocked_until,
+        ECard.id.label("ecard_id"),
+        ECard.person_id,
+        ECard.password_hash.is_not(None).label("password_set"),
+        Card.id.label("card_id"),
+        Card.card_no,
+        Card.status,
+        Card.lost_at,
+        Card.expires_at,
+        Card.frozen,
+        Card.successor_card_no,
+    )
+    .join(ECard, ECard.id == Binding.ecard_id)
+    .join(Card, Card.id == ECard.card_id)
+    .where(Binding.public_id == sa.bindparam("sub"))
+)
 _TERMINAL_PRINCIPAL = Prepared(
-    sa.select(Terminal.id, Terminal.public_id, Terminal.active, Terminal.offline_capable, Terminal.merchant_id,
-              Merchant.public_id.label("merchant_public_id"), Merchant.scenes,
-              sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"))
+    sa.select(
+        Terminal.id,
+        Terminal.public_id,
+        Terminal.active,
+        Terminal.offline_capable,
+        Terminal.merchant_id,
+        Merchant.public_id.label("merchant_public_id"),
+        Merchant.scenes,
+        sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"),
+    )
     .join(Merchant, Merchant.id == Terminal.merchant_id)
-    .where(Terminal.public_id == sa.bindparam("sub")))
+    .where(Terminal.public_id == sa.bindparam("sub"))
+)
 _PIN_HASH = Prepared(sa.select(Card.pin_hash).where(Card.card_no == sa.bindparam("card_no_")))
 _PASSWORD_HASH = Prepared(sa.select(ECard.password_hash).where(ECard.id == sa.bindparam("ecard_id_")))
 _OPERATOR_PRINCIPAL = Prepared(
-    sa.select(Operator.id, Operator.username, Operator.active,
-              sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"))
-    .where(Operator.username == sa.bindparam("sub")))
+    sa.select(
+        Operator.id,
+        Operator.username,
+        Operator.active,
+        sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"),
+    ).where(Operator.username == sa.bindparam("sub"))
+)
 
 
 def _card_state(r: Any) -> CardState:
@@ -199,6 +282,7 @@ def _holder(r: Any) -> HolderFacts:
 
 
 # --- the operations -------------------------------------------------------------------------------------
+
 
 def redeem(session: Session, nonce: bytes, at: datetime) -> bool:
     """Use a code's nonce (or an offline phone code's step key) once: True when this call did,
@@ -224,8 +308,16 @@ def card_for_chip(session: Session, card_no: str) -> ChipCard | None:
     r = _CARD_FOR_CHIP.first(session, {"card_no_": card_no})
     if r is None:
         return None
-    return ChipCard(_card_state(r), _holder(r), r.person_id, r.region_code, r.generation, r.chip_key_version,
-                    r.chip_id_code, r.last_atc)
+    return ChipCard(
+        _card_state(r),
+        _holder(r),
+        r.person_id,
+        r.region_code,
+        r.generation,
+        r.chip_key_version,
+        r.chip_id_code,
+        r.last_atc,
+    )
 
 
 def consume_challenge(session: Session, terminal_id: int, un: str, now: datetime) -> bool:
@@ -246,10 +338,14 @@ def holder_principal(conn: Session | Connection, binding_public_id: str) -> tupl
     r = _HOLDER_PRINCIPAL.first(conn, {"sub": binding_public_id})
     if r is None:
         return None
-    return r, CardState(r.card_id, r.card_no, r.status, r.lost_at, r.expires_at, r.frozen, r.successor_card_no)
+    return r, CardState(
+        r.card_id, r.card_no, r.status, r.lost_at, r.expires_at, r.frozen, r.successor_card_no
+    )
 
 
-def terminal_principal(conn: Session | Connection, terminal_public_id: str, jti: str, session_key: str) -> Any:
+def terminal_principal(
+    conn: Session | Connection, terminal_public_id: str, jti: str, session_key: str
+) -> Any:
     """The terminal (id, public_id, active, offline_capable, merchant_id, merchant_public_id,
     scenes) and whether its token (`jti`) or session (`session_key`) is revoked (`revoked`), in
     one statement; None for no such terminal."""
@@ -267,8 +363,9 @@ def count_wrong_try(session: Session, counter: Any, row_id: int) -> int:
     and return the new count: counted by the database, not read-then-written, so parallel wrong
     tries each count."""
     model = counter.class_
-    return session.scalar(sa.update(model).where(model.id == row_id).values({counter: counter + 1})
-                          .returning(counter))
+    return session.scalar(
+        sa.update(model).where(model.id == row_id).values({counter: counter + 1}).returning(counter)
+    )
 
 
 def ecard_password_hash(conn: Session | Connection, ecard_id: int) -> str | None:

@@ -84,9 +84,12 @@ def disclosed(svc: Services, d: Decision, now: datetime) -> dict[str, Any] | Non
         return None
     name = svc.vault.decrypt(d.person.name_enc, context=persons.NAME_CTX)
     id_number = svc.vault.decrypt(d.person.id_number_enc, context=persons.ID_CTX)
-    out: dict[str, Any] = {"name": mask_name(name), "id_number": mask_id_number(id_number),
-                           "age_band": age_band(persons.age_on(d.person.birth_date, now.date())),
-                           "by_proxy": d.by_proxy}
+    out: dict[str, Any] = {
+        "name": mask_name(name),
+        "id_number": mask_id_number(id_number),
+        "age_band": age_band(persons.age_on(d.person.birth_date, now.date())),
+        "by_proxy": d.by_proxy,
+    }
     if d.scene == "clinic":
         # Medical settlement needs the insured's card number and sex (R-50).
         out.update(card_no=d.card_no, sex=d.person.sex, insured=True)
@@ -97,18 +100,39 @@ def disclosed(svc: Services, d: Decision, now: datetime) -> dict[str, Any] | Non
     return out
 
 
-def record(session: Session, d: Decision, *, method: str, terminal: TerminalPrincipal | None,
-                    now: datetime, card_id: int | None = None, proxy_person_id: int | None = None,
-                    scanned_at: datetime | None = None, atc: int | None = None,
-                    nonce: bytes | None = None) -> Decision:
+def record(
+    session: Session,
+    d: Decision,
+    *,
+    method: str,
+    terminal: TerminalPrincipal | None,
+    now: datetime,
+    card_id: int | None = None,
+    proxy_person_id: int | None = None,
+    scanned_at: datetime | None = None,
+    atc: int | None = None,
+    nonce: bytes | None = None,
+) -> Decision:
     """Write the decision down (the holder's usage, the merchant's log) and give it its id."""
     d.verification_id = new_id("ver")
-    storage.record_verification(session, {
-        "public_id": d.verification_id, "method": method, "terminal_id": terminal.id if terminal else None,
-        "person_id": d.person.id if d.person else None, "card_id": card_id,
-        "proxy_person_id": proxy_person_id, "scene": d.scene, "accepted": d.accepted,
-        "reason": None if d.reason is None else str(d.reason),
-        "atc": atc, "nonce": nonce, "at": now, "scanned_at": scanned_at})
+    storage.record_verification(
+        session,
+        {
+            "public_id": d.verification_id,
+            "method": method,
+            "terminal_id": terminal.id if terminal else None,
+            "person_id": d.person.id if d.person else None,
+            "card_id": card_id,
+            "proxy_person_id": proxy_person_id,
+            "scene": d.scene,
+            "accepted": d.accepted,
+            "reason": None if d.reason is None else str(d.reason),
+            "atc": atc,
+            "nonce": nonce,
+            "at": now,
+            "scanned_at": scanned_at,
+        },
+    )
     return d
 
 
@@ -120,12 +144,15 @@ class SceneRefused(Exception):
         self.reason = reason
 
 
-_SCENE_REASONS = {"qr": (Reason.QR_WRONG_SCENE, Reason.QR_SCENE_REQUIRED),
-                  "chip": (Reason.CHIP_WRONG_SCENE, Reason.CHIP_SCENE_REQUIRED)}
+_SCENE_REASONS = {
+    "qr": (Reason.QR_WRONG_SCENE, Reason.QR_SCENE_REQUIRED),
+    "chip": (Reason.CHIP_WRONG_SCENE, Reason.CHIP_SCENE_REQUIRED),
+}
 
 
-def judged_scene(terminal: TerminalPrincipal, claimed: str | None, code_scene: str | None, *,
-                 prefix: str = "qr") -> str:
+def judged_scene(
+    terminal: TerminalPrincipal, claimed: str | None, code_scene: str | None, *, prefix: str = "qr"
+) -> str:
     """The scene a scan is judged for, which decides what is disclosed (R-04, R-44): never more
     than the terminal's merchant serves, whatever the terminal claims.
 
@@ -159,8 +186,18 @@ def judged_scene(terminal: TerminalPrincipal, claimed: str | None, code_scene: s
 
 # --- signed codes ------------------------------------------------------------------------------------
 
-def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: TerminalPrincipal, payload: str, *,
-              scene: str | None, now: datetime, totp_attempt: Callable[[str], bool] | None = None) -> Decision:
+
+def verify_qr(
+    session: Session,
+    svc: Services,
+    ring: qr.KeyRing,
+    terminal: TerminalPrincipal,
+    payload: str,
+    *,
+    scene: str | None,
+    now: datetime,
+    totp_attempt: Callable[[str], bool] | None = None,
+) -> Decision:
     """Judge one code scanned online, now. Never raises for a bad code: the reason is in the
     decision, which is recorded. `totp_attempt(ref)` spends one try of an offline phone code's
     binding and says whether it was allowed (None: no limit).
@@ -170,13 +207,29 @@ def verify_qr(session: Session, svc: Services, ring: qr.KeyRing, terminal: Termi
     card's state now; single use (the nonce).
     An offline phone code (`ET1:`): `_verify_totp`.
     """
-    return _judge(session, svc, ring, terminal, payload, scene=scene, now=now, scanned_at=None,
-                  totp_attempt=totp_attempt)
+    return _judge(
+        session,
+        svc,
+        ring,
+        terminal,
+        payload,
+        scene=scene,
+        now=now,
+        scanned_at=None,
+        totp_attempt=totp_attempt,
+    )
 
 
-def verify_offline(session: Session, svc: Services, ring: qr.KeyRing, terminal: TerminalPrincipal,
-                   records: list[tuple[str, str | None, datetime]], *, now: datetime,
-                   totp_attempt: Callable[[str], bool] | None = None) -> list[Decision]:
+def verify_offline(
+    session: Session,
+    svc: Services,
+    ring: qr.KeyRing,
+    terminal: TerminalPrincipal,
+    records: list[tuple[str, str | None, datetime]],
+    *,
+    now: datetime,
+    totp_attempt: Callable[[str], bool] | None = None,
+) -> list[Decision]:
     """Judge the records (payload, scene claimed, scan time) a gate took while offline, each at
     its scan time: the code's lifetime, the proxy link and the proxy's own card, the card's state
     (from its history) and,
@@ -197,17 +250,45 @@ def verify_offline(session: Session, svc: Services, ring: qr.KeyRing, terminal: 
         if scanned_at > now + GATE_LEEWAY or scanned_at < oldest:
             out.append(Decision(False, Reason.OFFLINE_BAD_SCAN_TIME, scene))
             continue
-        out.append(_judge(session, svc, ring, terminal, payload, scene=scene, now=now, scanned_at=scanned_at,
-                          totp_attempt=totp_attempt))
+        out.append(
+            _judge(
+                session,
+                svc,
+                ring,
+                terminal,
+                payload,
+                scene=scene,
+                now=now,
+                scanned_at=scanned_at,
+                totp_attempt=totp_attempt,
+            )
+        )
     return out
 
 
-def _judge(session: Session, svc: Services, ring: qr.KeyRing, terminal: TerminalPrincipal, payload: str, *,
-           scene: str | None, now: datetime, scanned_at: datetime | None,
-           totp_attempt: Callable[[str], bool] | None) -> Decision:
+def _judge(
+    session: Session,
+    svc: Services,
+    ring: qr.KeyRing,
+    terminal: TerminalPrincipal,
+    payload: str,
+    *,
+    scene: str | None,
+    now: datetime,
+    scanned_at: datetime | None,
+    totp_attempt: Callable[[str], bool] | None,
+) -> Decision:
     if payload.startswith(qr.OFFLINE_PREFIX):
-        return _verify_totp(session, svc, terminal, payload, scene=scene, now=now, scanned_at=scanned_at,
-                            totp_attempt=totp_attempt)
+        return _verify_totp(
+            session,
+            svc,
+            terminal,
+            payload,
+            scene=scene,
+            now=now,
+            scanned_at=scanned_at,
+            totp_attempt=totp_attempt,
+        )
     offline = scanned_at is not None
     method = "offline" if offline else "qr"
     judged_at = scanned_at or now
@@ -239,8 +320,10 @@ def _judge(session: Session, svc: Services, ring: qr.KeyRing, terminal: Terminal
         proxy_person_id = link.proxy_person_id if link else None
         if link is None or proxies.link_status(link, judged_at)[0] != "active":
             d.reason = Reason.PROXY_ENDED
-        elif proxies.own_card_reason(session, svc, link.proxy_person_id, judged_at,
-                                     as_it_stood=offline) is not None:
+        elif (
+            proxies.own_card_reason(session, svc, link.proxy_person_id, judged_at, as_it_stood=offline)
+            is not None
+        ):
             d.reason = Reason.PROXY_OWN_CARD_UNUSABLE
     if d.reason is None:
         d.reason = _card_reason(svc, cards.state_at(session, card, judged_at) if offline else card, judged_at)
@@ -263,11 +346,22 @@ def _nonce_of(payload: str) -> bytes | None:
 
 
 def _judged_online(session: Session, terminal: TerminalPrincipal, nonce: bytes) -> bool:
-    return session.scalar(sa.select(sa.exists().where(
-        Verification.nonce == nonce, Verification.terminal_id == terminal.id, Verification.method == "qr"))) or False
+    return (
+        session.scalar(
+            sa.select(
+                sa.exists().where(
+                    Verification.nonce == nonce,
+                    Verification.terminal_id == terminal.id,
+                    Verification.method == "qr",
+                )
+            )
+        )
+        or False
+    )
 
 
 # --- offline phone codes ------------------------------------------------------------------------------
+
 
 # Single use of an offline phone code's time step, held by the same unique key as a signed code's
 # nonce: 16 bytes (a signed code's nonce has 12), so the two kinds can never collide.
@@ -275,9 +369,17 @@ def _step_key(binding_id: int, step: int) -> bytes:
     return b"ET1:" + struct.pack(">QI", binding_id, step)
 
 
-def _verify_totp(session: Session, svc: Services, terminal: TerminalPrincipal, payload: str, *,
-                 scene: str | None, now: datetime, scanned_at: datetime | None,
-                 totp_attempt: Callable[[str], bool] | None) -> Decision:
+def _verify_totp(
+    session: Session,
+    svc: Services,
+    terminal: TerminalPrincipal,
+    payload: str,
+    *,
+    scene: str | None,
+    now: datetime,
+    scanned_at: datetime | None,
+    totp_attempt: Callable[[str], bool] | None,
+) -> Decision:
     """Judge an offline phone code (`ET1:<ref>:<otp>`), online (`scanned_at` None) or as an
     offline record taken at `scanned_at`.
 
@@ -294,8 +396,9 @@ def _verify_totp(session: Session, svc: Services, terminal: TerminalPrincipal, p
     judged_at = scanned_at or now
 
     def done(d: Decision, card_id: int | None = None) -> Decision:
-        return record(session, d, method=method, terminal=terminal, now=now, card_id=card_id,
-                               scanned_at=scanned_at)
+        return record(
+            session, d, method=method, terminal=terminal, now=now, card_id=card_id, scanned_at=scanned_at
+        )
 
     try:
         ref, otp = qr.parse_offline_code(payload)
@@ -313,8 +416,12 @@ def _verify_totp(session: Session, svc: Services, terminal: TerminalPrincipal, p
     ecard = binding.ecard
     d = Decision(False, None, judged, person=ecard.person, card_no=ecard.card.card_no)
     try:
-        step = qr.check(ecards.totp_seed(svc, binding), otp, judged_at,
-                        binding.last_totp_step if scanned_at is None else None)
+        step = qr.check(
+            ecards.totp_seed(svc, binding),
+            otp,
+            judged_at,
+            binding.last_totp_step if scanned_at is None else None,
+        )
     except qr.TotpReplayed:
         d.reason = Reason.QR_REPLAYED
         return done(d, card_id=ecard.card_id)
@@ -324,18 +431,25 @@ def _verify_totp(session: Session, svc: Services, terminal: TerminalPrincipal, p
     if scanned_at is not None:
         state = cards.state_at(session, state, judged_at)
     d.reason = _card_reason(svc, state, judged_at)
-    if d.reason is None and judged in codes.PAYING_SCENES and codes.password_governs(
-            svc, ecards.password_set_at(session, ecard, scanned_at)):
+    if (
+        d.reason is None
+        and judged in codes.PAYING_SCENES
+        and codes.password_governs(svc, ecards.password_set_at(session, ecard, scanned_at))
+    ):
         d.reason = Reason.ECARD_PASSWORD_REQUIRED
     if d.reason is None:
         accepted = storage.redeem(session, _step_key(binding.id, step), now)
         if accepted and scanned_at is None:
             # Conditional update: two scanners racing on one step cannot both accept it, and an
             # older step is not accepted once a later one was.
-            moved = session.execute(sa.update(Binding).where(
-                Binding.id == binding.id,
-                sa.or_(Binding.last_totp_step.is_(None), Binding.last_totp_step < step))
-                .values(last_totp_step=step))
+            moved = session.execute(
+                sa.update(Binding)
+                .where(
+                    Binding.id == binding.id,
+                    sa.or_(Binding.last_totp_step.is_(None), Binding.last_totp_step < step),
+                )
+                .values(last_totp_step=step)
+            )
             accepted = moved.rowcount == 1
         d.accepted = accepted
         if not accepted:
@@ -345,8 +459,17 @@ def _verify_totp(session: Session, svc: Services, terminal: TerminalPrincipal, p
 
 # --- chip reads ------------------------------------------------------------------------------------
 
-def verify_chip(session: Session, svc: Services, keys_dir: Path, terminal: TerminalPrincipal, read: dict[str, Any],
-                *, scene: str | None, now: datetime) -> tuple[Decision, str | None]:
+
+def verify_chip(
+    session: Session,
+    svc: Services,
+    keys_dir: Path,
+    terminal: TerminalPrincipal,
+    read: dict[str, Any],
+    *,
+    scene: str | None,
+    now: datetime,
+) -> tuple[Decision, str | None]:
     """Judge a chip read (docs/chip.md). Returns the decision, recorded, and when accepted E
     (hex), which lets the terminal open the card's EF06.
 
@@ -383,18 +506,38 @@ def verify_chip(session: Session, svc: Services, keys_dir: Path, terminal: Termi
     keys = master_keys(keys_dir, chip.region_code, chip.generation, chip.chip_key_version)
     un = bytes.fromhex(read["challenge"])
     same_chip = chip.chip_id_code is None or read["card_id_code"].lower() == chip.chip_id_code.lower()
-    genuine = same_chip and read["generation"] == chip.generation and crypto.check_mac(
-        keys.imk_ia, chip.generation, un=un, atc=read["atc"], flags=read["flags"], card_no=card.card_no,
-        card_id_code=bytes.fromhex(read["card_id_code"]), expiry_bcd=bytes.fromhex(read["expiry"]),
-        mac=bytes.fromhex(read["cryptogram"]))
+    genuine = (
+        same_chip
+        and read["generation"] == chip.generation
+        and crypto.check_mac(
+            keys.imk_ia,
+            chip.generation,
+            un=un,
+            atc=read["atc"],
+            flags=read["flags"],
+            card_no=card.card_no,
+            card_id_code=bytes.fromhex(read["card_id_code"]),
+            expiry_bcd=bytes.fromhex(read["expiry"]),
+            mac=bytes.fromhex(read["cryptogram"]),
+        )
+    )
     if not genuine:
         d.reason = Reason.CHIP_BAD_CRYPTOGRAM
         return done(d, card.id)
     if not storage.raise_atc(session, card.id, read["atc"]):
         # A counter that does not rise: a replayed read or a cloned chip (R-70) — recorded.
-        session.add(Event(person_id=chip.person_id, card_id=card.id, at=now, action="misuse_signal",
-                          actor_type="terminal", actor_ref=terminal.public_id, channel="chip",
-                          reason=f"chip counter {read['atc']} not above {chip.last_atc}"))
+        session.add(
+            Event(
+                person_id=chip.person_id,
+                card_id=card.id,
+                at=now,
+                action="misuse_signal",
+                actor_type="terminal",
+                actor_ref=terminal.public_id,
+                channel="chip",
+                reason=f"chip counter {read['atc']} not above {chip.last_atc}",
+            )
+        )
         d.reason = Reason.CHIP_REPLAYED
         return done(d, card.id)
     d.reason = _card_reason(svc, card, now)
@@ -411,6 +554,7 @@ def verify_chip(session: Session, svc: Services, keys_dir: Path, terminal: Termi
 
 
 # --- usage -------------------------------------------------------------------------------------------
+
 
 def usage(session: Session, person_id: int, *, before_id: int | None, limit: int) -> list[Verification]:
     q = sa.select(Verification).where(Verification.person_id == person_id)

@@ -13,9 +13,18 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from ecard import errors, storage
 
 
-def count(session: Session, row: Any, failures: InstrumentedAttribute[int], *, limit: int,
-          unlocked: sa.ColumnElement[bool], lock: Mapping[Any, Any], on_lock: Callable[[int], None],
-          wrong: Callable[[int], errors.EcardError], locked: Callable[[], errors.EcardError]) -> NoReturn:
+def count(
+    session: Session,
+    row: Any,
+    failures: InstrumentedAttribute[int],
+    *,
+    limit: int,
+    unlocked: sa.ColumnElement[bool],
+    lock: Mapping[Any, Any],
+    on_lock: Callable[[int], None],
+    wrong: Callable[[int], errors.EcardError],
+    locked: Callable[[], errors.EcardError],
+) -> NoReturn:
     """Count a wrong try against `row` and raise: `wrong(tries_left)` below `limit`, `locked()`
     at it. The errors should ask the error handler to commit (`commit_state`), or the count is
     lost with the request.

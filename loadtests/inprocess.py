@@ -43,18 +43,29 @@ HERE = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--world", type=Path, required=True, help="an instance directory of loadtests.bench --keep")
+    p.add_argument(
+        "--world", type=Path, required=True, help="an instance directory of loadtests.bench --keep"
+    )
     p.add_argument("--root", type=Path, default=HERE, help="the checkout whose server code is measured")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("-n", type=int, default=1000, help="requests a round")
     p.add_argument("--log", action="store_true", help="log level INFO, the request lines to /dev/null")
     p.add_argument("--gap-ms", type=float, default=0.0, help="spin this long between requests (not counted)")
-    p.add_argument("--instructions", action="store_true",
-                   help="count machine instructions a request under valgrind's callgrind instead (slow)")
-    p.add_argument("--flows", default=",".join(INSTRUCTION_FLOWS),
-                   help=f"with --instructions: the flows to count, of {','.join(FLOWS)} (default %(default)s)")
-    p.add_argument("--profile-out", type=Path,
-                   help="save each flow's cProfile statistics as DIR/<flow>.pstats (to diff two trees' calls)")
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count machine instructions a request under valgrind's callgrind instead (slow)",
+    )
+    p.add_argument(
+        "--flows",
+        default=",".join(INSTRUCTION_FLOWS),
+        help=f"with --instructions: the flows to count, of {','.join(FLOWS)} (default %(default)s)",
+    )
+    p.add_argument(
+        "--profile-out",
+        type=Path,
+        help="save each flow's cProfile statistics as DIR/<flow>.pstats (to diff two trees' calls)",
+    )
     p.add_argument("--only", choices=FLOWS, help=argparse.SUPPRESS)  # a child of --instructions
     args = p.parse_args()
     if args.instructions:
@@ -67,10 +78,14 @@ def main() -> None:
     os.chdir(root)
     # The world's own SQLite file, wherever the world now lies: a copy of a world is private.
     url = "sqlite:///" + str(args.world.resolve() / Path(manifest["url"].split("///", 1)[1]).name)
-    os.environ.update(ECARD_DATABASE_URL=url, ECARD_KEYS_DIR=str(args.world / "keys"),
-                      ECARD_REDIS_URL=os.environ.get("ECARD_REDIS_URL", "redis://127.0.0.1:6379/9"),
-                      ECARD_QR_TTL="300", ECARD_CHIP_CHALLENGE_TTL="3600",
-                      ECARD_LOG_LEVEL="INFO" if args.log else "WARNING")
+    os.environ.update(
+        ECARD_DATABASE_URL=url,
+        ECARD_KEYS_DIR=str(args.world / "keys"),
+        ECARD_REDIS_URL=os.environ.get("ECARD_REDIS_URL", "redis://127.0.0.1:6379/9"),
+        ECARD_QR_TTL="300",
+        ECARD_CHIP_CHALLENGE_TTL="3600",
+        ECARD_LOG_LEVEL="INFO" if args.log else "WARNING",
+    )
     if args.log:  # the app's own basicConfig is then a no-op: its lines go to /dev/null
         logging.basicConfig(stream=open(os.devnull, "w"), format="%(message)s")  # noqa: SIM115
     import ecard
@@ -85,11 +100,20 @@ def main() -> None:
 
     def request(path: str, body: dict | None = None, token: str | None = None) -> tuple[dict, bytes]:
         """A GET without `body`, else a JSON POST; with `token` as its Bearer token."""
-        environ = {"REQUEST_METHOD": "GET" if body is None else "POST", "PATH_INFO": path,
-                   "SERVER_NAME": "bench", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
-                   "wsgi.url_scheme": "http", "REMOTE_ADDR": "127.0.0.1", "wsgi.errors": sys.stderr,
-                   "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
-                   "HTTP_HOST": "bench"}
+        environ = {
+            "REQUEST_METHOD": "GET" if body is None else "POST",
+            "PATH_INFO": path,
+            "SERVER_NAME": "bench",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.url_scheme": "http",
+            "REMOTE_ADDR": "127.0.0.1",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "HTTP_HOST": "bench",
+        }
         data = b"" if body is None else json.dumps(body).encode()
         if body is not None:
             environ.update(CONTENT_TYPE="application/json", CONTENT_LENGTH=str(len(data)))
@@ -110,8 +134,14 @@ def main() -> None:
         issue = [request("/api/v1/qrcodes", {"scene": "clinic"}, t) for t in holder_tokens]
         # Every verification needs a fresh code: issue them first, through the same app.
         payloads = [json.loads(call(issue[i % len(issue)]))["payload"] for i in range(codes_needed)]
-        verify = [request("/api/v1/verifications/qr", {"payload": code, "scene": "clinic"},
-                          terminal_tokens[i % len(terminal_tokens)]) for i, code in enumerate(payloads)]
+        verify = [
+            request(
+                "/api/v1/verifications/qr",
+                {"payload": code, "scene": "clinic"},
+                terminal_tokens[i % len(terminal_tokens)],
+            )
+            for i, code in enumerate(payloads)
+        ]
         if b'"accepted":true' not in call(verify[0]):
             raise SystemExit("a fresh code was not accepted")
         for i in range(1, warm):
@@ -131,8 +161,13 @@ def main() -> None:
         for i in range(codes_needed):
             k = i % len(terminal_tokens)
             un = json.loads(call(challenge[k]))["challenge"]
-            chip_reads.append(request("/api/v1/verifications/chip",
-                                      world.chip_read(cards[i % len(cards)][1], un), terminal_tokens[k]))
+            chip_reads.append(
+                request(
+                    "/api/v1/verifications/chip",
+                    world.chip_read(cards[i % len(cards)][1], un),
+                    terminal_tokens[k],
+                )
+            )
         world.save_chip_cards(args.world, cards)  # before any is sent: the next run's counters are above
         answer = call(chip_reads[0])
         if b'"accepted":true' not in answer:
@@ -149,8 +184,13 @@ def main() -> None:
         return
     out = {}
     healthz = [request("/healthz")]
-    for name, reqs, single_use in (("healthz", healthz, False), ("issue", issue, False), ("verify", verify, True),
-                                   ("chip", chip_reads, True), ("challenge", challenge, False)):
+    for name, reqs, single_use in (
+        ("healthz", healthz, False),
+        ("issue", issue, False),
+        ("verify", verify, True),
+        ("chip", chip_reads, True),
+        ("challenge", challenge, False),
+    ):
         pos, best = warm, float("inf")
         for _ in range(rounds):
             spun, t0 = 0.0, time.process_time()
@@ -173,7 +213,9 @@ def main() -> None:
             args.profile_out.mkdir(parents=True, exist_ok=True)
             prof.dump_stats(args.profile_out / f"{name}.pstats")
         out[name] = {"cpu_us": round(best * 1e6), "calls": round(pstats.Stats(prof).total_calls / 200)}
-        print(f"{name:9s} {out[name]['cpu_us']:6d} us CPU a request, {out[name]['calls']:5d} Python calls a request")
+        print(
+            f"{name:9s} {out[name]['cpu_us']:6d} us CPU a request, {out[name]['calls']:5d} Python calls a request"
+        )
     print(json.dumps({"root": root, **out}))
 
 
@@ -195,9 +237,22 @@ def instructions(args: argparse.Namespace) -> None:
     for endpoint in flows:
         totals = []
         for count in INSTRUCTION_COUNTS:
-            cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                   sys.executable, "-m", "loadtests.inprocess", "--world", str(args.world),
-                   "--root", str(args.root), "-n", str(count), "--only", endpoint] + (["--log"] if args.log else [])
+            cmd = [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                "-m",
+                "loadtests.inprocess",
+                "--world",
+                str(args.world),
+                "--root",
+                str(args.root),
+                "-n",
+                str(count),
+                "--only",
+                endpoint,
+            ] + (["--log"] if args.log else [])
             env = dict(os.environ, PYTHONHASHSEED="0")
             done = subprocess.run(cmd, cwd=HERE, env=env, capture_output=True, text=True, check=True)
             found = re.search(r"Collected : (\d+)", done.stderr)

@@ -50,8 +50,9 @@ _REJECTED = re.compile(rb'"accepted":\s*false')
 _REASON = re.compile(rb'"reason":\s*"([^"]*)"')
 
 
-def build_request(method: str, path: str, *, host: str, body: bytes | None = None,
-                  headers: dict[str, str] | None = None) -> bytes:
+def build_request(
+    method: str, path: str, *, host: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> bytes:
     """The raw bytes of one HTTP/1.1 request."""
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "User-Agent: ecard-loadgen"]
     for name, value in (headers or {}).items():
@@ -97,13 +98,23 @@ class Result:
         return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "clients": self.clients, "seconds": round(self.seconds, 2),
-                "requests": self.requests, "rps": round(self.rps, 1),
-                "p50_ms": round(self.percentile(50), 2), "p90_ms": round(self.percentile(90), 2),
-                "p99_ms": round(self.percentile(99), 2), "max_ms": round(max(self.latencies_ms, default=0), 2),
-                "errors": self.errors, "rejected": self.rejected, "statuses": self.statuses,
-                "rejected_reasons": self.rejected_reasons, "error_samples": self.error_samples,
-                "exhausted": self.exhausted}
+        return {
+            "name": self.name,
+            "clients": self.clients,
+            "seconds": round(self.seconds, 2),
+            "requests": self.requests,
+            "rps": round(self.rps, 1),
+            "p50_ms": round(self.percentile(50), 2),
+            "p90_ms": round(self.percentile(90), 2),
+            "p99_ms": round(self.percentile(99), 2),
+            "max_ms": round(max(self.latencies_ms, default=0), 2),
+            "errors": self.errors,
+            "rejected": self.rejected,
+            "statuses": self.statuses,
+            "rejected_reasons": self.rejected_reasons,
+            "error_samples": self.error_samples,
+            "exhausted": self.exhausted,
+        }
 
 
 class _Conn:
@@ -141,14 +152,14 @@ class _Conn:
             if not chunk:
                 raise ConnectionError("closed before the answer")
             buf += chunk
-        head, body = buf[:end], buf[end + 4:]
+        head, body = buf[:end], buf[end + 4 :]
         status = int(head[9:12])
         lower = head.lower()
         i = lower.find(b"\r\ncontent-length:")
         length = 0
         if i >= 0:
             j = lower.find(b"\r\n", i + 2)
-            length = int(lower[i + 17:j if j > 0 else len(lower)])
+            length = int(lower[i + 17 : j if j > 0 else len(lower)])
         while len(body) < length:
             chunk = s.recv(65536)
             if not chunk:
@@ -166,8 +177,9 @@ class _Conn:
                 self.sock = None
 
 
-def _client(addr, requests: list[bytes], cycle: bool, deadline_box: list[float], stop,
-            out: dict[str, Any]) -> None:
+def _client(
+    addr, requests: list[bytes], cycle: bool, deadline_box: list[float], stop, out: dict[str, Any]
+) -> None:
     conn = _Conn(addr)
     lat = array("d")
     statuses: Counter = Counter()
@@ -208,8 +220,7 @@ def _client(addr, requests: list[bytes], cycle: bool, deadline_box: list[float],
             m = _REASON.search(body)
             reasons[m.group(1).decode() if m else "?"] += 1
     conn.close()
-    out.update(lat=lat, statuses=statuses, reasons=reasons, errors=errors, rejected=rejected,
-               samples=samples)
+    out.update(lat=lat, statuses=statuses, reasons=reasons, errors=errors, rejected=rejected, samples=samples)
 
 
 def _process(addr, plan: Plan, indexes: list[int], start_at: float, seconds: float, stop, queue) -> None:
@@ -217,8 +228,10 @@ def _process(addr, plan: Plan, indexes: list[int], start_at: float, seconds: flo
     box = [start_at + seconds]  # wall deadline, converted below to this process's perf clock
     now_wall, now_perf = time.time(), time.perf_counter()
     box[0] = now_perf + (box[0] - now_wall)
-    threads = [threading.Thread(target=_client, args=(addr, plan.per_client[k], plan.cycle, box, stop, o))
-               for k, o in zip(indexes, outs)]
+    threads = [
+        threading.Thread(target=_client, args=(addr, plan.per_client[k], plan.cycle, box, stop, o))
+        for k, o in zip(indexes, outs)
+    ]
     delay = start_at - time.time()
     if delay > 0:
         time.sleep(delay)
@@ -226,8 +239,16 @@ def _process(addr, plan: Plan, indexes: list[int], start_at: float, seconds: flo
         t.start()
     for t in threads:
         t.join()
-    merged: dict[str, Any] = {"lat": array("d"), "statuses": Counter(), "reasons": Counter(), "errors": 0,
-                              "rejected": 0, "samples": [], "exhausted": False, "ended": time.time()}
+    merged: dict[str, Any] = {
+        "lat": array("d"),
+        "statuses": Counter(),
+        "reasons": Counter(),
+        "errors": 0,
+        "rejected": 0,
+        "samples": [],
+        "exhausted": False,
+        "ended": time.time(),
+    }
     for o in outs:
         merged["lat"].extend(o.get("lat", array("d")))
         merged["statuses"].update(o.get("statuses", {}))
@@ -247,9 +268,13 @@ def run(host: str, port: int, plan: Plan, seconds: float, procs: int = 2) -> Res
     clients = len(plan.per_client)
     procs = max(1, min(procs, clients))
     start_at = time.time() + 0.5  # every process starts its clients at the same moment
-    workers = [ctx.Process(target=_process, args=((host, port), plan, list(range(p, clients, procs)),
-                                                   start_at, seconds, stop, queue))
-               for p in range(procs)]
+    workers = [
+        ctx.Process(
+            target=_process,
+            args=((host, port), plan, list(range(p, clients, procs)), start_at, seconds, stop, queue),
+        )
+        for p in range(procs)
+    ]
     for w in workers:
         w.start()
     parts = [queue.get() for _ in workers]
@@ -267,8 +292,16 @@ def run(host: str, port: int, plan: Plan, seconds: float, procs: int = 2) -> Res
         reasons.update(p["reasons"])
     exhausted = any(p["exhausted"] for p in parts)
     window = min(seconds, ended - start_at) if exhausted else seconds
-    return Result(name=plan.name, clients=clients, seconds=window, requests=len(lat),
-                  errors=sum(p["errors"] for p in parts), rejected=sum(p["rejected"] for p in parts),
-                  statuses=dict(statuses), rejected_reasons=dict(reasons),
-                  error_samples=[s for p in parts for s in p["samples"]][:5], exhausted=exhausted,
-                  latencies_ms=list(lat))
+    return Result(
+        name=plan.name,
+        clients=clients,
+        seconds=window,
+        requests=len(lat),
+        errors=sum(p["errors"] for p in parts),
+        rejected=sum(p["rejected"] for p in parts),
+        statuses=dict(statuses),
+        rejected_reasons=dict(reasons),
+        error_samples=[s for p in parts for s in p["samples"]][:5],
+        exhausted=exhausted,
+        latencies_ms=list(lat),
+    )

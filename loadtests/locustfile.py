@@ -83,17 +83,24 @@ PACING = USERS / (SCENARIOS_PER_S * SCALE)
 
 # p95 budgets per request name, milliseconds.
 BUDGET_P95_MS = {
-    "POST /api/v1/qrcodes": 100, "POST /api/v1/qrcodes [dependant]": 100,
-    "POST /api/v1/verifications/qr": 150, "POST /api/v1/verifications/chip/challenge": 100,
-    "POST /api/v1/verifications/chip": 150, "GET /api/v1/me": 150, "GET /api/v1/me/usage": 150,
-    "GET /api/v1/trust-list": 100, "GET /api/v1/cards/[card_no]": 200, "POST /api/v1/persons": 300,
-    "POST /api/v1/cards": 300, "POST /api/v1/cards/[card_no]/issue": 1000,
+    "POST /api/v1/qrcodes": 100,
+    "POST /api/v1/qrcodes [dependant]": 100,
+    "POST /api/v1/verifications/qr": 150,
+    "POST /api/v1/verifications/chip/challenge": 100,
+    "POST /api/v1/verifications/chip": 150,
+    "GET /api/v1/me": 150,
+    "GET /api/v1/me/usage": 150,
+    "GET /api/v1/trust-list": 100,
+    "GET /api/v1/cards/[card_no]": 200,
+    "POST /api/v1/persons": 300,
+    "POST /api/v1/cards": 300,
+    "POST /api/v1/cards/[card_no]/issue": 1000,
 }
 MAX_ERROR_RATIO = 0.01
 
 _new_person = count(WORLD["new_person_base"])
 # Chip users take four cards each from the personalized pool, in turn.
-_chip_hands = cycle([WORLD["chip_cards"][i:i + 4] for i in range(0, len(WORLD["chip_cards"]), 4)])
+_chip_hands = cycle([WORLD["chip_cards"][i : i + 4] for i in range(0, len(WORLD["chip_cards"]), 4)])
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -120,9 +127,13 @@ class CityUser(FastHttpUser):
     def show_code(self, scene: str, token: str | None = None, dependant: str | None = None) -> str | None:
         """The holder's phone fetches a code (the fetch at scan time)."""
         body = {"scene": scene, **({"dependant_id": dependant} if dependant else {})}
-        with self.client.post("/api/v1/qrcodes", json=body, headers=_auth(token or self.holder()),
-                              name="POST /api/v1/qrcodes" + (" [dependant]" if dependant else ""),
-                              catch_response=True) as r:
+        with self.client.post(
+            "/api/v1/qrcodes",
+            json=body,
+            headers=_auth(token or self.holder()),
+            name="POST /api/v1/qrcodes" + (" [dependant]" if dependant else ""),
+            catch_response=True,
+        ) as r:
             if r.status_code != 201:
                 r.failure(f"{r.status_code} {r.text[:120]}")
                 return None
@@ -130,9 +141,13 @@ class CityUser(FastHttpUser):
 
     def scan(self, scene: str, payload: str, *, proxy: bool = False) -> None:
         token = random.choice(WORLD["terminals"][scene])
-        with self.client.post("/api/v1/verifications/qr", json={"payload": payload, "scene": scene},
-                              headers=_auth(token), name="POST /api/v1/verifications/qr",
-                              catch_response=True) as r:
+        with self.client.post(
+            "/api/v1/verifications/qr",
+            json={"payload": payload, "scene": scene},
+            headers=_auth(token),
+            name="POST /api/v1/verifications/qr",
+            catch_response=True,
+        ) as r:
             if r.status_code != 200:
                 r.failure(f"{r.status_code} {r.text[:120]}")
                 return
@@ -207,22 +222,32 @@ class ClinicChipRead(CityUser):
         # goes on from the counter the server last saw. Without fsync: all users share locust's
         # one event loop, and an fsync can queue behind the server's own disk writes, a stall
         # every request in flight would measure. A scratch image needs no durability.
-        self.cards = [VirtualCard(load_image(p), save=lambda image, p=p: save_image(p, image, sync=False))
-                      for p in next(_chip_hands)]
+        self.cards = [
+            VirtualCard(load_image(p), save=lambda image, p=p: save_image(p, image, sync=False))
+            for p in next(_chip_hands)
+        ]
         self.token = random.choice(WORLD["terminals"]["clinic"])
         super().on_start()
 
     @task
     def read(self) -> None:
-        r = self.client.post("/api/v1/verifications/chip/challenge", json={}, headers=_auth(self.token),
-                             name="POST /api/v1/verifications/chip/challenge")
+        r = self.client.post(
+            "/api/v1/verifications/chip/challenge",
+            json={},
+            headers=_auth(self.token),
+            name="POST /api/v1/verifications/chip/challenge",
+        )
         if r.status_code != 201:
             return
         card = random.choice(self.cards)
         read = read_card(DirectConnection(card), bytes.fromhex(r.json()["challenge"]), pin=WORLD["chip_pin"])
-        with self.client.post("/api/v1/verifications/chip", json={**read.verification_request(), "scene": "clinic"},
-                              headers=_auth(self.token), name="POST /api/v1/verifications/chip",
-                              catch_response=True) as v:
+        with self.client.post(
+            "/api/v1/verifications/chip",
+            json={**read.verification_request(), "scene": "clinic"},
+            headers=_auth(self.token),
+            name="POST /api/v1/verifications/chip",
+            catch_response=True,
+        ) as v:
             if v.status_code == 200 and not v.json()["accepted"]:
                 v.failure(f"refused: {v.json()['reason']}")
 
@@ -258,17 +283,25 @@ class WindowOperator(CityUser):
             return
 
         idn, name, phone = adult(next(_new_person))
-        r = self.client.post("/api/v1/persons", json={"id_number": idn, "name": name,
-                                                      **({"phone": phone} if phone else {})},
-                             headers=h, name="POST /api/v1/persons")
+        r = self.client.post(
+            "/api/v1/persons",
+            json={"id_number": idn, "name": name, **({"phone": phone} if phone else {})},
+            headers=h,
+            name="POST /api/v1/persons",
+        )
         if r.status_code != 201:
             return
-        r = self.client.post("/api/v1/cards", json={"person_id": r.json()["person_id"]}, headers=h,
-                             name="POST /api/v1/cards")
+        r = self.client.post(
+            "/api/v1/cards", json={"person_id": r.json()["person_id"]}, headers=h, name="POST /api/v1/cards"
+        )
         if r.status_code != 201:
             return
-        self.client.post(f"/api/v1/cards/{r.json()['card_no']}/issue", json={"pin": PIN}, headers=h,
-                         name="POST /api/v1/cards/[card_no]/issue")
+        self.client.post(
+            f"/api/v1/cards/{r.json()['card_no']}/issue",
+            json={"pin": PIN},
+            headers=h,
+            name="POST /api/v1/cards/[card_no]/issue",
+        )
 
 
 # --- locust's own event loop ------------------------------------------------------------------
@@ -310,13 +343,18 @@ def _check_budgets(environment, **_kw) -> None:
     """Fail the run on more than 1 % errors or a p95 over budget."""
     stats = environment.stats
     stalls = _loop["stalls"]
-    print(f"locust's event loop in the judged window: its latest wake-up {_loop['worst_ms']:.0f} ms late; "
-          f"stalls over {STALL_MS:.0f} ms: {len(stalls)}" + (f" (s into the window, ms: {stalls[:10]})" if stalls else ""))
+    print(
+        f"locust's event loop in the judged window: its latest wake-up {_loop['worst_ms']:.0f} ms late; "
+        f"stalls over {STALL_MS:.0f} ms: {len(stalls)}"
+        + (f" (s into the window, ms: {stalls[:10]})" if stalls else "")
+    )
     problems = []
     total = stats.total
     if total.num_requests and total.num_failures / total.num_requests > MAX_ERROR_RATIO:
-        problems.append(f"errors {total.num_failures}/{total.num_requests} "
-                        f"({100 * total.num_failures / total.num_requests:.2f} %) > {100 * MAX_ERROR_RATIO:.0f} %")
+        problems.append(
+            f"errors {total.num_failures}/{total.num_requests} "
+            f"({100 * total.num_failures / total.num_requests:.2f} %) > {100 * MAX_ERROR_RATIO:.0f} %"
+        )
     for (name, _method), entry in stats.entries.items():
         budget = BUDGET_P95_MS.get(name)
         if budget is not None and entry.num_requests:

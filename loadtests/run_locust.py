@@ -34,25 +34,37 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.run_locust", description=__doc__.split("\n\n")[0])
     p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--cards", type=int, default=2000)
-    p.add_argument("--scale", type=float, default=1.0, help="multiple of the city's peak hour (2: a festival day)")
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="multiple of the city's peak hour (2: a festival day)"
+    )
     p.add_argument("--users", type=int, default=270, help="locust users (the pacing follows)")
     p.add_argument("--time", default="60s", help="locust --run-time")
     p.add_argument("--keep", type=Path, default=None, help="instance directory to keep and reuse")
     p.add_argument("--pg-db", default="ecard_loadtest")
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--monitor-loop", action="store_true",
-                   help="gevent's monitor thread in locust: the stack of whatever blocks its loop over 50 ms")
+    p.add_argument(
+        "--monitor-loop",
+        action="store_true",
+        help="gevent's monitor thread in locust: the stack of whatever blocks its loop over 50 ms",
+    )
     args = p.parse_args(argv)
     # A SIGTERM unwinds like Ctrl-C, so the server (in a session of its own) is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    reuse = args.keep is not None and (args.keep / "world.json").exists() and \
-        json.loads((args.keep / "world.json").read_text()).get("cards") == args.cards
+    reuse = (
+        args.keep is not None
+        and (args.keep / "world.json").exists()
+        and json.loads((args.keep / "world.json").read_text()).get("cards") == args.cards
+    )
     inst = world.create_instance(args.db, args.keep, pg_db=args.pg_db, fresh=not reuse)
     app = world.make_app(inst)
-    manifest = json.loads(inst.manifest.read_text()) if reuse else world.seed(app, inst, cards=args.cards, terminals=50)
+    manifest = (
+        json.loads(inst.manifest.read_text())
+        if reuse
+        else world.seed(app, inst, cards=args.cards, terminals=50)
+    )
 
     holders = world.sample_holders(app, min(args.cards, 2000))
     by_scene = {}
@@ -64,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     from ecard.models import Card
 
     with app.app_context():
-        card_nos = list(transactions.session_outside_request().scalars(sa.select(Card.card_no).where(Card.status == "issued").limit(2000)))
+        card_nos = list(
+            transactions.session_outside_request().scalars(
+                sa.select(Card.card_no).where(Card.status == "issued").limit(2000)
+            )
+        )
     doc = {
         "holders": world.holder_tokens(app, holders),
         "families": world.family_tokens(app, manifest["families"]),
@@ -84,26 +100,52 @@ def main(argv: list[str] | None = None) -> int:
     log_start = server_log.stat().st_size if server_log.exists() else 0
     marks = prefix.with_name(prefix.name + "_marks.json")
     with world.Server(inst, workers=args.workers, log_path=server_log) as server:
-        env = {**os.environ, "LOADTEST_WORLD": str(world_file), "LOADTEST_SCALE": str(args.scale),
-               "LOADTEST_USERS": str(args.users), "LOADTEST_MARKS": str(marks), "PYTHONPATH": str(world.ROOT)}
+        env = {
+            **os.environ,
+            "LOADTEST_WORLD": str(world_file),
+            "LOADTEST_SCALE": str(args.scale),
+            "LOADTEST_USERS": str(args.users),
+            "LOADTEST_MARKS": str(marks),
+            "PYTHONPATH": str(world.ROOT),
+        }
         if args.monitor_loop:
             env.update(GEVENT_MONITOR_THREAD_ENABLE="true", GEVENT_MAX_BLOCKING_TIME="0.05")
-        cmd = [str(world.BIN / "locust"), "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
-               # locust starts floor(rate) users at once every second; each user waits for a
-               # phase of its own before its first scenario (see the locustfile), so the rate
-               # only sets how soon all run: in one pacing period.
-               "-u", str(args.users), "-r", str(max(1.0, SCENARIOS_PER_S * args.scale)), "--run-time", args.time,
-               "--host", server.url, "--csv", str(prefix), "--only-summary", "--stop-timeout", "10",
-               # The budgets judge the steady state: statistics restart once every user runs.
-               "--reset-stats"]
-        print(f"server {server.url} ({args.db}, {args.cards} holders); load {load_before}\n$ {' '.join(cmd)}",
-              flush=True)
+        cmd = [
+            str(world.BIN / "locust"),
+            "-f",
+            str(Path(__file__).with_name("locustfile.py")),
+            "--headless",
+            # locust starts floor(rate) users at once every second; each user waits for a
+            # phase of its own before its first scenario (see the locustfile), so the rate
+            # only sets how soon all run: in one pacing period.
+            "-u",
+            str(args.users),
+            "-r",
+            str(max(1.0, SCENARIOS_PER_S * args.scale)),
+            "--run-time",
+            args.time,
+            "--host",
+            server.url,
+            "--csv",
+            str(prefix),
+            "--only-summary",
+            "--stop-timeout",
+            "10",
+            # The budgets judge the steady state: statistics restart once every user runs.
+            "--reset-stats",
+        ]
+        print(
+            f"server {server.url} ({args.db}, {args.cards} holders); load {load_before}\n$ {' '.join(cmd)}",
+            flush=True,
+        )
         meter = world.CpuMeter(server.proc.pid, args.pg_db if args.db == "postgres" else None)
         code = subprocess.run(cmd, cwd=world.ROOT, env=env).returncode
         cpu = meter.stop()
-    print(f"machine CPU during the run: server {cpu['server_pct']} %, locust {cpu['client_pct']} %, "
-          f"postgres {cpu['postgres_pct']} %, redis {cpu['redis_pct']} %, other work {cpu['external_pct']} % "
-          f"{cpu['external_top']}")
+    print(
+        f"machine CPU during the run: server {cpu['server_pct']} %, locust {cpu['client_pct']} %, "
+        f"postgres {cpu['postgres_pct']} %, redis {cpu['redis_pct']} %, other work {cpu['external_pct']} % "
+        f"{cpu['external_top']}"
+    )
     print(f"load before {load_before}, after {world.load_now()}; CSV: {prefix}_stats.csv; exit {code}")
     judged_from = json.loads(marks.read_text())["judged_from"] if marks.exists() else None
     server = server_side(server_log, log_start, prefix.with_name(prefix.name + "_server.csv"), judged_from)
@@ -111,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def server_side(log: Path, start: int, out: Path, since: float | None = None) -> dict[tuple[str, str], list[float]]:
+def server_side(
+    log: Path, start: int, out: Path, since: float | None = None
+) -> dict[tuple[str, str], list[float]]:
     """Print and write the server's own view of the run: per route, the time from the request's
     first hook to its response (the `ms` of the app's request log lines), of the requests that
     ended in the judged window (from `since`, the wall time locust restarted its statistics)."""
@@ -128,14 +172,18 @@ def server_side(log: Path, start: int, out: Path, since: float | None = None) ->
                     continue
                 times.setdefault((d["method"], d["route"]), []).append(d["ms"])
     rows = ["method,route,requests,p50_ms,p95_ms,p99_ms,max_ms"]
-    print(f"server-side time per request (app hooks, excluding gunicorn and the network), "
-          f"{'the judged window' if since is not None else 'the whole run'}:")
+    print(
+        f"server-side time per request (app hooks, excluding gunicorn and the network), "
+        f"{'the judged window' if since is not None else 'the whole run'}:"
+    )
     for (method, route), ms in sorted(times.items()):
         ms.sort()
         p = lambda q: _pct(ms, q)  # noqa: E731
-        rows.append(f"{method},{route},{len(ms)},{p(.5)},{p(.95)},{p(.99)},{ms[-1]}")
-        print(f"  {method:6s} {route:45s} {len(ms):6d}  p50 {p(.5):7.1f}  p95 {p(.95):7.1f}  p99 {p(.99):7.1f}  "
-              f"max {ms[-1]:7.1f} ms")
+        rows.append(f"{method},{route},{len(ms)},{p(0.5)},{p(0.95)},{p(0.99)},{ms[-1]}")
+        print(
+            f"  {method:6s} {route:45s} {len(ms):6d}  p50 {p(0.5):7.1f}  p95 {p(0.95):7.1f}  p99 {p(0.99):7.1f}  "
+            f"max {ms[-1]:7.1f} ms"
+        )
     out.write_text("\n".join(rows) + "\n")
     return times
 
@@ -158,9 +206,11 @@ def side_by_side(locust_csv: Path, server: dict[tuple[str, str], list[float]]) -
             method, _, path = row["Name"].partition(" ")
             route = path.split(" [")[0].replace("[", "<").replace("]", ">")  # "[card_no]" -> "<card_no>"
             ms = sorted(server.get((method, route), []))
-            theirs = " / ".join(f"{_pct(ms, q):5.1f}" for q in (.5, .95, .99)) if ms else "   -"
-            print(f"  {row['Name']:50s} locust {row['50%']:>5s} / {row['95%']:>5s} / {row['99%']:>5s}   "
-                  f"server {theirs}")
+            theirs = " / ".join(f"{_pct(ms, q):5.1f}" for q in (0.5, 0.95, 0.99)) if ms else "   -"
+            print(
+                f"  {row['Name']:50s} locust {row['50%']:>5s} / {row['95%']:>5s} / {row['99%']:>5s}   "
+                f"server {theirs}"
+            )
 
 
 if __name__ == "__main__":

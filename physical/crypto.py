@@ -82,9 +82,7 @@ def session_key(card_key: bytes, atc: int, generation: int) -> bytes:
     return ecb_encrypt(card_key, generation, a + b"\xf0" + bytes(5) + a + b"\x0f" + bytes(5))
 
 
-def mac_input(
-    un: bytes, atc: int, flags: int, card_no: str, card_id_code: bytes, expiry_bcd: bytes
-) -> bytes:
+def mac_input(un: bytes, atc: int, flags: int, card_no: str, card_id_code: bytes, expiry_bcd: bytes) -> bytes:
     """Return the bytes the chip MAC covers: `UN ‖ ATC ‖ FLAGS ‖ card number ‖ card id code ‖ expiry`.
 
     Raises ValueError when a field has the wrong length or range.
@@ -99,9 +97,7 @@ def mac_input(
         raise ValueError("the expiry date is 4 BCD bytes")
     if not card_no.isascii():
         raise ValueError("a card number is ASCII")
-    return (
-        un + atc.to_bytes(2, "big") + bytes([flags]) + card_no.encode("ascii") + card_id_code + expiry_bcd
-    )
+    return un + atc.to_bytes(2, "big") + bytes([flags]) + card_no.encode("ascii") + card_id_code + expiry_bcd
 
 
 def chip_mac(

@@ -106,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--remove-after", type=float, metavar="N", help="pull the card out after N seconds")
     parser.add_argument("--t0", action="store_true", help="answer like a T=0 card: 61xx, then GET RESPONSE")
     parser.add_argument(
-        "--wait", type=float, default=30.0, metavar="S", help="wait up to S seconds for the driver (default 30)"
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="wait up to S seconds for the driver (default 30)",
     )
     args = parser.parse_args(argv)
 

@@ -242,7 +242,8 @@ def read_holder(conn: Connection, external_auth_data: bytes) -> HolderData:
         "EXTERNAL AUTHENTICATE",
     )
     records = {
-        tag: _read_record(conn, tag, P2_EF06, "EF06") for tag in (REC_ID_NUMBER, REC_NAME, REC_SEX, REC_BIRTH_DATE)
+        tag: _read_record(conn, tag, P2_EF06, "EF06")
+        for tag in (REC_ID_NUMBER, REC_NAME, REC_SEX, REC_BIRTH_DATE)
     }
     try:
         return HolderData(

@@ -20,9 +20,9 @@ HTTP uses only the standard library, so the agent's one extra dependency is pysc
 from __future__ import annotations
 
 import argparse
-import os
 import http.client
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -113,12 +113,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", required=True, help="base URL of the server, e.g. https://ecard.example")
     parser.add_argument("--terminal-id", required=True)
     # The secret is better given in the environment: a command line is visible to every user.
-    parser.add_argument("--secret", default=os.environ.get("ECARD_TERMINAL_SECRET"),
-                        help="terminal secret (default: $ECARD_TERMINAL_SECRET)")
+    parser.add_argument(
+        "--secret",
+        default=os.environ.get("ECARD_TERMINAL_SECRET"),
+        help="terminal secret (default: $ECARD_TERMINAL_SECRET)",
+    )
     parser.add_argument("--reader", help="use the readers whose name contains this (default: any reader)")
     parser.add_argument("--pin", help="the holder's 6-digit PIN, when the scene needs it")
-    parser.add_argument("--scene", choices=("clinic", "transit", "scenic"),
-                        help="the scene this reader serves, when its merchant has several")
+    parser.add_argument(
+        "--scene",
+        choices=("clinic", "transit", "scenic"),
+        help="the scene this reader serves, when its merchant has several",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a card (default 30)")
     args = parser.parse_args(argv)
     if not args.secret:

@@ -102,8 +102,7 @@ class Suite:
         """Encrypt or decrypt a 16-byte handle: CTR mode with the counter block nonce || 0x00000000,
         a single block, so the keystream is E(key, nonce || 0). CTR is its own inverse."""
         keystream = self.handle_block(handle_key).update(nonce + bytes(4))
-        return (int.from_bytes(keystream, "big") ^ int.from_bytes(data, "big")).to_bytes(
-            HANDLE_LEN, "big")
+        return (int.from_bytes(keystream, "big") ^ int.from_bytes(data, "big")).to_bytes(HANDLE_LEN, "big")
 
 
 _POINT = serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
@@ -120,8 +119,9 @@ class _ES256(Suite):
         return ec.generate_private_key(ec.SECP256R1())
 
     def owns(self, key: Any) -> bool:
-        return isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and \
-            isinstance(key.curve, ec.SECP256R1)
+        return isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and isinstance(
+            key.curve, ec.SECP256R1
+        )
 
     def point(self, public_key: Any) -> bytes:
         return public_key.public_bytes(*_POINT)
@@ -149,8 +149,9 @@ class _ES256(Suite):
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
     def verify(self, public_key: Any, signature: bytes, data: bytes) -> bool:
-        der = encode_dss_signature(int.from_bytes(signature[:32], "big"),
-                                   int.from_bytes(signature[32:], "big"))
+        der = encode_dss_signature(
+            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        )
         try:
             public_key.verify(der, data, self._VERIFY)
         except InvalidSignature:
@@ -158,9 +159,9 @@ class _ES256(Suite):
         return True
 
     def private_pem(self, private_key: Any) -> bytes:
-        return private_key.private_bytes(serialization.Encoding.PEM,
-                                         serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption())
+        return private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     def load_private_pem(self, pem: bytes) -> ec.EllipticCurvePrivateKey:
         try:
@@ -185,6 +186,7 @@ class _SM2(Suite):
         from tongsuopy.crypto import serialization as t_serialization
         from tongsuopy.crypto.asymciphers import ec as t_ec
         from tongsuopy.crypto.exceptions import InvalidSignature as TInvalidSignature
+
         self._ec = t_ec
         self._ser = t_serialization
         self._invalid = TInvalidSignature
@@ -198,8 +200,7 @@ class _SM2(Suite):
             raise RuntimeError("the ipp-crypto library is not installed")
         self.engine = "ipp" if self._ipp is not None else "tongsuo"
         # A key's bytes for the library, made once per key object: (d or X || Y, Z).
-        self._material: weakref.WeakKeyDictionary[Any, tuple[bytes, bytes]] = \
-            weakref.WeakKeyDictionary()
+        self._material: weakref.WeakKeyDictionary[Any, tuple[bytes, bytes]] = weakref.WeakKeyDictionary()
 
     def generate(self) -> Any:
         while True:
@@ -209,12 +210,12 @@ class _SM2(Suite):
                 return key
 
     def owns(self, key: Any) -> bool:
-        return isinstance(key, self._ec.EllipticCurvePrivateKey | self._ec.EllipticCurvePublicKey) \
-            and isinstance(key.curve, self._ec.SM2)
+        return isinstance(
+            key, self._ec.EllipticCurvePrivateKey | self._ec.EllipticCurvePublicKey
+        ) and isinstance(key.curve, self._ec.SM2)
 
     def point(self, public_key: Any) -> bytes:
-        return public_key.public_bytes(self._ser.Encoding.X962,
-                                       self._ser.PublicFormat.UncompressedPoint)
+        return public_key.public_bytes(self._ser.Encoding.X962, self._ser.PublicFormat.UncompressedPoint)
 
     def kid(self, public_key: Any) -> bytes:
         digest = hashes.Hash(hashes.SM3())
@@ -266,8 +267,9 @@ class _SM2(Suite):
         return True
 
     def private_pem(self, private_key: Any) -> bytes:
-        return private_key.private_bytes(self._ser.Encoding.PEM, self._ser.PrivateFormat.PKCS8,
-                                         self._ser.NoEncryption())
+        return private_key.private_bytes(
+            self._ser.Encoding.PEM, self._ser.PrivateFormat.PKCS8, self._ser.NoEncryption()
+        )
 
     def load_private_pem(self, pem: bytes) -> Any:
         try:
@@ -338,4 +340,3 @@ def _aes_block(handle_key: bytes) -> CipherContext:
 @functools.lru_cache(maxsize=8)
 def _sm4_block(handle_key: bytes) -> CipherContext:
     return Cipher(algorithms.SM4(sm4_handle_key(handle_key)), modes.ECB()).encryptor()
-

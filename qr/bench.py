@@ -60,6 +60,7 @@ def _raw_cases(key: IssuerKey, data: bytes, signature: bytes) -> list[tuple[str,
         ]
     from tongsuopy.crypto import hashes as t_hashes
     from tongsuopy.crypto.asymciphers import ec as t_ec
+
     sm2_sm3 = t_ec.ECDSA(t_hashes.SM3())
     tongsuo = [
         ("tongsuopy sign", lambda: private_key.sign(data, sm2_sm3)),
@@ -81,8 +82,7 @@ def _raw_cases(key: IssuerKey, data: bytes, signature: bytes) -> list[tuple[str,
 def measure(alg: Alg, seconds: float) -> dict[str, float]:
     """Return the rates of one algorithm's cases (raw library, qr.issue, both verifiers)."""
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    key = IssuerKey.generate(alg, region_code="320100", created=now, publish_from=now,
-                             sign_from=now)
+    key = IssuerKey.generate(alg, region_code="320100", created=now, publish_from=now, sign_from=now)
     ring = KeyRing([key], bytes(32), "320100")
     trust_list = build_trust_list(ring, now)
     text, code = issue(ring, Scene.TRANSIT, bytes(16), now)
@@ -102,18 +102,22 @@ def main(seconds: float = 3.0, algs: tuple[str, ...] = ("ES256", "SM2")) -> None
         alg = parse_alg(name)
         results = measure(alg, seconds)
         library = {"ipp": "Intel's library (ipp-crypto)", "tongsuo": "tongsuopy"}
-        print(f"-- {alg.name} (raw: "
-              f"{'cryptography P-256' if alg is Alg.ES256 else library[suite(alg).engine]})")
+        print(
+            f"-- {alg.name} (raw: {'cryptography P-256' if alg is Alg.ES256 else library[suite(alg).engine]})"
+        )
         for case, per_second in results.items():
             print(f"{alg.name:5s} {case:24s} {per_second:10,.0f} /s  {1e6 / per_second:7.1f} us")
         raw_sign, raw_verify = results["raw sign (random k)"], results["raw verify"]
         print(f"{alg.name:5s} qr.issue / raw sign (random k):   {results['qr.issue'] / raw_sign:.2f}")
-        print(f"{alg.name:5s} qr.verify / raw verify:           "
-              f"{results['qr.verify (trust list)'] / raw_verify:.2f}")
-        print(f"{alg.name:5s} qr.verify_with_ring / raw verify: "
-              f"{results['qr.verify_with_ring'] / raw_verify:.2f}")
+        print(
+            f"{alg.name:5s} qr.verify / raw verify:           "
+            f"{results['qr.verify (trust list)'] / raw_verify:.2f}"
+        )
+        print(
+            f"{alg.name:5s} qr.verify_with_ring / raw verify: "
+            f"{results['qr.verify_with_ring'] / raw_verify:.2f}"
+        )
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0,
-         tuple(sys.argv[2:]) or ("ES256", "SM2"))
+    main(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0, tuple(sys.argv[2:]) or ("ES256", "SM2"))

@@ -62,8 +62,7 @@ class Scene(StrEnum):
 
 # ANY is 0x80, the high bit, not a scene's number: a byte left at zero names no scene (malformed),
 # and a verifier that predates it refuses a universal code as malformed rather than guessing.
-_SCENE_TO_BYTE = {Scene.CLINIC: 1, Scene.TRANSIT: 2, Scene.SCENIC: 3, Scene.IDENTITY: 4,
-                  Scene.ANY: 0x80}
+_SCENE_TO_BYTE = {Scene.CLINIC: 1, Scene.TRANSIT: 2, Scene.SCENIC: 3, Scene.IDENTITY: 4, Scene.ANY: 0x80}
 _BYTE_TO_SCENE = {b: s for s, b in _SCENE_TO_BYTE.items()}
 
 
@@ -106,8 +105,15 @@ class Code:
         Raises `struct.error` when a field is out of range (only possible for a hand-built Code).
         """
         return _HEADER.pack(
-            self.version, self.alg, self.kid, _SCENE_TO_BYTE[self.scene], self.flags,
-            int(self.issued_at.timestamp()), self.lifetime, self.nonce, self.handle,
+            self.version,
+            self.alg,
+            self.kid,
+            _SCENE_TO_BYTE[self.scene],
+            self.flags,
+            int(self.issued_at.timestamp()),
+            self.lifetime,
+            self.nonce,
+            self.handle,
         )
 
 
@@ -131,7 +137,7 @@ def decode(text: str) -> Code:
     if not isinstance(text, str) or not text.startswith(PREFIX):
         raise Malformed("not an e-card code (prefix)")
     try:
-        raw = b45decode(text[len(PREFIX):])
+        raw = b45decode(text[len(PREFIX) :])
     except ValueError as exc:
         raise Malformed("bad Base45") from exc
     if len(raw) != RAW_LEN:
@@ -149,9 +155,16 @@ def decode(text: str) -> Code:
     if lifetime == 0:
         raise Malformed("zero lifetime")
     return Code(
-        version=version, alg=code_alg, kid=kid, scene=_BYTE_TO_SCENE[scene], flags=flags,
-        issued_at=datetime.fromtimestamp(issued_at, UTC), lifetime=lifetime, nonce=nonce,
-        handle=handle, signature=raw[HEADER_LEN:],
+        version=version,
+        alg=code_alg,
+        kid=kid,
+        scene=_BYTE_TO_SCENE[scene],
+        flags=flags,
+        issued_at=datetime.fromtimestamp(issued_at, UTC),
+        lifetime=lifetime,
+        nonce=nonce,
+        handle=handle,
+        signature=raw[HEADER_LEN:],
     )
 
 

@@ -86,9 +86,16 @@ class IssuerKey:
         return suite(self.alg).point(self.public_key)
 
     @classmethod
-    def from_private_key(cls, private_key: Any, *, region_code: str,
-                         created: datetime, publish_from: datetime, sign_from: datetime,
-                         retire_at: datetime | None = None) -> IssuerKey:
+    def from_private_key(
+        cls,
+        private_key: Any,
+        *,
+        region_code: str,
+        created: datetime,
+        publish_from: datetime,
+        sign_from: datetime,
+        retire_at: datetime | None = None,
+    ) -> IssuerKey:
         """Return an IssuerKey for an existing private key: a `cryptography` P-256 key (ES256)
         or a `tongsuopy` SM2 key (SM2). Its algorithm and kid are derived from the key.
 
@@ -98,29 +105,43 @@ class IssuerKey:
         if not hasattr(private_key, "sign"):
             raise ValueError("an issuer key needs its private key")
         return cls(
-            kid=key_suite.kid(private_key.public_key()), alg=key_suite.alg,
+            kid=key_suite.kid(private_key.public_key()),
+            alg=key_suite.alg,
             region_code=region_code,
-            created=whole_seconds(created), publish_from=whole_seconds(publish_from),
+            created=whole_seconds(created),
+            publish_from=whole_seconds(publish_from),
             sign_from=whole_seconds(sign_from),
             retire_at=None if retire_at is None else whole_seconds(retire_at),
             private_key=private_key,
         )
 
     @classmethod
-    def generate(cls, alg: Alg | str, *, region_code: str, created: datetime,
-                 publish_from: datetime, sign_from: datetime) -> IssuerKey:
+    def generate(
+        cls,
+        alg: Alg | str,
+        *,
+        region_code: str,
+        created: datetime,
+        publish_from: datetime,
+        sign_from: datetime,
+    ) -> IssuerKey:
         """Return a new key of `alg` ("ES256" or "SM2") with this schedule (in memory)."""
-        return cls.from_private_key(suite(parse_alg(alg)).generate(), region_code=region_code,
-                                    created=created, publish_from=publish_from,
-                                    sign_from=sign_from)
+        return cls.from_private_key(
+            suite(parse_alg(alg)).generate(),
+            region_code=region_code,
+            created=created,
+            publish_from=publish_from,
+            sign_from=sign_from,
+        )
 
 
 class KeyRing:
     """The issuer keys of one region and the handle key. In memory when `directory` is None
     (tests, vectors); otherwise every change is written there."""
 
-    def __init__(self, keys: list[IssuerKey], handle_key: bytes, region_code: str,
-                 directory: Path | None = None) -> None:
+    def __init__(
+        self, keys: list[IssuerKey], handle_key: bytes, region_code: str, directory: Path | None = None
+    ) -> None:
         if len(handle_key) != HANDLE_KEY_LEN:
             raise ValueError("handle key must be 32 bytes")
         if not _REGION_CODE.fullmatch(region_code):
@@ -149,13 +170,13 @@ class KeyRing:
     def public_keys(self, now: datetime) -> list[IssuerKey]:
         """Return the keys a verifier should trust at `now`: published, not yet retired."""
         require_aware(now)
-        return [k for k in self.keys
-                if k.publish_from <= now and (k.retire_at is None or now < k.retire_at)]
+        return [k for k in self.keys if k.publish_from <= now and (k.retire_at is None or now < k.retire_at)]
 
     # --- changing --------------------------------------------------------------------------------
 
-    def rotate(self, now: datetime, publish_ahead: timedelta = DEFAULT_PUBLISH_AHEAD,
-               alg: Alg | str | None = None) -> IssuerKey:
+    def rotate(
+        self, now: datetime, publish_ahead: timedelta = DEFAULT_PUBLISH_AHEAD, alg: Alg | str | None = None
+    ) -> IssuerKey:
         """Add the next key: published at `now`, signing from `now + publish_ahead`; schedule the
         current key's retirement at that switch + MAX_CODE_TTL + RETIRE_MARGIN. Returns the new key.
 
@@ -176,8 +197,9 @@ class KeyRing:
             if any(k.sign_from > now for k in self.keys):
                 raise ValueError("a rotation is already pending")
             current = self.signing_key(now)
-            new = self._generate(now, sign_from=now + publish_ahead,
-                                 alg=current.alg if new_alg is None else new_alg)
+            new = self._generate(
+                now, sign_from=now + publish_ahead, alg=current.alg if new_alg is None else new_alg
+            )
             current.retire_at = new.sign_from + MAX_CODE_TTL + RETIRE_MARGIN
             self.keys.append(new)
             if self.directory is not None:
@@ -199,9 +221,15 @@ class KeyRing:
     # --- directory -------------------------------------------------------------------------------
 
     @classmethod
-    def load_or_create(cls, path: str | os.PathLike[str], now: datetime,
-                       region_code: str = "320100", *, create: bool = True,
-                       alg: Alg | str = Alg.ES256) -> KeyRing:
+    def load_or_create(
+        cls,
+        path: str | os.PathLike[str],
+        now: datetime,
+        region_code: str = "320100",
+        *,
+        create: bool = True,
+        alg: Alg | str = Alg.ES256,
+    ) -> KeyRing:
         """Return the ring kept in `path`; when there is none and `create` is true, make one with
         a first key of `alg` (published and signing from `now`) and a handle key. An existing
         ring is returned as it is, whatever `alg` says: its keys change only by `rotate`.
@@ -218,8 +246,9 @@ class KeyRing:
             if (directory / RING_FILE).exists():
                 ring = cls._from_directory(directory)
                 if ring.region_code != region_code:
-                    raise ValueError(f"key ring in {directory} is for region {ring.region_code}, "
-                                     f"not {region_code}")
+                    raise ValueError(
+                        f"key ring in {directory} is for region {ring.region_code}, not {region_code}"
+                    )
                 return ring
             if not create:
                 raise FileNotFoundError(f"no key ring in {directory}")
@@ -253,11 +282,17 @@ class KeyRing:
         doc = {
             "format": 1,
             "region_code": self.region_code,
-            "keys": [{
-                "kid": k.kid_hex, "alg": k.alg.name, "created": rfc3339(k.created),
-                "publish_from": rfc3339(k.publish_from), "sign_from": rfc3339(k.sign_from),
-                "retire_at": None if k.retire_at is None else rfc3339(k.retire_at),
-            } for k in self.keys],
+            "keys": [
+                {
+                    "kid": k.kid_hex,
+                    "alg": k.alg.name,
+                    "created": rfc3339(k.created),
+                    "publish_from": rfc3339(k.publish_from),
+                    "sign_from": rfc3339(k.sign_from),
+                    "retire_at": None if k.retire_at is None else rfc3339(k.retire_at),
+                }
+                for k in self.keys
+            ],
         }
         write_private(self.directory / RING_FILE, (json.dumps(doc, indent=2) + "\n").encode())
         self._stamp = _ring_file_id(self.directory)
@@ -265,8 +300,9 @@ class KeyRing:
     def _generate(self, now: datetime, *, sign_from: datetime, alg: Alg) -> IssuerKey:
         taken = {k.kid for k in self.keys}
         while True:  # a kid collision is a 2^-32 event, but two keys must never share a kid
-            key = IssuerKey.generate(alg, region_code=self.region_code, created=now,
-                                     publish_from=now, sign_from=sign_from)
+            key = IssuerKey.generate(
+                alg, region_code=self.region_code, created=now, publish_from=now, sign_from=sign_from
+            )
             if key.kid not in taken:
                 return key
 
@@ -303,7 +339,9 @@ def _read_directory(directory: Path) -> tuple[list[IssuerKey], str, tuple[int, i
         except ValueError as exc:
             raise ValueError(f"{entry['kid']}.pem does not hold an {alg.name} key") from exc
         key = IssuerKey.from_private_key(
-            private_key, region_code=doc["region_code"], created=parse_rfc3339(entry["created"]),
+            private_key,
+            region_code=doc["region_code"],
+            created=parse_rfc3339(entry["created"]),
             publish_from=parse_rfc3339(entry["publish_from"]),
             sign_from=parse_rfc3339(entry["sign_from"]),
             retire_at=None if entry["retire_at"] is None else parse_rfc3339(entry["retire_at"]),

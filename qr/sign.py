@@ -16,8 +16,16 @@ from .keys import MAX_CODE_TTL, KeyRing
 # vectors are reproducible), SM2 with a random k from Tongsuo's DRBG, as GB/T 32918.2 specifies.
 
 
-def issue(ring: KeyRing, scene: Scene | str, handle_plain: bytes, now: datetime, ttl: int = 60,
-          by_proxy: bool = False, *, nonce: bytes | None = None) -> tuple[str, Code]:
+def issue(
+    ring: KeyRing,
+    scene: Scene | str,
+    handle_plain: bytes,
+    now: datetime,
+    ttl: int = 60,
+    by_proxy: bool = False,
+    *,
+    nonce: bytes | None = None,
+) -> tuple[str, Code]:
     """Sign a fresh code with the key that signs at `now`, under that key's algorithm (the alg
     byte, the signature and the handle cipher all follow the key).
 
@@ -45,9 +53,16 @@ def issue(ring: KeyRing, scene: Scene | str, handle_plain: bytes, now: datetime,
     key = ring.signing_key(now)
     key_suite = suite(key.alg)
     unsigned = Code(
-        version=VERSION, alg=key.alg, kid=key.kid, scene=scene,
-        flags=FLAG_BY_PROXY if by_proxy else 0, issued_at=now, lifetime=ttl, nonce=nonce,
-        handle=key_suite.handle_cipher(ring.handle_key, nonce, handle_plain), signature=b"",
+        version=VERSION,
+        alg=key.alg,
+        kid=key.kid,
+        scene=scene,
+        flags=FLAG_BY_PROXY if by_proxy else 0,
+        issued_at=now,
+        lifetime=ttl,
+        nonce=nonce,
+        handle=key_suite.handle_cipher(ring.handle_key, nonce, handle_plain),
+        signature=b"",
     )
     signature = key_suite.sign(key.private_key, unsigned.signed_bytes())
     code = dataclasses.replace(unsigned, signature=signature)

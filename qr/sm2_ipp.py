@@ -55,14 +55,15 @@ class _Context:
         size = ctypes.c_int()
         _check(lib.ippsGFpGetSize(256, ctypes.byref(size)), "ippsGFpGetSize")
         self.gfp = ctypes.create_string_buffer(size.value)
-        _check(lib.ippsGFpInitFixed(256, ctypes.c_void_p(lib.ippsGFpMethod_p256sm2()), self.gfp),
-               "ippsGFpInitFixed")
+        _check(
+            lib.ippsGFpInitFixed(256, ctypes.c_void_p(lib.ippsGFpMethod_p256sm2()), self.gfp),
+            "ippsGFpInitFixed",
+        )
         _check(lib.ippsGFpECGetSize(self.gfp, ctypes.byref(size)), "ippsGFpECGetSize")
         self.ec = ctypes.create_string_buffer(size.value)
         _check(lib.ippsGFpECInitStdSM2(self.gfp, self.ec), "ippsGFpECInitStdSM2")
         _check(lib.ippsGFpECBindGxyTblStdSM2(self.ec), "ippsGFpECBindGxyTblStdSM2")
-        _check(lib.ippsGFpECScratchBufferSize(2, self.ec, ctypes.byref(size)),
-               "ippsGFpECScratchBufferSize")
+        _check(lib.ippsGFpECScratchBufferSize(2, self.ec, ctypes.byref(size)), "ippsGFpECScratchBufferSize")
         self.scratch = ctypes.create_string_buffer(size.value)
         _check(lib.ippsBigNumGetSize(8, ctypes.byref(size)), "ippsBigNumGetSize")
         self.e, self.d, self.k, self.r, self.s = (self._number(size.value) for _ in range(5))
@@ -85,8 +86,7 @@ class _Context:
         return self.out.raw
 
     def set_point(self, xy: bytes) -> None:
-        _check(self.lib.ippsGFpECSetPointOctString(xy, 64, self.point, self.ec),
-               "ippsGFpECSetPointOctString")
+        _check(self.lib.ippsGFpECSetPointOctString(xy, 64, self.point, self.ec), "ippsGFpECSetPointOctString")
 
 
 class Engine:
@@ -111,8 +111,10 @@ class Engine:
         c = self._context()
         c.set_point(xy)
         z = ctypes.create_string_buffer(32)
-        _check(self._lib.ippsGFpECUserIDHashSM2(z, user_id, len(user_id), c.point, c.ec,
-                                                c.scratch), "ippsGFpECUserIDHashSM2")
+        _check(
+            self._lib.ippsGFpECUserIDHashSM2(z, user_id, len(user_id), c.point, c.ec, c.scratch),
+            "ippsGFpECUserIDHashSM2",
+        )
         return z.raw
 
     def sign(self, d: bytes, z: bytes, data: bytes) -> bytes:
@@ -150,8 +152,10 @@ class Engine:
         c.set(c.r, signature[:32])
         c.set(c.s, signature[32:])
         c.set_point(xy)
-        _check(self._lib.ippsGFpECVerifySM2(c.e, c.point, c.r, c.s, ctypes.byref(c.result), c.ec,
-                                            c.scratch), "ippsGFpECVerifySM2")
+        _check(
+            self._lib.ippsGFpECVerifySM2(c.e, c.point, c.r, c.s, ctypes.byref(c.result), c.ec, c.scratch),
+            "ippsGFpECVerifySM2",
+        )
         return c.result.value == _EC_VALID
 
 

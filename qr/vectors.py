@@ -68,28 +68,37 @@ def load_vectors(directory: str | Path) -> VectorSet:
     private_key = serialization.load_pem_private_key(key_doc["private_key_pem"].encode(), None)
     key = IssuerKey.from_private_key(
         private_key,  # type: ignore[arg-type]
-        region_code=key_doc["region_code"], created=parse_rfc3339(key_doc["created"]),
+        region_code=key_doc["region_code"],
+        created=parse_rfc3339(key_doc["created"]),
         publish_from=parse_rfc3339(key_doc["publish_from"]),
-        sign_from=parse_rfc3339(key_doc["sign_from"]))
+        sign_from=parse_rfc3339(key_doc["sign_from"]),
+    )
     if key.kid_hex != key_doc["kid"]:
         raise ValueError("key.json: kid does not match the key")
     cases = [
         VectorCase(
-            name=c["name"], description=c["description"], payload=c["payload"],
-            now=parse_rfc3339(c["now"]), scene=None if c["scene"] is None else Scene(c["scene"]),
+            name=c["name"],
+            description=c["description"],
+            payload=c["payload"],
+            now=parse_rfc3339(c["now"]),
+            scene=None if c["scene"] is None else Scene(c["scene"]),
             expected=c["expected"],
             handle=None if c.get("handle") is None else bytes.fromhex(c["handle"]),
             by_proxy=c.get("by_proxy"),
         )
         for c in json.loads((directory / "cases.json").read_text())["cases"]
     ]
-    return VectorSet(key=key, handle_key=bytes.fromhex(key_doc["handle_key"]),
-                     trust_list=json.loads((directory / "trust-list.json").read_text()),
-                     cases=cases)
+    return VectorSet(
+        key=key,
+        handle_key=bytes.fromhex(key_doc["handle_key"]),
+        trust_list=json.loads((directory / "trust-list.json").read_text()),
+        cases=cases,
+    )
 
 
-def decide(payload_text: str, trust_list: dict[str, Any], now: datetime, *,
-           scene: Scene | str | None = None) -> str:
+def decide(
+    payload_text: str, trust_list: dict[str, Any], now: datetime, *, scene: Scene | str | None = None
+) -> str:
     """Return "accept" or the error code `verify` refuses the payload with (default leeway)."""
     try:
         verify(payload_text, trust_list, now, scene=scene)

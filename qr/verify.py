@@ -36,8 +36,14 @@ DEFAULT_TRUST_LIST_TTL = timedelta(hours=24)
 DEFAULT_LEEWAY = timedelta(seconds=5)
 
 
-def build_trust_list(ring: KeyRing, now: datetime, ttl: timedelta = DEFAULT_TRUST_LIST_TTL, *,
-                     issuer: str | None = None, denylist: Iterable[str] = ()) -> dict[str, Any]:
+def build_trust_list(
+    ring: KeyRing,
+    now: datetime,
+    ttl: timedelta = DEFAULT_TRUST_LIST_TTL,
+    *,
+    issuer: str | None = None,
+    denylist: Iterable[str] = (),
+) -> dict[str, Any]:
     """Return the JSON-able trust list a gate needs to verify offline until `now + ttl`.
 
     It lists the ring's published, unretired keys, each with its `alg` ("ES256" or "SM2"):
@@ -52,20 +58,29 @@ def build_trust_list(ring: KeyRing, now: datetime, ttl: timedelta = DEFAULT_TRUS
         "region_code": ring.region_code,
         "issued_at": rfc3339(now),
         "expires_at": rfc3339(now + ttl),
-        "keys": [{
-            "kid": key.kid_hex,
-            "alg": key.alg.name,
-            "public_key": base64.b64encode(key.public_point).decode(),
-            "region_code": key.region_code,
-            "not_before": rfc3339(key.sign_from),
-            "not_after": None if key.retire_at is None else rfc3339(key.retire_at),
-        } for key in ring.public_keys(now)],
+        "keys": [
+            {
+                "kid": key.kid_hex,
+                "alg": key.alg.name,
+                "public_key": base64.b64encode(key.public_point).decode(),
+                "region_code": key.region_code,
+                "not_before": rfc3339(key.sign_from),
+                "not_after": None if key.retire_at is None else rfc3339(key.retire_at),
+            }
+            for key in ring.public_keys(now)
+        ],
         "denylist": sorted(denylist),
     }
 
 
-def verify(payload_text: str, trust_list: Mapping[str, Any], now: datetime, *,
-           scene: Scene | str | None = None, leeway: timedelta = DEFAULT_LEEWAY) -> Code:
+def verify(
+    payload_text: str,
+    trust_list: Mapping[str, Any],
+    now: datetime,
+    *,
+    scene: Scene | str | None = None,
+    leeway: timedelta = DEFAULT_LEEWAY,
+) -> Code:
     """Verify a payload offline against a trust list (as `build_trust_list` makes it).
 
     `scene`, when given, is the scene of the verifier; `leeway` allows for the gate's and the
@@ -95,7 +110,8 @@ def verify(payload_text: str, trust_list: Mapping[str, Any], now: datetime, *,
         raise UnknownKey(f"key {kid} is not trusted")
     try:
         alg, public_key, not_before, not_after = _parse_entry(
-            entry["alg"], entry["public_key"], entry["not_before"], entry.get("not_after"))
+            entry["alg"], entry["public_key"], entry["not_before"], entry.get("not_after")
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise UnknownKey(f"trust list entry for key {kid} is unusable") from exc
     if alg is not code.alg:
@@ -104,8 +120,14 @@ def verify(payload_text: str, trust_list: Mapping[str, Any], now: datetime, *,
     return code
 
 
-def verify_with_ring(payload_text: str, ring: KeyRing, now: datetime, *,
-                     scene: Scene | str | None = None, leeway: timedelta = timedelta(0)) -> Code:
+def verify_with_ring(
+    payload_text: str,
+    ring: KeyRing,
+    now: datetime,
+    *,
+    scene: Scene | str | None = None,
+    leeway: timedelta = timedelta(0),
+) -> Code:
     """Verify a payload on the server, with the ring's own public keys (no trust list).
 
     The server owns the clock that issued the code, so `leeway` defaults to 0. Returns the decoded
@@ -118,8 +140,7 @@ def verify_with_ring(payload_text: str, ring: KeyRing, now: datetime, *,
     if key is None:
         raise UnknownKey(f"key {code.kid_hex} is not trusted")
     if key.alg is not code.alg:
-        raise Malformed(f"the code says {code.alg.name}, key {code.kid_hex} is an "
-                        f"{key.alg.name} key")
+        raise Malformed(f"the code says {code.alg.name}, key {code.kid_hex} is an {key.alg.name} key")
     _check(code, key.alg, key.public_key, key.sign_from, key.retire_at, now, leeway, scene)
     return code
 
@@ -138,19 +159,31 @@ def load_public_key(encoded: str, alg: Alg | str = Alg.ES256) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _parse_entry(alg: str, public_key: str, not_before: str,
-                 not_after: str | None) -> tuple[Alg, Any, datetime, datetime | None]:
+def _parse_entry(
+    alg: str, public_key: str, not_before: str, not_after: str | None
+) -> tuple[Alg, Any, datetime, datetime | None]:
     """Return a trust-list key entry's fields parsed; cached, as a gate sees the same few keys
     on every scan. The entry's `alg` says how its key is read. Raises `KeyError` / `ValueError` /
     `TypeError` on an unusable entry."""
     key_alg = Alg[alg]
-    return (key_alg, load_public_key(public_key, key_alg), parse_rfc3339(not_before),
-            None if not_after is None else parse_rfc3339(not_after))
+    return (
+        key_alg,
+        load_public_key(public_key, key_alg),
+        parse_rfc3339(not_before),
+        None if not_after is None else parse_rfc3339(not_after),
+    )
 
 
-def _check(code: Code, alg: Alg, public_key: Any, not_before: datetime,
-           not_after: datetime | None, now: datetime, leeway: timedelta,
-           scene: Scene | str | None) -> None:
+def _check(
+    code: Code,
+    alg: Alg,
+    public_key: Any,
+    not_before: datetime,
+    not_after: datetime | None,
+    now: datetime,
+    leeway: timedelta,
+    scene: Scene | str | None,
+) -> None:
     """The checks after the key is found, shared by both verifiers; raises the first failure.
     `alg` is the key's algorithm (already checked to be the code's)."""
     # Key window: no leeway here. not_before and issued_at both come from the issuer's clock, and

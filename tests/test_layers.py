@@ -12,8 +12,10 @@ ECARD = Path(__file__).resolve().parent.parent / "ecard"
 
 
 def _graph() -> dict[str, set[str]]:
-    modules = {".".join(p.relative_to(ECARD.parent).with_suffix("").parts).removesuffix(".__init__"): p
-               for p in ECARD.rglob("*.py")}
+    modules = {
+        ".".join(p.relative_to(ECARD.parent).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in ECARD.rglob("*.py")
+    }
     edges: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -33,8 +35,12 @@ def _graph() -> dict[str, set[str]]:
 
 def test_nothing_outside_the_http_edge_imports_it():
     edges = _graph()
-    wrong = sorted((m, t) for m, ts in edges.items() for t in ts
-                   if t.startswith("ecard.api") and not m.startswith("ecard.api") and m != "ecard")  # the factory wires them
+    wrong = sorted(
+        (m, t)
+        for m, ts in edges.items()
+        for t in ts
+        if t.startswith("ecard.api") and not m.startswith("ecard.api") and m != "ecard"
+    )  # the factory wires them
     assert wrong == []
 
 
@@ -46,8 +52,13 @@ def test_only_the_http_edge_the_app_factory_and_the_cli_import_the_web_framework
         if module.startswith("ecard.api") or module in ("ecard", "ecard.cli"):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else []
+            )
             wrong += [(module, n) for n in names if n.split(".")[0] in web]
     assert wrong == []
 
@@ -59,7 +70,7 @@ def test_the_modules_of_ecard_import_each_other_without_a_cycle():
         state[m] = "open"
         for t in sorted(edges[m]):
             if state.get(t) == "open":
-                cycles.append(path[path.index(t):] + [t])
+                cycles.append(path[path.index(t) :] + [t])
             elif t not in state:
                 visit(t, path + [t])
         state[m] = "done"
@@ -72,4 +83,7 @@ def test_the_modules_of_ecard_import_each_other_without_a_cycle():
 
 def test_the_graph_sees_the_imports_it_judges():
     edges = _graph()
-    assert "ecard.storage" in edges["ecard.verifications"] and "ecard.api.transactions" in edges["ecard.api.codes"]
+    assert (
+        "ecard.storage" in edges["ecard.verifications"]
+        and "ecard.api.transactions" in edges["ecard.api.codes"]
+    )

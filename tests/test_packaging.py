@@ -33,10 +33,29 @@ ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors" / "qr"
 FIRST_PARTY = {"ecard", "qr", "physical", "migrations", "wsgi", "tests"}
 # What only the service needs: none of it may reach a gate or a merchant PC.
-SERVER_ONLY = {canonicalize_name(n) for n in (
-    "flask", "werkzeug", "flask-openapi3", "flask-openapi3-swagger", "pydantic", "sqlalchemy",
-    "alembic", "flask-migrate", "psycopg", "flask-jwt-extended", "pyjwt", "argon2-cffi",
-    "base45", "structlog", "redis", "prometheus-flask-exporter", "gunicorn", "limits")}
+SERVER_ONLY = {
+    canonicalize_name(n)
+    for n in (
+        "flask",
+        "werkzeug",
+        "flask-openapi3",
+        "flask-openapi3-swagger",
+        "pydantic",
+        "sqlalchemy",
+        "alembic",
+        "flask-migrate",
+        "psycopg",
+        "flask-jwt-extended",
+        "pyjwt",
+        "argon2-cffi",
+        "base45",
+        "structlog",
+        "redis",
+        "prometheus-flask-exporter",
+        "gunicorn",
+        "limits",
+    )
+}
 # part: (directory of its pyproject.toml, the package it carries, its distribution name)
 PARTS = {
     "gate": (ROOT / "packaging" / "qr", "qr", "ecard-qr"),
@@ -101,7 +120,8 @@ def test_a_part_declares_exactly_what_its_package_imports_pinned_as_the_project(
         key = canonicalize_name(req.name)
         assert key not in SERVER_ONLY, f"{name} requires {req}"
         assert key in pins and str(req.specifier) == str(pins[key].specifier), (
-            f"{name}: {req} is not pinned as in requirements*.txt ({pins.get(key)})")
+            f"{name}: {req} is not pinned as in requirements*.txt ({pins.get(key)})"
+        )
 
 
 @pytest.mark.parametrize("part", sorted(PARTS))
@@ -118,8 +138,11 @@ def test_the_service_carries_every_package_and_the_parts_commands():
     config = pyproject(ROOT)
     packages = set(config["tool"]["setuptools"]["packages"])
     for top in ("ecard", "qr", "physical", "migrations"):
-        on_disk = {".".join(p.relative_to(ROOT).parts) for p in [ROOT / top, *(ROOT / top).rglob("*")]
-                   if p.is_dir() and p.name != "__pycache__" and any(p.glob("*.py"))}
+        on_disk = {
+            ".".join(p.relative_to(ROOT).parts)
+            for p in [ROOT / top, *(ROOT / top).rglob("*")]
+            if p.is_dir() and p.name != "__pycache__" and any(p.glob("*.py"))
+        }
         assert on_disk <= packages, f"not in pyproject.toml's packages: {sorted(on_disk - packages)}"
     assert config["tool"]["setuptools"]["dynamic"]["dependencies"]["file"] == ["requirements.txt"]
     scripts = config["project"]["scripts"]
@@ -148,8 +171,19 @@ def _install(name: str, build: Path) -> Path:
     shutil.copytree(ROOT / package, src / package, ignore=ignore)
     shutil.copytree(directory, src / directory.relative_to(ROOT), ignore=ignore)
     wheels = build / part / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
-          str(src / directory.relative_to(ROOT))])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "-w",
+            str(wheels),
+            str(src / directory.relative_to(ROOT)),
+        ]
+    )
     (wheel,) = wheels.glob("*.whl")
     env = build / part / "venv"
     venv.create(env, with_pip=False, symlinks=True)
@@ -183,7 +217,10 @@ SURVEY = """
 
 
 def test_a_gate_verifies_the_golden_vectors_without_the_service(installed):
-    result = _probe(installed["gate"], SURVEY.format(name="ecard-qr") + f"""
+    result = _probe(
+        installed["gate"],
+        SURVEY.format(name="ecard-qr")
+        + f"""
     import qr
     from qr.vectors import ACCEPT, decide, load_vectors
     vectors = load_vectors({str(VECTORS)!r})
@@ -193,12 +230,12 @@ def test_a_gate_verifies_the_golden_vectors_without_the_service(installed):
     code = qr.verify(case.payload, vectors.trust_list, case.now, scene=case.scene)
     print(json.dumps({{"dists": dists, "requires": requires, "present": present, "wrong": wrong,
                       "cases": len(vectors.cases), "file": qr.__file__, "kid": code.kid.hex()}}))
-    """)
+    """,
+    )
     assert "site-packages" in result["file"], result["file"]
     assert result["cases"] > 0 and result["wrong"] == []
     assert result["present"] == []
-    required = {canonicalize_name(Requirement(r).name) for r in result["requires"]
-                if "extra ==" not in r}
+    required = {canonicalize_name(Requirement(r).name) for r in result["requires"] if "extra ==" not in r}
     assert required == {"cryptography", "qrcode", "pyotp", "tongsuopy"}
     assert not {canonicalize_name(d) for d in result["dists"]} & SERVER_ONLY, result["dists"]
 
@@ -231,12 +268,16 @@ def test_a_gate_verifies_sm2_codes_with_what_it_installs(installed, name, engine
 
 def test_a_merchant_pc_runs_the_terminal_agent_without_the_service(installed):
     python = installed["merchant"]
-    result = _probe(python, SURVEY.format(name="ecard-physical") + """
+    result = _probe(
+        python,
+        SURVEY.format(name="ecard-physical")
+        + """
     import physical.terminal, physical.emulator, smartcard.System
     print(json.dumps({"dists": dists, "requires": requires, "present": present,
                       "qr": importlib.util.find_spec("qr") is not None,
                       "file": physical.terminal.__file__}))
-    """)
+    """,
+    )
     assert "site-packages" in result["file"], result["file"]
     assert result["present"] == [] and result["qr"] is False
     required = {canonicalize_name(Requirement(r).name) for r in result["requires"]}

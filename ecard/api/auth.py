@@ -25,8 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ecard import errors, storage
-from ecard.api import transactions
-from ecard.api import idempotency
+from ecard.api import idempotency, transactions
 from ecard.api.transactions import services
 from ecard.ids import new_id
 from ecard.models import Binding, Event, RevokedToken
@@ -41,23 +40,32 @@ log = structlog.get_logger("ecard.auth")
 
 # --- tokens --------------------------------------------------------------------------------------
 
-def tokens_for(ptype: str, subject: str, *, refresh: bool, extra: dict[str, Any] | None = None,
-               access_ttl: int, sid: str | None = None, refresh_expires: int | None = None) -> dict[str, Any]:
+
+def tokens_for(
+    ptype: str,
+    subject: str,
+    *,
+    refresh: bool,
+    extra: dict[str, Any] | None = None,
+    access_ttl: int,
+    sid: str | None = None,
+    refresh_expires: int | None = None,
+) -> dict[str, Any]:
     """The token answer: an access token and, with `refresh`, a refresh token, both of session
     `sid` (a new session unless given), which logging out or a refresh token's reuse ends,
     every token of it at once. `refresh_expires` (a timestamp): when the refresh token expires,
     for a rotated one its session's end; `ECARD_REFRESH_TOKEN_TTL` from now otherwise."""
     claims = {"ptype": ptype, **(extra or {}), "sid": sid or new_id("ses")}
     out: dict[str, Any] = {
-        "access_token": create_access_token(subject, additional_claims=claims,
-                                            expires_delta=timedelta(seconds=access_ttl)),
+        "access_token": create_access_token(
+            subject, additional_claims=claims, expires_delta=timedelta(seconds=access_ttl)
+        ),
         "token_type": "Bearer",
         "expires_in": access_ttl,
     }
     if refresh:
         lifetime = None if refresh_expires is None else timedelta(seconds=refresh_expires - time.time())
-        out["refresh_token"] = create_refresh_token(subject, additional_claims=claims,
-                                                    expires_delta=lifetime)
+        out["refresh_token"] = create_refresh_token(subject, additional_claims=claims, expires_delta=lifetime)
     return out
 
 
@@ -109,19 +117,29 @@ def use_refresh_token(session: Session, claims: dict[str, Any], *, now: datetime
             _end_binding(session, claims["sub"], now)
         else:
             end_session(session, claims, now=now)
-        raise errors.TokenRevoked("this refresh token was used before: its session has ended",
-                                  commit_state=True)
+        raise errors.TokenRevoked(
+            "this refresh token was used before: its session has ended", commit_state=True
+        )
     raise errors.TokenRevoked()
 
 
 def _end_binding(session: Session, public_id: str, now: datetime) -> None:
-    binding = session.scalar(sa.select(Binding).where(Binding.public_id == public_id,
-                                                      Binding.revoked_at.is_(None)))
+    binding = session.scalar(
+        sa.select(Binding).where(Binding.public_id == public_id, Binding.revoked_at.is_(None))
+    )
     if binding is not None:
         binding.revoked_at, binding.revoke_reason = now, "revoked"
-        session.add(Event(person_id=binding.ecard.person_id, card_id=binding.ecard.card_id, at=now,
-                          action="binding_revoked", actor_type="system", channel=binding.channel,
-                          reason=f"refresh token used twice: {binding.channel} binding {binding.public_id}"))
+        session.add(
+            Event(
+                person_id=binding.ecard.person_id,
+                card_id=binding.ecard.card_id,
+                at=now,
+                action="binding_revoked",
+                actor_type="system",
+                channel=binding.channel,
+                reason=f"refresh token used twice: {binding.channel} binding {binding.public_id}",
+            )
+        )
 
 
 _REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "type", "ptype"]
@@ -142,10 +160,15 @@ def decode_token(token: str) -> dict[str, Any]:
     claims = checked.get(token)
     if claims is None:
         try:
-            claims = pyjwt.decode(token, cfg["JWT_SECRET_KEY"], algorithms=["HS256"],
-                                  audience=cfg["JWT_DECODE_AUDIENCE"], issuer=cfg["JWT_DECODE_ISSUER"],
-                                  leeway=cfg["JWT_DECODE_LEEWAY"],
-                                  options={"require": _REQUIRED_CLAIMS, "verify_exp": False})
+            claims = pyjwt.decode(
+                token,
+                cfg["JWT_SECRET_KEY"],
+                algorithms=["HS256"],
+                audience=cfg["JWT_DECODE_AUDIENCE"],
+                issuer=cfg["JWT_DECODE_ISSUER"],
+                leeway=cfg["JWT_DECODE_LEEWAY"],
+                options={"require": _REQUIRED_CLAIMS, "verify_exp": False},
+            )
         except pyjwt.InvalidTokenError as exc:
             raise errors.EcardError(errors.Code.AUTH_INVALID_TOKEN, f"invalid token: {exc}") from None
         if not isinstance(claims["exp"], int):
@@ -167,8 +190,9 @@ def bearer_claims(*, refresh: bool = False) -> dict[str, Any]:
         raise errors.EcardError(errors.Code.AUTH_MISSING, "a Bearer token is required")
     claims = decode_token(token)
     if claims["type"] != ("refresh" if refresh else "access"):
-        raise errors.EcardError(errors.Code.AUTH_INVALID_TOKEN,
-                                f"this needs an {'refresh' if refresh else 'access'} token")
+        raise errors.EcardError(
+            errors.Code.AUTH_INVALID_TOKEN, f"this needs an {'refresh' if refresh else 'access'} token"
+        )
     return claims
 
 
@@ -216,14 +240,28 @@ def load_principal(conn: Session | sa.Connection, claims: dict[str, Any]) -> Pri
         if found is None or found[0].revoked_at is not None:
             raise errors.TokenRevoked()
         r, card = found
-        return HolderPrincipal(r.id, r.public_id, r.channel, r.ecard_id, r.person_id, card,
-                               bool(r.password_set), r.unlocked_until)
+        return HolderPrincipal(
+            r.id,
+            r.public_id,
+            r.channel,
+            r.ecard_id,
+            r.person_id,
+            card,
+            bool(r.password_set),
+            r.unlocked_until,
+        )
     if ptype == TERMINAL:
         r = storage.terminal_principal(conn, sub, claims["jti"], session_key(claims))
         if r is None or r.revoked or not r.active:
             raise errors.TokenRevoked()
-        return TerminalPrincipal(r.id, r.public_id, r.merchant_id, r.merchant_public_id,
-                                 tuple(r.scenes.split(",")), bool(r.offline_capable))
+        return TerminalPrincipal(
+            r.id,
+            r.public_id,
+            r.merchant_id,
+            r.merchant_public_id,
+            tuple(r.scenes.split(",")),
+            bool(r.offline_capable),
+        )
     if ptype != OPERATOR:
         raise errors.EcardError(errors.Code.AUTH_INVALID_TOKEN, "unknown principal type")
     r = storage.operator_principal(conn, sub, claims["jti"], session_key(claims))

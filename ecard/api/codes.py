@@ -21,8 +21,10 @@ from ecard.db import Tx
 from ecard.models import Person, Terminal
 from ecard.pii import mask_name
 
-bp = APIBlueprint("codes", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="qr codes")],
-                  abp_responses=PROBLEMS)
+bp = APIBlueprint(
+    "codes", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="qr codes")], abp_responses=PROBLEMS
+)
+
 
 @bp.post("/qrcodes", responses={201: s.QrOut}, security=BEARER)
 @transaction(Tx.WRITE)
@@ -36,21 +38,39 @@ def new_code(tx: Unit, body: s.QrIn):
     now, svc, p = tx.now, tx.services, tx.principal
     scene = body.scene or codes.ANY_SCENE
     if body.dependant_id:
-        issued = codes.issue_for_dependant(tx.session, svc, ring(), p, body.dependant_id, scene=scene,
-                                           actor=Actor("proxy", body.dependant_id, p.channel), now=now)
+        issued = codes.issue_for_dependant(
+            tx.session,
+            svc,
+            ring(),
+            p,
+            body.dependant_id,
+            scene=scene,
+            actor=Actor("proxy", body.dependant_id, p.channel),
+            now=now,
+        )
     else:
         codes.refuse_unless_payment_open(svc, p, scene, now)
         issued = codes.issue(svc, ring(), p.card, scene=scene, link=None, now=now)
-    headers = {"Cache-Control": "no-store", "X-Expires-At": iso(issued.expires_at),
-               "X-Refresh-At": iso(issued.refresh_at)}
+    headers = {
+        "Cache-Control": "no-store",
+        "X-Expires-At": iso(issued.expires_at),
+        "X-Refresh-At": iso(issued.refresh_at),
+    }
     best = request.accept_mimetypes.best_match(["application/json", "image/png", "image/svg+xml"])
     if best == "image/png":
         return Response(qr.render_png(issued.payload), 201, headers, mimetype="image/png")
     if best == "image/svg+xml":
         return Response(qr.render_svg(issued.payload), 201, headers, mimetype="image/svg+xml")
-    resp, status = created({"payload": issued.payload, "scene": issued.scene,
-                            "issued_at": iso(issued.issued_at), "expires_at": iso(issued.expires_at),
-                            "refresh_at": iso(issued.refresh_at), "by_proxy": issued.by_proxy})
+    resp, status = created(
+        {
+            "payload": issued.payload,
+            "scene": issued.scene,
+            "issued_at": iso(issued.issued_at),
+            "expires_at": iso(issued.expires_at),
+            "refresh_at": iso(issued.refresh_at),
+            "by_proxy": issued.by_proxy,
+        }
+    )
     resp.headers.update(headers)
     return resp, status
 
@@ -78,10 +98,17 @@ def my_usage(tx: Unit, query: s.PageQuery):
     items = []
     for v in rows:
         terminal = session.get(Terminal, v.terminal_id) if v.terminal_id else None
-        item = {"verification_id": v.public_id, "at": iso(v.at), "method": v.method, "scene": v.scene,
-                "accepted": v.accepted, "reason": v.reason, "scanned_at": iso(v.scanned_at),
-                "merchant": terminal.merchant.name if terminal else None,
-                "by_proxy": v.proxy_person_id is not None}
+        item = {
+            "verification_id": v.public_id,
+            "at": iso(v.at),
+            "method": v.method,
+            "scene": v.scene,
+            "accepted": v.accepted,
+            "reason": v.reason,
+            "scanned_at": iso(v.scanned_at),
+            "merchant": terminal.merchant.name if terminal else None,
+            "by_proxy": v.proxy_person_id is not None,
+        }
         if v.proxy_person_id:
             proxy = session.get(Person, v.proxy_person_id)  # identity map: one load per proxy
             item["proxy_name"] = mask_name(persons.view(tx.services, proxy).name)

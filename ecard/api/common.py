@@ -10,9 +10,19 @@ from flask import Response, current_app, jsonify
 import qr
 from ecard.api.schemas import Problem
 
-PROBLEMS: dict[Any, Any] = {400: Problem, 401: Problem, 403: Problem, 404: Problem, 409: Problem,
-                            413: Problem, 415: Problem, 422: Problem, 423: Problem, 429: Problem,
-                            503: Problem}
+PROBLEMS: dict[Any, Any] = {
+    400: Problem,
+    401: Problem,
+    403: Problem,
+    404: Problem,
+    409: Problem,
+    413: Problem,
+    415: Problem,
+    422: Problem,
+    423: Problem,
+    429: Problem,
+    503: Problem,
+}
 BEARER = [{"bearer": []}]
 
 

@@ -60,8 +60,11 @@ def init_app(app: Flask) -> None:
         # read; the checks read it once.
         req = request._get_current_object()  # type: ignore[attr-defined]
         if "\x00" in req.path or b"%00" in req.query_string:
-            raise EcardError(Code.VALIDATION_FAILED, "the URL may not contain NUL characters",
-                             errors={"url": ["contains a NUL character"]})
+            raise EcardError(
+                Code.VALIDATION_FAILED,
+                "the URL may not contain NUL characters",
+                errors={"url": ["contains a NUL character"]},
+            )
         if req.method not in _BODY_METHODS or req.routing_exception is not None:
             return  # no body, or no route: a 404 or 405 (or a redirect) from routing, not ours
         try:  # a chunked body has no Content-Length: read now, bounded by MAX_CONTENT_LENGTH (413)
@@ -81,8 +84,9 @@ def init_app(app: Flask) -> None:
         except BadRequest:  # werkzeug's answer to undecodable JSON; 413 passes through
             raise EcardError(Code.REQUEST_MALFORMED_JSON) from None
         except RecursionError:  # nested beyond the interpreter's limit before anything closed
-            raise EcardError(Code.VALIDATION_FAILED, f"the body is {_TOO_DEEP}",
-                             errors={"body": [_TOO_DEEP]}) from None
+            raise EcardError(
+                Code.VALIDATION_FAILED, f"the body is {_TOO_DEEP}", errors={"body": [_TOO_DEEP]}
+            ) from None
         # The walk only for a body that could break a bound: nesting needs as many brackets as
         # levels, and JSON of n bytes holds at most (n + 1) / 2 values (a scalar takes a byte, a
         # container two, and each value after a container's first one a comma more).
@@ -91,11 +95,17 @@ def init_app(app: Flask) -> None:
                 raise EcardError(Code.VALIDATION_FAILED, f"the body is {too_big}", errors={"body": [too_big]})
         # In UTF-8 JSON a NUL is only ever escaped, so the raw bytes tell cheaply whether to look.
         if b"\\u0000" in raw and (where := _nul_at(data)) is not None:
-            raise EcardError(Code.VALIDATION_FAILED, "text may not contain NUL characters",
-                             errors={where or "body": ["contains a NUL character"]})
+            raise EcardError(
+                Code.VALIDATION_FAILED,
+                "text may not contain NUL characters",
+                errors={where or "body": ["contains a NUL character"]},
+            )
         if data != {} and not _takes_body(app.view_functions.get(req.endpoint)):
-            raise EcardError(Code.VALIDATION_FAILED, "this endpoint takes no body",
-                             errors={"body": ["send no body, or {}"]})
+            raise EcardError(
+                Code.VALIDATION_FAILED,
+                "this endpoint takes no body",
+                errors={"body": ["send no body, or {}"]},
+            )
 
     @app.after_request
     def security_headers(resp: Response) -> Response:

@@ -20,8 +20,14 @@ from ecard.pii import mask_name
 
 BIND_PER_ADDRESS = "120/minute;5000/day"
 
-bp = APIBlueprint("family", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="family")],
-                  abp_security=BEARER, abp_responses=PROBLEMS)
+bp = APIBlueprint(
+    "family",
+    __name__,
+    url_prefix="/api/v1",
+    abp_tags=[Tag(name="family")],
+    abp_security=BEARER,
+    abp_responses=PROBLEMS,
+)
 
 
 def _me(tx: Unit) -> persons.Person:
@@ -38,10 +44,16 @@ def dependant_out(tx: Unit, link: ProxyLink, *, detail: bool = False) -> dict:
     svc, session, now = tx.services, tx.session, tx.now
     state, reason = proxies.link_status(link, now)
     dependant = session.get(persons.Person, link.dependant_person_id)
-    out = {"dependant_id": link.public_id, "kind": link.kind, "relation": link.relation,
-           "status": state, "end_reason": reason, "created_at": iso(link.created_at),
-           "ends_at": iso(link.ends_at),
-           "name": mask_name(persons.view(svc, dependant).name)}
+    out = {
+        "dependant_id": link.public_id,
+        "kind": link.kind,
+        "relation": link.relation,
+        "status": state,
+        "end_reason": reason,
+        "created_at": iso(link.created_at),
+        "ends_at": iso(link.ends_at),
+        "name": mask_name(persons.view(svc, dependant).name),
+    }
     if detail and state == "active":
         ecard = proxies.dependant_ecard(session, link)
         out["ecard_status"] = ecards.status(svc, ecard, now)
@@ -54,9 +66,15 @@ def proxy_out(tx: Unit, link: ProxyLink) -> dict:
     svc, now = tx.services, tx.now
     proxy = tx.session.get(persons.Person, link.proxy_person_id)
     state, reason = proxies.link_status(link, now)
-    return {"proxy_id": link.public_id, "kind": link.kind, "relation": link.relation,
-            "status": state, "end_reason": reason, "created_at": iso(link.created_at),
-            "name": mask_name(persons.view(svc, proxy).name)}
+    return {
+        "proxy_id": link.public_id,
+        "kind": link.kind,
+        "relation": link.relation,
+        "status": state,
+        "end_reason": reason,
+        "created_at": iso(link.created_at),
+        "name": mask_name(persons.view(svc, proxy).name),
+    }
 
 
 @bp.post("/me/dependants", responses={201: s.DependantOut})
@@ -67,9 +85,18 @@ def proxy_out(tx: Unit, link: ProxyLink) -> dict:
 def bind_dependant(tx: Unit, body: s.DependantIn):
     """Bind a minor (relation on record) or an adult (with their consent code)."""
     session, now, svc = tx.session, tx.now, tx.services
-    link = proxies.bind(session, svc, _me(tx), id_number=body.id_number, name=body.name,
-                        card_no=body.card_no, relation=body.relation, consent_code=body.consent_code,
-                        actor=_proxy_actor(tx), now=now)
+    link = proxies.bind(
+        session,
+        svc,
+        _me(tx),
+        id_number=body.id_number,
+        name=body.name,
+        card_no=body.card_no,
+        relation=body.relation,
+        consent_code=body.consent_code,
+        actor=_proxy_actor(tx),
+        now=now,
+    )
     out = dependant_out(tx, link, detail=True)
     return created(out)
 
@@ -78,8 +105,9 @@ def bind_dependant(tx: Unit, body: s.DependantIn):
 @transaction(Tx.READ)
 @auth.require(auth.HOLDER)
 def list_dependants(tx: Unit):
-    return jsonify({"items": [dependant_out(tx, link) for link in
-                              proxies.links_of_proxy(tx.session, _me(tx))]})
+    return jsonify(
+        {"items": [dependant_out(tx, link) for link in proxies.links_of_proxy(tx.session, _me(tx))]}
+    )
 
 
 @bp.get("/me/dependants/<dependant_id>", responses={200: s.DependantOut})
@@ -89,8 +117,9 @@ def get_dependant(tx: Unit, path: s.DependantPath):
     """The binding and, while it is active, the dependant's card status (a read recorded in the
     dependant's audit, R-63)."""
     session, now = tx.session, tx.now
-    link = proxies.read_dependant(session, tx.services, _me(tx), path.dependant_id,
-                                  actor=_proxy_actor(tx, path.dependant_id), now=now)
+    link = proxies.read_dependant(
+        session, tx.services, _me(tx), path.dependant_id, actor=_proxy_actor(tx, path.dependant_id), now=now
+    )
     out = dependant_out(tx, link, detail=True)
     return jsonify(out)
 
@@ -100,7 +129,9 @@ def get_dependant(tx: Unit, path: s.DependantPath):
 @auth.require(auth.HOLDER)
 def unbind_dependant(tx: Unit, path: s.DependantPath):
     session, now = tx.session, tx.now
-    link = proxies.unbind(session, _me(tx), path.dependant_id, actor=_proxy_actor(tx, path.dependant_id), now=now)
+    link = proxies.unbind(
+        session, _me(tx), path.dependant_id, actor=_proxy_actor(tx, path.dependant_id), now=now
+    )
     out = dependant_out(tx, link)
     return jsonify(out)
 
@@ -122,8 +153,9 @@ def dependant_loss(tx: Unit, path: s.DependantPath):
 @transaction(Tx.READ)
 @auth.require(auth.HOLDER)
 def list_proxies(tx: Unit):
-    return jsonify({"items": [proxy_out(tx, link) for link in
-                              proxies.links_of_dependant(tx.session, _me(tx))]})
+    return jsonify(
+        {"items": [proxy_out(tx, link) for link in proxies.links_of_dependant(tx.session, _me(tx))]}
+    )
 
 
 @bp.delete("/me/proxies/<proxy_id>", responses={200: s.ProxyOut})
@@ -156,8 +188,9 @@ def window_list_proxies(tx: Unit, path: s.PersonPath, query: s.ReadPurpose):
     """The person's proxies, at a window: to find the one to end. The read, with its purpose, is
     in the person's audit."""
     session, now = tx.session, tx.now
-    links = proxies.read_at_window(session, persons.get(session, path.person_id), purpose=query.purpose,
-                                   actor=tx.actor, now=now)
+    links = proxies.read_at_window(
+        session, persons.get(session, path.person_id), purpose=query.purpose, actor=tx.actor, now=now
+    )
     return jsonify({"items": [proxy_out(tx, link) for link in links]})
 
 
@@ -169,8 +202,7 @@ def window_end_proxy(tx: Unit, path: s.PersonProxyPath):
     binding before the 16th birthday. Recorded with the operator as the actor."""
     session, now = tx.session, tx.now
     person = persons.get(session, path.person_id)
-    link = proxies.revoke(session, person, path.proxy_id,
-                          actor=tx.actor, now=now)
+    link = proxies.revoke(session, person, path.proxy_id, actor=tx.actor, now=now)
     out = proxy_out(tx, link)
     return jsonify(out)
 
@@ -182,7 +214,6 @@ def window_consent_code(tx: Unit, path: s.PersonPath):
     """A consent code for an adult without a phone, handed over at the window."""
     session, now, svc = tx.session, tx.now, tx.services
     person = persons.get(session, path.person_id)
-    code, row = proxies.new_consent_code(session, svc, person,
-                                         actor=tx.actor, now=now)
+    code, row = proxies.new_consent_code(session, svc, person, actor=tx.actor, now=now)
     out = {"code": code, "expires_at": iso(row.expires_at)}
     return created(out)

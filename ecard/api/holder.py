@@ -15,8 +15,9 @@ from ecard.api.views import binding_out, card_out, ecard_out, event_out, iso, pe
 from ecard.db import Tx
 from ecard.models import Binding
 
-bp = APIBlueprint("holder", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="holder")],
-                  abp_responses=PROBLEMS)
+bp = APIBlueprint(
+    "holder", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="holder")], abp_responses=PROBLEMS
+)
 
 
 def me(tx: Unit) -> Binding:
@@ -46,14 +47,33 @@ def sign_ecard(tx: Unit, body: s.SignIn):
     # Inside the transaction `verify_pin` uses the result if the PIN hash is still the one checked.
     with tx.before_transaction() as conn:
         pin = svc.hasher.check("pin", cards.stored_pin_hash(conn, body.card_no), body.pin)
-    binding = ecards.sign(tx.session, svc, id_number=body.id_number, name=body.name,
-                          card_no=body.card_no, pin=pin, channel=body.channel,
-                          device_id=body.device_id, now=now)
-    tokens = auth.tokens_for(auth.HOLDER, binding.public_id, refresh=True,
-                             extra={"ch": binding.channel}, access_ttl=auth.access_ttl(auth.HOLDER))
-    out = {**tokens, "ecard": ecard_out(svc, binding.ecard, now),
-           "binding": {**binding_out(binding), "offline_seed": ecards.totp_seed(svc, binding),
-                       "offline_ref": binding.offline_ref}}
+    binding = ecards.sign(
+        tx.session,
+        svc,
+        id_number=body.id_number,
+        name=body.name,
+        card_no=body.card_no,
+        pin=pin,
+        channel=body.channel,
+        device_id=body.device_id,
+        now=now,
+    )
+    tokens = auth.tokens_for(
+        auth.HOLDER,
+        binding.public_id,
+        refresh=True,
+        extra={"ch": binding.channel},
+        access_ttl=auth.access_ttl(auth.HOLDER),
+    )
+    out = {
+        **tokens,
+        "ecard": ecard_out(svc, binding.ecard, now),
+        "binding": {
+            **binding_out(binding),
+            "offline_seed": ecards.totp_seed(svc, binding),
+            "offline_ref": binding.offline_ref,
+        },
+    }
     return created(out)
 
 
@@ -64,10 +84,14 @@ def get_me(tx: Unit):
     """The holder's own data in clear, the e-card status and the physical card."""
     svc, now, binding = tx.services, tx.now, me(tx)
     ecard = binding.ecard
-    return jsonify({"person": person_out(svc, ecard.person, clear=True),
-                    "ecard": ecard_out(svc, ecard, now),
-                    "card": card_out(svc, ecard.card, now),
-                    "binding": binding_out(binding)})
+    return jsonify(
+        {
+            "person": person_out(svc, ecard.person, clear=True),
+            "ecard": ecard_out(svc, ecard, now),
+            "card": card_out(svc, ecard.card, now),
+            "binding": binding_out(binding),
+        }
+    )
 
 
 @bp.get("/me/channels", responses={200: s.ChannelsOut}, security=BEARER)
@@ -84,8 +108,9 @@ def list_channels(tx: Unit):
 @transaction(Tx.WRITE)
 @auth.require(auth.HOLDER)
 def revoke_channel(tx: Unit, path: s.BindingPath):
-    binding = ecards.revoke_binding(tx.session, me(tx).ecard, path.binding_id, reason="revoked",
-                                    actor=tx.actor, now=tx.now)
+    binding = ecards.revoke_binding(
+        tx.session, me(tx).ecard, path.binding_id, reason="revoked", actor=tx.actor, now=tx.now
+    )
     out = binding_out(binding)
     return jsonify(out)
 
@@ -106,11 +131,13 @@ def set_ecard_password(tx: Unit, body: s.EcardPasswordIn):
         if body.pin is not None:
             pin, old = svc.hasher.check("pin", pin_hash, body.pin), None
         else:
-            old = svc.hasher.check(ecards.PASSWORD, ecards.stored_password_hash(conn, p.ecard_id),
-                                   body.old_password)
+            old = svc.hasher.check(
+                ecards.PASSWORD, ecards.stored_password_hash(conn, p.ecard_id), body.old_password
+            )
             pin = None
-    ecards.set_password(tx.session, svc, me(tx).ecard, new=new, as_pin=as_pin, pin=pin, old=old,
-                        actor=tx.actor, now=tx.now)
+    ecards.set_password(
+        tx.session, svc, me(tx).ecard, new=new, as_pin=as_pin, pin=pin, old=old, actor=tx.actor, now=tx.now
+    )
     return "", 204
 
 

@@ -24,8 +24,8 @@ from flask import Flask, Response, current_app, g, request
 from sqlalchemy.exc import IntegrityError
 
 from ecard.api import transactions
-from ecard.context import utcnow
 from ecard.api.transactions import services
+from ecard.context import utcnow
 from ecard.db import Tx
 from ecard.errors import Code, EcardError
 from ecard.models import IdempotencyRecord
@@ -60,12 +60,18 @@ def _claim(scope: str, *, keep: bool) -> Response | None:
     if not key or request.method not in ("POST", "DELETE", "PUT", "PATCH") or "idempotency_id" in g:
         return None
     if transactions.transaction_begun():
-        raise RuntimeError("Idempotency-Key claimed inside the request's transaction: the claim would wait for its lock")
+        raise RuntimeError(
+            "Idempotency-Key claimed inside the request's transaction: the claim would wait for its lock"
+        )
     if len(key) > 200:
-        raise EcardError(Code.VALIDATION_FAILED, "Idempotency-Key is at most 200 characters",
-                         errors={HEADER: ["at most 200 characters"]})
-    digest = hashlib.sha256(request.method.encode() + b" " + request.path.encode() + b"\n"
-                            + request.get_data()).hexdigest()
+        raise EcardError(
+            Code.VALIDATION_FAILED,
+            "Idempotency-Key is at most 200 characters",
+            errors={HEADER: ["at most 200 characters"]},
+        )
+    digest = hashlib.sha256(
+        request.method.encode() + b" " + request.path.encode() + b"\n" + request.get_data()
+    ).hexdigest()
     database = current_app.extensions["ecard.db"]
     with database.new_session(Tx.WRITE) as s:
         try:
@@ -76,8 +82,9 @@ def _claim(scope: str, *, keep: bool) -> Response | None:
             return None
         except IntegrityError:
             s.rollback()
-        rec = s.scalar(sa.select(IdempotencyRecord).where(
-            IdempotencyRecord.scope == scope, IdempotencyRecord.key == key))
+        rec = s.scalar(
+            sa.select(IdempotencyRecord).where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+        )
         if rec is None:  # deleted between the two statements: the first answer was not kept
             raise EcardError(Code.IDEMPOTENCY_IN_PROGRESS)
         if rec.request_hash != digest:
@@ -112,7 +119,10 @@ def init_app(app: Flask) -> None:
             else:
                 # The answer may hold tokens, a terminal secret, an offline seed: encrypted at rest.
                 body = services().vault.encrypt(base64.b64encode(resp.get_data()).decode(), context=BODY_CTX)
-                s.execute(sa.update(IdempotencyRecord).where(IdempotencyRecord.id == rec_id).values(
-                    status_code=resp.status_code, content_type=resp.content_type, body=body))
+                s.execute(
+                    sa.update(IdempotencyRecord)
+                    .where(IdempotencyRecord.id == rec_id)
+                    .values(status_code=resp.status_code, content_type=resp.content_type, body=body)
+                )
             s.commit()
         return resp

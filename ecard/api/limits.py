@@ -147,8 +147,10 @@ class SQLiteStorage(Storage):
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=OFF")  # counts of the last instants may go with a crash
-                conn.execute("CREATE TABLE IF NOT EXISTS counts (key TEXT PRIMARY KEY, "
-                             "count INTEGER NOT NULL, expires_at REAL NOT NULL)")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS counts (key TEXT PRIMARY KEY, "
+                    "count INTEGER NOT NULL, expires_at REAL NOT NULL)"
+                )
             except sqlite3.Error:
                 conn.close()
                 raise
@@ -169,15 +171,21 @@ class SQLiteStorage(Storage):
 
     def get(self, key: str) -> int:
         with self._lock:
-            row = self._db().execute("SELECT count FROM counts WHERE key = ? AND expires_at > ?",
-                                     (key, time.time())).fetchone()
+            row = (
+                self._db()
+                .execute("SELECT count FROM counts WHERE key = ? AND expires_at > ?", (key, time.time()))
+                .fetchone()
+            )
         return int(row[0]) if row else 0
 
     def get_expiry(self, key: str) -> float:
         now = time.time()
         with self._lock:
-            row = self._db().execute("SELECT expires_at FROM counts WHERE key = ? AND expires_at > ?",
-                                     (key, now)).fetchone()
+            row = (
+                self._db()
+                .execute("SELECT expires_at FROM counts WHERE key = ? AND expires_at > ?", (key, now))
+                .fetchone()
+            )
         return float(row[0]) if row else now
 
     def check(self) -> bool:
@@ -203,8 +211,14 @@ class SQLiteStorage(Storage):
                 conn = self._db()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    totals = [int(conn.execute(_INCR, (f"batched:{window}:{name}", count, now + ttl, now))
-                                  .fetchone()[0]) for name, count in hits]
+                    totals = [
+                        int(
+                            conn.execute(
+                                _INCR, (f"batched:{window}:{name}", count, now + ttl, now)
+                            ).fetchone()[0]
+                        )
+                        for name, count in hits
+                    ]
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -220,14 +234,22 @@ class BatchedCounts:
     plus this process's hits since; a flush happens on a hit once `every` seconds have passed or
     `max_pending` hits wait. Without a store, or while it fails, the counts are the process's own."""
 
-    def __init__(self, store: HitStore | None, *, every: float = 0.1, max_pending: int = 256,
-                 clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: HitStore | None,
+        *,
+        every: float = 0.1,
+        max_pending: int = 256,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store, self._every, self._max_pending = store, every, max_pending
         self._clock, self._monotonic = clock, monotonic
         # (window seconds, window index) -> limit key -> [shared count at last flush, own hits since]
         self._windows: dict[tuple[int, int], dict[str, list[int]]] = {}
-        self._dirty: dict[tuple[int, int], list[tuple[str, list[int]]]] = {}  # window -> keys with hits to add
+        self._dirty: dict[
+            tuple[int, int], list[tuple[str, list[int]]]
+        ] = {}  # window -> keys with hits to add
         self._pending = 0
         self._next_flush = 0.0
         self._lock = threading.Lock()  # gunicorn's sync workers have one thread; the dev server has more
@@ -267,8 +289,9 @@ class BatchedCounts:
         for (seconds, index), entries in dirty.items():
             if self.store is not None:
                 try:
-                    totals = self.store.add_hits(f"{seconds}:{index}", [(name, entry[1]) for name, entry in entries],
-                                                 seconds + 1)
+                    totals = self.store.add_hits(
+                        f"{seconds}:{index}", [(name, entry[1]) for name, entry in entries], seconds + 1
+                    )
                 except StorageError as exc:
                     log.warning("rate_limit_storage_unavailable", error=type(exc.storage_error).__name__)
                 else:
@@ -291,7 +314,8 @@ class Limits:
         store: HitStore | None
         if redis_url:
             self._shared: FixedWindowRateLimiter | None = FixedWindowRateLimiter(
-                RedisStorage(redis_url, key_prefix=PREFIX, wrap_exceptions=True))
+                RedisStorage(redis_url, key_prefix=PREFIX, wrap_exceptions=True)
+            )
             # Short timeouts: a hung Redis must not hold a request for long (the counts go on locally).
             store = RedisHits(redis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5))
         elif local_path:
@@ -355,11 +379,13 @@ class Limiter:
 
     def init_app(self, app: Flask) -> None:
         enabled = app.config.get("RATELIMIT_ENABLED", bool(app.config.get("ECARD_RATE_LIMITS", 1)))
-        app.extensions["ecard.limits"] = Limits(app.config.get("ECARD_REDIS_URL"), enabled=enabled,
-                                                local_path=local_storage_path(app))
+        app.extensions["ecard.limits"] = Limits(
+            app.config.get("ECARD_REDIS_URL"), enabled=enabled, local_path=local_storage_path(app)
+        )
 
-    def limit(self, spec: str, *, key_func: Callable[[], str] | None = None,
-              batched: bool = False) -> Callable[[F], F]:
+    def limit(
+        self, spec: str, *, key_func: Callable[[], str] | None = None, batched: bool = False
+    ) -> Callable[[F], F]:
         """`batched`: counted in per-process batches (`BatchedCounts`), for high limits hit on
         every request of a hot route; exact limits otherwise."""
         items = parse_many(spec)

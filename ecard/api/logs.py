@@ -46,10 +46,15 @@ log = structlog.get_logger("ecard.http")
 
 
 def init_app(app: Flask, registry: CollectorRegistry) -> None:
-    duration = Histogram("flask_http_request_duration_seconds", "Flask HTTP request duration in seconds",
-                         ("method", "url_rule", "status"), registry=registry)
-    total = Counter("flask_http_request_total", "Total number of HTTP requests", ("method", "status"),
-                    registry=registry)
+    duration = Histogram(
+        "flask_http_request_duration_seconds",
+        "Flask HTTP request duration in seconds",
+        ("method", "url_rule", "status"),
+        registry=registry,
+    )
+    total = Counter(
+        "flask_http_request_total", "Total number of HTTP requests", ("method", "status"), registry=registry
+    )
     # (method, route, status) -> the two metric children: `labels()` is the costly part.
     children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 

@@ -13,8 +13,14 @@ from ecard.api.transactions import Unit, transaction
 from ecard.api.views import card_out, merchant_out, person_out
 from ecard.db import Tx
 
-bp = APIBlueprint("operator", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="operator")],
-                  abp_security=BEARER, abp_responses=PROBLEMS)
+bp = APIBlueprint(
+    "operator",
+    __name__,
+    url_prefix="/api/v1",
+    abp_tags=[Tag(name="operator")],
+    abp_security=BEARER,
+    abp_responses=PROBLEMS,
+)
 
 
 def _card_response(tx: Unit, card, status: int = 200):
@@ -28,8 +34,9 @@ def _card_response(tx: Unit, card, status: int = 200):
 def create_person(tx: Unit, body: s.PersonIn):
     """Register a person; birth date and sex come from the ID number."""
     session, now, svc = tx.session, tx.now, tx.services
-    person = persons.register(session, svc, id_number=body.id_number, name=body.name,
-                              phone=body.phone, now=now)
+    person = persons.register(
+        session, svc, id_number=body.id_number, name=body.name, phone=body.phone, now=now
+    )
     out = person_out(svc, person, clear=False)
     return created(out)
 
@@ -41,8 +48,7 @@ def get_person(tx: Unit, path: s.PersonPath, query: s.ReadPurpose):
     """The person in clear, and the live card's number; the read, with its purpose, is in the
     person's audit."""
     session, svc = tx.session, tx.services
-    person = persons.read_in_clear(session, path.person_id, purpose=query.purpose, actor=tx.actor,
-                                   now=tx.now)
+    person = persons.read_in_clear(session, path.person_id, purpose=query.purpose, actor=tx.actor, now=tx.now)
     out = person_out(svc, person, clear=True)
     card = cards.live_card(session, person.id)
     out["card_no"] = card.card_no if card else None
@@ -57,13 +63,26 @@ def create_relation(tx: Unit, path: s.PersonPath, body: s.RelationIn):
     session, now, svc = tx.session, tx.now, tx.services
     person = persons.get(session, path.person_id)
     relative = persons.get(session, body.relative_person_id)
-    rel = persons.record_relation(session, svc, person, relative=relative, relation=body.relation,
-                                  evidence_kind=body.evidence.kind, evidence_no=body.evidence.number,
-                                  actor=tx.actor, now=now)
-    out = {"relation_id": rel.public_id, "person_id": person.public_id,
-           "relative_person_id": relative.public_id, "relation": rel.relation,
-           "evidence": {"kind": rel.evidence_kind}, "verified": True,
-           "created_at": rel.created_at.isoformat()}
+    rel = persons.record_relation(
+        session,
+        svc,
+        person,
+        relative=relative,
+        relation=body.relation,
+        evidence_kind=body.evidence.kind,
+        evidence_no=body.evidence.number,
+        actor=tx.actor,
+        now=now,
+    )
+    out = {
+        "relation_id": rel.public_id,
+        "person_id": person.public_id,
+        "relative_person_id": relative.public_id,
+        "relation": rel.relation,
+        "evidence": {"kind": rel.evidence_kind},
+        "verified": True,
+        "created_at": rel.created_at.isoformat(),
+    }
     return created(out)
 
 
@@ -83,8 +102,7 @@ def apply_card(tx: Unit, body: s.CardApply):
 def get_card(tx: Unit, path: s.CardPath, query: s.ReadPurpose):
     """The card with its history; the look-up, with its purpose, is in the holder's audit."""
     now = tx.now
-    card = cards.read_at_window(tx.session, path.card_no, purpose=query.purpose, actor=tx.actor,
-                                now=now)
+    card = cards.read_at_window(tx.session, path.card_no, purpose=query.purpose, actor=tx.actor, now=now)
     return _card_response(tx, card)
 
 
@@ -104,8 +122,9 @@ def issue_card(tx: Unit, path: s.CardPath, body: s.PinIn):
 @auth.require(auth.OPERATOR)
 def report_loss(tx: Unit, path: s.CardPath, body: s.LossIn):
     session, now, svc = tx.session, tx.now, tx.services
-    card = cards.report_loss(session, svc, cards.get(session, path.card_no), kind=body.kind,
-                             actor=tx.actor, now=now)
+    card = cards.report_loss(
+        session, svc, cards.get(session, path.card_no), kind=body.kind, actor=tx.actor, now=now
+    )
     return _card_response(tx, card)
 
 
@@ -136,8 +155,9 @@ def replace(tx: Unit, path: s.CardPath, body: s.ReplaceIn):
     session, now, svc = tx.session, tx.now, tx.services
     with tx.before_transaction():
         pin = svc.hasher.new("pin", body.pin)
-    new = cards.replace(session, svc, cards.get(session, path.card_no), reason=body.reason,
-                        pin=pin, actor=tx.actor, now=now)
+    new = cards.replace(
+        session, svc, cards.get(session, path.card_no), reason=body.reason, pin=pin, actor=tx.actor, now=now
+    )
     return _card_response(tx, new, 201)
 
 
@@ -146,8 +166,9 @@ def replace(tx: Unit, path: s.CardPath, body: s.ReplaceIn):
 @auth.require(auth.OPERATOR)
 def cancel(tx: Unit, path: s.CardPath, body: s.CancelIn):
     session, now, svc = tx.session, tx.now, tx.services
-    card = cancellation.cancel(session, svc, cards.get(session, path.card_no), reason=body.reason,
-                        actor=tx.actor, now=now)
+    card = cancellation.cancel(
+        session, svc, cards.get(session, path.card_no), reason=body.reason, actor=tx.actor, now=now
+    )
     return _card_response(tx, card)
 
 
@@ -156,8 +177,9 @@ def cancel(tx: Unit, path: s.CardPath, body: s.CancelIn):
 @auth.require(auth.OPERATOR)
 def freeze(tx: Unit, path: s.CardPath, body: s.FreezeIn):
     session, now, svc = tx.session, tx.now, tx.services
-    card = cards.freeze(session, svc, cards.get(session, path.card_no), reason=body.reason,
-                        actor=tx.actor, now=now)
+    card = cards.freeze(
+        session, svc, cards.get(session, path.card_no), reason=body.reason, actor=tx.actor, now=now
+    )
     return _card_response(tx, card)
 
 
@@ -167,8 +189,9 @@ def freeze(tx: Unit, path: s.CardPath, body: s.FreezeIn):
 def unfreeze(tx: Unit, path: s.CardPath, body: s.UnfreezeIn):
     """Clear the freeze (R-22); the optional `reason` goes into the card history (R-23)."""
     session, now, svc = tx.session, tx.now, tx.services
-    card = cards.unfreeze(session, svc, cards.get(session, path.card_no), reason=body.reason,
-                          actor=tx.actor, now=now)
+    card = cards.unfreeze(
+        session, svc, cards.get(session, path.card_no), reason=body.reason, actor=tx.actor, now=now
+    )
     return _card_response(tx, card)
 
 
@@ -195,8 +218,9 @@ def temporary_card(tx: Unit, body: s.CardApply):
 @auth.require(auth.OPERATOR)
 def create_merchant(tx: Unit, body: s.MerchantIn):
     session, now = tx.session, tx.now
-    merchant = accounts.create_merchant(session, name=body.name, scenes=list(body.scenes),
-                                        region_code=body.region_code, now=now)
+    merchant = accounts.create_merchant(
+        session, name=body.name, scenes=list(body.scenes), region_code=body.region_code, now=now
+    )
     out = merchant_out(merchant)
     return created(out)
 
@@ -209,10 +233,16 @@ def create_terminal(tx: Unit, path: s.MerchantPath, body: s.TerminalIn):
     with tx.before_transaction():
         secret = accounts.new_terminal_secret(tx.services)
     merchant = accounts.merchant(session, path.merchant_id)
-    terminal = accounts.create_terminal(session, merchant, secret, name=body.name,
-                                        offline_capable=body.offline_capable, now=now)
-    out = {"terminal_id": terminal.public_id, "merchant_id": merchant.public_id,
-           "name": terminal.name, "offline_capable": terminal.offline_capable, "secret": secret.secret}
+    terminal = accounts.create_terminal(
+        session, merchant, secret, name=body.name, offline_capable=body.offline_capable, now=now
+    )
+    out = {
+        "terminal_id": terminal.public_id,
+        "merchant_id": merchant.public_id,
+        "name": terminal.name,
+        "offline_capable": terminal.offline_capable,
+        "secret": secret.secret,
+    }
     return created(out)
 
 
@@ -223,8 +253,14 @@ def update_terminal(tx: Unit, path: s.TerminalPath, body: s.TerminalUpdate):
     """Register an existing terminal as offline-capable (a gate that uploads what it scanned
     offline), or no longer."""
     session = tx.session
-    terminal = accounts.set_offline_capable(session, path.merchant_id, path.terminal_id,
-                                            offline_capable=body.offline_capable)
-    out = {"terminal_id": terminal.public_id, "merchant_id": path.merchant_id, "name": terminal.name,
-           "offline_capable": terminal.offline_capable, "active": terminal.active}
+    terminal = accounts.set_offline_capable(
+        session, path.merchant_id, path.terminal_id, offline_capable=body.offline_capable
+    )
+    out = {
+        "terminal_id": terminal.public_id,
+        "merchant_id": path.merchant_id,
+        "name": terminal.name,
+        "offline_capable": terminal.offline_capable,
+        "active": terminal.active,
+    }
     return jsonify(out)

@@ -35,10 +35,16 @@ def problem(err: EcardError, *, headers: dict[str, str] | None = None) -> Respon
     return _document(err.code, err.code.status, title, detail, err.extra, headers)
 
 
-def _document(code: str, status: int, title: str, detail: str, extra: dict[str, Any],
-              headers: dict[str, str] | None) -> Response:
-    body: dict[str, Any] = {"type": f"urn:ecard:problem:{code}", "title": title, "status": status,
-                            "detail": detail, "code": code}
+def _document(
+    code: str, status: int, title: str, detail: str, extra: dict[str, Any], headers: dict[str, str] | None
+) -> Response:
+    body: dict[str, Any] = {
+        "type": f"urn:ecard:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
     for key, value in extra.items():
         body.setdefault(key, value)
     resp = Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/problem+json")
@@ -60,8 +66,13 @@ def validation_problem(exc: ValidationError) -> Response:
 
 
 # The statuses werkzeug raises that have a code of their own; any other is `http.<status>`.
-_HTTP_CODES = {404: Code.NOT_FOUND, 405: Code.METHOD_NOT_ALLOWED, 413: Code.REQUEST_TOO_LARGE,
-               415: Code.REQUEST_UNSUPPORTED_MEDIA_TYPE, 400: Code.REQUEST_MALFORMED_JSON}
+_HTTP_CODES = {
+    404: Code.NOT_FOUND,
+    405: Code.METHOD_NOT_ALLOWED,
+    413: Code.REQUEST_TOO_LARGE,
+    415: Code.REQUEST_UNSUPPORTED_MEDIA_TYPE,
+    400: Code.REQUEST_MALFORMED_JSON,
+}
 
 
 def register(app: Flask) -> None:
@@ -92,16 +103,18 @@ def register(app: Flask) -> None:
     def on_db_down(exc: OperationalError) -> Response:
         _rollback_quietly()
         log.error("database_unavailable", error=type(exc.orig).__name__ if exc.orig else "unknown")
-        return problem(EcardError(Code.SERVICE_UNAVAILABLE, "the database is unavailable"),
-                       headers={"Retry-After": "5"})
+        return problem(
+            EcardError(Code.SERVICE_UNAVAILABLE, "the database is unavailable"), headers={"Retry-After": "5"}
+        )
 
     @app.errorhandler(DBAPIError)
     def on_db_error(exc: DBAPIError) -> Response:
         _rollback_quietly()
         log.error("database_error", error=type(exc.orig).__name__ if exc.orig else "unknown")
-        return problem(EcardError(Code.SERVICE_UNAVAILABLE,
-                                  "the request could not be completed; nothing was changed"),
-                       headers={"Retry-After": "1"})
+        return problem(
+            EcardError(Code.SERVICE_UNAVAILABLE, "the request could not be completed; nothing was changed"),
+            headers={"Retry-After": "1"},
+        )
 
     @app.errorhandler(Exception)
     def on_unexpected(exc: Exception) -> Response:

@@ -6,16 +6,22 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from ecard import reads
-from ecard.db import ROW_ID_MAX
 from ecard.api.edge import fold
+from ecard.db import ROW_ID_MAX
 from ecard.errors import Reason
 from ecard.idnumber import check_card_no, parse_id_number
-
 
 # For every identifier, number, PIN and code that arrives as text: NFKC first (`edge.fold`, which
 # the limits keyed on a body field use too), then patterns written with [0-9], never \d
@@ -37,10 +43,15 @@ def _card_no(value: str) -> str:
         raise PydanticCustomError("card_no", str(exc)) from None
 
 
-IdNumber = Annotated[str, Folded, Field(min_length=1, max_length=32, examples=["11010519491231002X"]),
-                     AfterValidator(_id_number)]
-CardNo = Annotated[str, Folded, Field(min_length=1, max_length=16, examples=["A00000018"]),
-                   AfterValidator(_card_no)]
+IdNumber = Annotated[
+    str,
+    Folded,
+    Field(min_length=1, max_length=32, examples=["11010519491231002X"]),
+    AfterValidator(_id_number),
+]
+CardNo = Annotated[
+    str, Folded, Field(min_length=1, max_length=16, examples=["A00000018"]), AfterValidator(_card_no)
+]
 Pin = Annotated[str, Folded, Field(pattern=r"^[0-9]{6}$", examples=["285714"])]
 Name = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^\S(.*\S)?$")]
 Scene = Literal["clinic", "transit", "scenic", "identity"]
@@ -62,6 +73,7 @@ class Out(BaseModel):
 
 
 # --- requests --------------------------------------------------------------------------------
+
 
 class OperatorLogin(Strict):
     username: str = Field(min_length=1, max_length=64)
@@ -86,8 +98,9 @@ class RelationIn(Strict):
 
 
 class Evidence(Strict):
-    kind: Literal["household_register", "birth_certificate", "guardianship_order",
-                  "marriage_certificate", "other"]
+    kind: Literal[
+        "household_register", "birth_certificate", "guardianship_order", "marriage_certificate", "other"
+    ]
     number: str = Field(min_length=1, max_length=64)
 
 
@@ -130,8 +143,9 @@ class LossIn(Strict):
 
 
 class ReplaceIn(Strict):
-    reason: Literal["damaged", "unreadable", "data_changed", "appearance", "upgrade", "renewal",
-                    "quality_fault"]
+    reason: Literal[
+        "damaged", "unreadable", "data_changed", "appearance", "upgrade", "renewal", "quality_fault"
+    ]
     pin: Pin
 
 
@@ -189,16 +203,22 @@ def _row_id(value: str) -> str:
 # The `next` of the previous page: ASCII digits of a row id, at most the 64-bit ids' largest
 # (`db.RowId`; one more is out of the database's range). Text, not an int field: a lax int would
 # take " 1", "1_0" and "1.0" too.
-Cursor = Annotated[str, Field(min_length=1, max_length=len(str(ROW_ID_MAX)), pattern=r"^[0-9]+$",
-                              examples=["1042"]), AfterValidator(_row_id)]
+Cursor = Annotated[
+    str,
+    Field(min_length=1, max_length=len(str(ROW_ID_MAX)), pattern=r"^[0-9]+$", examples=["1042"]),
+    AfterValidator(_row_id),
+]
 
 
 class ReadPurpose(BaseModel):
     """Why a service window looks a record up (R-72): recorded, with the operator and the time,
     in the person's audit. Without it, a window's plain look-up."""
+
     model_config = ConfigDict(extra="forbid")
-    purpose: Purpose = Field(default=reads.DEFAULT_PURPOSE, description="; ".join(
-        f"`{code}`: {text}" for code, text in reads.PURPOSES.items()))
+    purpose: Purpose = Field(
+        default=reads.DEFAULT_PURPOSE,
+        description="; ".join(f"`{code}`: {text}" for code, text in reads.PURPOSES.items()),
+    )
 
 
 class PageQuery(BaseModel):
@@ -208,6 +228,7 @@ class PageQuery(BaseModel):
 
 
 # --- paths -------------------------------------------------------------------------------------
+
 
 class CardPath(BaseModel):
     card_no: Annotated[str, Folded, Field(max_length=32)]
@@ -232,6 +253,7 @@ class BindingPath(BaseModel):
 
 # --- responses (documented shapes; closed: no member beyond those declared) ------------------------
 
+
 class Problem(Out):
     """RFC 9457 problem document; every error leaves as `application/problem+json`. Open, unlike
     the other responses: problems carry extension members (`tries_left`, `retry_after`,
@@ -239,8 +261,12 @@ class Problem(Out):
 
     # flask-openapi3 documents every response model as application/json; errors are served as
     # application/problem+json, so the document names that media type too (with this schema).
-    model_config = ConfigDict(extra="allow", openapi_extra={"content": {
-        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+    model_config = ConfigDict(
+        extra="allow",
+        openapi_extra={
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        },
+    )
 
     type: str
     title: str
@@ -439,14 +465,17 @@ class VerifyQrIn(Strict):
 # RFC 3339 section 5.6's date-time: seconds and an offset required, `T` and `Z` in either case
 # (ABNF literals ignore case). Lax datetime parsing alone also takes numbers, numeric text as a
 # Unix time, a space for the `T` and a time without seconds.
-_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
-                      r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 def _rfc3339_text(value: Any) -> Any:
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-        raise PydanticCustomError("rfc3339", "an RFC 3339 date-time with an offset, "
-                                             "e.g. 2026-12-05T10:00:00+08:00")
+        raise PydanticCustomError(
+            "rfc3339", "an RFC 3339 date-time with an offset, e.g. 2026-12-05T10:00:00+08:00"
+        )
     return value
 
 
@@ -513,6 +542,7 @@ class ChallengeOut(Out):
 # --- response models for operations whose blueprints do not declare them yet -------------------
 # (tests/api/test_fuzz_openapi.py: test_every_operation_documents_its_success_response). Each matches
 # what the handler sends today; wiring them is `responses={200: s.X}` on the route.
+
 
 class OfflineOut(Out):
     """POST /verifications/offline: one decision per record, and the counts."""

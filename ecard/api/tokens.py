@@ -16,8 +16,9 @@ from ecard.db import Tx
 from ecard.ecards import revoke_binding
 from ecard.models import ECard
 
-bp = APIBlueprint("tokens", __name__, url_prefix="/api/v1/auth", abp_tags=[Tag(name="auth")],
-                  abp_responses=PROBLEMS)
+bp = APIBlueprint(
+    "tokens", __name__, url_prefix="/api/v1/auth", abp_tags=[Tag(name="auth")], abp_responses=PROBLEMS
+)
 
 
 # Sign-in is limited per account first (password guessing), per client address only with a
@@ -36,8 +37,9 @@ REFRESH_PER_ADDRESS = "600/minute"
 @limiter.limit(OPERATOR_PER_ADDRESS)
 def operator_token(tx: Unit, body: s.OperatorLogin):
     op = accounts.authenticate_operator(tx.session, tx.services, body.username, body.password)
-    return jsonify(auth.tokens_for(auth.OPERATOR, op.username, refresh=True,
-                                   access_ttl=auth.access_ttl(auth.OPERATOR)))
+    return jsonify(
+        auth.tokens_for(auth.OPERATOR, op.username, refresh=True, access_ttl=auth.access_ttl(auth.OPERATOR))
+    )
 
 
 @bp.post("/terminal/token", responses={200: s.TokenOut})
@@ -46,9 +48,15 @@ def operator_token(tx: Unit, body: s.OperatorLogin):
 @limiter.limit(TERMINAL_PER_ADDRESS)
 def terminal_token(tx: Unit, body: s.TerminalLogin):
     terminal = accounts.authenticate_terminal(tx.session, tx.services, body.terminal_id, body.secret)
-    return jsonify(auth.tokens_for(auth.TERMINAL, terminal.public_id, refresh=False,
-                                   extra={"mid": terminal.merchant.public_id},
-                                   access_ttl=auth.access_ttl(auth.TERMINAL)))
+    return jsonify(
+        auth.tokens_for(
+            auth.TERMINAL,
+            terminal.public_id,
+            refresh=False,
+            extra={"mid": terminal.merchant.public_id},
+            access_ttl=auth.access_ttl(auth.TERMINAL),
+        )
+    )
 
 
 @bp.post("/refresh", responses={200: s.TokenOut}, security=BEARER)
@@ -66,8 +74,15 @@ def refresh(tx: Unit):
     ptype = claims["ptype"]
     extra = {k: claims[k] for k in ("mid", "ch") if k in claims}
     # The same session, and its end: rotation does not make a stolen token live forever.
-    out = auth.tokens_for(ptype, claims["sub"], refresh=True, extra=extra, access_ttl=auth.access_ttl(ptype),
-                          sid=claims.get("sid"), refresh_expires=claims["exp"])
+    out = auth.tokens_for(
+        ptype,
+        claims["sub"],
+        refresh=True,
+        extra=extra,
+        access_ttl=auth.access_ttl(ptype),
+        sid=claims.get("sid"),
+        refresh_expires=claims["exp"],
+    )
     return jsonify(out)
 
 
@@ -83,8 +98,14 @@ def logout(tx: Unit):
     session, now = tx.session, tx.now
     principal = auth.load_principal(session, claims)
     if claims["ptype"] == auth.HOLDER:
-        revoke_binding(session, session.get_one(ECard, principal.ecard_id), principal.public_id, reason="signed_out",
-                       actor=Actor("holder", principal.public_id, principal.channel), now=now)
+        revoke_binding(
+            session,
+            session.get_one(ECard, principal.ecard_id),
+            principal.public_id,
+            reason="signed_out",
+            actor=Actor("holder", principal.public_id, principal.channel),
+            now=now,
+        )
     else:
         auth.end_session(session, claims, now=now)
     return "", 204

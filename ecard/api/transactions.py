@@ -63,8 +63,9 @@ class Unit:
     def session(self) -> Session:
         """The session of the kind declared, on the request's connection; made on first use."""
         if self._session is None:
-            self._session = Session(bind=self.connection(), expire_on_commit=False,
-                                    join_transaction_mode="create_savepoint")
+            self._session = Session(
+                bind=self.connection(), expire_on_commit=False, join_transaction_mode="create_savepoint"
+            )
         return self._session
 
     @property
@@ -149,13 +150,19 @@ def transaction(kind: Tx) -> Callable[[F], F]:
 def check_declared(app: Flask, blueprints: tuple[str, ...]) -> None:
     """Refuse to start when a route of `blueprints` has not declared its unit of work: a
     forgotten declaration would otherwise run without a unit, or commit nothing."""
-    missing = [endpoint for endpoint, view in app.view_functions.items()
-               if endpoint.split(".", 1)[0] in blueprints and not hasattr(view, ATTRIBUTE)]
+    missing = [
+        endpoint
+        for endpoint, view in app.view_functions.items()
+        if endpoint.split(".", 1)[0] in blueprints and not hasattr(view, ATTRIBUTE)
+    ]
     if missing:
-        raise RuntimeError(f"routes without a declared transaction (ecard.api.transactions): {sorted(missing)}")
+        raise RuntimeError(
+            f"routes without a declared transaction (ecard.api.transactions): {sorted(missing)}"
+        )
 
 
 # --- the request's unit of work -------------------------------------------------------------------
+
 
 def init_app(app: Flask, url: str) -> db.Database:
     """The database of the app, and the end of each request's unit of work (its connection back

@@ -16,14 +16,24 @@ from ecard.api.transactions import Unit, services, transaction
 from ecard.api.views import iso
 from ecard.db import Tx
 
-bp = APIBlueprint("verifications", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="verifications")],
-                  abp_security=BEARER, abp_responses=PROBLEMS)
+bp = APIBlueprint(
+    "verifications",
+    __name__,
+    url_prefix="/api/v1",
+    abp_tags=[Tag(name="verifications")],
+    abp_security=BEARER,
+    abp_responses=PROBLEMS,
+)
 
 
 def decision_out(tx: Unit, d: verifications.Decision) -> dict:
-    out = {"accepted": d.accepted, "reason": d.reason,
-           "verification_id": d.verification_id,
-           "scene": d.scene, "holder": verifications.disclosed(tx.services, d, tx.now)}
+    out = {
+        "accepted": d.accepted,
+        "reason": d.reason,
+        "verification_id": d.verification_id,
+        "scene": d.scene,
+        "holder": verifications.disclosed(tx.services, d, tx.now),
+    }
     if d.late_replay:
         out["late_replay"] = True
     return out
@@ -45,8 +55,16 @@ def _totp_attempt(ref: str) -> bool:
 @auth.require(auth.TERMINAL)
 def verify_qr(tx: Unit, body: s.VerifyQrIn):
     """Judge a scanned code. Always 200 with a decision; single use is enforced here."""
-    d = verifications.verify_qr(tx.session, tx.services, ring(), tx.principal, body.payload, scene=body.scene,
-                                now=tx.now, totp_attempt=_totp_attempt)
+    d = verifications.verify_qr(
+        tx.session,
+        tx.services,
+        ring(),
+        tx.principal,
+        body.payload,
+        scene=body.scene,
+        now=tx.now,
+        totp_attempt=_totp_attempt,
+    )
     out = decision_out(tx, d)
     return jsonify(out)
 
@@ -59,12 +77,21 @@ def verify_offline(tx: Unit, body: s.OfflineIn):
     """Records a gate registered as offline-capable took while offline: each judged at its scan
     time, single use reconciled; a code already used elsewhere comes back `qr.replayed` with
     `late_replay: true`."""
-    decisions = verifications.verify_offline(tx.session, tx.services, ring(), tx.principal,
-                                             [(r.payload, r.scene, r.scanned_at) for r in body.records],
-                                             now=tx.now, totp_attempt=_totp_attempt)
+    decisions = verifications.verify_offline(
+        tx.session,
+        tx.services,
+        ring(),
+        tx.principal,
+        [(r.payload, r.scene, r.scanned_at) for r in body.records],
+        now=tx.now,
+        totp_attempt=_totp_attempt,
+    )
     results = [decision_out(tx, d) for d in decisions]
-    out = {"results": results, "accepted": sum(r["accepted"] for r in results),
-           "late_replays": sum(bool(r.get("late_replay")) for r in results)}
+    out = {
+        "results": results,
+        "accepted": sum(r["accepted"] for r in results),
+        "late_replays": sum(bool(r.get("late_replay")) for r in results),
+    }
     return jsonify(out)
 
 
@@ -85,8 +112,9 @@ def chip_challenge(tx: Unit):
 def verify_chip(tx: Unit, body: s.ChipReadIn):
     """Judge a chip read; an accepted decision carries `external_auth` to unlock EF06."""
     svc = tx.services
-    d, e = verifications.verify_chip(tx.session, svc, svc.keys_dir, tx.principal, body.model_dump(),
-                                     scene=body.scene, now=tx.now)
+    d, e = verifications.verify_chip(
+        tx.session, svc, svc.keys_dir, tx.principal, body.model_dump(), scene=body.scene, now=tx.now
+    )
     out = decision_out(tx, d)
     if e is not None:
         out["external_auth"] = e

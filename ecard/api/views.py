@@ -26,24 +26,40 @@ def person_out(svc: Services, person: Person, *, clear: bool) -> dict[str, Any]:
 
 
 def event_out(e: Event) -> dict[str, Any]:
-    return {"event_id": e.id, "at": iso(e.at), "action": e.action, "from_status": e.from_status,
-            "to_status": e.to_status, "reason": e.reason, "fee": e.fee,
-            "actor": {"type": e.actor_type, "ref": e.actor_ref, "channel": e.channel}}
+    return {
+        "event_id": e.id,
+        "at": iso(e.at),
+        "action": e.action,
+        "from_status": e.from_status,
+        "to_status": e.to_status,
+        "reason": e.reason,
+        "fee": e.fee,
+        "actor": {"type": e.actor_type, "ref": e.actor_ref, "channel": e.channel},
+    }
 
 
-def card_out(svc: Services, card: Card, now: datetime, *, history: list[Event] | None = None) -> dict[str, Any]:
+def card_out(
+    svc: Services, card: Card, now: datetime, *, history: list[Event] | None = None
+) -> dict[str, Any]:
     status = cards.effective_status(card.state, now, svc.setting("TEMP_LOSS_LAPSE"))
     out: dict[str, Any] = {
-        "card_no": card.card_no, "kind": card.kind, "status": status, "frozen": card.frozen,
-        "freeze_reason": card.freeze_reason, "pin_locked": card.pin_locked,
-        "generation": card.generation, "region_code": card.region_code,
+        "card_no": card.card_no,
+        "kind": card.kind,
+        "status": status,
+        "frozen": card.frozen,
+        "freeze_reason": card.freeze_reason,
+        "pin_locked": card.pin_locked,
+        "generation": card.generation,
+        "region_code": card.region_code,
         "person_id": card.person.public_id,
-        "applied_at": iso(card.applied_at), "production_deadline": iso(card.production_deadline),
-        "issued_at": iso(card.issued_at), "expires_at": iso(card.expires_at), "fee": card.fee,
+        "applied_at": iso(card.applied_at),
+        "production_deadline": iso(card.production_deadline),
+        "issued_at": iso(card.issued_at),
+        "expires_at": iso(card.expires_at),
+        "fee": card.fee,
         "successor_card_no": card.successor_card_no,
         # in the 3 months before expiry the holder should renew.
-        "renewal_due": bool(card.expires_at and status == "issued"
-                            and (card.expires_at - now).days <= 92),
+        "renewal_due": bool(card.expires_at and status == "issued" and (card.expires_at - now).days <= 92),
     }
     if status == "lost_temporary" and card.lost_at:
         from datetime import timedelta
@@ -55,19 +71,32 @@ def card_out(svc: Services, card: Card, now: datetime, *, history: list[Event] |
 
 
 def binding_out(b: Binding) -> dict[str, Any]:
-    return {"binding_id": b.public_id, "channel": b.channel, "device_id": b.device_id,
-            "status": "active" if b.revoked_at is None else b.revoke_reason or "revoked",
-            "created_at": iso(b.created_at), "revoked_at": iso(b.revoked_at)}
+    return {
+        "binding_id": b.public_id,
+        "channel": b.channel,
+        "device_id": b.device_id,
+        "status": "active" if b.revoked_at is None else b.revoke_reason or "revoked",
+        "created_at": iso(b.created_at),
+        "revoked_at": iso(b.revoked_at),
+    }
 
 
 def ecard_out(svc: Services, ecard: ECard, now: datetime) -> dict[str, Any]:
-    return {"ecard_id": ecard.public_id, "status": ecards.status(svc, ecard, now),
-            "card_no": ecard.card.card_no, "created_at": iso(ecard.created_at)}
+    return {
+        "ecard_id": ecard.public_id,
+        "status": ecards.status(svc, ecard, now),
+        "card_no": ecard.card.card_no,
+        "created_at": iso(ecard.created_at),
+    }
 
 
 def merchant_out(m: Merchant) -> dict[str, Any]:
-    return {"merchant_id": m.public_id, "name": m.name, "scenes": m.scenes.split(","),
-            "region_code": m.region_code}
+    return {
+        "merchant_id": m.public_id,
+        "name": m.name,
+        "scenes": m.scenes.split(","),
+        "region_code": m.region_code,
+    }
 
 
 def iso(value: datetime | None) -> str | None:

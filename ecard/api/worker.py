@@ -13,16 +13,24 @@ import json
 from http import HTTPStatus
 
 from gunicorn import util
-from gunicorn.http.errors import (ChunkMissingTerminator, InvalidChunkExtension, InvalidChunkSize,
-                                  LimitRequestHeaders, LimitRequestLine)
+from gunicorn.http.errors import (
+    ChunkMissingTerminator,
+    InvalidChunkExtension,
+    InvalidChunkSize,
+    LimitRequestHeaders,
+    LimitRequestLine,
+)
 from gunicorn.workers.sync import SyncWorker
 
 from ecard.errors import Code
 
 _BY_EXCEPTION = {
-    LimitRequestLine: Code.REQUEST_URI_TOO_LONG, LimitRequestHeaders: Code.REQUEST_HEADERS_TOO_LARGE,
-    InvalidChunkSize: Code.REQUEST_MALFORMED_BODY, ChunkMissingTerminator: Code.REQUEST_MALFORMED_BODY,
-    InvalidChunkExtension: Code.REQUEST_MALFORMED_BODY}
+    LimitRequestLine: Code.REQUEST_URI_TOO_LONG,
+    LimitRequestHeaders: Code.REQUEST_HEADERS_TOO_LARGE,
+    InvalidChunkSize: Code.REQUEST_MALFORMED_BODY,
+    ChunkMissingTerminator: Code.REQUEST_MALFORMED_BODY,
+    InvalidChunkExtension: Code.REQUEST_MALFORMED_BODY,
+}
 
 
 def problem_response(status: int, exc: BaseException) -> bytes:
@@ -38,14 +46,24 @@ def problem_response(status: int, exc: BaseException) -> bytes:
         code, title = str(known), known.title_zh
     else:  # as ecard.api.problems names an HTTP error it has no code for
         code, title = f"http.{status}", HTTPStatus(status).phrase
-    body = json.dumps({"type": f"urn:ecard:problem:{code}", "title": title, "status": status,
-                       "detail": title, "code": code}, ensure_ascii=False).encode()
-    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
-            "Connection: close\r\n"
-            "Content-Type: application/problem+json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            "Cache-Control: no-store\r\n"
-            "X-Content-Type-Options: nosniff\r\n\r\n")
+    body = json.dumps(
+        {
+            "type": f"urn:ecard:problem:{code}",
+            "title": title,
+            "status": status,
+            "detail": title,
+            "code": code,
+        },
+        ensure_ascii=False,
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/problem+json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Cache-Control: no-store\r\n"
+        "X-Content-Type-Options: nosniff\r\n\r\n"
+    )
     return head.encode("latin-1") + body
 
 
@@ -53,6 +71,7 @@ class ProblemWorker(SyncWorker):
     def handle_error(self, req, client, addr, exc):
         """gunicorn's own handling (which status, the warning and access log lines), with its
         HTML page replaced by a problem document."""
+
         def write_problem(sock, status_int, reason, mesg):
             util.write_nonblock(sock, problem_response(status_int, exc))
 

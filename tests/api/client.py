@@ -8,7 +8,6 @@ from datetime import date, datetime, timezone
 import sqlalchemy as sa
 
 import qr
-
 from tests.support.app import make_id_number
 
 OPERATOR = ("w1", "window-pass-1")
@@ -29,7 +28,8 @@ class Api:
         app = self.c.application
         with app.app_context():  # a fresh context: the command's session is its own
             result = app.test_cli_runner().invoke(
-                args=["ecard", "create-operator", "--username", username, "--password", password])
+                args=["ecard", "create-operator", "--username", username, "--password", password]
+            )
         assert result.exit_code == 0, result.output
 
     @property
@@ -42,11 +42,13 @@ class Api:
 
             with self.c.application.app_context():
                 exists = transactions.session_outside_request().scalar(
-                    sa.text("SELECT count(*) FROM operators WHERE username = :u"), {"u": OPERATOR[0]})
+                    sa.text("SELECT count(*) FROM operators WHERE username = :u"), {"u": OPERATOR[0]}
+                )
             if not exists:
                 self.create_operator(*OPERATOR)
-            r = self.c.post("/api/v1/auth/operator/token",
-                            json={"username": OPERATOR[0], "password": OPERATOR[1]})
+            r = self.c.post(
+                "/api/v1/auth/operator/token", json={"username": OPERATOR[0], "password": OPERATOR[1]}
+            )
             assert r.status_code == 200, r.json
             self._op_headers = {"Authorization": f"Bearer {r.json['access_token']}"}
         return self._op_headers
@@ -61,9 +63,15 @@ class Api:
 
     def relate(self, person: dict, relative: dict, relation: str) -> None:
         """Record at the window that `relative` is `relation` to `person` (household register)."""
-        r = self.c.post(f"/api/v1/persons/{person['person_id']}/relations", headers=self.op, json={
-            "relative_person_id": relative["person_id"], "relation": relation,
-            "evidence": {"kind": "household_register", "number": "HR-1"}})
+        r = self.c.post(
+            f"/api/v1/persons/{person['person_id']}/relations",
+            headers=self.op,
+            json={
+                "relative_person_id": relative["person_id"],
+                "relation": relation,
+                "evidence": {"kind": "household_register", "number": "HR-1"},
+            },
+        )
         assert r.status_code == 201, r.json
 
     def issued_card(self, person: dict | None = None, pin: str = "285714", **kw) -> dict:
@@ -93,13 +101,22 @@ class Api:
     def sign_body(card: dict, **change) -> dict:
         """What a holder's channel sends to sign the e-card of `card` in (with `change` applied)."""
         person = card["person"]
-        return {"id_number": person["id_number_clear"], "name": person["name_clear"], "card_no": card["card_no"],
-                "pin": card["pin"], "channel": "app", "device_id": "phone-1", **change}
+        return {
+            "id_number": person["id_number_clear"],
+            "name": person["name_clear"],
+            "card_no": card["card_no"],
+            "pin": card["pin"],
+            "channel": "app",
+            "device_id": "phone-1",
+            **change,
+        }
 
     def sign(self, card: dict, channel: str = "app", device_id: str = "phone-1", pin: str | None = None):
         """Sign the e-card of `card` in a channel; the response, unchecked."""
-        return self.c.post("/api/v1/ecards", json=self.sign_body(card, channel=channel, device_id=device_id,
-                                                                 pin=pin or card["pin"]))
+        return self.c.post(
+            "/api/v1/ecards",
+            json=self.sign_body(card, channel=channel, device_id=device_id, pin=pin or card["pin"]),
+        )
 
     def holder(self, card: dict | None = None, channel: str = "app") -> dict:
         card = card or self.issued_card()
@@ -109,18 +126,26 @@ class Api:
 
     # --- merchants -------------------------------------------------------------------------------
 
-    def terminal(self, scenes: tuple[str, ...] = ("clinic", "transit", "scenic"), *,
-                 offline_capable: bool = False) -> dict:
-        r = self.c.post("/api/v1/merchants", json={"name": "Clinic", "scenes": list(scenes),
-                                                   "region_code": "320100"}, headers=self.op)
+    def terminal(
+        self, scenes: tuple[str, ...] = ("clinic", "transit", "scenic"), *, offline_capable: bool = False
+    ) -> dict:
+        r = self.c.post(
+            "/api/v1/merchants",
+            json={"name": "Clinic", "scenes": list(scenes), "region_code": "320100"},
+            headers=self.op,
+        )
         assert r.status_code == 201, r.json
         mid = r.json["merchant_id"]
-        r = self.c.post(f"/api/v1/merchants/{mid}/terminals", json={"name": "t1", "offline_capable": offline_capable},
-                        headers=self.op)
+        r = self.c.post(
+            f"/api/v1/merchants/{mid}/terminals",
+            json={"name": "t1", "offline_capable": offline_capable},
+            headers=self.op,
+        )
         assert r.status_code == 201, r.json
         t = r.json
-        r = self.c.post("/api/v1/auth/terminal/token", json={"terminal_id": t["terminal_id"],
-                                                             "secret": t["secret"]})
+        r = self.c.post(
+            "/api/v1/auth/terminal/token", json={"terminal_id": t["terminal_id"], "secret": t["secret"]}
+        )
         assert r.status_code == 200, r.json
         return {**t, "headers": {"Authorization": f"Bearer {r.json['access_token']}"}}
 
@@ -134,7 +159,9 @@ class Api:
 
     def scan(self, terminal: dict, payload: str, **extra) -> dict:
         """The terminal scans `payload` online; the decision."""
-        r = self.c.post("/api/v1/verifications/qr", json={"payload": payload, **extra}, headers=terminal["headers"])
+        r = self.c.post(
+            "/api/v1/verifications/qr", json={"payload": payload, **extra}, headers=terminal["headers"]
+        )
         assert r.status_code == 200, r.json
         return r.json
 
@@ -145,9 +172,13 @@ class Api:
     def upload(self, terminal: dict, *records: tuple):
         """An offline gate uploads its records, each (payload, scanned_at, extra fields); the
         response, unchecked."""
-        return self.c.post("/api/v1/verifications/offline", json={"records": [
-            {"payload": p, "scanned_at": at.isoformat(), **extra} for p, at, extra in records]},
-            headers=terminal["headers"])
+        return self.c.post(
+            "/api/v1/verifications/offline",
+            json={
+                "records": [{"payload": p, "scanned_at": at.isoformat(), **extra} for p, at, extra in records]
+            },
+            headers=terminal["headers"],
+        )
 
     @staticmethod
     def phone_code(holder: dict, at: datetime) -> str:
@@ -166,16 +197,21 @@ class Api:
     def bind_body(card: dict, relation: str, consent: str | None = None) -> dict:
         """What a proxy sends to bind the holder of `card` as a dependant."""
         p = card["person"]
-        body = {"id_number": p["id_number_clear"], "name": p["name_clear"], "card_no": card["card_no"],
-                "relation": relation}
+        body = {
+            "id_number": p["id_number_clear"],
+            "name": p["name_clear"],
+            "card_no": card["card_no"],
+            "relation": relation,
+        }
         if consent:
             body["consent_code"] = consent
         return body
 
     def bind(self, proxy: dict, card: dict, relation: str, consent: str | None = None):
         """`proxy` (a holder) binds the holder of `card`; the response, unchecked."""
-        return self.c.post("/api/v1/me/dependants", json=self.bind_body(card, relation, consent),
-                           headers=proxy["headers"])
+        return self.c.post(
+            "/api/v1/me/dependants", json=self.bind_body(card, relation, consent), headers=proxy["headers"]
+        )
 
     def consent_code(self, holder: dict) -> str:
         """A one-time consent code the (adult) holder gives a relative."""

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from werkzeug.serving import make_server
 
 
@@ -29,7 +28,9 @@ def serve(app) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def wait_until_up(url: str, log: Path, *, procs: Sequence[subprocess.Popen] = (), seconds: float = 60) -> None:
+def wait_until_up(
+    url: str, log: Path, *, procs: Sequence[subprocess.Popen] = (), seconds: float = 60
+) -> None:
     """Wait for a server process booting at `url` (a full URL to GET) to answer 200; fail the test
     with the end of `log` when it has not within `seconds` or one of `procs` has exited."""
     deadline = time.monotonic() + seconds

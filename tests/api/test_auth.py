@@ -23,7 +23,10 @@ def test_operator_login(api):
 def test_each_principal_is_refused_elsewhere(api):
     h = api.holder()
     t = api.terminal()
-    assert api.c.get("/api/v1/cards/" + h["card"]["card_no"], headers=h["headers"]).json["code"] == "auth.wrong_principal"
+    assert (
+        api.c.get("/api/v1/cards/" + h["card"]["card_no"], headers=h["headers"]).json["code"]
+        == "auth.wrong_principal"
+    )
     assert api.c.get("/api/v1/cards/" + h["card"]["card_no"], headers=t["headers"]).status_code == 403
     assert api.c.get("/api/v1/me", headers=t["headers"]).status_code == 403
     assert api.c.get("/api/v1/me", headers=api.op).status_code == 403
@@ -68,7 +71,10 @@ def test_expired_token(api, clock):
     assert r.status_code == 401 and r.json["code"] == "auth.token_expired"
     r = api.c.post("/api/v1/auth/refresh", headers={"Authorization": f"Bearer {h['refresh_token']}"})
     assert r.status_code == 200
-    assert api.c.get("/api/v1/me", headers={"Authorization": f"Bearer {r.json['access_token']}"}).status_code == 200
+    assert (
+        api.c.get("/api/v1/me", headers={"Authorization": f"Bearer {r.json['access_token']}"}).status_code
+        == 200
+    )
 
 
 def test_operator_logout_revokes_the_token(api):
@@ -83,8 +89,11 @@ def test_revocation_survives_a_restart(api, app, tmp_path):
     kept, gone = api.holder(card, "app"), api.holder(card, "wechat")
     api.c.delete(f"/api/v1/me/channels/{gone['binding']['binding_id']}", headers=kept["headers"])
     # A second app over the same database and keys: a restarted process.
-    other = build_app(tmp_path, ECARD_KEYS_DIR=app.config["ECARD_KEYS_DIR"],
-                      ECARD_DATABASE_URL=app.config["ECARD_DATABASE_URL"])
+    other = build_app(
+        tmp_path,
+        ECARD_KEYS_DIR=app.config["ECARD_KEYS_DIR"],
+        ECARD_DATABASE_URL=app.config["ECARD_DATABASE_URL"],
+    )
     other.extensions["ecard.db"].use_bind(app.extensions["ecard.db"].bind)
     c2 = other.test_client()
     assert c2.get("/api/v1/me", headers=gone["headers"]).status_code == 401
@@ -95,5 +104,7 @@ def test_terminal_token(api):
     t = api.terminal()
     r = api.c.post("/api/v1/auth/terminal/token", json={"terminal_id": t["terminal_id"], "secret": "nope"})
     assert r.status_code == 401
-    r = api.c.post("/api/v1/auth/terminal/token", json={"terminal_id": t["terminal_id"], "secret": t["secret"]})
+    r = api.c.post(
+        "/api/v1/auth/terminal/token", json={"terminal_id": t["terminal_id"], "secret": t["secret"]}
+    )
     assert r.status_code == 200 and "refresh_token" not in r.json

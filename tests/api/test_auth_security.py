@@ -27,8 +27,13 @@ def verifications(monkeypatch) -> list[str]:
 def test_an_unknown_card_number_is_the_same_mismatch_as_a_wrong_identity(api, verifications):
     card = api.issued_card()
     person = card["person"]
-    attempt = {"id_number": person["id_number_clear"], "name": person["name_clear"], "pin": "000000",
-               "channel": "app", "device_id": "guesser"}
+    attempt = {
+        "id_number": person["id_number_clear"],
+        "name": person["name_clear"],
+        "pin": "000000",
+        "channel": "app",
+        "device_id": "guesser",
+    }
     unknown = make_card_no("A", 9_999_999)
     verifications.clear()
     r = api.c.post("/api/v1/ecards", json={**attempt, "card_no": unknown})
@@ -51,8 +56,11 @@ def test_operator_sign_in_costs_one_verification_whether_or_not_the_name_exists(
         session = transactions.session_outside_request()
         session.execute(sa.text("UPDATE operators SET active = false WHERE username = 'gone'"))
         session.commit()
-    for username, password in [("w1", "wrong-password"), ("nobody", "wrong-password"),
-                               ("gone", "gone-password")]:
+    for username, password in [
+        ("w1", "wrong-password"),
+        ("nobody", "wrong-password"),
+        ("gone", "gone-password"),
+    ]:
         verifications.clear()
         r = api.c.post("/api/v1/auth/operator/token", json={"username": username, "password": password})
         assert (r.status_code, r.json["code"]) == (401, "auth.bad_credentials"), username
@@ -63,18 +71,23 @@ def test_terminal_sign_in_costs_one_verification_whether_or_not_the_terminal_exi
     t = api.terminal()
     for terminal_id in (t["terminal_id"], "trm_nosuchterminal"):
         verifications.clear()
-        r = api.c.post("/api/v1/auth/terminal/token", json={"terminal_id": terminal_id, "secret": "tsk_wrong"})
+        r = api.c.post(
+            "/api/v1/auth/terminal/token", json={"terminal_id": terminal_id, "secret": "tsk_wrong"}
+        )
         assert (r.status_code, r.json["code"]) == (401, "auth.bad_credentials"), terminal_id
         assert len(verifications) == 1, terminal_id
     with app.app_context():
         from ecard.api import transactions
 
         session = transactions.session_outside_request()
-        session.execute(sa.text("UPDATE terminals SET active = false WHERE public_id = :p"),
-                        {"p": t["terminal_id"]})
+        session.execute(
+            sa.text("UPDATE terminals SET active = false WHERE public_id = :p"), {"p": t["terminal_id"]}
+        )
         session.commit()
     verifications.clear()
-    r = api.c.post("/api/v1/auth/terminal/token", json={"terminal_id": t["terminal_id"], "secret": t["secret"]})
+    r = api.c.post(
+        "/api/v1/auth/terminal/token", json={"terminal_id": t["terminal_id"], "secret": t["secret"]}
+    )
     assert r.status_code == 401 and len(verifications) == 1
 
 
@@ -113,10 +126,14 @@ def test_a_used_refresh_token_presented_again_ends_the_operator_session(api):
     other = operator_tokens(api)  # another window's session of the same operator
     thief = api.c.post("/api/v1/auth/refresh", headers=bearer(pair["refresh_token"]))
     assert thief.status_code == 200
-    r = api.c.post("/api/v1/auth/refresh", headers=bearer(pair["refresh_token"]))  # the owner, after the thief
+    r = api.c.post(
+        "/api/v1/auth/refresh", headers=bearer(pair["refresh_token"])
+    )  # the owner, after the thief
     assert (r.status_code, r.json["code"]) == (401, "auth.token_revoked")
     for token in (pair["access_token"], thief.json["access_token"]):
-        assert api.c.get("/api/v1/cards/A00000018", headers=bearer(token)).json["code"] == "auth.token_revoked"
+        assert (
+            api.c.get("/api/v1/cards/A00000018", headers=bearer(token)).json["code"] == "auth.token_revoked"
+        )
     assert api.c.post("/api/v1/auth/refresh", headers=bearer(thief.json["refresh_token"])).status_code == 401
     # Only that session: the operator's other sign-in goes on.
     assert api.c.get("/api/v1/cards/A00000018", headers=bearer(other["access_token"])).status_code != 401

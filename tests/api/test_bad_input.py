@@ -8,32 +8,49 @@ from ecard.db import Base
 BAD_BODIES = {
     "malformed": ('{"pin": "28', "application/json"),
     "array": ("[1, 2]", "application/json"),
-    "wrong_types": ('{"pin": 285714, "person_id": 5, "kind": true, "reason": [], "scene": 1, '
-                    '"id_number": 1, "name": 2, "scenes": "clinic"}', "application/json"),
+    "wrong_types": (
+        '{"pin": 285714, "person_id": 5, "kind": true, "reason": [], "scene": 1, '
+        '"id_number": 1, "name": 2, "scenes": "clinic"}',
+        "application/json",
+    ),
     "unknown_field": ('{"surprise": "x"}', "application/json"),
     "not_json": ("pin=285714", "application/x-www-form-urlencoded"),
     "huge": ('{"name": "' + "x" * 40000 + '"}', "application/json"),
     "null": ("null", "application/json"),
     # PostgreSQL's text cannot hold a NUL: refused up front, not a database error mid-handler.
-    "nul": ('{"name": "a\\u0000", "username": "w\\u0000", "card_no": "A0\\u0000", "pin": "1\\u0000", '
-            '"scene": "clinic\\u0000", "reason": "x\\u0000", "payload": "EC1:\\u0000"}', "application/json"),
+    "nul": (
+        '{"name": "a\\u0000", "username": "w\\u0000", "card_no": "A0\\u0000", "pin": "1\\u0000", '
+        '"scene": "clinic\\u0000", "reason": "x\\u0000", "payload": "EC1:\\u0000"}',
+        "application/json",
+    ),
 }
 
 
 def row_counts(app):
     session = transactions.session_outside_request()
-    return {t.name: session.scalar(sa.select(sa.func.count()).select_from(t))
-            for t in Base.metadata.sorted_tables if t.name != "idempotency_records"}
+    return {
+        t.name: session.scalar(sa.select(sa.func.count()).select_from(t))
+        for t in Base.metadata.sorted_tables
+        if t.name != "idempotency_records"
+    }
 
 
 def test_every_body_endpoint_refuses_bad_input_without_writing(api, app):
     holder = api.holder()
     terminal = api.terminal()
     person = holder["card"]["person"]
-    values = {"card_no": holder["card"]["card_no"], "person_id": person["person_id"],
-              "merchant_id": terminal["merchant_id"], "binding_id": holder["binding"]["binding_id"]}
-    headers_for = {"operator": api.op, "holder": holder["headers"], "tokens": holder["headers"],
-                   "verifications": terminal["headers"]}
+    values = {
+        "card_no": holder["card"]["card_no"],
+        "person_id": person["person_id"],
+        "merchant_id": terminal["merchant_id"],
+        "binding_id": holder["binding"]["binding_id"],
+    }
+    headers_for = {
+        "operator": api.op,
+        "holder": holder["headers"],
+        "tokens": holder["headers"],
+        "verifications": terminal["headers"],
+    }
     checked = 0
     with app.app_context():
         before = row_counts(app)
@@ -56,18 +73,24 @@ def test_every_body_endpoint_refuses_bad_input_without_writing(api, app):
 
 
 def test_specific_codes(api):
-    r = api.c.post("/api/v1/persons", data='{"id_number": "1', headers={**api.op, "Content-Type": "application/json"})
+    r = api.c.post(
+        "/api/v1/persons", data='{"id_number": "1', headers={**api.op, "Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and r.json["code"] == "request.malformed_json"
     r = api.c.post("/api/v1/persons", data="x=1", headers={**api.op, "Content-Type": "text/plain"})
     assert r.status_code == 415
-    r = api.c.post("/api/v1/persons", data='{"name": "' + "x" * 40000 + '"}',
-                   headers={**api.op, "Content-Type": "application/json"})
+    r = api.c.post(
+        "/api/v1/persons",
+        data='{"name": "' + "x" * 40000 + '"}',
+        headers={**api.op, "Content-Type": "application/json"},
+    )
     assert r.status_code == 413 and r.json["code"] == "request.too_large"
     r = api.c.post("/api/v1/persons", json={"id_number": "110105194902300023", "name": "x"}, headers=api.op)
     assert r.status_code == 422 and r.json["code"] == "validation.id_number"
     assert "id_number" in r.json["errors"]
-    r = api.c.post("/api/v1/persons", json={"id_number": "11010519491231002X", "name": "x", "extra": 1},
-                   headers=api.op)
+    r = api.c.post(
+        "/api/v1/persons", json={"id_number": "11010519491231002X", "name": "x", "extra": 1}, headers=api.op
+    )
     assert r.status_code == 422 and r.json["errors"]["extra"]
 
 
@@ -75,12 +98,22 @@ def test_nul_characters_are_refused_with_where_they_are(api):
     r = api.c.post("/api/v1/auth/operator/token", json={"username": "w1\x00", "password": "x" * 12})
     assert r.status_code == 422 and r.json["code"] == "validation.failed"
     assert r.json["errors"] == {"username": ["contains a NUL character"]}
-    r = api.c.post("/api/v1/persons", json={"id_number": "11010519491231002X", "name": "x",
-                                             "addresses": [{"line": "ok"}, {"line": "a\x00b"}]}, headers=api.op)
+    r = api.c.post(
+        "/api/v1/persons",
+        json={
+            "id_number": "11010519491231002X",
+            "name": "x",
+            "addresses": [{"line": "ok"}, {"line": "a\x00b"}],
+        },
+        headers=api.op,
+    )
     assert r.status_code == 422 and r.json["errors"] == {"addresses.1.line": ["contains a NUL character"]}
     # An escaped backslash before "u0000" is text, not a NUL: it reaches the usual validation.
-    r = api.c.post("/api/v1/persons", data='{"id_number": "11010519491231002X", "name": "a\\\\u0000"}',
-                   headers={**api.op, "Content-Type": "application/json"})
+    r = api.c.post(
+        "/api/v1/persons",
+        data='{"id_number": "11010519491231002X", "name": "a\\\\u0000"}',
+        headers={**api.op, "Content-Type": "application/json"},
+    )
     assert r.status_code == 201 and r.json["name"] != "", r.json
     r = api.c.get("/api/v1/cards/A0000%0001", headers=api.op)
     assert r.status_code == 422 and r.json["errors"] == {"url": ["contains a NUL character"]}
@@ -128,7 +161,7 @@ def _metric(text: str, name: str, **labels: str) -> float:
     want = {f'{k}="{v}"' for k, v in labels.items()}
     for line in text.splitlines():
         if line.startswith(name + "{"):
-            got = set(line[len(name) + 1:line.index("}")].split(","))
+            got = set(line[len(name) + 1 : line.index("}")].split(","))
             if got == want:
                 return float(line.rsplit(" ", 1)[1])
     return 0.0
@@ -155,8 +188,19 @@ def test_metrics_count_requests_by_route_and_status_without_card_numbers(api):
 
 # The paging cursor `before` is ASCII digits within the row ids' 64 bits: '²' passes str.isdigit()
 # but not int(), and 2**63 overflows the database's integer; each is a 422, never a 500.
-BAD_CURSORS = ["²", "１２", "١٢", "9223372036854775808", "99999999999999999999999999", "-1", "1.5",
-               "1_0", " 1", "0x10", ""]
+BAD_CURSORS = [
+    "²",
+    "１２",
+    "١٢",
+    "9223372036854775808",
+    "99999999999999999999999999",
+    "-1",
+    "1.5",
+    "1_0",
+    " 1",
+    "0x10",
+    "",
+]
 
 
 def test_a_bad_paging_cursor_is_a_422_problem_on_usage_and_audit(api):
@@ -173,7 +217,7 @@ def test_the_largest_cursor_and_the_next_one_page_as_before(api):
     h = api.holder()
     api.c.post("/api/v1/me/card/loss", headers=h["headers"])
     for path in ("/api/v1/me/usage", "/api/v1/me/audit"):
-        r = api.c.get(path, query_string={"before": str(2 ** 63 - 1)}, headers=h["headers"])
+        r = api.c.get(path, query_string={"before": str(2**63 - 1)}, headers=h["headers"])
         assert r.status_code == 200, (path, r.json)
     first = api.c.get("/api/v1/me/audit?limit=1", headers=h["headers"]).json
     assert first["next"]
@@ -185,19 +229,25 @@ def test_scans_recorded_past_the_32_bit_row_ids_are_kept_and_page(api, _transact
     """A province's scans pass 2**31 - 1 rows in months: the row ids are 64-bit on both engines
     (migration 0004 on PostgreSQL: the columns and the sequence), and the cursor follows them."""
     conn = _transaction
-    big = 2 ** 31 + 10
+    big = 2**31 + 10
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('verifications', 'id'), :v)"), {"v": big})
     else:  # SQLite gives the next row the largest rowid + 1
-        conn.execute(sa.text("INSERT INTO verifications (id, public_id, method, scene, accepted, at) "
-                             "VALUES (:v, 'ver_placeholder000', 'qr', 'clinic', 0, '2026-01-01 00:00:00')"),
-                     {"v": big})
+        conn.execute(
+            sa.text(
+                "INSERT INTO verifications (id, public_id, method, scene, accepted, at) "
+                "VALUES (:v, 'ver_placeholder000', 'qr', 'clinic', 0, '2026-01-01 00:00:00')"
+            ),
+            {"v": big},
+        )
     holder, terminal = api.holder(), api.terminal()
     first = api.scan_new_code(holder, terminal)
     second = api.scan_new_code(holder, terminal)
     assert first["accepted"] and second["accepted"]
     page = api.c.get("/api/v1/me/usage?limit=1", headers=holder["headers"]).json
-    assert int(page["next"]) > 2 ** 31  # the newest scan's id, past 32 bits
+    assert int(page["next"]) > 2**31  # the newest scan's id, past 32 bits
     older = api.c.get(f"/api/v1/me/usage?limit=1&before={page['next']}", headers=holder["headers"]).json
     assert [i["verification_id"] for i in page["items"] + older["items"]] == [
-        second["verification_id"], first["verification_id"]]
+        second["verification_id"],
+        first["verification_id"],
+    ]

@@ -93,13 +93,15 @@ def test_reissue_needs_formal_loss_and_then_unhang_is_refused(api):
     assert r.status_code == 409 and r.json["code"] == "card.unhang_refused"
 
 
-@pytest.mark.parametrize("reason,years,fee", [
-    ("quality_fault", 1, 0), ("quality_fault", 3, 2000), ("damaged", 1, 2000)])
+@pytest.mark.parametrize(
+    "reason,years,fee", [("quality_fault", 1, 0), ("quality_fault", 3, 2000), ("damaged", 1, 2000)]
+)
 def test_replacement_fees(api, clock, reason, years, fee):
     c = api.issued_card()
     clock.shift(timedelta(days=365 * years))
-    r = api.c.post(f"/api/v1/cards/{c['card_no']}/replace", json={"reason": reason, "pin": "285714"},
-                   headers=api.op)
+    r = api.c.post(
+        f"/api/v1/cards/{c['card_no']}/replace", json={"reason": reason, "pin": "285714"}, headers=api.op
+    )
     assert r.status_code == 201, r.json
     assert r.json["fee"] == fee
     assert r.json["history"][-1]["action"] == "issued"
@@ -111,8 +113,9 @@ def test_replacement_fees(api, clock, reason, years, fee):
 def test_a_lost_card_is_not_replaced(api):
     c = api.issued_card()
     api.card_action(c, "loss", kind="temporary")
-    r = api.c.post(f"/api/v1/cards/{c['card_no']}/replace", json={"reason": "damaged", "pin": "285714"},
-                   headers=api.op)
+    r = api.c.post(
+        f"/api/v1/cards/{c['card_no']}/replace", json={"reason": "damaged", "pin": "285714"}, headers=api.op
+    )
     assert r.status_code == 409 and r.json["code"] == "card.lost"
 
 
@@ -121,8 +124,10 @@ def test_cancellation_is_terminal(api):
     r = api.card_action(c, "cancel", reason="death")
     assert r.status_code == 200 and r.json["status"] == "cancelled"
     for method, path, body in [
-        ("post", "loss", {"kind": "temporary"}), ("post", "freeze", {"reason": "x"}),
-        ("post", "replace", {"reason": "damaged", "pin": "285714"}), ("post", "cancel", {"reason": "death"}),
+        ("post", "loss", {"kind": "temporary"}),
+        ("post", "freeze", {"reason": "x"}),
+        ("post", "replace", {"reason": "damaged", "pin": "285714"}),
+        ("post", "cancel", {"reason": "death"}),
     ]:
         r = getattr(api.c, method)(f"/api/v1/cards/{c['card_no']}/{path}", json=body, headers=api.op)
         assert r.status_code == 409 and r.json["code"] == "card.cancelled", path
@@ -148,8 +153,9 @@ def test_cards_expire_by_themselves(api, clock):
     assert api.card(c["card_no"])["status"] == "expired"
     r = api.card_action(c, "loss", kind="temporary")
     assert r.status_code == 409 and r.json["code"] == "card.expired"
-    r = api.c.post(f"/api/v1/cards/{c['card_no']}/replace", json={"reason": "renewal", "pin": "285714"},
-                   headers=api.op)
+    r = api.c.post(
+        f"/api/v1/cards/{c['card_no']}/replace", json={"reason": "renewal", "pin": "285714"}, headers=api.op
+    )
     assert r.status_code == 201 and r.json["status"] == "issued"
 
 
@@ -188,8 +194,11 @@ def test_unknown_and_malformed_card_numbers(api):
 def test_relations_are_recorded_with_evidence(api):
     child = api.person(birth=date(2015, 5, 1), name="李思雨", sex="F")
     parent = api.person(birth=date(1985, 1, 1), name="李建国")
-    body = {"relative_person_id": parent["person_id"], "relation": "parent",
-            "evidence": {"kind": "household_register", "number": "HR-12345"}}
+    body = {
+        "relative_person_id": parent["person_id"],
+        "relation": "parent",
+        "evidence": {"kind": "household_register", "number": "HR-12345"},
+    }
     r = api.c.post(f"/api/v1/persons/{child['person_id']}/relations", json=body, headers=api.op)
     assert r.status_code == 201 and r.json["relation"] == "parent" and "number" not in r.json["evidence"]
     r = api.c.post(f"/api/v1/persons/{child['person_id']}/relations", json=body, headers=api.op)
@@ -226,8 +235,9 @@ def test_r22_unfreeze_takes_an_optional_reason_and_records_it(api):
     card = api.issued_card()
     no = card["card_no"]
     api.card_action(no, "freeze", reason="suspected fraud")
-    r = api.c.delete(f"/api/v1/cards/{no}/freeze", json={"reason": "police cleared the holder"},
-                     headers=api.op)
+    r = api.c.delete(
+        f"/api/v1/cards/{no}/freeze", json={"reason": "police cleared the holder"}, headers=api.op
+    )
     assert r.status_code == 200, r.json
     assert r.json["frozen"] is False
     last = r.json["history"][-1]

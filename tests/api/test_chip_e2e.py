@@ -48,10 +48,26 @@ def world(committing_app, tmp_path):
 def agent(world, *args: str, timeout: float = 10) -> tuple[int, dict | None, str]:
     t = world["terminal"]
     proc = subprocess.run(
-        [sys.executable, "-m", "physical.terminal", "--server", world["url"], "--terminal-id",
-         t["terminal_id"], "--reader", READER, "--timeout", str(timeout), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=90,
-        env={**os.environ, "ECARD_TERMINAL_SECRET": t["secret"]})
+        [
+            sys.executable,
+            "-m",
+            "physical.terminal",
+            "--server",
+            world["url"],
+            "--terminal-id",
+            t["terminal_id"],
+            "--reader",
+            READER,
+            "--timeout",
+            str(timeout),
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, "ECARD_TERMINAL_SECRET": t["secret"]},
+    )
     line = json.loads(proc.stdout) if proc.stdout.strip() else None
     return proc.returncode, line, proc.stderr
 
@@ -73,14 +89,19 @@ def test_a_genuine_card_is_accepted_and_its_holder_read(world, start_card):
     h = api.holder(card)
     usage = api.c.get("/api/v1/me/usage", headers=h["headers"]).json["items"]
     assert [(u["method"], u["accepted"], u["reason"]) for u in usage] == [
-        ("chip", True, None), ("chip", False, "chip.pin_required")]
+        ("chip", True, None),
+        ("chip", False, "chip.pin_required"),
+    ]
 
 
-@pytest.mark.parametrize("action,body,reason", [
-    ("loss", {"kind": "temporary"}, "card.lost"),
-    ("freeze", {"reason": "suspected fraud"}, "card.frozen"),
-    ("cancel", {"reason": "death"}, "card.cancelled"),
-])
+@pytest.mark.parametrize(
+    "action,body,reason",
+    [
+        ("loss", {"kind": "temporary"}, "card.lost"),
+        ("freeze", {"reason": "suspected fraud"}, "card.frozen"),
+        ("cancel", {"reason": "death"}, "card.cancelled"),
+    ],
+)
 def test_a_card_that_may_not_be_used_is_refused(world, start_card, action, body, reason):
     api = world["api"]
     card = api.issued_card()
@@ -106,8 +127,11 @@ def test_a_replaced_card_is_refused(world, start_card):
     api = world["api"]
     card = api.issued_card()
     image = world["image"](card)
-    r = api.c.post(f"/api/v1/cards/{card['card_no']}/replace", json={"reason": "damaged", "pin": "285714"},
-                   headers=api.op)
+    r = api.c.post(
+        f"/api/v1/cards/{card['card_no']}/replace",
+        json={"reason": "damaged", "pin": "285714"},
+        headers=api.op,
+    )
     assert r.status_code == 201
     start_card(image)
     code, line, _ = agent(world)
@@ -134,12 +158,15 @@ def test_a_replayed_challenge_and_a_clone_with_a_lower_counter(world, start_card
     shutil.copy(path, clone)  # copied before any use: the clone's counter stays behind
     t = world["terminal"]
     url = world["url"]
-    token = requests.post(f"{url}/api/v1/auth/terminal/token",
-                          json={"terminal_id": t["terminal_id"], "secret": t["secret"]}).json()["access_token"]
+    token = requests.post(
+        f"{url}/api/v1/auth/terminal/token", json={"terminal_id": t["terminal_id"], "secret": t["secret"]}
+    ).json()["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
     proc = start_card(path)
     for _ in range(2):  # two genuine reads: the counter reaches 2
-        un = requests.post(f"{url}/api/v1/verifications/chip/challenge", json={}, headers=auth).json()["challenge"]
+        un = requests.post(f"{url}/api/v1/verifications/chip/challenge", json={}, headers=auth).json()[
+            "challenge"
+        ]
         with wait_for_card(READER, timeout=10) as conn:
             read = read_card(conn, bytes.fromhex(un), pin="123456").verification_request()
         decision = requests.post(f"{url}/api/v1/verifications/chip", json=read, headers=auth).json()
@@ -175,8 +202,21 @@ def test_card_pulled_out_during_the_read(world, pcscd):
     api = world["api"]
     card = api.issued_card()
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "physical.emulator", str(world["image"](card)), "--wait", "10",
-         "--remove-after", "0.3"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "physical.emulator",
+            str(world["image"](card)),
+            "--wait",
+            "10",
+            "--remove-after",
+            "0.3",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         code, line, err = agent(world, timeout=5)
     finally:

@@ -74,13 +74,18 @@ def test_tampering_any_character_is_refused(api, h, term):
     alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
     for i in range(4, len(payload)):
         swapped = alphabet[(alphabet.index(payload[i]) + 1) % len(alphabet)]
-        d = api.scan(term, payload[:i] + swapped + payload[i + 1:])
-        assert d["accepted"] is False and d["reason"] in ("qr.malformed", "qr.bad_signature", "qr.unknown_key"), i
+        d = api.scan(term, payload[:i] + swapped + payload[i + 1 :])
+        assert d["accepted"] is False and d["reason"] in (
+            "qr.malformed",
+            "qr.bad_signature",
+            "qr.unknown_key",
+        ), i
     assert api.scan(term, "hello")["reason"] == "qr.malformed"
 
 
-@pytest.mark.parametrize("action,reason", [
-    ("loss", "card.lost"), ("freeze", "card.frozen"), ("cancel", "card.cancelled")])
+@pytest.mark.parametrize(
+    "action,reason", [("loss", "card.lost"), ("freeze", "card.frozen"), ("cancel", "card.cancelled")]
+)
 def test_no_code_for_a_suspended_ecard_and_live_status_at_scan(api, h, term, action, reason):
     c = api.code(h)
     body = {"loss": {"kind": "temporary"}, "freeze": {"reason": "x"}, "cancel": {"reason": "death"}}[action]
@@ -185,12 +190,16 @@ def test_rendered_png_decodes_with_zxing_and_verifies(api, h, term):
     import zxingcpp
     from PIL import Image
 
-    r = api.c.post("/api/v1/qrcodes", json={"scene": "scenic"}, headers={**h["headers"], "Accept": "image/png"})
+    r = api.c.post(
+        "/api/v1/qrcodes", json={"scene": "scenic"}, headers={**h["headers"], "Accept": "image/png"}
+    )
     assert r.status_code == 201 and r.headers["Content-Type"] == "image/png"
     found = zxingcpp.read_barcodes(Image.open(io.BytesIO(r.data)))
     assert len(found) == 1
     assert api.scan(term, found[0].text)["accepted"] is True
-    r = api.c.post("/api/v1/qrcodes", json={"scene": "scenic"}, headers={**h["headers"], "Accept": "image/svg+xml"})
+    r = api.c.post(
+        "/api/v1/qrcodes", json={"scene": "scenic"}, headers={**h["headers"], "Accept": "image/svg+xml"}
+    )
     assert r.data.startswith(b"<?xml") or b"<svg" in r.data[:200]
 
 
@@ -210,7 +219,9 @@ def test_usage_history(api, h, term):
     api.scan_new_code(h, term)
     api.scan_new_code(h, term, "transit")
     assert [(i["scene"], i["accepted"], i["merchant"]) for i in api.usage(h)] == [
-        ("transit", True, "Clinic"), ("clinic", True, "Clinic")]
+        ("transit", True, "Clinic"),
+        ("clinic", True, "Clinic"),
+    ]
 
 
 def test_server_agrees_with_the_golden_vectors():

@@ -12,24 +12,27 @@ from ecard import config
 from tests.support.app import build_app
 
 
-@pytest.mark.parametrize("name,value", [
-    ("ECARD_QR_TTL", "900"),  # above what a code's signer accepts (qr.MAX_CODE_TTL)
-    ("ECARD_QR_TTL", "0"),
-    ("ECARD_QR_TTL", "٦٠"),  # Arabic-Indic digits: int() takes them, an operator reading the file not
-    ("ECARD_QR_TTL", " 60"),
-    ("ECARD_QR_TTL", "1_0"),
-    ("ECARD_PIN_MAX_TRIES", "0"),  # no try at all would lock every card at once
-    ("ECARD_TEMP_LOSS_LAPSE", "-1"),
-    ("ECARD_CARD_GENERATION", "4"),
-    ("ECARD_TRUST_LIST_TTL", "604800"),  # longer than keys are published ahead
-    ("ECARD_MAX_DEPENDANTS", "0"),
-    ("ECARD_FEE_REISSUE", "-2000"),
-    ("ECARD_ENV", "prod"),  # a typo of production would generate keys as in development
-    ("ECARD_LOG_LEVEL", "LOUD"),
-    ("ECARD_REGION_CODE", "32010"),  # six ASCII digits
-    ("ECARD_ARGON2_MEMORY_KIB", "8"),
-    ("ECARD_RATE_LIMITS", "2"),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("ECARD_QR_TTL", "900"),  # above what a code's signer accepts (qr.MAX_CODE_TTL)
+        ("ECARD_QR_TTL", "0"),
+        ("ECARD_QR_TTL", "٦٠"),  # Arabic-Indic digits: int() takes them, an operator reading the file not
+        ("ECARD_QR_TTL", " 60"),
+        ("ECARD_QR_TTL", "1_0"),
+        ("ECARD_PIN_MAX_TRIES", "0"),  # no try at all would lock every card at once
+        ("ECARD_TEMP_LOSS_LAPSE", "-1"),
+        ("ECARD_CARD_GENERATION", "4"),
+        ("ECARD_TRUST_LIST_TTL", "604800"),  # longer than keys are published ahead
+        ("ECARD_MAX_DEPENDANTS", "0"),
+        ("ECARD_FEE_REISSUE", "-2000"),
+        ("ECARD_ENV", "prod"),  # a typo of production would generate keys as in development
+        ("ECARD_LOG_LEVEL", "LOUD"),
+        ("ECARD_REGION_CODE", "32010"),  # six ASCII digits
+        ("ECARD_ARGON2_MEMORY_KIB", "8"),
+        ("ECARD_RATE_LIMITS", "2"),
+    ],
+)
 def test_a_bad_environment_value_stops_the_start_naming_it(tmp_path, monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=name):
@@ -37,18 +40,21 @@ def test_a_bad_environment_value_stops_the_start_naming_it(tmp_path, monkeypatch
     assert not (tmp_path / "keys").exists()  # stopped before any key was made
 
 
-@pytest.mark.parametrize("name,value", [
-    ("ECARD_QR_TTL", 900),
-    ("ECARD_QR_TTL", True),  # a bool is not a number of seconds
-    ("ECARD_QR_TTL", 60.5),
-    ("ECARD_QR_TTL", None),
-    ("ECARD_CHIP_CHALLENGE_TTL", 0),
-    ("ECARD_ACCESS_TOKEN_TTL", 10 ** 9),
-    ("ECARD_MAX_PROXIES", -5),
-    ("ECARD_ENV", "staging"),
-    ("ECARD_ISSUER", ""),
-    ("ECARD_REGION_CODE", "３２０１００"),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("ECARD_QR_TTL", 900),
+        ("ECARD_QR_TTL", True),  # a bool is not a number of seconds
+        ("ECARD_QR_TTL", 60.5),
+        ("ECARD_QR_TTL", None),
+        ("ECARD_CHIP_CHALLENGE_TTL", 0),
+        ("ECARD_ACCESS_TOKEN_TTL", 10**9),
+        ("ECARD_MAX_PROXIES", -5),
+        ("ECARD_ENV", "staging"),
+        ("ECARD_ISSUER", ""),
+        ("ECARD_REGION_CODE", "３２０１００"),
+    ],
+)
 def test_a_bad_override_stops_the_start_naming_it(tmp_path, name, value):
     with pytest.raises(ValueError, match=name):
         build_app(tmp_path, **{name: value})

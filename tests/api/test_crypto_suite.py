@@ -84,8 +84,9 @@ def trust_algs(api: Api) -> dict[str, str]:
 def stored(app, person_id: str) -> tuple[int, str]:
     """The version byte of a person's stored name and their stored blind index."""
     with app.extensions["ecard.db"].engine.connect() as conn:
-        name_enc, id_index = conn.execute(sa.text("SELECT name_enc, id_index FROM persons WHERE public_id = :p"),
-                                          {"p": person_id}).one()
+        name_enc, id_index = conn.execute(
+            sa.text("SELECT name_enc, id_index FROM persons WHERE public_id = :p"), {"p": person_id}
+        ).one()
     return bytes(name_enc)[0], id_index
 
 
@@ -120,7 +121,7 @@ def test_under_sm_codes_are_sm2_and_verify_end_to_end(make_app, clock):
     trust_list = api.c.get("/api/v1/trust-list").json
     assert qr.verify(api.code(holder)["payload"], trust_list, T0).alg is Alg.SM2
     # A payload whose alg byte names the other algorithm is malformed, not judged under ES256.
-    raw = bytearray(qr.format.b45decode(code["payload"][len(qr.PREFIX):]))
+    raw = bytearray(qr.format.b45decode(code["payload"][len(qr.PREFIX) :]))
     raw[1] = Alg.ES256
     forged = qr.PREFIX + qr.format.b45encode(bytes(raw))
     decision = api.scan(gate, forged)
@@ -160,7 +161,9 @@ def test_a_rotation_from_es256_to_sm2_accepts_codes_of_both_during_the_overlap(m
         assert api.scan(gate, payload)["accepted"] is True
         assert qr.verify(payload, trust_list, T0 + timedelta(seconds=515)).nonce == qr.decode(payload).nonce
 
-    clock.move_to(T0 + timedelta(seconds=500 + 361))  # the old key has retired (the holder's token lives 900 s)
+    clock.move_to(
+        T0 + timedelta(seconds=500 + 361)
+    )  # the old key has retired (the holder's token lives 900 s)
     assert trust_algs(api) == {out["kid"]: "SM2"}
     assert api.scan_new_code(holder, gate)["accepted"] is True
 
@@ -219,8 +222,9 @@ def test_the_persons_module_looks_a_person_up_in_every_index(make_app, clock):
     b = Api(make_app("sm").test_client())
     r = b.sign(card)  # a holder registered under intl signs in under sm
     assert r.status_code == 201, r.json
-    r = b.c.post("/api/v1/persons", json={"id_number": card["person"]["id_number_clear"], "name": "李四"},
-                 headers=b.op)
+    r = b.c.post(
+        "/api/v1/persons", json={"id_number": card["person"]["id_number_clear"], "name": "李四"}, headers=b.op
+    )
     assert r.status_code == 409, r.json
 
 
@@ -239,13 +243,17 @@ def test_a_ring_made_under_intl_stays_es256_under_sm_until_rotated_and_then_defa
 def test_keys_add_data_key_and_list_data_keys(make_app, clock):
     app = make_app("intl")
     listed = [json.loads(line) for line in cli(app, "keys", "list-data-keys").splitlines()]
-    assert listed == [{"version": 1, "alg": "AES-256-GCM", "current": True, "written_now": True},
-                      {"index_keys": ["HMAC-SHA256"], "written_now": "HMAC-SHA256"}]
+    assert listed == [
+        {"version": 1, "alg": "AES-256-GCM", "current": True, "written_now": True},
+        {"index_keys": ["HMAC-SHA256"], "written_now": "HMAC-SHA256"},
+    ]
     out = json.loads(cli(app, "keys", "add-data-key", "--alg", "SM4-GCM"))
     assert out == {"version": 2, "alg": "SM4-GCM", "index_alg": "HMAC-SM3"}
     listed = [json.loads(line) for line in cli(app, "keys", "list-data-keys").splitlines()]
-    assert listed[:2] == [{"version": 1, "alg": "AES-256-GCM", "current": True, "written_now": True},
-                          {"version": 2, "alg": "SM4-GCM", "current": True, "written_now": False}]
+    assert listed[:2] == [
+        {"version": 1, "alg": "AES-256-GCM", "current": True, "written_now": True},
+        {"version": 2, "alg": "SM4-GCM", "current": True, "written_now": False},
+    ]
     assert listed[2] == {"index_keys": ["HMAC-SHA256", "HMAC-SM3"], "written_now": "HMAC-SHA256"}
     assert "key" not in cli(app, "keys", "list-data-keys").replace("index_keys", "")  # no key material
     # The default is the suite's algorithm: a rotation of the AES key.
@@ -253,10 +261,14 @@ def test_keys_add_data_key_and_list_data_keys(make_app, clock):
 
 
 def test_production_under_sm_refuses_to_start_without_the_keys_and_starts_once_added(tmp_path, shared_db):
-    build_app(tmp_path, ECARD_DATABASE_URL=shared_db, ECARD_CRYPTO_SUITE="intl")  # the deployment as it runs today
+    build_app(
+        tmp_path, ECARD_DATABASE_URL=shared_db, ECARD_CRYPTO_SUITE="intl"
+    )  # the deployment as it runs today
     with pytest.raises(RuntimeError, match="keys add-data-key --alg SM4-GCM"):
         build_app(tmp_path, ECARD_DATABASE_URL=shared_db, ECARD_ENV="production", ECARD_CRYPTO_SUITE="sm")
-    today = build_app(tmp_path, ECARD_DATABASE_URL=shared_db, ECARD_ENV="production", ECARD_CRYPTO_SUITE="intl")
+    today = build_app(
+        tmp_path, ECARD_DATABASE_URL=shared_db, ECARD_ENV="production", ECARD_CRYPTO_SUITE="intl"
+    )
     cli(today, "keys", "add-data-key", "--alg", "SM4-GCM")
     moved = build_app(tmp_path, ECARD_DATABASE_URL=shared_db, ECARD_ENV="production", ECARD_CRYPTO_SUITE="sm")
     assert moved.extensions["ecard.services"].vault.suite == "sm"
@@ -294,7 +306,8 @@ def test_no_personal_data_in_clear_at_rest_under_sm(make_app, clock, tmp_path):
         if pg_dump is None:
             pytest.fail("pg_dump is not installed (Debian: postgresql-client)")
         schema = pg_schema(app)
-        dump = subprocess.run([pg_dump, "--no-owner", "--schema", schema, DB_URL],
-                              check=True, capture_output=True, timeout=120).stdout
+        dump = subprocess.run(
+            [pg_dump, "--no-owner", "--schema", schema, DB_URL], check=True, capture_output=True, timeout=120
+        ).stdout
         assert MERCHANT.encode() in dump and b"CREATE TABLE" in dump
         assert scan(dump, people, hex_too=True) == [], "personal data in clear in pg_dump"

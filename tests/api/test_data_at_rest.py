@@ -47,8 +47,11 @@ PIN = "739146"
 
 
 def encodings(text: str) -> dict[str, bytes]:
-    out = {"utf-8": text.encode("utf-8"), "utf-16-le": text.encode("utf-16-le"),
-           "utf-16-be": text.encode("utf-16-be")}
+    out = {
+        "utf-8": text.encode("utf-8"),
+        "utf-16-le": text.encode("utf-16-le"),
+        "utf-16-be": text.encode("utf-16-be"),
+    }
     try:
         out["gbk"] = text.encode("gbk")
     except UnicodeEncodeError:
@@ -74,8 +77,7 @@ def scan(blob: bytes, people: list[dict], *, hex_too: bool = False) -> list[str]
     hits = [label for label, raw in needles(people).items() if raw in blob]
     if hex_too:
         lowered = blob.lower()
-        hits += [f"{label} (hex)" for label, raw in needles(people).items()
-                 if raw.hex().encode() in lowered]
+        hits += [f"{label} (hex)" for label, raw in needles(people).items() if raw.hex().encode() in lowered]
     return hits
 
 
@@ -134,18 +136,40 @@ def populate(app) -> list[dict]:
     grandpa, mother, child = people
     holders = [api.holder(cards[0]), api.holder(cards[1])]
     # The mother is the child's parent on record; she binds the child (R-61).
-    post(api, f"/api/v1/persons/{child['person_id']}/relations",
-         {"relative_person_id": mother["person_id"], "relation": "parent",
-          "evidence": {"kind": "household_register", "number": EVIDENCE_NO}}, api.op)
-    dep = post(api, "/api/v1/me/dependants",
-               {"id_number": child["id_number"], "name": child["name"], "card_no": cards[2]["card_no"],
-                "relation": "parent"}, holders[1]["headers"])
-    r = api.c.post("/api/v1/merchants", json={"name": MERCHANT, "scenes": ["clinic", "transit"],
-                                              "region_code": "320100"}, headers=api.op)
+    post(
+        api,
+        f"/api/v1/persons/{child['person_id']}/relations",
+        {
+            "relative_person_id": mother["person_id"],
+            "relation": "parent",
+            "evidence": {"kind": "household_register", "number": EVIDENCE_NO},
+        },
+        api.op,
+    )
+    dep = post(
+        api,
+        "/api/v1/me/dependants",
+        {
+            "id_number": child["id_number"],
+            "name": child["name"],
+            "card_no": cards[2]["card_no"],
+            "relation": "parent",
+        },
+        holders[1]["headers"],
+    )
+    r = api.c.post(
+        "/api/v1/merchants",
+        json={"name": MERCHANT, "scenes": ["clinic", "transit"], "region_code": "320100"},
+        headers=api.op,
+    )
     mid = r.json["merchant_id"]
     t = post(api, f"/api/v1/merchants/{mid}/terminals", {"name": "window 3"}, api.op)
-    tt = post(api, "/api/v1/auth/terminal/token", {"terminal_id": t["terminal_id"], "secret": t["secret"]},
-              status=200)
+    tt = post(
+        api,
+        "/api/v1/auth/terminal/token",
+        {"terminal_id": t["terminal_id"], "secret": t["secret"]},
+        status=200,
+    )
     term = {"Authorization": f"Bearer {tt['access_token']}"}
     for holder, extra in ((holders[0], {}), (holders[1], {"dependant_id": dep["dependant_id"]})):
         code = post(api, "/api/v1/qrcodes", {"scene": "clinic", **extra}, holder["headers"])
@@ -158,17 +182,45 @@ def populate(app) -> list[dict]:
     for h in holders:
         for url in ("/api/v1/me", "/api/v1/me/usage", "/api/v1/me/audit", "/api/v1/me/dependants"):
             assert api.c.get(url, headers=h["headers"]).status_code == 200
-    assert api.c.get(f"/api/v1/persons/{grandpa['person_id']}", headers=api.op).json["name"] == grandpa["name"]
+    assert (
+        api.c.get(f"/api/v1/persons/{grandpa['person_id']}", headers=api.op).json["name"] == grandpa["name"]
+    )
     # Refusals whose bodies carry personal data: none of it may reach a log.
-    post(api, "/api/v1/persons", {"id_number": grandpa["id_number"], "name": grandpa["name"]}, api.op, status=409)
-    post(api, "/api/v1/ecards", {"id_number": mother["id_number"], "name": grandpa["name"],
-                                 "card_no": cards[1]["card_no"], "pin": PIN, "channel": "bank",
-                                 "device_id": "d"}, status=401)
+    post(
+        api,
+        "/api/v1/persons",
+        {"id_number": grandpa["id_number"], "name": grandpa["name"]},
+        api.op,
+        status=409,
+    )
+    post(
+        api,
+        "/api/v1/ecards",
+        {
+            "id_number": mother["id_number"],
+            "name": grandpa["name"],
+            "card_no": cards[1]["card_no"],
+            "pin": PIN,
+            "channel": "bank",
+            "device_id": "d",
+        },
+        status=401,
+    )
     wrong_check = mother["id_number"][:-1] + ("1" if mother["id_number"][-1] == "0" else "0")
-    post(api, "/api/v1/persons", {"id_number": wrong_check, "name": mother["name"],
-                                  "phone": mother["phone"]}, api.op, status=422)
-    post(api, "/api/v1/persons", {"id_number": child["id_number"], "name": child["name"], "nickname": "x"},
-         api.op, status=422)
+    post(
+        api,
+        "/api/v1/persons",
+        {"id_number": wrong_check, "name": mother["name"], "phone": mother["phone"]},
+        api.op,
+        status=422,
+    )
+    post(
+        api,
+        "/api/v1/persons",
+        {"id_number": child["id_number"], "name": child["name"], "nickname": "x"},
+        api.op,
+        status=422,
+    )
     return people
 
 
@@ -178,8 +230,9 @@ def pg_schema(app) -> str:
     return options.split("=", 1)[1]
 
 
-def test_no_personal_data_in_clear_in_the_database_or_the_logs(committing_app, debug_logs, clock,
-                                                                caplog, capsys, tmp_path):
+def test_no_personal_data_in_clear_in_the_database_or_the_logs(
+    committing_app, debug_logs, clock, caplog, capsys, tmp_path
+):
     people = populate(committing_app)
     engine = committing_app.extensions["ecard.db"].engine
 
@@ -202,8 +255,9 @@ def test_no_personal_data_in_clear_in_the_database_or_the_logs(committing_app, d
         if pg_dump is None:
             pytest.fail("pg_dump is not installed (Debian: postgresql-client)")
         schema = pg_schema(committing_app)
-        dump = subprocess.run([pg_dump, "--no-owner", "--schema", schema, DB_URL],
-                              check=True, capture_output=True, timeout=120).stdout
+        dump = subprocess.run(
+            [pg_dump, "--no-owner", "--schema", schema, DB_URL], check=True, capture_output=True, timeout=120
+        ).stdout
         assert MERCHANT.encode() in dump and b"CREATE TABLE" in dump
         assert scan(dump, people, hex_too=True) == [], "personal data in clear in pg_dump"
 
@@ -221,18 +275,42 @@ def test_idempotent_answers_keep_no_secret_in_clear(committing_app, clock):
     (tokens, the offline-code seed): a retried request's stored answer must not undo that."""
     api = Api(committing_app.test_client())
     m = post(api, "/api/v1/merchants", {"name": "m", "scenes": ["clinic"], "region_code": "320100"}, api.op)
-    t = post(api, f"/api/v1/merchants/{m['merchant_id']}/terminals", {"name": "t"},
-             {**api.op, "Idempotency-Key": "terminal-1"})
+    t = post(
+        api,
+        f"/api/v1/merchants/{m['merchant_id']}/terminals",
+        {"name": "t"},
+        {**api.op, "Idempotency-Key": "terminal-1"},
+    )
     card = api.issued_card(pin=PIN)
     person = card["person"]
-    signed = post(api, "/api/v1/ecards", {
-        "id_number": person["id_number_clear"], "name": person["name_clear"], "card_no": card["card_no"],
-        "pin": PIN, "channel": "app", "device_id": "phone"}, {"Idempotency-Key": "sign-1"})
-    consent = post(api, "/api/v1/me/consent-codes", None,
-                   {"Authorization": f"Bearer {signed['access_token']}", "Idempotency-Key": "consent-1"})
+    signed = post(
+        api,
+        "/api/v1/ecards",
+        {
+            "id_number": person["id_number_clear"],
+            "name": person["name_clear"],
+            "card_no": card["card_no"],
+            "pin": PIN,
+            "channel": "app",
+            "device_id": "phone",
+        },
+        {"Idempotency-Key": "sign-1"},
+    )
+    consent = post(
+        api,
+        "/api/v1/me/consent-codes",
+        None,
+        {"Authorization": f"Bearer {signed['access_token']}", "Idempotency-Key": "consent-1"},
+    )
     with committing_app.extensions["ecard.db"].engine.connect() as conn:
-        stored = b"".join(bytes(row[0] or b"") for row in conn.execute(sa.text("SELECT body FROM idempotency_records")))
+        stored = b"".join(
+            bytes(row[0] or b"") for row in conn.execute(sa.text("SELECT body FROM idempotency_records"))
+        )
     assert stored, "the answers were stored"
-    for label, secret in (("terminal secret", t["secret"]), ("refresh token", signed["refresh_token"]),
-                          ("offline seed", signed["binding"]["offline_seed"]), ("consent code", consent["code"])):
+    for label, secret in (
+        ("terminal secret", t["secret"]),
+        ("refresh token", signed["refresh_token"]),
+        ("offline seed", signed["binding"]["offline_seed"]),
+        ("consent code", consent["code"]),
+    ):
         assert secret.encode() not in stored, f"{label} kept in clear in idempotency_records"

@@ -18,8 +18,9 @@ def h(api):
 
 def set_password(api, holder, password=PASSWORD, **auth):
     auth = auth or {"pin": holder["card"]["pin"]}
-    return api.c.put("/api/v1/me/ecard/password", json={"password": password, **auth},
-                     headers=holder["headers"])
+    return api.c.put(
+        "/api/v1/me/ecard/password", json={"password": password, **auth}, headers=holder["headers"]
+    )
 
 
 def unlock(api, holder, password=PASSWORD):
@@ -138,6 +139,7 @@ def test_where_a_password_is_required_a_holder_without_one_gets_no_code_that_can
 
 
 # --- the back doors closed (R-45): no code pays past the password, whatever kind it is ----------
+
 
 def phone_code_at_clinic(api, holder, clinic, clock, **extra):
     """The holder's offline phone code (`ET1:`), made on the phone, scanned at a clinic: the

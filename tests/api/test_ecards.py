@@ -46,8 +46,11 @@ def test_me_shows_own_data_in_clear(api):
 def test_identity_mismatch_reveals_nothing(api):
     card = api.issued_card()
     other = api.person(name="李四")
-    for override in ({"name": "王五"}, {"id_number": other["id_number_clear"]},
-                     {"card_no": api.issued_card()["card_no"]}):
+    for override in (
+        {"name": "王五"},
+        {"id_number": other["id_number_clear"]},
+        {"card_no": api.issued_card()["card_no"]},
+    ):
         r = api.c.post("/api/v1/ecards", json=api.sign_body(card, pin="285714", device_id="d", **override))
         assert r.status_code == 401 and r.json["code"] == "ecard.identity_mismatch"
 
@@ -135,8 +138,12 @@ def test_audit_shows_every_action_with_who_did_it(api, clock):
     api.c.delete(f"/api/v1/cards/{no}/loss", headers=api.op)
     r = api.c.get("/api/v1/me/audit", headers=api.holder(h["card"], channel="alipay")["headers"])
     actions = [(e["action"], e["actor"]["type"]) for e in r.json["items"]]
-    assert actions[:4] == [("ecard_signed", "holder"), ("unhung", "operator"),
-                           ("lost_temporary", "holder"), ("ecard_signed", "holder")]
+    assert actions[:4] == [
+        ("ecard_signed", "holder"),
+        ("unhung", "operator"),
+        ("lost_temporary", "holder"),
+        ("ecard_signed", "holder"),
+    ]
     assert ("issued", "operator") in actions and ("applied", "operator") in actions
     r2 = api.c.get("/api/v1/me/audit?limit=2", headers=api.holder(h["card"], channel="bank")["headers"])
     assert len(r2.json["items"]) == 2 and r2.json["next"]

@@ -42,7 +42,9 @@ def test_tokens_personal_data_and_errors_are_never_stored_by_a_cache(api):
     assert signed.status_code == 201
     assert_private(signed, "e-card sign-in (tokens)")
     h = {"Authorization": f"Bearer {signed.json['access_token']}"}
-    r = api.c.post("/api/v1/auth/refresh", headers={"Authorization": f"Bearer {signed.json['refresh_token']}"})
+    r = api.c.post(
+        "/api/v1/auth/refresh", headers={"Authorization": f"Bearer {signed.json['refresh_token']}"}
+    )
     assert_private(r, "refresh")
     for path in ("/api/v1/me", "/api/v1/me/usage", "/api/v1/me/audit", "/api/v1/me/channels"):
         r = api.c.get(path, headers=h)
@@ -72,6 +74,7 @@ def test_service_endpoints_say_nosniff(api):
 
 # --- a real gunicorn ------------------------------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,20 +86,44 @@ def gunicorn_server(tmp_path_factory):
     """gunicorn with the project's gunicorn.conf.py, one worker, over a fresh SQLite database;
     yields (host, port)."""
     tmp = tmp_path_factory.mktemp("gunicorn")
-    env = {**os.environ, "ECARD_DATABASE_URL": f"sqlite:///{tmp / 'ecard.sqlite'}",
-           "ECARD_KEYS_DIR": str(tmp / "keys"), "ECARD_LOG_LEVEL": "WARNING",
-           "ECARD_ARGON2_TIME_COST": str(TEST_CONFIG["ECARD_ARGON2_TIME_COST"]),
-           "ECARD_ARGON2_MEMORY_KIB": str(TEST_CONFIG["ECARD_ARGON2_MEMORY_KIB"]),
-           "GUNICORN_ACCESSLOG": "", "GUNICORN_WORKERS": "1"}
+    env = {
+        **os.environ,
+        "ECARD_DATABASE_URL": f"sqlite:///{tmp / 'ecard.sqlite'}",
+        "ECARD_KEYS_DIR": str(tmp / "keys"),
+        "ECARD_LOG_LEVEL": "WARNING",
+        "ECARD_ARGON2_TIME_COST": str(TEST_CONFIG["ECARD_ARGON2_TIME_COST"]),
+        "ECARD_ARGON2_MEMORY_KIB": str(TEST_CONFIG["ECARD_ARGON2_MEMORY_KIB"]),
+        "GUNICORN_ACCESSLOG": "",
+        "GUNICORN_WORKERS": "1",
+    }
     env.pop("ECARD_REDIS_URL", None)
-    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     port = _free_port()
     log_path = tmp / "gunicorn.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-                                 "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "wsgi:app",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/healthz", log_path, procs=[proc], seconds=60)
         yield "127.0.0.1", port
@@ -133,43 +160,55 @@ def assert_problem(status, headers, body, code) -> None:
 
 @pytest.mark.committing
 def test_a_huge_url_is_a_414_problem(gunicorn_server):
-    status, headers, body = exchange(gunicorn_server, b"GET /api/v1/cards/" + b"A" * 9000
-                                     + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status, headers, body = exchange(
+        gunicorn_server,
+        b"GET /api/v1/cards/" + b"A" * 9000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
     assert status == 414
     assert_problem(status, headers, body, "request.uri_too_long")
 
 
 @pytest.mark.committing
 def test_huge_headers_are_a_431_problem(gunicorn_server):
-    status, headers, body = exchange(gunicorn_server, b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\nX-Big: "
-                                     + b"a" * 9000 + b"\r\nConnection: close\r\n\r\n")
+    status, headers, body = exchange(
+        gunicorn_server,
+        b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\nConnection: close\r\n\r\n",
+    )
     assert status == 431
     assert_problem(status, headers, body, "request.headers_too_large")
     many = b"".join(b"X-H%d: 1\r\n" % i for i in range(200))
-    status, headers, body = exchange(gunicorn_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many
-                                     + b"Connection: close\r\n\r\n")
+    status, headers, body = exchange(
+        gunicorn_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"Connection: close\r\n\r\n"
+    )
     assert status == 431
     assert_problem(status, headers, body, "request.headers_too_large")
 
 
 @pytest.mark.committing
-@pytest.mark.parametrize("chunks", [
-    b"zz\r\n{}\r\n0\r\n\r\n",  # a size that is not hex
-    b"2\r\n{}XX0\r\n\r\n",  # no CRLF after the chunk
-    b"2;\x01\r\n{}\r\n0\r\n\r\n",  # a control character in an extension
-])
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        b"zz\r\n{}\r\n0\r\n\r\n",  # a size that is not hex
+        b"2\r\n{}XX0\r\n\r\n",  # no CRLF after the chunk
+        b"2;\x01\r\n{}\r\n0\r\n\r\n",  # a control character in an extension
+    ],
+)
 def test_broken_chunked_encoding_is_a_400_problem(gunicorn_server, chunks):
-    status, headers, body = exchange(gunicorn_server, b"POST /api/v1/auth/operator/token HTTP/1.1\r\n"
-                                     b"Host: x\r\nContent-Type: application/json\r\n"
-                                     b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks)
+    status, headers, body = exchange(
+        gunicorn_server,
+        b"POST /api/v1/auth/operator/token HTTP/1.1\r\n"
+        b"Host: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks,
+    )
     assert status == 400
     assert_problem(status, headers, body, "request.malformed_body")
 
 
 @pytest.mark.committing
 def test_a_malformed_request_is_a_400_problem(gunicorn_server):
-    status, headers, body = exchange(gunicorn_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n"
-                                     b"Connection: close\r\n\r\n")
+    status, headers, body = exchange(
+        gunicorn_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\nConnection: close\r\n\r\n"
+    )
     assert status == 400
     assert_problem(status, headers, body, "request.malformed")
 
@@ -177,10 +216,14 @@ def test_a_malformed_request_is_a_400_problem(gunicorn_server):
 @pytest.mark.committing
 def test_a_good_chunked_request_reaches_the_app_and_its_checks(gunicorn_server):
     """A chunked body is read and checked like one with a Content-Length: its JSON, its NULs."""
+
     def post(body: bytes) -> tuple[int, dict, bytes]:
-        return exchange(gunicorn_server, b"POST /api/v1/auth/operator/token HTTP/1.1\r\nHost: x\r\n"
-                        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
-                        b"Connection: close\r\n\r\n" + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+        return exchange(
+            gunicorn_server,
+            b"POST /api/v1/auth/operator/token HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n" + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n",
+        )
 
     status, headers, body = post(b'{"username": "nobody", "password": "xxxxxxxxxxxx"}')
     assert status == 401 and json.loads(body)["code"] == "auth.bad_credentials"

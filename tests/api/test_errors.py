@@ -16,32 +16,74 @@ from ecard.errors import Code, EcardError, Reason
 # Every code a client may have seen, with its status (docs/api.md: the codes are the contract).
 # A code may be added; none may change its status or disappear.
 CONTRACT = {
-    "auth.bad_credentials": 401, "auth.forbidden": 403, "auth.invalid_token": 401, "auth.missing": 401,
-    "auth.token_expired": 401, "auth.token_revoked": 401, "auth.wrong_principal": 403,
+    "auth.bad_credentials": 401,
+    "auth.forbidden": 403,
+    "auth.invalid_token": 401,
+    "auth.missing": 401,
+    "auth.token_expired": 401,
+    "auth.token_revoked": 401,
+    "auth.wrong_principal": 403,
     "binding.not_found": 404,
-    "card.bad_state": 409, "card.cancelled": 409, "card.exists": 409, "card.expired": 409, "card.frozen": 409,
-    "card.lost": 409, "card.not_found": 404, "card.not_issued": 409, "card.reissue_requires_formal_loss": 409,
-    "card.replaced": 409, "card.unhang_refused": 409,
+    "card.bad_state": 409,
+    "card.cancelled": 409,
+    "card.exists": 409,
+    "card.expired": 409,
+    "card.frozen": 409,
+    "card.lost": 409,
+    "card.not_found": 404,
+    "card.not_issued": 409,
+    "card.reissue_requires_formal_loss": 409,
+    "card.replaced": 409,
+    "card.unhang_refused": 409,
     "chip.keys_missing": 409,
-    "consent.expired": 422, "consent.invalid": 422, "consent.required": 422, "consent.used": 422,
-    "ecard.identity_mismatch": 401, "ecard.not_found": 404, "ecard.password_locked": 423,
-    "ecard.password_required": 403, "ecard.password_weak": 422, "ecard.password_wrong": 403,
+    "consent.expired": 422,
+    "consent.invalid": 422,
+    "consent.required": 422,
+    "consent.used": 422,
+    "ecard.identity_mismatch": 401,
+    "ecard.not_found": 404,
+    "ecard.password_locked": 423,
+    "ecard.password_required": 403,
+    "ecard.password_weak": 422,
+    "ecard.password_wrong": 403,
     "ecard.suspended": 409,
-    "idempotency.in_progress": 409, "idempotency.mismatch": 422,
-    "internal": 500, "merchant.not_found": 404, "method_not_allowed": 405, "not_found": 404,
+    "idempotency.in_progress": 409,
+    "idempotency.mismatch": 422,
+    "internal": 500,
+    "merchant.not_found": 404,
+    "method_not_allowed": 405,
+    "not_found": 404,
     "operator.exists": 409,
-    "person.exists": 409, "person.not_found": 404,
-    "pin.locked": 423, "pin.weak": 422, "pin.wrong": 401,
-    "proxy.ended": 409, "proxy.exists": 409, "proxy.minor_cannot_revoke": 403, "proxy.not_found": 404,
-    "proxy.own_card_unusable": 403, "proxy.relation_required": 403, "proxy.self": 422,
-    "proxy.too_many_dependants": 409, "proxy.too_many_proxies": 409,
-    "rate_limited": 429, "relation.exists": 409, "relation.invalid": 422,
-    "request.headers_too_large": 431, "request.malformed": 400, "request.malformed_body": 400,
-    "request.malformed_json": 400, "request.too_large": 413, "request.unsupported_media_type": 415,
+    "person.exists": 409,
+    "person.not_found": 404,
+    "pin.locked": 423,
+    "pin.weak": 422,
+    "pin.wrong": 401,
+    "proxy.ended": 409,
+    "proxy.exists": 409,
+    "proxy.minor_cannot_revoke": 403,
+    "proxy.not_found": 404,
+    "proxy.own_card_unusable": 403,
+    "proxy.relation_required": 403,
+    "proxy.self": 422,
+    "proxy.too_many_dependants": 409,
+    "proxy.too_many_proxies": 409,
+    "rate_limited": 429,
+    "relation.exists": 409,
+    "relation.invalid": 422,
+    "request.headers_too_large": 431,
+    "request.malformed": 400,
+    "request.malformed_body": 400,
+    "request.malformed_json": 400,
+    "request.too_large": 413,
+    "request.unsupported_media_type": 415,
     "request.uri_too_long": 414,
     "service.unavailable": 503,
-    "terminal.not_found": 404, "terminal.not_offline_capable": 403,
-    "validation.card_no": 422, "validation.failed": 422, "validation.id_number": 422,
+    "terminal.not_found": 404,
+    "terminal.not_offline_capable": 403,
+    "validation.card_no": 422,
+    "validation.failed": 422,
+    "validation.id_number": 422,
 }
 
 # Codes older than the dotted convention, kept because clients match on them. No new code joins.
@@ -94,8 +136,16 @@ def test_an_error_carries_its_code_details_and_members():
 
 def _doc(code: str, status: int, title: str) -> str:
     """The exact bytes of a problem document without a detail of its own."""
-    return json.dumps({"type": f"urn:ecard:problem:{code}", "title": title, "status": status,
-                       "detail": title, "code": code}, ensure_ascii=False)
+    return json.dumps(
+        {
+            "type": f"urn:ecard:problem:{code}",
+            "title": title,
+            "status": status,
+            "detail": title,
+            "code": code,
+        },
+        ensure_ascii=False,
+    )
 
 
 def _check(resp, status: int, code: str, title: str) -> None:
@@ -130,11 +180,16 @@ def test_unexpected_exception_is_internal(app, client, monkeypatch, lang, title)
     assert "123456789" not in resp.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("status,code,title", [
-    (406, "http.406", "Not Acceptable"), (501, "http.501", "Not Implemented"),
-    (401, "http.401", "Unauthorized"),
-    (400, "request.malformed_json", "请求体不是合法的 JSON"), (413, "request.too_large", "请求体过大"),
-])
+@pytest.mark.parametrize(
+    "status,code,title",
+    [
+        (406, "http.406", "Not Acceptable"),
+        (501, "http.501", "Not Implemented"),
+        (401, "http.401", "Unauthorized"),
+        (400, "request.malformed_json", "请求体不是合法的 JSON"),
+        (413, "request.too_large", "请求体过大"),
+    ],
+)
 def test_a_werkzeug_status_is_its_class_or_http_status(app, client, monkeypatch, status, code, title):
     monkeypatch.setitem(app.view_functions, "service.healthz", lambda: abort(status))
     resp = client.get("/healthz")

@@ -43,7 +43,7 @@ def test_binding_ends_at_the_16th_birthday(api, family, clock):
 
 def test_an_adult_needs_a_one_time_consent_code(api, clock):
     elder = api.issued_card(birth=date(1945, 5, 5), name="王奶奶", sex="F")
-    son = api.holder(api.issued_card(birth=date(1970, 1, 1), name="王大")) 
+    son = api.holder(api.issued_card(birth=date(1970, 1, 1), name="王大"))
     r = api.bind(son, elder, "child")
     assert r.status_code == 422 and r.json["code"] == "consent.required"
     r = api.c.post(f"/api/v1/persons/{elder['person']['person_id']}/consent-codes", headers=api.op)
@@ -136,10 +136,12 @@ def test_authorization_matrix_over_every_dependant_endpoint(api, family):
     proxies = api.c.get("/api/v1/me/proxies", headers=child["headers"]).json["items"]
     pid = proxies[0]["proxy_id"]
     terminal = api.terminal()
-    endpoints = [("get", f"/api/v1/me/dependants/{did}", None),
-                 ("post", f"/api/v1/me/dependants/{did}/loss", None),
-                 ("post", "/api/v1/qrcodes", {"scene": "clinic", "dependant_id": did}),
-                 ("delete", f"/api/v1/me/dependants/{did}", None)]
+    endpoints = [
+        ("get", f"/api/v1/me/dependants/{did}", None),
+        ("post", f"/api/v1/me/dependants/{did}/loss", None),
+        ("post", "/api/v1/qrcodes", {"scene": "clinic", "dependant_id": did}),
+        ("delete", f"/api/v1/me/dependants/{did}", None),
+    ]
     expected = {
         "stranger": (family["stranger"]["headers"], 404),
         "dependant": (child["headers"], 404),  # the child is not their own proxy
@@ -158,7 +160,12 @@ def test_authorization_matrix_over_every_dependant_endpoint(api, family):
     assert r.status_code == 404
     # The owner proxy can do all three.
     owner = family["parent"]["headers"]
-    assert [getattr(api.c, m)(p, headers=owner, json=b).status_code for m, p, b in endpoints] == [200, 200, 409, 200]
+    assert [getattr(api.c, m)(p, headers=owner, json=b).status_code for m, p, b in endpoints] == [
+        200,
+        200,
+        409,
+        200,
+    ]
     # (the code is refused with 409 only because the proxy has just reported the card lost)
 
 
@@ -183,8 +190,11 @@ def test_a_proxy_shows_the_dependants_code_and_the_scanner_says_so(api, family):
     usage = api.usage(child)
     assert usage[0]["by_proxy"] is True and usage[0]["proxy_name"] == "李*国"
     # Strangers cannot show the child's code.
-    r = api.c.post("/api/v1/qrcodes", json={"scene": "transit", "dependant_id": dep["dependant_id"]},
-                   headers=family["stranger"]["headers"])
+    r = api.c.post(
+        "/api/v1/qrcodes",
+        json={"scene": "transit", "dependant_id": dep["dependant_id"]},
+        headers=family["stranger"]["headers"],
+    )
     assert r.status_code == 404
 
 
@@ -197,8 +207,11 @@ def test_revocation_takes_effect_on_the_next_code_and_on_codes_in_flight(api):
     in_flight = api.code(son, "clinic", dependant_id=dep["dependant_id"])["payload"]
     proxy_id = api.c.get("/api/v1/me/proxies", headers=elder["headers"]).json["items"][0]["proxy_id"]
     api.c.delete(f"/api/v1/me/proxies/{proxy_id}", headers=elder["headers"])
-    r = api.c.post("/api/v1/qrcodes", json={"scene": "clinic", "dependant_id": dep["dependant_id"]},
-                   headers=son["headers"])
+    r = api.c.post(
+        "/api/v1/qrcodes",
+        json={"scene": "clinic", "dependant_id": dep["dependant_id"]},
+        headers=son["headers"],
+    )
     assert r.status_code == 409 and r.json["code"] == "proxy.ended"
     d = api.scan(terminal, in_flight)
     assert d["accepted"] is False and d["reason"] == "proxy.ended"

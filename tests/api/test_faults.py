@@ -26,8 +26,19 @@ from tests.support.app import DB_URL, build_app
 
 pytestmark = pytest.mark.committing
 
-TABLES = ("persons", "cards", "card_no_sequences", "events", "ecards", "bindings", "verifications",
-          "redemptions", "revoked_tokens", "idempotency_records", "chip_challenges")
+TABLES = (
+    "persons",
+    "cards",
+    "card_no_sequences",
+    "events",
+    "ecards",
+    "bindings",
+    "verifications",
+    "redemptions",
+    "revoked_tokens",
+    "idempotency_records",
+    "chip_challenges",
+)
 
 
 def fresh_engine(app) -> sa.Engine:
@@ -42,8 +53,9 @@ def snapshot(app) -> dict[str, list[tuple]]:
     engine = fresh_engine(app)
     try:
         with engine.connect() as conn:
-            return {t: [tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {t} ORDER BY 1"))]
-                    for t in TABLES}
+            return {
+                t: [tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {t} ORDER BY 1"))] for t in TABLES
+            }
     finally:
         engine.dispose()
 
@@ -90,10 +102,12 @@ def assert_unavailable(r) -> None:
 
 # --- the requests under test: each changes several tables in one transaction ------------------
 
+
 def _reissue(api: Api, ctx: dict):
     """Operator: reissue a formally lost card (old card, new card, number sequence, events, e-card)."""
-    return api.c.post(f"/api/v1/cards/{ctx['card']['card_no']}/reissue", json={"pin": "285714"},
-                      headers=api.op)
+    return api.c.post(
+        f"/api/v1/cards/{ctx['card']['card_no']}/reissue", json={"pin": "285714"}, headers=api.op
+    )
 
 
 def _sign(api: Api, ctx: dict):
@@ -103,8 +117,9 @@ def _sign(api: Api, ctx: dict):
 
 def _scan(api: Api, ctx: dict):
     """Terminal: judge a code (verification row and the redemption that makes it single use)."""
-    return api.c.post("/api/v1/verifications/qr", json={"payload": ctx["payload"]},
-                      headers=ctx["terminal"]["headers"])
+    return api.c.post(
+        "/api/v1/verifications/qr", json={"payload": ctx["payload"]}, headers=ctx["terminal"]["headers"]
+    )
 
 
 def _setup(api: Api, name: str) -> dict:
@@ -112,7 +127,7 @@ def _setup(api: Api, name: str) -> dict:
     if name == "reissue":
         ctx["card"] = api.issued_card()
         api.holder(ctx["card"])  # the e-card follows the new card: one more table written
-        r = api.card_action(ctx['card']['card_no'], "loss", kind="formal")
+        r = api.card_action(ctx["card"]["card_no"], "loss", kind="formal")
         assert r.status_code == 200
     elif name == "sign":
         ctx["card"] = api.issued_card()
@@ -178,11 +193,12 @@ def run_outages(app, name: str) -> tuple[list[tuple[int, dict]], dict]:
 def test_the_database_going_away_mid_request_is_a_503_and_never_a_partial_write(committing_app, clock, name):
     failures, whole = run_outages(committing_app, name)
     for after, changed in failures:
-        assert changed in ({}, whole), f"a partial write with the database gone after {after} statements: {changed}"
+        assert changed in ({}, whole), (
+            f"a partial write with the database gone after {after} statements: {changed}"
+        )
 
 
-@pytest.mark.parametrize("name", [
-    "reissue", "sign", "scan"])
+@pytest.mark.parametrize("name", ["reissue", "sign", "scan"])
 def test_a_503_means_nothing_was_done(committing_app, clock, name):
     """A client told 503 (`service.unavailable`) retries; that is only safe when nothing was
     committed, so a handler must not touch the database after its commit."""
@@ -208,7 +224,9 @@ def test_a_backend_killed_mid_request_is_a_503_and_writes_nothing(committing_app
             with admin.connect() as a:
                 assert a.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
                 for _ in range(100):  # until it is gone, so the next statement meets a dead socket
-                    if not a.execute(sa.text("SELECT 1 FROM pg_stat_activity WHERE pid = :p"), {"p": pid}).first():
+                    if not a.execute(
+                        sa.text("SELECT 1 FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+                    ).first():
                         break
                     time.sleep(0.02)
             state["killed"] = True
@@ -266,15 +284,26 @@ def test_sign_ins_and_codes_do_not_queue_behind_a_sqlite_writer(committing_app, 
     fcntl.flock(fd, fcntl.LOCK_EX)
     with ThreadPoolExecutor(3) as pool:
         try:  # the lock is let go before the pool waits for its threads, whatever happens
-            signs = pool.submit(lambda: committing_app.test_client().post(
-                "/api/v1/auth/operator/token", json={"username": "w1", "password": "window-pass-1"}))
-            code = pool.submit(lambda: committing_app.test_client().post(
-                "/api/v1/qrcodes", json={"scene": "clinic"}, headers=holder["headers"]))
+            signs = pool.submit(
+                lambda: committing_app.test_client().post(
+                    "/api/v1/auth/operator/token", json={"username": "w1", "password": "window-pass-1"}
+                )
+            )
+            code = pool.submit(
+                lambda: committing_app.test_client().post(
+                    "/api/v1/qrcodes", json={"scene": "clinic"}, headers=holder["headers"]
+                )
+            )
             assert signs.result(timeout=10).status_code == 200
             r = code.result(timeout=10)
             assert r.status_code == 201
-            scan = pool.submit(lambda: committing_app.test_client().post(
-                "/api/v1/verifications/qr", json={"payload": r.json["payload"]}, headers=terminal["headers"]))
+            scan = pool.submit(
+                lambda: committing_app.test_client().post(
+                    "/api/v1/verifications/qr",
+                    json={"payload": r.json["payload"]},
+                    headers=terminal["headers"],
+                )
+            )
             with pytest.raises(Waited):
                 scan.result(timeout=0.5)
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -334,8 +363,11 @@ def test_pins_are_checked_and_hashed_before_taking_the_sqlite_write_lock(committ
         def __getattr__(self, name):
             return getattr(real_ph, name)
 
-    monkeypatch.setattr(hasher, "_verify", lambda stored, peppered: checks.append(lock_free()) or
-                        real_verify(stored, peppered))
+    monkeypatch.setattr(
+        hasher,
+        "_verify",
+        lambda stored, peppered: checks.append(lock_free()) or real_verify(stored, peppered),
+    )
     monkeypatch.setattr(hasher, "_ph", WatchedHashing())
     wrong = api.sign({**card, "pin": "135790"})
     assert wrong.status_code == 401 and wrong.json["code"] == "pin.wrong" and wrong.json["tries_left"] == 2
@@ -379,8 +411,9 @@ def test_a_worker_warms_up_before_its_first_request_or_starts_without_a_database
         assert gc.get_freeze_count() > 0  # a postponed warm-up still freezes
     finally:
         gc.unfreeze()
-    assert_unavailable(down.test_client().post("/api/v1/auth/operator/token",
-                                               json={"username": "w1", "password": "x" * 12}))
+    assert_unavailable(
+        down.test_client().post("/api/v1/auth/operator/token", json={"username": "w1", "password": "x" * 12})
+    )
     down.extensions["ecard.db"].engine.dispose()
 
 
@@ -398,8 +431,11 @@ def test_readyz_follows_the_database_going_and_coming_back(committing_app, clock
     live.mkdir()
     for f in db_file.parent.glob(db_file.name + "*"):
         f.rename(live / f.name)
-    app = build_app(tmp_path / "app2", ECARD_DATABASE_URL=f"sqlite:///{live / db_file.name}",
-                    ECARD_KEYS_DIR=committing_app.config["ECARD_KEYS_DIR"])
+    app = build_app(
+        tmp_path / "app2",
+        ECARD_DATABASE_URL=f"sqlite:///{live / db_file.name}",
+        ECARD_KEYS_DIR=committing_app.config["ECARD_KEYS_DIR"],
+    )
     c = app.test_client()
     assert c.get("/readyz").status_code == 200
     app.extensions["ecard.db"].engine.dispose()
@@ -493,7 +529,9 @@ def test_readyz_follows_postgresql_going_and_coming_back(tmp_path, clock):
         proxy.cut()
         r = c.get("/readyz")
         assert r.status_code == 503 and r.json["checks"]["database"] is False, r.json
-        assert_unavailable(c.post("/api/v1/auth/operator/token", json={"username": "w1", "password": "x" * 12}))
+        assert_unavailable(
+            c.post("/api/v1/auth/operator/token", json={"username": "w1", "password": "x" * 12})
+        )
         proxy.start()
         assert c.get("/readyz").status_code == 200  # the pool reconnects by itself
     finally:
@@ -511,9 +549,15 @@ def test_a_restart_loses_nothing(committing_app, clock, tmp_path):
     payload = api.code(kept)["payload"]
     d = api.scan(t, payload)
     assert d["accepted"] is True
-    assert api.c.delete(f"/api/v1/me/channels/{gone['binding']['binding_id']}",
-                        headers=kept["headers"]).status_code == 200
-    op_login = api.c.post("/api/v1/auth/operator/token", json={"username": "w1", "password": "window-pass-1"}).json
+    assert (
+        api.c.delete(
+            f"/api/v1/me/channels/{gone['binding']['binding_id']}", headers=kept["headers"]
+        ).status_code
+        == 200
+    )
+    op_login = api.c.post(
+        "/api/v1/auth/operator/token", json={"username": "w1", "password": "window-pass-1"}
+    ).json
     logged_out = {"Authorization": f"Bearer {op_login['access_token']}"}
     assert api.c.delete("/api/v1/auth/session", headers=logged_out).status_code == 204
     card_before = api.card(card)  # a window's look-up: itself in the audit (R-72)
@@ -522,8 +566,11 @@ def test_a_restart_loses_nothing(committing_app, clock, tmp_path):
     # The old process stops; a new one starts over the same database and keys.
     committing_app.extensions["ecard.db"].engine.dispose()
     clock.shift(timedelta(seconds=20))
-    app2 = build_app(tmp_path / "restarted", ECARD_DATABASE_URL=committing_app.config["ECARD_DATABASE_URL"],
-                     ECARD_KEYS_DIR=committing_app.config["ECARD_KEYS_DIR"])
+    app2 = build_app(
+        tmp_path / "restarted",
+        ECARD_DATABASE_URL=committing_app.config["ECARD_DATABASE_URL"],
+        ECARD_KEYS_DIR=committing_app.config["ECARD_KEYS_DIR"],
+    )
     try:
         api2 = Api(app2.test_client())
         assert api2.c.get("/readyz").status_code == 200
@@ -543,7 +590,10 @@ def test_a_restart_loses_nothing(committing_app, clock, tmp_path):
         # The audit as it was, and the one look-up of the card made since the restart (R-72).
         audit_after = api2.c.get("/api/v1/me/audit", headers=kept["headers"]).json["items"]
         assert audit_after[1:] == audit_before and audit_after[0]["action"] == "card_read"
-        assert [(u["accepted"], u["reason"]) for u in api2.usage(kept)] == [(False, "qr.replayed"), (True, None)]
+        assert [(u["accepted"], u["reason"]) for u in api2.usage(kept)] == [
+            (False, "qr.replayed"),
+            (True, None),
+        ]
         # Codes issued after the restart verify (same QR keys), once.
         assert api2.scan_new_code(kept, t)["accepted"]
     finally:

@@ -65,8 +65,9 @@ class World:
 
     @property
     def holder(self) -> dict:
-        return self._get("holder", lambda: self.api.holder(
-            self.api.issued_card(birth=date(1985, 1, 1), name="李建国")))
+        return self._get(
+            "holder", lambda: self.api.holder(self.api.issued_card(birth=date(1985, 1, 1), name="李建国"))
+        )
 
     @property
     def terminal(self) -> dict:
@@ -77,16 +78,27 @@ class World:
         def make() -> str:
             child = self.api.issued_card(birth=date(2016, 6, 15), name="李思雨", sex="F")
             parent = self.holder
-            r = self.api.c.post(f"/api/v1/persons/{child['person']['person_id']}/relations",
-                                headers=self.api.op, json={
-                                    "relative_person_id": parent["card"]["person"]["person_id"],
-                                    "relation": "parent",
-                                    "evidence": {"kind": "household_register", "number": "HR-1"}})
+            r = self.api.c.post(
+                f"/api/v1/persons/{child['person']['person_id']}/relations",
+                headers=self.api.op,
+                json={
+                    "relative_person_id": parent["card"]["person"]["person_id"],
+                    "relation": "parent",
+                    "evidence": {"kind": "household_register", "number": "HR-1"},
+                },
+            )
             assert r.status_code == 201, r.json
             p = child["person"]
-            r = self.api.c.post("/api/v1/me/dependants", headers=parent["headers"], json={
-                "id_number": p["id_number_clear"], "name": p["name_clear"],
-                "card_no": child["card_no"], "relation": "parent"})
+            r = self.api.c.post(
+                "/api/v1/me/dependants",
+                headers=parent["headers"],
+                json={
+                    "id_number": p["id_number_clear"],
+                    "name": p["name_clear"],
+                    "card_no": child["card_no"],
+                    "relation": "parent",
+                },
+            )
             assert r.status_code == 201, r.json
             return r.json["dependant_id"]
 
@@ -107,8 +119,9 @@ class World:
             return {"Authorization": f"Bearer {self.holder['refresh_token']}"}
         if principal == "operator":
             self.api.op  # makes the operator w1
-            r = self.api.c.post("/api/v1/auth/operator/token",
-                                json={"username": "w1", "password": "window-pass-1"})
+            r = self.api.c.post(
+                "/api/v1/auth/operator/token", json={"username": "w1", "password": "window-pass-1"}
+            )
             return {"Authorization": f"Bearer {r.json['refresh_token']}"}
         return self.headers(principal)
 
@@ -140,9 +153,23 @@ class World:
         return values[name]() if name in values else None
 
 
-REAL_NAMES = ("card_no", "person_id", "relative_person_id", "id_number", "name", "pin", "binding_id",
-              "merchant_id", "terminal_id", "secret", "username", "password", "dependant_id",
-              "proxy_id", "payload")
+REAL_NAMES = (
+    "card_no",
+    "person_id",
+    "relative_person_id",
+    "id_number",
+    "name",
+    "pin",
+    "binding_id",
+    "merchant_id",
+    "terminal_id",
+    "secret",
+    "username",
+    "password",
+    "dependant_id",
+    "proxy_id",
+    "payload",
+)
 
 
 def aim(case, world: World, data) -> None:
@@ -166,8 +193,22 @@ def aim(case, world: World, data) -> None:
 # int(): a 500), and integers past 31 and 63 bits (2**63 overflowed the database's integer: a 500). Every
 # query and path parameter gets them, in the fuzzing below (by hooks, hypothesis choosing when)
 # and in test_odd_digits_and_huge_integers_in_any_parameter_are_4xx_problems (each, every time).
-ODD_VALUES = ("²", "١٢", "１２", "१२", "٣٢٠١٠٠", "Ａ００００００１８", "2147483648", "9223372036854775807",
-              "9223372036854775808", str(2 ** 64), "-9223372036854775809", "9" * 40, "1e309", "NaN")
+ODD_VALUES = (
+    "²",
+    "١٢",
+    "１２",
+    "१२",
+    "٣٢٠١٠٠",
+    "Ａ００００００１８",
+    "2147483648",
+    "9223372036854775807",
+    "9223372036854775808",
+    str(2**64),
+    "-9223372036854775809",
+    "9" * 40,
+    "1e309",
+    "NaN",
+)
 
 
 def _with_odd_values(values: dict[str, Any] | None, names: list[str]):
@@ -202,8 +243,9 @@ def assert_problem(response) -> None:
 @pytest.mark.parametrize("principal", PRINCIPALS)
 @schema.parametrize()
 @schema.given(data=st.data())
-@settings(max_examples=15, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=15, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 def test_no_5xx_and_responses_match_the_document(case, data, principal, api, app, clock):
     world = api.__dict__.setdefault("fuzz_world", World(api))  # one per test, shared by its examples
     headers = world.headers(principal)
@@ -226,8 +268,12 @@ def test_the_fuzzed_document_is_the_served_one(client):
 
 
 def _operations() -> list[tuple[str, str, dict]]:
-    return [(method.upper(), path, op) for path, item in schema.raw_schema["paths"].items()
-            for method, op in item.items() if method in ("get", "post", "put", "patch", "delete")]
+    return [
+        (method.upper(), path, op)
+        for path, item in schema.raw_schema["paths"].items()
+        for method, op in item.items()
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
 
 
 def test_errors_are_documented_as_problem_documents():
@@ -241,8 +287,11 @@ def test_errors_are_documented_as_problem_documents():
 
 
 def test_every_operation_documents_its_success_response():
-    missing = [f"{method} {path}" for method, path, op in _operations()
-               if not any(code.startswith("2") for code in op["responses"])]
+    missing = [
+        f"{method} {path}"
+        for method, path, op in _operations()
+        if not any(code.startswith("2") for code in op["responses"])
+    ]
     assert missing == [], missing
 
 
@@ -263,8 +312,10 @@ def test_offline_results_match_the_document(api, app, clock):
     h, t = api.holder(), api.terminal(offline_capable=True)
     payload = api.code(h)["payload"]
     operation = schema["/api/v1/verifications/offline"]["POST"]
-    case = operation.Case(body={"records": [{"payload": payload, "scanned_at": "2026-03-02T09:00:00+00:00"}]},
-                          media_type="application/json")
+    case = operation.Case(
+        body={"records": [{"payload": payload, "scanned_at": "2026-03-02T09:00:00+00:00"}]},
+        media_type="application/json",
+    )
     response = case.call(app=app, headers=t["headers"])
     assert response.status_code == 200
     assert response.json()["results"][0]["accepted"] is True
@@ -273,16 +324,22 @@ def test_offline_results_match_the_document(api, app, clock):
 
 
 def _parameters() -> list[tuple[str, str, str]]:
-    return [(method, path, p["name"]) for method, path, op in _operations()
-            for p in op.get("parameters", []) if p["in"] in ("query", "path")]
+    return [
+        (method, path, p["name"])
+        for method, path, op in _operations()
+        for p in op.get("parameters", [])
+        if p["in"] in ("query", "path")
+    ]
 
 
 @pytest.mark.parametrize("method,path,name", _parameters())
 @given(data=st.data())
-@settings(max_examples=1, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
-def test_odd_digits_and_huge_integers_in_any_parameter_are_4xx_problems(method, path, name, data, api, app,
-                                                                          clock):
+@settings(
+    max_examples=1, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
+def test_odd_digits_and_huge_integers_in_any_parameter_are_4xx_problems(
+    method, path, name, data, api, app, clock
+):
     """Each parameter of each operation, with every one of ODD_VALUES, as each kind of caller,
     the rest of the request valid and aimed at real things: never a 5xx, always a problem
     document."""

@@ -71,20 +71,41 @@ def _listening(path: Path) -> bool:
 def test_stopping_one_instance_leaves_the_other_its_control_socket(committing_app, tmp_path):
     runtime = tmp_path / "run"  # gunicorn's default directory for the socket, for this test alone
     runtime.mkdir(mode=0o700)
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "GUNICORN_WORKERS": "1", "GUNICORN_ACCESSLOG": "",
-           "ECARD_DATABASE_URL": committing_app.config["ECARD_DATABASE_URL"],
-           "ECARD_KEYS_DIR": committing_app.config["ECARD_KEYS_DIR"], "ECARD_LOG_LEVEL": "WARNING",
-           "ECARD_ARGON2_TIME_COST": str(TEST_CONFIG["ECARD_ARGON2_TIME_COST"]),
-           "ECARD_ARGON2_MEMORY_KIB": str(TEST_CONFIG["ECARD_ARGON2_MEMORY_KIB"])}
+    env = {
+        **os.environ,
+        "XDG_RUNTIME_DIR": str(runtime),
+        "GUNICORN_WORKERS": "1",
+        "GUNICORN_ACCESSLOG": "",
+        "ECARD_DATABASE_URL": committing_app.config["ECARD_DATABASE_URL"],
+        "ECARD_KEYS_DIR": committing_app.config["ECARD_KEYS_DIR"],
+        "ECARD_LOG_LEVEL": "WARNING",
+        "ECARD_ARGON2_TIME_COST": str(TEST_CONFIG["ECARD_ARGON2_TIME_COST"]),
+        "ECARD_ARGON2_MEMORY_KIB": str(TEST_CONFIG["ECARD_ARGON2_MEMORY_KIB"]),
+    }
     env.pop("GUNICORN_CONTROL_SOCKET", None)
     env.pop("ECARD_REDIS_URL", None)
     procs, ports = [], [free_port(), free_port()]
     try:
         for i, port in enumerate(ports):
             log = open(tmp_path / f"instance{i}.log", "w")
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-                 "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "gunicorn",
+                        "-c",
+                        "gunicorn.conf.py",
+                        "--bind",
+                        f"127.0.0.1:{port}",
+                        "wsgi:app",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         for i, port in enumerate(ports):
             wait_until_up(f"http://127.0.0.1:{port}/readyz", tmp_path / f"instance{i}.log", procs=[procs[i]])
         sockets = [_socket_of(tmp_path / f"instance{i}.log") for i in range(2)]

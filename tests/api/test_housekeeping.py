@@ -14,12 +14,18 @@ def test_purge_deletes_only_what_has_expired(app, api, clock):
     term = api.terminal()
     for _ in range(2):
         assert api.c.post("/api/v1/verifications/chip/challenge", headers=term["headers"]).status_code == 201
-    r = api.c.post("/api/v1/auth/refresh", headers={"Authorization": f"Bearer {api.holder()['refresh_token']}"})
+    r = api.c.post(
+        "/api/v1/auth/refresh", headers={"Authorization": f"Bearer {api.holder()['refresh_token']}"}
+    )
     assert r.status_code == 200  # the used refresh token is now a revoked_tokens row, kept 30 days
     with app.app_context():
         s = transactions.session_outside_request()
         s.add(RevokedToken(jti="old", expires_at=T0 - timedelta(seconds=1)))
-        s.add(IdempotencyRecord(scope="holder:x", key="k1", request_hash="0" * 64, created_at=T0 - timedelta(days=2)))
+        s.add(
+            IdempotencyRecord(
+                scope="holder:x", key="k1", request_hash="0" * 64, created_at=T0 - timedelta(days=2)
+            )
+        )
         s.add(IdempotencyRecord(scope="holder:x", key="k2", request_hash="0" * 64, created_at=T0))
         s.commit()
     clock.shift(timedelta(minutes=5))  # the challenges (60 s) have expired

@@ -15,7 +15,9 @@ def records(app, key: str) -> int:
     with app.app_context():
         from ecard.api import transactions
 
-        return transactions.session_outside_request().scalar(sa.text("SELECT count(*) FROM idempotency_records WHERE key = :k"), {"k": key})
+        return transactions.session_outside_request().scalar(
+            sa.text("SELECT count(*) FROM idempotency_records WHERE key = :k"), {"k": key}
+        )
 
 
 def test_an_anonymous_request_to_a_protected_route_writes_no_record(api, app):
@@ -23,8 +25,9 @@ def test_an_anonymous_request_to_a_protected_route_writes_no_record(api, app):
         headers = {"Idempotency-Key": key}
         if key.startswith("forged"):
             headers["Authorization"] = "Bearer not-a-token"
-        r = api.c.post("/api/v1/persons", json={"id_number": "11010519491231002X", "name": "王小明"},
-                       headers=headers)
+        r = api.c.post(
+            "/api/v1/persons", json={"id_number": "11010519491231002X", "name": "王小明"}, headers=headers
+        )
         assert r.status_code == 401
         assert records(app, key) == 0
 

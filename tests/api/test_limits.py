@@ -35,8 +35,12 @@ def storages():
 def limited_app(app, tmp_path, storage: str = "local", **config):
     """A second app with the limits on, over the same database connection as the test, its
     counts starting from zero."""
-    overrides = {"RATELIMIT_ENABLED": True, "ECARD_KEYS_DIR": app.config["ECARD_KEYS_DIR"],
-                 "ECARD_DATABASE_URL": app.config["ECARD_DATABASE_URL"], **config}
+    overrides = {
+        "RATELIMIT_ENABLED": True,
+        "ECARD_KEYS_DIR": app.config["ECARD_KEYS_DIR"],
+        "ECARD_DATABASE_URL": app.config["ECARD_DATABASE_URL"],
+        **config,
+    }
     if storage == "redis":
         overrides["ECARD_REDIS_URL"] = REDIS_URL
         redis.Redis.from_url(REDIS_URL).flushdb()  # database 15 is the tests' own: start empty
@@ -69,20 +73,26 @@ def test_pin_guessing_ends_in_the_lock_then_the_limit(api, app, tmp_path, clock,
 def test_429_is_a_problem_with_retry_after(api, app, tmp_path, clock, storage):
     api.op  # creates the operator w1
     c = limited_client(app, tmp_path, storage)
-    statuses = [c.post("/api/v1/auth/operator/token", json={"username": "w1", "password": "bad-password"})
-                for _ in range(11)]
+    statuses = [
+        c.post("/api/v1/auth/operator/token", json={"username": "w1", "password": "bad-password"})
+        for _ in range(11)
+    ]
     assert [r.status_code for r in statuses[:10]] == [401] * 10
     r = statuses[10]
     assert r.status_code == 429 and r.headers["Content-Type"] == "application/problem+json"
-    assert r.json["code"] == "rate_limited" and 0 < int(r.headers["Retry-After"]) <= 61  # the one-minute window, rounded up
+    assert (
+        r.json["code"] == "rate_limited" and 0 < int(r.headers["Retry-After"]) <= 61
+    )  # the one-minute window, rounded up
 
 
 @pytest.mark.parametrize("storage", list(storages()))
 def test_a_terminal_flood_is_limited(api, app, tmp_path, clock, storage):
     c = limited_client(app, tmp_path, storage)
     t = api.terminal()
-    codes = {c.post("/api/v1/verifications/qr", json={"payload": "EC1:X"}, headers=t["headers"]).status_code
-             for _ in range(601)}
+    codes = {
+        c.post("/api/v1/verifications/qr", json={"payload": "EC1:X"}, headers=t["headers"]).status_code
+        for _ in range(601)
+    }
     assert codes == {200, 429}
 
 
@@ -94,13 +104,19 @@ def test_limits_hold_in_memory_while_redis_is_unreachable(api, app, tmp_path, cl
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     api.op  # creates the operator w1
-    limited = build_app(tmp_path, RATELIMIT_ENABLED=True, ECARD_KEYS_DIR=app.config["ECARD_KEYS_DIR"],
-                        ECARD_DATABASE_URL=app.config["ECARD_DATABASE_URL"],
-                        ECARD_REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    limited = build_app(
+        tmp_path,
+        RATELIMIT_ENABLED=True,
+        ECARD_KEYS_DIR=app.config["ECARD_KEYS_DIR"],
+        ECARD_DATABASE_URL=app.config["ECARD_DATABASE_URL"],
+        ECARD_REDIS_URL=f"redis://127.0.0.1:{port}/0",
+    )
     limited.extensions["ecard.db"].use_bind(app.extensions["ecard.db"].bind)
     c = limited.test_client()
-    statuses = [c.post("/api/v1/auth/operator/token", json={"username": "w1", "password": "bad-password"}).status_code
-                for _ in range(11)]
+    statuses = [
+        c.post("/api/v1/auth/operator/token", json={"username": "w1", "password": "bad-password"}).status_code
+        for _ in range(11)
+    ]
     assert statuses == [401] * 10 + [429]
 
 
@@ -181,17 +197,29 @@ def stranger(i: int) -> dict:
     """A sign-in for a card number nobody holds, from its own device: only the address is shared."""
     from ecard.idnumber import make_card_no
 
-    return {"id_number": "11010519491231002X", "name": "某人", "card_no": make_card_no("A", 9_000_000 + i),
-            "pin": "123456", "channel": "app", "device_id": f"device-{i}"}
+    return {
+        "id_number": "11010519491231002X",
+        "name": "某人",
+        "card_no": make_card_no("A", 9_000_000 + i),
+        "pin": "123456",
+        "channel": "app",
+        "device_id": f"device-{i}",
+    }
 
 
 def test_holders_behind_one_trusted_proxy_all_sign_in(api, app, tmp_path, clock):
     """25 phones reach the service through one proxy hop: each is counted as itself."""
     cards = [api.issued_card() for _ in range(25)]
     c = limited_client(app, tmp_path, ECARD_TRUSTED_PROXIES=1)
-    answers = [c.post("/api/v1/ecards", json=Api.sign_body(card, device_id=f"phone-{i}"), environ_base={"REMOTE_ADDR": PROXY},
-                      headers={"X-Forwarded-For": f"100.64.{i // 250}.{i % 250 + 1}"}).status_code
-               for i, card in enumerate(cards)]
+    answers = [
+        c.post(
+            "/api/v1/ecards",
+            json=Api.sign_body(card, device_id=f"phone-{i}"),
+            environ_base={"REMOTE_ADDR": PROXY},
+            headers={"X-Forwarded-For": f"100.64.{i // 250}.{i % 250 + 1}"},
+        ).status_code
+        for i, card in enumerate(cards)
+    ]
     assert answers == [201] * 25
 
 
@@ -199,8 +227,15 @@ def test_a_forged_forwarded_for_does_not_escape_the_address_ceiling(api, app, tm
     """No trusted proxy: the header is anyone's to write and counts for nothing."""
     c = limited_client(app, tmp_path)  # ECARD_TRUSTED_PROXIES=0, the default
     n = ceiling_per_minute()
-    answers = [c.post("/api/v1/ecards", json=stranger(i), environ_base={"REMOTE_ADDR": "203.0.113.9"},
-                      headers={"X-Forwarded-For": f"198.51.100.{i % 250 + 1}"}).status_code for i in range(n + 1)]
+    answers = [
+        c.post(
+            "/api/v1/ecards",
+            json=stranger(i),
+            environ_base={"REMOTE_ADDR": "203.0.113.9"},
+            headers={"X-Forwarded-For": f"198.51.100.{i % 250 + 1}"},
+        ).status_code
+        for i in range(n + 1)
+    ]
     assert answers == [401] * n + [429]
 
 
@@ -208,22 +243,38 @@ def test_a_client_behind_a_trusted_proxy_cannot_choose_its_address(api, app, tmp
     """One trusted hop: the address the proxy appended counts, not what the client wrote before it."""
     c = limited_client(app, tmp_path, ECARD_TRUSTED_PROXIES=1)
     n = ceiling_per_minute()
-    answers = [c.post("/api/v1/ecards", json=stranger(i), environ_base={"REMOTE_ADDR": PROXY},
-                      headers={"X-Forwarded-For": f"198.51.100.{i % 250 + 1}, 203.0.113.9"}).status_code
-               for i in range(n + 1)]
+    answers = [
+        c.post(
+            "/api/v1/ecards",
+            json=stranger(i),
+            environ_base={"REMOTE_ADDR": PROXY},
+            headers={"X-Forwarded-For": f"198.51.100.{i % 250 + 1}, 203.0.113.9"},
+        ).status_code
+        for i in range(n + 1)
+    ]
     assert answers == [401] * n + [429]
     # A neighbour behind the same proxy is not refused with it.
-    r = c.post("/api/v1/ecards", json=stranger(n + 1), environ_base={"REMOTE_ADDR": PROXY},
-               headers={"X-Forwarded-For": "203.0.113.10"})
+    r = c.post(
+        "/api/v1/ecards",
+        json=stranger(n + 1),
+        environ_base={"REMOTE_ADDR": PROXY},
+        headers={"X-Forwarded-For": "203.0.113.10"},
+    )
     assert r.status_code == 401
 
 
 def test_the_card_limit_holds_whatever_the_address(api, app, tmp_path, clock):
     card = api.issued_card()
     c = limited_client(app, tmp_path, ECARD_TRUSTED_PROXIES=1)
-    answers = [c.post("/api/v1/ecards", json=Api.sign_body(card, name="李四", device_id=f"d{i}"),
-                      environ_base={"REMOTE_ADDR": f"10.0.{i}.1"},
-                      headers={"X-Forwarded-For": f"100.64.0.{i + 1}"}).json["code"] for i in range(6)]
+    answers = [
+        c.post(
+            "/api/v1/ecards",
+            json=Api.sign_body(card, name="李四", device_id=f"d{i}"),
+            environ_base={"REMOTE_ADDR": f"10.0.{i}.1"},
+            headers={"X-Forwarded-For": f"100.64.0.{i + 1}"},
+        ).json["code"]
+        for i in range(6)
+    ]
     assert answers == ["ecard.identity_mismatch"] * 5 + ["rate_limited"]
 
 
@@ -232,8 +283,10 @@ def test_one_operator_guessed_at_does_not_lock_out_the_hall(api, app, tmp_path, 
     api.op  # creates w1
     api.create_operator("w2", "window-pass-2")
     c = limited_client(app, tmp_path)
-    codes = [c.post("/api/v1/auth/operator/token", json={"username": "w1", "password": "bad-password"}).status_code
-             for _ in range(11)]
+    codes = [
+        c.post("/api/v1/auth/operator/token", json={"username": "w1", "password": "bad-password"}).status_code
+        for _ in range(11)
+    ]
     assert codes == [401] * 10 + [429]
     r = c.post("/api/v1/auth/operator/token", json={"username": "w2", "password": "window-pass-2"})
     assert r.status_code == 200
@@ -245,9 +298,12 @@ def test_workers_without_redis_share_one_count(api, app, tmp_path, clock):
     api.op  # creates w1
     first = limited_app(app, tmp_path).test_client()
     second = limited_app(app, tmp_path / "second").test_client()  # its reset comes before any count
-    codes = [(first, second)[i % 2].post("/api/v1/auth/operator/token",
-                                         json={"username": "w1", "password": "bad-password"}).status_code
-             for i in range(11)]
+    codes = [
+        (first, second)[i % 2]
+        .post("/api/v1/auth/operator/token", json={"username": "w1", "password": "bad-password"})
+        .status_code
+        for i in range(11)
+    ]
     assert codes == [401] * 10 + [429]
 
 
@@ -265,7 +321,9 @@ def test_limits_hold_in_memory_while_the_local_file_is_unusable(tmp_path):
     counters = Limits(None, enabled=True, local_path=str(tmp_path / "missing-folder" / "limits.sqlite"))
     item = parse("3/minute")
     assert [counters.hit(item, "route", "key") for _ in range(4)] == [True] * 3 + [False]
-    assert [counters.hit(parse("3/minute"), "hot", "tok", batched=True) for _ in range(4)] == [True] * 3 + [False]
+    assert [counters.hit(parse("3/minute"), "hot", "tok", batched=True) for _ in range(4)] == [True] * 3 + [
+        False
+    ]
 
 
 def test_holders_behind_one_address_refresh_bind_and_ask_consent_codes(api, app, tmp_path, clock):
@@ -274,18 +332,39 @@ def test_holders_behind_one_address_refresh_bind_and_ask_consent_codes(api, app,
     holders = [api.holder() for _ in range(25)]
     c = limited_client(app, tmp_path)
     nat = {"REMOTE_ADDR": "100.64.0.1"}
-    refreshed = [c.post("/api/v1/auth/refresh", environ_base=nat,
-                        headers={"Authorization": f"Bearer {h['refresh_token']}"}).status_code for h in holders]
-    consent = [c.post("/api/v1/me/consent-codes", environ_base=nat, headers=h["headers"]).status_code
-               for h in holders]
-    bind = [c.post("/api/v1/me/dependants", environ_base=nat, headers=h["headers"], json={
-        "id_number": "11010519491231002X", "name": "某人", "card_no": "A00000018", "relation": "child",
-        "consent_code": "ABCD2345"}).json["code"] for h in holders]
+    refreshed = [
+        c.post(
+            "/api/v1/auth/refresh",
+            environ_base=nat,
+            headers={"Authorization": f"Bearer {h['refresh_token']}"},
+        ).status_code
+        for h in holders
+    ]
+    consent = [
+        c.post("/api/v1/me/consent-codes", environ_base=nat, headers=h["headers"]).status_code
+        for h in holders
+    ]
+    bind = [
+        c.post(
+            "/api/v1/me/dependants",
+            environ_base=nat,
+            headers=h["headers"],
+            json={
+                "id_number": "11010519491231002X",
+                "name": "某人",
+                "card_no": "A00000018",
+                "relation": "child",
+                "consent_code": "ABCD2345",
+            },
+        ).json["code"]
+        for h in holders
+    ]
     assert refreshed == [200] * 25 and consent == [201] * 25
     assert "rate_limited" not in bind
 
 
 # --- guesses of offline phone codes: one budget per binding, across both routes -----------------
+
 
 @pytest.fixture
 def limited(app, tmp_path):
@@ -295,24 +374,37 @@ def limited(app, tmp_path):
 
 def test_offline_phone_code_guesses_are_limited_per_binding_across_both_routes(api, limited, clock):
     h = api.holder()
-    online, gate = Api(limited).terminal(scenes=("transit",)), Api(limited).terminal(
-        scenes=("transit",), offline_capable=True)
+    online, gate = (
+        Api(limited).terminal(scenes=("transit",)),
+        Api(limited).terminal(scenes=("transit",), offline_capable=True),
+    )
     ref = h["binding"]["offline_ref"]
     guesses = [f"ET1:{ref}:{n:08d}" for n in range(12)]
     answers = []
     for g in guesses[:3]:
-        answers.append(limited.post("/api/v1/verifications/qr", json={"payload": g},
-                                    headers=online["headers"]).json["reason"])
-    r = limited.post("/api/v1/verifications/offline", json={"records": [
-        {"payload": g, "scanned_at": T0.isoformat()} for g in guesses[3:8]]}, headers=gate["headers"])
+        answers.append(
+            limited.post("/api/v1/verifications/qr", json={"payload": g}, headers=online["headers"]).json[
+                "reason"
+            ]
+        )
+    r = limited.post(
+        "/api/v1/verifications/offline",
+        json={"records": [{"payload": g, "scanned_at": T0.isoformat()} for g in guesses[3:8]]},
+        headers=gate["headers"],
+    )
     answers += [d["reason"] for d in r.json["results"]]
     assert answers[:5] == ["qr.totp_invalid"] * 5 and answers[5:] == ["qr.too_many_attempts"] * 3
     # Even the right code waits for the window to pass: the budget is the binding's, not the guesser's.
-    right = limited.post("/api/v1/verifications/qr", json={"payload": api.phone_code(h, T0)}, headers=online["headers"])
+    right = limited.post(
+        "/api/v1/verifications/qr", json={"payload": api.phone_code(h, T0)}, headers=online["headers"]
+    )
     assert right.json["reason"] == "qr.too_many_attempts"
     clock.shift(timedelta(minutes=10))
-    right = limited.post("/api/v1/verifications/qr", json={"payload": api.phone_code(h, T0 + timedelta(minutes=10))},
-                         headers=online["headers"])
+    right = limited.post(
+        "/api/v1/verifications/qr",
+        json={"payload": api.phone_code(h, T0 + timedelta(minutes=10))},
+        headers=online["headers"],
+    )
     assert right.json["accepted"] is True
     # The guesses are not in the holder's usage: a code that does not match names no one.
     assert [u["reason"] for u in api.usage(h)] == [None]

@@ -11,6 +11,7 @@ from tests.conftest import T0
 
 # --- who uploads, and how late ------------------------------------------------------------------
 
+
 def test_only_a_terminal_registered_offline_capable_uploads_offline_records(api, clock):
     h, counter = api.holder(), api.terminal()
     payload = api.code(h, "transit")["payload"]
@@ -26,13 +27,19 @@ def test_a_window_registers_an_existing_terminal_as_offline_capable(api, clock):
     h, t = api.holder(), api.terminal(scenes=("transit",))
     payload = api.code(h, "transit")["payload"]
     assert api.upload(t, (payload, T0 + timedelta(seconds=2), {})).status_code == 403
-    r = api.c.patch(f"/api/v1/merchants/{t['merchant_id']}/terminals/{t['terminal_id']}",
-                    json={"offline_capable": True}, headers=api.op)
+    r = api.c.patch(
+        f"/api/v1/merchants/{t['merchant_id']}/terminals/{t['terminal_id']}",
+        json={"offline_capable": True},
+        headers=api.op,
+    )
     assert r.status_code == 200 and r.json["offline_capable"] is True and "secret" not in r.json
     assert api.upload(t, (payload, T0 + timedelta(seconds=2), {})).json["results"][0]["accepted"] is True
     other = api.terminal()
-    r = api.c.patch(f"/api/v1/merchants/{other['merchant_id']}/terminals/{t['terminal_id']}",
-                    json={"offline_capable": False}, headers=api.op)
+    r = api.c.patch(
+        f"/api/v1/merchants/{other['merchant_id']}/terminals/{t['terminal_id']}",
+        json={"offline_capable": False},
+        headers=api.op,
+    )
     assert r.status_code == 404 and r.json["code"] == "terminal.not_found"  # another merchant's terminal
 
 
@@ -60,6 +67,7 @@ def test_a_code_judged_online_does_not_come_back_as_an_offline_record(api, clock
 
 
 # --- judged as things stood at the scan (R-14, R-22, R-51, R-62) --------------------------------
+
 
 def test_r51_a_ride_taken_while_the_card_was_live_counts_after_a_later_loss_report(api, clock):
     h = api.holder()
@@ -133,6 +141,7 @@ def test_r22_a_frozen_cards_replacement_is_frozen_in_its_own_history_too(api, cl
 
 
 # --- an offline phone code's reference is its own ----------------------------------------------
+
 
 def test_the_offline_reference_is_not_the_binding_id_and_is_new_for_a_new_binding(api, clock):
     h = api.holder()

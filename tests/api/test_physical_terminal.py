@@ -35,7 +35,17 @@ pytestmark = pytest.mark.committing
 
 NAME = "张三丰"
 CHIP_PIN = "123456"  # the chip's initial PIN written by `ecard personalize`
-READ_FIELDS = {"card_no", "atc", "challenge", "cryptogram", "flags", "card_id_code", "expiry", "generation", "rc"}
+READ_FIELDS = {
+    "card_no",
+    "atc",
+    "challenge",
+    "cryptogram",
+    "flags",
+    "card_id_code",
+    "expiry",
+    "generation",
+    "rc",
+}
 
 
 @dataclass
@@ -51,7 +61,9 @@ class World:
     def image(self, card: dict[str, Any], name: str = "card.json") -> dict[str, Any]:
         """The chip image of an issued card, written by the server's personalize command."""
         path = self.tmp_path / name
-        result = self.app.test_cli_runner().invoke(args=["ecard", "personalize", card["card_no"], "--out", str(path)])
+        result = self.app.test_cli_runner().invoke(
+            args=["ecard", "personalize", card["card_no"], "--out", str(path)]
+        )
         assert result.exit_code == 0, result.output
         return load_image(path)
 
@@ -103,8 +115,17 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any], dic
 
 def run(world: World, *extra: str, secret: str | None = None, server: str | None = None) -> int:
     t = world.terminal
-    return terminal.main(["--server", server or world.url, "--terminal-id", t["terminal_id"],
-                          "--secret", secret or t["secret"], *extra])
+    return terminal.main(
+        [
+            "--server",
+            server or world.url,
+            "--terminal-id",
+            t["terminal_id"],
+            "--secret",
+            secret or t["secret"],
+            *extra,
+        ]
+    )
 
 
 def last_line(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
@@ -114,7 +135,9 @@ def last_line(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
 # --- decisions -----------------------------------------------------------------------------------
 
 
-def test_accepted_prints_one_json_line_with_the_masked_name(world: World, card: Presented, sent: list, capsys: pytest.CaptureFixture[str]) -> None:
+def test_accepted_prints_one_json_line_with_the_masked_name(
+    world: World, card: Presented, sent: list, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(world, "--pin", CHIP_PIN) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1
@@ -131,7 +154,9 @@ def test_accepted_prints_one_json_line_with_the_masked_name(world: World, card: 
     assert set(body) == READ_FIELDS
     assert body["card_no"] == card.record["card_no"]
     assert body["flags"] == 1 and body["atc"] == 1 and body["generation"] == 3
-    assert re.fullmatch(r"[0-9a-f]{32}", answer["external_auth"])  # the server gave E; the agent kept it to itself
+    assert re.fullmatch(
+        r"[0-9a-f]{32}", answer["external_auth"]
+    )  # the server gave E; the agent kept it to itself
     assert line["verification_id"] == answer["verification_id"]
 
     # The server recorded the use in the holder's history.
@@ -141,7 +166,9 @@ def test_accepted_prints_one_json_line_with_the_masked_name(world: World, card: 
     assert usage[0]["method"] == "chip" and usage[0]["accepted"] is True
 
 
-def test_a_chip_with_keys_not_ours_is_rejected_with_exit_1(world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_chip_with_keys_not_ours_is_rejected_with_exit_1(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     record = world.api.issued_card(name=NAME)
     image = world.image(record)
     image["k_ia"] = "00" * 16  # a forged chip: the right data, the wrong key
@@ -150,12 +177,20 @@ def test_a_chip_with_keys_not_ours_is_rejected_with_exit_1(world: World, monkeyp
     out = capsys.readouterr().out
     assert out.count("\n") == 1
     line = json.loads(out)
-    assert set(line) == {"accepted", "reason", "verification_id", "scene", "holder"}  # no chip_holder: EF06 stays shut
+    assert set(line) == {
+        "accepted",
+        "reason",
+        "verification_id",
+        "scene",
+        "holder",
+    }  # no chip_holder: EF06 stays shut
     assert line["accepted"] is False and line["reason"] == "chip.bad_cryptogram"
     assert line["scene"] == "clinic" and line["holder"] is None and line["verification_id"]
 
 
-def test_a_card_the_server_never_personalized_is_unknown(world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_card_the_server_never_personalized_is_unknown(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     record = world.api.issued_card(name=NAME)  # issued, but no chip image was ever made for it
     chip = VirtualCard(make_image(world.tmp_path / "other-keys", card_no=record["card_no"]), t0=True)
     insert(monkeypatch, DirectConnection(chip))
@@ -163,11 +198,21 @@ def test_a_card_the_server_never_personalized_is_unknown(world: World, monkeypat
     assert last_line(capsys)["reason"] == "chip.unknown_card"
 
 
-@pytest.mark.parametrize(("action", "body", "reason"), [
-    ("loss", {"kind": "temporary"}, "card.lost"),
-    ("freeze", {"reason": "suspected fraud"}, "card.frozen"),
-])
-def test_a_card_that_may_not_be_used_is_refused(world: World, card: Presented, capsys: pytest.CaptureFixture[str], action: str, body: dict[str, str], reason: str) -> None:
+@pytest.mark.parametrize(
+    ("action", "body", "reason"),
+    [
+        ("loss", {"kind": "temporary"}, "card.lost"),
+        ("freeze", {"reason": "suspected fraud"}, "card.frozen"),
+    ],
+)
+def test_a_card_that_may_not_be_used_is_refused(
+    world: World,
+    card: Presented,
+    capsys: pytest.CaptureFixture[str],
+    action: str,
+    body: dict[str, str],
+    reason: str,
+) -> None:
     r = world.api.c.post(f"/api/v1/cards/{card.record['card_no']}/{action}", json=body, headers=world.api.op)
     assert r.status_code == 200, r.json
     assert run(world) == 1
@@ -176,7 +221,9 @@ def test_a_card_that_may_not_be_used_is_refused(world: World, card: Presented, c
     assert line.get("chip_holder") is None
 
 
-def test_a_counter_going_backwards_is_rejected(world: World, card: Presented, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_counter_going_backwards_is_rejected(
+    world: World, card: Presented, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(world, "--pin", CHIP_PIN) == 0
     card.chip.image["atc"] = 0  # a clone of the card as it was before
     assert run(world, "--pin", CHIP_PIN) == 1
@@ -187,11 +234,15 @@ def test_a_counter_going_backwards_is_rejected(world: World, card: Presented, ca
 # --- could not read: exit 2, one line on stderr, nothing on stdout ---------------------------------
 
 
-def test_wrong_pin_exits_2_with_tries_left(world: World, card: Presented, sent: list, capsys: pytest.CaptureFixture[str]) -> None:
+def test_wrong_pin_exits_2_with_tries_left(
+    world: World, card: Presented, sent: list, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(world, "--pin", "000000") == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "63C2" in captured.err and "2 tries left" in captured.err
-    assert not any(url.endswith("/verifications/chip") for url, _, _ in sent)  # the card refused: no read to judge
+    assert not any(
+        url.endswith("/verifications/chip") for url, _, _ in sent
+    )  # the card refused: no read to judge
 
 
 def test_a_blocked_pin_exits_2(world: World, card: Presented, capsys: pytest.CaptureFixture[str]) -> None:
@@ -203,11 +254,15 @@ def test_a_blocked_pin_exits_2(world: World, card: Presented, capsys: pytest.Cap
 
 
 @pytest.mark.parametrize("who", ["wrong secret", "unknown terminal"])
-def test_bad_credentials_exit_2(world: World, card: Presented, capsys: pytest.CaptureFixture[str], who: str) -> None:
+def test_bad_credentials_exit_2(
+    world: World, card: Presented, capsys: pytest.CaptureFixture[str], who: str
+) -> None:
     if who == "wrong secret":
         code = run(world, secret="wrong")
     else:
-        code = terminal.main(["--server", world.url, "--terminal-id", "T-0001", "--secret", world.terminal["secret"]])
+        code = terminal.main(
+            ["--server", world.url, "--terminal-id", "T-0001", "--secret", world.terminal["secret"]]
+        )
     assert code == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -222,7 +277,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_server_unreachable_exits_2(world: World, card: Presented, capsys: pytest.CaptureFixture[str]) -> None:
+def test_server_unreachable_exits_2(
+    world: World, card: Presented, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(world, server=f"http://127.0.0.1:{free_port()}") == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "server unreachable" in captured.err and captured.err.count("\n") == 1
@@ -254,14 +311,31 @@ def garbage_server(status: int, body: bytes, content_type: str) -> Iterator[str]
         httpd.server_close()
 
 
-@pytest.mark.parametrize(("status", "body", "content_type", "says"), [
-    (500, b"<html>Internal Server Error</html>", "text/html", "answered 500"),
-    (502, b'{"code": "upstream", "title": "bad gateway"}', "application/json", "answered 502 (upstream: bad gateway)"),
-    (200, b"<html>a captive portal</html>", "text/html", "did not answer JSON"),
-    (200, b"[1, 2]", "application/json", "did not answer a JSON object"),
-    (200, b'{"token": "x"}', "application/json", "no `access_token`"),
-], ids=["500-html", "502-problem", "200-html", "200-list", "200-no-token"])
-def test_a_misbehaving_server_exits_2(world: World, card: Presented, capsys: pytest.CaptureFixture[str], status: int, body: bytes, content_type: str, says: str) -> None:
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "says"),
+    [
+        (500, b"<html>Internal Server Error</html>", "text/html", "answered 500"),
+        (
+            502,
+            b'{"code": "upstream", "title": "bad gateway"}',
+            "application/json",
+            "answered 502 (upstream: bad gateway)",
+        ),
+        (200, b"<html>a captive portal</html>", "text/html", "did not answer JSON"),
+        (200, b"[1, 2]", "application/json", "did not answer a JSON object"),
+        (200, b'{"token": "x"}', "application/json", "no `access_token`"),
+    ],
+    ids=["500-html", "502-problem", "200-html", "200-list", "200-no-token"],
+)
+def test_a_misbehaving_server_exits_2(
+    world: World,
+    card: Presented,
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+    body: bytes,
+    content_type: str,
+    says: str,
+) -> None:
     with garbage_server(status, body, content_type) as url:
         assert run(world, server=url) == 2
     captured = capsys.readouterr()
@@ -277,7 +351,13 @@ def test_a_misbehaving_server_exits_2(world: World, card: Presented, capsys: pyt
         CardRemovedError("the card left the reader"),
     ],
 )
-def test_reader_problems_exit_2(world: World, sent: list, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: Exception) -> None:
+def test_reader_problems_exit_2(
+    world: World,
+    sent: list,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: Exception,
+) -> None:
     def fail(reader: str | None, timeout: float) -> None:
         raise error
 
@@ -285,10 +365,14 @@ def test_reader_problems_exit_2(world: World, sent: list, monkeypatch: pytest.Mo
     assert run(world) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and str(error) in captured.err
-    assert [url for url, _, _ in sent] == [f"{world.url}/api/v1/auth/terminal/token"]  # the real server let it in
+    assert [url for url, _, _ in sent] == [
+        f"{world.url}/api/v1/auth/terminal/token"
+    ]  # the real server let it in
 
 
-def test_card_removed_before_the_holder_read_keeps_the_decision(world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_card_removed_before_the_holder_read_keeps_the_decision(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     class PulledAfterAuthenticate(DirectConnection):
         def transmit(self, command: bytes) -> tuple[bytes, int]:
             if command[1] == 0x82:  # EXTERNAL AUTHENTICATE: the card is gone
@@ -315,16 +399,21 @@ def test_bad_pin_argument_is_a_usage_error(world: World, sent: list) -> None:
     assert sent == []  # refused before anything went to the server
 
 
-
 # --- scenes: what the server asks of a chip read where -------------------------------------------
 
 
-def test_a_clinic_needs_the_pin_a_gate_does_not(world: World, card: Presented, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_clinic_needs_the_pin_a_gate_does_not(
+    world: World, card: Presented, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(world) == 1
     assert last_line(capsys)["reason"] == "chip.pin_required"  # R-50: medical settlement
     gate = world.api.terminal(scenes=("transit",))
-    assert terminal.main(["--server", world.url, "--terminal-id", gate["terminal_id"],
-                          "--secret", gate["secret"]]) == 0
+    assert (
+        terminal.main(
+            ["--server", world.url, "--terminal-id", gate["terminal_id"], "--secret", gate["secret"]]
+        )
+        == 0
+    )
     line = last_line(capsys)
     assert line["accepted"] is True and line["scene"] == "transit" and "card_no" not in line["holder"]
 
@@ -335,17 +424,24 @@ def test_a_read_for_a_scene_the_merchant_lacks_is_refused(world: World, card: Pr
     from physical.reader import read_card
 
     t = world.terminal  # a clinic
-    token = requests.post(f"{world.url}/api/v1/auth/terminal/token",
-                          json={"terminal_id": t["terminal_id"], "secret": t["secret"]}).json()["access_token"]
+    token = requests.post(
+        f"{world.url}/api/v1/auth/terminal/token",
+        json={"terminal_id": t["terminal_id"], "secret": t["secret"]},
+    ).json()["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
-    un = requests.post(f"{world.url}/api/v1/verifications/chip/challenge", json={}, headers=auth).json()["challenge"]
+    un = requests.post(f"{world.url}/api/v1/verifications/chip/challenge", json={}, headers=auth).json()[
+        "challenge"
+    ]
     read = read_card(DirectConnection(card.chip), bytes.fromhex(un), pin=CHIP_PIN).verification_request()
-    d = requests.post(f"{world.url}/api/v1/verifications/chip", json={**read, "scene": "scenic"}, headers=auth).json()
+    d = requests.post(
+        f"{world.url}/api/v1/verifications/chip", json={**read, "scene": "scenic"}, headers=auth
+    ).json()
     assert d["accepted"] is False and d["reason"] == "chip.wrong_scene" and d["holder"] is None
 
 
-def test_an_agent_at_a_merchant_of_several_scenes_names_its_scene(world: World, card: Presented,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_agent_at_a_merchant_of_several_scenes_names_its_scene(
+    world: World, card: Presented, capsys: pytest.CaptureFixture[str]
+) -> None:
     """R-04: a read at a merchant of several scenes is judged for the one the agent names
     (`--scene`); without it the server refuses to guess (it used to judge it as a clinic)."""
     shop = world.api.terminal(scenes=("clinic", "transit"))
@@ -362,8 +458,19 @@ def test_terminal_with_pcscd_down_exits_2(tmp_path: Path, committing_app) -> Non
         t = Api(committing_app.test_client()).terminal(scenes=("clinic",))
         result = with_pcscd_down(
             tmp_path,
-            [sys.executable, "-m", "physical.terminal", "--server", url,
-             "--terminal-id", t["terminal_id"], "--secret", t["secret"], "--timeout", "1"],
+            [
+                sys.executable,
+                "-m",
+                "physical.terminal",
+                "--server",
+                url,
+                "--terminal-id",
+                t["terminal_id"],
+                "--secret",
+                t["secret"],
+                "--timeout",
+                "1",
+            ],
         )
     assert result.returncode == 2
     assert result.stdout == ""

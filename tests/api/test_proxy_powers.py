@@ -19,6 +19,7 @@ def _audit(api, headers):
 
 # --- binding tells nothing about which card numbers exist (R-41) -------------------------------
 
+
 def test_r41_bind_with_an_unknown_card_number_is_the_same_identity_mismatch(api, family):
     # A well-formed number that no card has: not a 404 that tells a guesser it does not exist.
     body = {**api.bind_body(family["child"], "parent"), "card_no": make_card_no("A", 9_999_999)}
@@ -36,14 +37,17 @@ def test_r41_bind_with_an_unknown_card_number_is_the_same_identity_mismatch(api,
 
 # --- a proxy acts only with a usable card of their own (R-14, R-22); a minor does not revoke -----
 
+
 def test_r22_a_proxy_whose_own_card_is_frozen_cannot_act_for_the_dependant(api, family):
     dep = bind_child(api, family)
     did, h = dep["dependant_id"], family["parent"]["headers"]
     parent_no = family["parent"]["card"]["card_no"]
     assert api.card_action(parent_no, "freeze", reason="suspected fraud").status_code == 200
-    refused = [api.c.get(f"/api/v1/me/dependants/{did}", headers=h),
-               api.c.post("/api/v1/qrcodes", json={"scene": "transit", "dependant_id": did}, headers=h),
-               api.c.post(f"/api/v1/me/dependants/{did}/loss", headers=h)]
+    refused = [
+        api.c.get(f"/api/v1/me/dependants/{did}", headers=h),
+        api.c.post("/api/v1/qrcodes", json={"scene": "transit", "dependant_id": did}, headers=h),
+        api.c.post(f"/api/v1/me/dependants/{did}/loss", headers=h),
+    ]
     for r in refused:
         assert r.status_code == 403, r.json
         assert r.json["code"] == "proxy.own_card_unusable" and r.json["reason"] == "card.frozen"
@@ -54,13 +58,17 @@ def test_r22_a_proxy_whose_own_card_is_frozen_cannot_act_for_the_dependant(api, 
     assert r.status_code == 403 and r.json["code"] == "proxy.own_card_unusable"
     # The child's card itself was never touched, and once unfrozen the parent acts again.
     child_card = api.card(family["child"])
-    assert child_card["status"] == "issued" and "lost_temporary" not in [e["action"] for e in child_card["history"]]
+    assert child_card["status"] == "issued" and "lost_temporary" not in [
+        e["action"] for e in child_card["history"]
+    ]
     api.c.delete(f"/api/v1/cards/{parent_no}/freeze", headers=api.op)
     r = api.c.get(f"/api/v1/me/dependants/{did}", headers=h)
     assert r.status_code == 200 and r.json["card"]["status"] == "issued"
 
 
-def test_r22_a_code_a_proxy_showed_before_their_own_card_was_frozen_is_refused_at_the_scan(api, family, clock):
+def test_r22_a_code_a_proxy_showed_before_their_own_card_was_frozen_is_refused_at_the_scan(
+    api, family, clock
+):
     """The proxy's own card is checked when a code of theirs is judged, not only when it is
     issued: a code shown a moment before the freeze does not pass the gate during its lifetime.
     An offline record is judged by the card as it stood at the scan."""
@@ -119,6 +127,7 @@ def test_r62_a_minor_cannot_end_a_parents_binding(api, family):
 
 # --- the dependant's audit (R-63); a window ends a binding (R-62) ------------------------------
 
+
 def test_r63_a_proxys_reads_of_the_dependants_card_are_in_the_dependants_audit(api, family):
     dep = bind_child(api, family)
     did = dep["dependant_id"]
@@ -146,12 +155,12 @@ def test_r63_codes_a_proxy_shows_are_in_the_dependants_audit(api):
     assert len(shown) == 1 and shown[0]["actor"]["type"] == "proxy" and "scenic" in shown[0]["reason"]
 
 
-
 def test_r62_a_window_ends_a_proxy_for_an_adult_without_a_phone_and_for_a_minor(api, family):
     elder = api.issued_card(birth=date(1945, 5, 5), name="王奶奶", sex="F")
     son = api.holder(api.issued_card(birth=date(1970, 1, 1), name="王大"))
-    code = api.c.post(f"/api/v1/persons/{elder['person']['person_id']}/consent-codes",
-                      headers=api.op).json["code"]
+    code = api.c.post(f"/api/v1/persons/{elder['person']['person_id']}/consent-codes", headers=api.op).json[
+        "code"
+    ]
     r = api.bind(son, elder, "child", code)
     assert r.status_code == 201, r.json
     did = r.json["dependant_id"]

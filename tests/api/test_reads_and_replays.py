@@ -43,23 +43,29 @@ def keyed_record(app, key: str, body: bytes, *, answer: bytes | None) -> None:
     """What the service keeps for an anonymous `POST /ecards` of `body` under `key`: the first
     request still running (no answer), or its answer."""
     with app.app_context():
-        from ecard.api import transactions
-        from ecard.api import idempotency
-        from ecard.context import utcnow
+        from ecard.api import idempotency, transactions
         from ecard.api.transactions import services
+        from ecard.context import utcnow
         from ecard.models import IdempotencyRecord
 
         session = transactions.session_outside_request()
         stored = base64.b64encode(answer).decode() if answer is not None else None
-        session.add(IdempotencyRecord(
-            scope="anonymous", key=key, created_at=utcnow(), status_code=201 if stored else None,
-            content_type="application/json" if stored else None,
-            body=services().vault.encrypt(stored, context=idempotency.BODY_CTX) if stored else None,
-            request_hash=hashlib.sha256(b"POST /api/v1/ecards\n" + body).hexdigest()))
+        session.add(
+            IdempotencyRecord(
+                scope="anonymous",
+                key=key,
+                created_at=utcnow(),
+                status_code=201 if stored else None,
+                content_type="application/json" if stored else None,
+                body=services().vault.encrypt(stored, context=idempotency.BODY_CTX) if stored else None,
+                request_hash=hashlib.sha256(b"POST /api/v1/ecards\n" + body).hexdigest(),
+            )
+        )
         session.commit()
 
 
 # --- R-72: reads the audit missed -------------------------------------------------------------
+
 
 def test_a_refused_card_application_shows_the_window_the_card_and_the_holder_the_read(api):
     card = api.issued_card()
@@ -122,9 +128,12 @@ def test_a_head_request_answers_its_status_and_leaves_no_read(api, family):
     dep = bind_child(api, family)
     child = api.holder(family["child"])
     pid = family["child"]["person"]["person_id"]
-    for url, headers in [(f"/api/v1/persons/{pid}", api.op), (f"/api/v1/persons/{pid}/proxies", api.op),
-                         (f"/api/v1/cards/{family['child']['card_no']}?purpose=card_service", api.op),
-                         (f"/api/v1/me/dependants/{dep['dependant_id']}", family["parent"]["headers"])]:
+    for url, headers in [
+        (f"/api/v1/persons/{pid}", api.op),
+        (f"/api/v1/persons/{pid}/proxies", api.op),
+        (f"/api/v1/cards/{family['child']['card_no']}?purpose=card_service", api.op),
+        (f"/api/v1/me/dependants/{dep['dependant_id']}", family["parent"]["headers"]),
+    ]:
         r = api.c.head(url, headers=headers)
         assert r.status_code == 200 and r.data == b"", url
     assert api.c.head("/api/v1/persons/per_0000000000000000", headers=api.op).status_code == 404
@@ -154,7 +163,6 @@ def test_r72_an_operators_read_of_a_person_in_clear_is_in_the_persons_audit(api,
     assert len([e for e in audit(api, holder) if e["action"] == "personal_data_read"]) == 1
 
 
-
 def test_r72_the_operator_states_why_and_the_holder_sees_it(api):
     card = api.issued_card(name="李目的")
     holder = api.holder(card)
@@ -166,7 +174,6 @@ def test_r72_the_operator_states_why_and_the_holder_sees_it(api):
     r = api.c.get(f"/api/v1/persons/{card['person']['person_id']}?purpose=curiosity", headers=api.op)
     assert r.status_code == 422 and "name" not in r.json
     assert len([e for e in audit(api, holder) if e["action"] == "personal_data_read"]) == 1
-
 
 
 def test_r72_a_windows_card_look_up_is_in_the_holders_audit_not_the_cards_history(api, clock):
@@ -183,8 +190,9 @@ def test_r72_a_windows_card_look_up_is_in_the_holders_audit_not_the_cards_histor
     assert reads[0]["actor"] == {"type": "operator", "ref": "w1", "channel": "window"}  # who
     assert reads[0]["at"] == iso(datetime.now(timezone.utc))  # when
     assert reads[0]["reason"] == "card status and history, for a service window's look-up"  # why
-    assert reads[1]["reason"] == ("card status and history, for a card service (application, "
-                                  "loss, replacement, cancellation)")
+    assert reads[1]["reason"] == (
+        "card status and history, for a card service (application, loss, replacement, cancellation)"
+    )
     # Not found, or a purpose not known: nothing is recorded.
     assert api.c.get(f"/api/v1/cards/{make_card_no('A', 9_999_999)}", headers=api.op).status_code == 404
     r = api.c.get(f"/api/v1/cards/{card['card_no']}?purpose=", headers=api.op)
@@ -193,6 +201,7 @@ def test_r72_a_windows_card_look_up_is_in_the_holders_audit_not_the_cards_histor
 
 
 # --- tokens are never replayed -----------------------------------------------------------------
+
 
 def test_a_refresh_replayed_with_its_key_after_logout_gets_no_tokens(api):
     h = api.holder()
@@ -226,8 +235,10 @@ def test_no_token_pair_is_kept_for_a_replay(api, app):
     with app.app_context():
         from ecard.api import transactions
 
-        kept = transactions.session_outside_request().scalar(sa.text("SELECT count(*) FROM idempotency_records WHERE key = :k"),
-                                   {"k": keyed["Idempotency-Key"]})
+        kept = transactions.session_outside_request().scalar(
+            sa.text("SELECT count(*) FROM idempotency_records WHERE key = :k"),
+            {"k": keyed["Idempotency-Key"]},
+        )
     assert kept == 0
 
 
@@ -249,8 +260,12 @@ def test_a_sign_in_answer_kept_by_an_earlier_version_is_not_replayed(api, app):
     card = api.issued_card()
     body = json.dumps(Api.sign_body(card)).encode()
     keyed_record(app, "kept-before", body, answer=b'{"access_token": "kept"}')
-    r = api.c.post("/api/v1/ecards", data=body, content_type="application/json",
-                   headers={"Idempotency-Key": "kept-before"})
+    r = api.c.post(
+        "/api/v1/ecards",
+        data=body,
+        content_type="application/json",
+        headers={"Idempotency-Key": "kept-before"},
+    )
     assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
     assert r.json["access_token"] != "kept"
 

@@ -15,8 +15,12 @@ OPEN = {"Problem"}  # components whose objects may carry members they do not dec
 
 
 def _operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(method.upper(), path, op) for path, item in doc["paths"].items()
-            for method, op in item.items() if method in ("get", "post", "put", "patch", "delete")]
+    return [
+        (method.upper(), path, op)
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
 
 
 def _open_objects(schema: Any, where: str, components: dict[str, Any], seen: set[str]) -> list[str]:
@@ -31,7 +35,9 @@ def _open_objects(schema: Any, where: str, components: dict[str, Any], seen: set
         seen.add(name)
         return _open_objects(components[name], name, components, seen)
     found = []
-    if (schema.get("type") == "object" or "properties" in schema) and schema.get("additionalProperties") is not False:
+    if (schema.get("type") == "object" or "properties" in schema) and schema.get(
+        "additionalProperties"
+    ) is not False:
         found.append(where)
     for name, member in schema.get("properties", {}).items():
         found += _open_objects(member, f"{where}.{name}", components, seen)
@@ -67,8 +73,14 @@ def test_every_success_response_object_forbids_undeclared_members(doc):
 
 
 # The document's own routes (flask-openapi3: the document, Swagger UI and its files).
-DOC_ROUTES = ("/api/v1/", "/api/v1/openapi.json", "/api/v1/oauth2-redirect.html", "/api/v1/swagger",
-              "/api/v1/swagger/<path:filename>", "/api/v1/static/<path:filename>")
+DOC_ROUTES = (
+    "/api/v1/",
+    "/api/v1/openapi.json",
+    "/api/v1/oauth2-redirect.html",
+    "/api/v1/swagger",
+    "/api/v1/swagger/<path:filename>",
+    "/api/v1/static/<path:filename>",
+)
 
 
 def test_every_api_route_of_the_app_is_in_the_walk(app, doc):
@@ -79,8 +91,10 @@ def test_every_api_route_of_the_app_is_in_the_walk(app, doc):
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api/v1/") or rule.rule in DOC_ROUTES:
             continue
-        path = "/".join(f"{{{part[1:-1].split(':')[-1]}}}" if part.startswith("<") else part
-                        for part in rule.rule.split("/"))
+        path = "/".join(
+            f"{{{part[1:-1].split(':')[-1]}}}" if part.startswith("<") else part
+            for part in rule.rule.split("/")
+        )
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             if method.lower() not in doc["paths"].get(path, {}):
                 missing.append(f"{method} {rule.rule}")
@@ -95,12 +109,19 @@ def test_problem_documents_stay_open(doc):
 def test_the_walk_finds_an_open_object():
     """The check can fail: an object without `additionalProperties: false`, inline or through a
     $ref, nested in an array, or one branch of a union, is reported."""
-    components = {"Open": {"type": "object", "properties": {"a": {"type": "string"}}},
-                  "Closed": {"type": "object", "additionalProperties": False,
-                             "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Open"}}}},
-                  "Problem": {"type": "object", "additionalProperties": True}}
+    components = {
+        "Open": {"type": "object", "properties": {"a": {"type": "string"}}},
+        "Closed": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Open"}}},
+        },
+        "Problem": {"type": "object", "additionalProperties": True},
+    }
     assert _open_objects({"$ref": "#/components/schemas/Closed"}, "x", components, set()) == ["Open"]
-    assert _open_objects({"anyOf": [{"type": "object"}, {"type": "null"}]}, "x", components, set()) == ["x<anyOf0>"]
+    assert _open_objects({"anyOf": [{"type": "object"}, {"type": "null"}]}, "x", components, set()) == [
+        "x<anyOf0>"
+    ]
     assert _open_objects({"$ref": "#/components/schemas/Problem"}, "x", components, set()) == []
 
 

@@ -36,20 +36,41 @@ def free_port() -> int:
 def serve(committing_app, tmp_path, instances: int, **env_extra: str):
     """Start `instances` gunicorn servers over the committing app's database and keys; yields
     their URLs, and stops them afterwards."""
-    env = {**os.environ, "ECARD_DATABASE_URL": committing_app.config["ECARD_DATABASE_URL"],
-           "ECARD_KEYS_DIR": committing_app.config["ECARD_KEYS_DIR"],
-           "ECARD_ARGON2_TIME_COST": str(TEST_CONFIG["ECARD_ARGON2_TIME_COST"]),
-           "ECARD_ARGON2_MEMORY_KIB": str(TEST_CONFIG["ECARD_ARGON2_MEMORY_KIB"]),
-           "ECARD_LOG_LEVEL": "WARNING", "GUNICORN_ACCESSLOG": "", "GUNICORN_WORKERS": "2", **env_extra}
+    env = {
+        **os.environ,
+        "ECARD_DATABASE_URL": committing_app.config["ECARD_DATABASE_URL"],
+        "ECARD_KEYS_DIR": committing_app.config["ECARD_KEYS_DIR"],
+        "ECARD_ARGON2_TIME_COST": str(TEST_CONFIG["ECARD_ARGON2_TIME_COST"]),
+        "ECARD_ARGON2_MEMORY_KIB": str(TEST_CONFIG["ECARD_ARGON2_MEMORY_KIB"]),
+        "ECARD_LOG_LEVEL": "WARNING",
+        "GUNICORN_ACCESSLOG": "",
+        "GUNICORN_WORKERS": "2",
+        **env_extra,
+    }
     if "ECARD_REDIS_URL" not in env_extra:
         env.pop("ECARD_REDIS_URL", None)  # no Redis unless asked for
     procs, urls = [], []
     for i in range(instances):
         port = free_port()
         log = open(tmp_path / f"instance{i}.log", "w")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-             "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "-c",
+                    "gunicorn.conf.py",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "wsgi:app",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
         urls.append(f"http://127.0.0.1:{port}")
     try:
         for i, url in enumerate(urls):
@@ -82,20 +103,32 @@ def test_two_instances_share_single_use_revocation_and_limits(committing_app, tw
     card = api.issued_card()
     terminal = api.terminal()
     person = card["person"]
-    sign = {"id_number": person["id_number_clear"], "name": person["name_clear"], "card_no": card["card_no"],
-            "pin": card["pin"]}
+    sign = {
+        "id_number": person["id_number_clear"],
+        "name": person["name_clear"],
+        "card_no": card["card_no"],
+        "pin": card["pin"],
+    }
     app_h = requests.post(f"{a}/api/v1/ecards", json={**sign, "channel": "app", "device_id": "p1"}).json()
     wx_h = requests.post(f"{b}/api/v1/ecards", json={**sign, "channel": "wechat", "device_id": "p1"}).json()
     h = {"Authorization": f"Bearer {app_h['access_token']}"}
-    tok = requests.post(f"{b}/api/v1/auth/terminal/token",
-                        json={"terminal_id": terminal["terminal_id"], "secret": terminal["secret"]}).json()
+    tok = requests.post(
+        f"{b}/api/v1/auth/terminal/token",
+        json={"terminal_id": terminal["terminal_id"], "secret": terminal["secret"]},
+    ).json()
     th = {"Authorization": f"Bearer {tok['access_token']}"}
 
     # One code, 16 concurrent scans, half through each instance: exactly one accepted.
     payload = requests.post(f"{a}/api/v1/qrcodes", json={"scene": "clinic"}, headers=h).json()["payload"]
     with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda i: requests.post(f"{(a, b)[i % 2]}/api/v1/verifications/qr",
-                                                        json={"payload": payload}, headers=th).json(), range(16)))
+        answers = list(
+            pool.map(
+                lambda i: requests.post(
+                    f"{(a, b)[i % 2]}/api/v1/verifications/qr", json={"payload": payload}, headers=th
+                ).json(),
+                range(16),
+            )
+        )
     assert sum(x["accepted"] for x in answers) == 1
     assert sorted(x["reason"] for x in answers if not x["accepted"]) == ["qr.replayed"] * 15
 
@@ -111,8 +144,12 @@ def test_two_instances_share_single_use_revocation_and_limits(committing_app, tw
     assert requests.get(f"{a}/api/v1/me", headers=wx).status_code == 401
 
     # Limits are counted in Redis, not per process: 10 a minute for operator sign-in, in total.
-    codes = [requests.post(f"{(a, b)[i % 2]}/api/v1/auth/operator/token",
-                           json={"username": "nobody", "password": "wrong"}).status_code for i in range(11)]
+    codes = [
+        requests.post(
+            f"{(a, b)[i % 2]}/api/v1/auth/operator/token", json={"username": "nobody", "password": "wrong"}
+        ).status_code
+        for i in range(11)
+    ]
     assert codes[:10] == [401] * 10 and codes[10] == 429
 
 
@@ -123,6 +160,9 @@ def test_the_workers_of_one_machine_share_the_limits_without_redis(committing_ap
         codes = []
         for _ in range(11):  # a new connection each: the requests spread over the workers
             with requests.Session() as http:
-                codes.append(http.post(f"{url}/api/v1/auth/operator/token",
-                                       json={"username": "nobody", "password": "wrong"}).status_code)
+                codes.append(
+                    http.post(
+                        f"{url}/api/v1/auth/operator/token", json={"username": "nobody", "password": "wrong"}
+                    ).status_code
+                )
     assert codes == [401] * 10 + [429]

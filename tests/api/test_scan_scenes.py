@@ -31,8 +31,16 @@ def test_r04_a_merchant_of_several_scenes_names_the_one_it_scans_for(api):
 def test_r04_a_chip_read_without_a_scene_at_a_merchant_of_several_is_not_judged_as_a_clinic(api):
     shop = api.terminal(scenes=("clinic", "scenic"))
     ch = api.c.post("/api/v1/verifications/chip/challenge", headers=shop["headers"]).json["challenge"]
-    read = {"card_no": "A00000018", "atc": 1, "challenge": ch, "cryptogram": "00" * 8, "card_id_code": "00" * 16,
-            "expiry": "20360101", "generation": 3, "rc": "00" * 8}
+    read = {
+        "card_no": "A00000018",
+        "atc": 1,
+        "challenge": ch,
+        "cryptogram": "00" * 8,
+        "card_id_code": "00" * 16,
+        "expiry": "20360101",
+        "generation": 3,
+        "rc": "00" * 8,
+    }
     d = api.c.post("/api/v1/verifications/chip", json=read, headers=shop["headers"]).json
     assert d["accepted"] is False and d["reason"] == "chip.scene_required" and d["scene"] is None
 
@@ -43,17 +51,30 @@ def test_r04_a_chip_read_with_a_bad_challenge_is_recorded_with_the_scene_judged_
     from ecard.api import transactions
 
     clinic = api.terminal(scenes=("clinic",))
-    read = {"card_no": "A00000018", "atc": 1, "challenge": "00" * 16, "cryptogram": "00" * 8,
-            "card_id_code": "00" * 16, "expiry": "20360101", "generation": 3, "rc": "00" * 8}
+    read = {
+        "card_no": "A00000018",
+        "atc": 1,
+        "challenge": "00" * 16,
+        "cryptogram": "00" * 8,
+        "card_id_code": "00" * 16,
+        "expiry": "20360101",
+        "generation": 3,
+        "rc": "00" * 8,
+    }
     h = clinic["headers"]
     claimed = api.c.post("/api/v1/verifications/chip", json={**read, "scene": "identity"}, headers=h).json
     plain = api.c.post("/api/v1/verifications/chip", json=read, headers=h).json
     assert claimed["reason"] == plain["reason"] == "chip.bad_challenge"
     assert claimed["scene"] is None and plain["scene"] == "clinic"
     with app.app_context():
-        rows = transactions.session_outside_request().execute(sa.text(
-            "SELECT public_id, scene FROM verifications WHERE public_id IN (:a, :b)"),
-            {"a": claimed["verification_id"], "b": plain["verification_id"]}).all()
+        rows = (
+            transactions.session_outside_request()
+            .execute(
+                sa.text("SELECT public_id, scene FROM verifications WHERE public_id IN (:a, :b)"),
+                {"a": claimed["verification_id"], "b": plain["verification_id"]},
+            )
+            .all()
+        )
     assert dict(rows) == {claimed["verification_id"]: None, plain["verification_id"]: "clinic"}
 
 

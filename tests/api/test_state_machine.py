@@ -25,7 +25,14 @@ from datetime import date, datetime, timedelta, timezone
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from ecard.pii import mask_name
 from tests.api.client import Api
@@ -41,7 +48,6 @@ LEEWAY = timedelta(seconds=5)  # JWT_DECODE_LEEWAY
 PIN = "285714"
 CHANNELS = ("app", "wechat")
 FEE = 2000  # ECARD_FEE_REISSUE, ECARD_FEE_REPLACE
-
 
 
 def parse_time(text: str) -> datetime:
@@ -119,8 +125,11 @@ class CardLife(RuleBasedStateMachine):
             assert body["code"] == code, (r.request.path, body, code)
 
     def _terminal_login(self) -> None:
-        r = self.call("post", "/api/v1/auth/terminal/token", json={
-            "terminal_id": self.terminal["terminal_id"], "secret": self.terminal["secret"]})
+        r = self.call(
+            "post",
+            "/api/v1/auth/terminal/token",
+            json={"terminal_id": self.terminal["terminal_id"], "secret": self.terminal["secret"]},
+        )
         self.expect(r, 200)
         self.terminal_headers = {"Authorization": f"Bearer {r.json['access_token']}"}
         self.terminal_at = self.now()
@@ -199,8 +208,12 @@ class CardLife(RuleBasedStateMachine):
         no = body["card_no"]
         assert no not in self.all_card_nos, f"card number {no} reused (R-23)"
         self.all_card_nos.add(no)
-        card = MCard(no, status, frozen=body["frozen"],
-                     issued_at=parse_time(body["issued_at"]) if body.get("issued_at") else None)
+        card = MCard(
+            no,
+            status,
+            frozen=body["frozen"],
+            issued_at=parse_time(body["issued_at"]) if body.get("issued_at") else None,
+        )
         p.cards.append(card)
         return card
 
@@ -249,8 +262,9 @@ class CardLife(RuleBasedStateMachine):
     def people(self) -> None:
         for name, birth in (("王小明", date(1985, 1, 1)), ("欧阳小红", date(1990, 3, 7))):
             id_number = make_id_number(birth, "F" if name == "欧阳小红" else "M")
-            r = self.call("post", "/api/v1/persons", json={"id_number": id_number, "name": name},
-                          headers=self.api.op)
+            r = self.call(
+                "post", "/api/v1/persons", json={"id_number": id_number, "name": name}, headers=self.api.op
+            )
             self.expect(r, 201)
             self.persons.append(MPerson(r.json["person_id"], id_number, name))
         # Most of the life happens to an issued card: both start with one, the first signed in.
@@ -385,8 +399,12 @@ class CardLife(RuleBasedStateMachine):
         if card is None:
             return
         self.settle(card)
-        r = self.call("post", f"/api/v1/cards/{card.no}/replace", json={"reason": reason, "pin": PIN},
-                      headers=self.api.op)
+        r = self.call(
+            "post",
+            f"/api/v1/cards/{card.no}/replace",
+            json={"reason": reason, "pin": PIN},
+            headers=self.api.op,
+        )
         if self.dead_code(card):
             self.expect(r, 409, self.dead_code(card))
         elif card.status in ("lost_temporary", "lost_formal"):
@@ -403,8 +421,11 @@ class CardLife(RuleBasedStateMachine):
             self.follow(p, new)
         self.check(p, card)
 
-    @rule(pi=st.integers(0, 1), ci=st.integers(0, 7),
-          reason=st.sampled_from(["death", "emigration", "transfer", "entitlement_ended"]))
+    @rule(
+        pi=st.integers(0, 1),
+        ci=st.integers(0, 7),
+        reason=st.sampled_from(["death", "emigration", "transfer", "entitlement_ended"]),
+    )
     def cancel(self, pi: int, ci: int, reason: str) -> None:
         p, card = self.card_of(pi, ci)
         if card is None:
@@ -424,8 +445,9 @@ class CardLife(RuleBasedStateMachine):
         if card is None:
             return
         self.settle(card)
-        r = self.call("post", f"/api/v1/cards/{card.no}/freeze", json={"reason": "suspected fraud"},
-                      headers=self.api.op)
+        r = self.call(
+            "post", f"/api/v1/cards/{card.no}/freeze", json={"reason": "suspected fraud"}, headers=self.api.op
+        )
         if self.dead_code(card):
             self.expect(r, 409, self.dead_code(card))
         elif card.frozen:
@@ -456,9 +478,18 @@ class CardLife(RuleBasedStateMachine):
         p, card = self.card_of(pi, ci)
         if card is None:
             return
-        r = self.call("post", "/api/v1/ecards", json={
-            "id_number": p.id_number, "name": p.name, "card_no": card.no, "pin": PIN,
-            "channel": channel, "device_id": f"phone-{channel}"})
+        r = self.call(
+            "post",
+            "/api/v1/ecards",
+            json={
+                "id_number": p.id_number,
+                "name": p.name,
+                "card_no": card.no,
+                "pin": PIN,
+                "channel": channel,
+                "device_id": f"phone-{channel}",
+            },
+        )
         reason = self.unusable(card)
         if reason is not None:
             self.expect(r, 409, reason)
@@ -471,8 +502,9 @@ class CardLife(RuleBasedStateMachine):
             if old is not None:  # one binding per channel: the old one is retired with its tokens
                 self.revoked_tokens.append(old.access)
             now = self.now()
-            p.sessions[channel] = Session(r.json["access_token"], r.json["refresh_token"],
-                                          r.json["binding"]["binding_id"], now, now)
+            p.sessions[channel] = Session(
+                r.json["access_token"], r.json["refresh_token"], r.json["binding"]["binding_id"], now, now
+            )
         self.check(p, card)
 
     @precondition(lambda self: bool(self.revoked_tokens))
@@ -488,7 +520,9 @@ class CardLife(RuleBasedStateMachine):
         tok = self.token(p, channel)
         if tok is None:
             return False
-        r = self.call("post", "/api/v1/qrcodes", json={"scene": scene}, headers={"Authorization": f"Bearer {tok}"})
+        r = self.call(
+            "post", "/api/v1/qrcodes", json={"scene": scene}, headers={"Authorization": f"Bearer {tok}"}
+        )
         reason = self.unusable(p.ecard_card)
         if reason is not None:
             self.expect(r, 409, "ecard.suspended")
@@ -501,8 +535,12 @@ class CardLife(RuleBasedStateMachine):
         self.codes.append(MCode(r.json["payload"], p, p.ecard_card, expires, scene))
         return True
 
-    @rule(pi=st.integers(0, 1), channel=st.sampled_from(CHANNELS),
-          scene=st.sampled_from(["clinic", "transit", "scenic"]), scan_now=st.booleans())
+    @rule(
+        pi=st.integers(0, 1),
+        channel=st.sampled_from(CHANNELS),
+        scene=st.sampled_from(["clinic", "transit", "scenic"]),
+        scan_now=st.booleans(),
+    )
     def new_code(self, pi: int, channel: str, scene: str, scan_now: bool) -> None:
         if self.issue_code(self.persons[pi], channel, scene) and scan_now:
             self.scan(0)  # the usual case: shown at a gate at once
@@ -516,8 +554,9 @@ class CardLife(RuleBasedStateMachine):
 
     def scan_code(self, code: MCode) -> None:
         p = code.person
-        r = self.call("post", "/api/v1/verifications/qr", json={"payload": code.payload},
-                      headers=self.terminal_h())
+        r = self.call(
+            "post", "/api/v1/verifications/qr", json={"payload": code.payload}, headers=self.terminal_h()
+        )
         self.expect(r, 200)
         d = r.json
         self.settle(code.card)
@@ -571,11 +610,21 @@ class CardLife(RuleBasedStateMachine):
 def test_card_life(api, clock, app):
     """The machine, a bounded number of examples; each example makes fresh people."""
     terminal = api.terminal()
-    machine = type("CardLifeRun", (CardLife,), {
-        "api": api, "clock": clock, "terminal": terminal, "all_card_nos": set()})
-    run_state_machine_as_test(machine, settings=settings(
-        max_examples=60, stateful_step_count=40, deadline=None, derandomize=True, database=None,
-        suppress_health_check=list(HealthCheck), report_multiple_bugs=False))
+    machine = type(
+        "CardLifeRun", (CardLife,), {"api": api, "clock": clock, "terminal": terminal, "all_card_nos": set()}
+    )
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=40,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            report_multiple_bugs=False,
+        ),
+    )
 
 
 def test_a_code_of_a_cancelled_card_never_verifies(api, clock):
@@ -589,7 +638,7 @@ def test_a_code_of_a_cancelled_card_never_verifies(api, clock):
     # Insurance moved back: the same person applies and collects a new card at once.
     r = api.c.post("/api/v1/cards", json={"person_id": h["card"]["person"]["person_id"]}, headers=api.op)
     assert r.status_code == 201
-    r = api.card_action(r.json['card_no'], "issue", pin="285714")
+    r = api.card_action(r.json["card_no"], "issue", pin="285714")
     assert r.status_code == 200
     d = api.scan(t, payload)
     assert d["accepted"] is False and d["reason"] == "card.cancelled", d

@@ -39,7 +39,9 @@ def test_an_app_with_a_route_that_declares_no_transaction_does_not_start():
 
 
 def test_every_route_of_the_service_declares_its_transaction(app):
-    kinds = {endpoint: getattr(view, transactions.ATTRIBUTE, None) for endpoint, view in app.view_functions.items()}
+    kinds = {
+        endpoint: getattr(view, transactions.ATTRIBUTE, None) for endpoint, view in app.view_functions.items()
+    }
     assert kinds["codes.new_code"] is Tx.WRITE  # a dependant's code is recorded; one's own writes nothing
     assert kinds["verifications.verify_qr"] is Tx.WRITE
     assert kinds["codes.my_usage"] is Tx.READ
@@ -59,10 +61,14 @@ def test_reading_routes_answer_while_another_worker_holds_the_sqlite_write_lock(
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with ThreadPoolExecutor(1) as pool:
-            for url, headers in [("/api/v1/me/usage", holder["headers"]), ("/api/v1/me", holder["headers"]),
-                                 ("/api/v1/me/audit", holder["headers"])]:
-                r = pool.submit(lambda: committing_app.test_client().get(url, headers=headers)).result(timeout=10)
+            for url, headers in [
+                ("/api/v1/me/usage", holder["headers"]),
+                ("/api/v1/me", holder["headers"]),
+                ("/api/v1/me/audit", holder["headers"]),
+            ]:
+                r = pool.submit(lambda: committing_app.test_client().get(url, headers=headers)).result(
+                    timeout=10
+                )
                 assert r.status_code == 200, (url, r.json)
     finally:
         os.close(fd)
-

@@ -33,16 +33,22 @@ def test_a_full_width_id_number_finds_the_person_already_registered(api):
 
 
 def test_a_lower_case_full_width_check_character_is_folded_too(api):
-    r = api.c.post("/api/v1/persons", json={"id_number": "11010519491231002X", "name": "张小红"}, headers=api.op)
+    r = api.c.post(
+        "/api/v1/persons", json={"id_number": "11010519491231002X", "name": "张小红"}, headers=api.op
+    )
     assert r.status_code == 201, r.json
-    r = api.c.post("/api/v1/persons", json={"id_number": "11010519491231002ｘ", "name": "张小红"}, headers=api.op)
+    r = api.c.post(
+        "/api/v1/persons", json={"id_number": "11010519491231002ｘ", "name": "张小红"}, headers=api.op
+    )
     assert r.status_code == 409 and r.json["code"] == "person.exists"
 
 
 def test_arabic_indic_digits_are_refused_as_an_invalid_id_number(api):
     person = api.person()
-    for text in (person["id_number_clear"].translate(ARABIC_INDIC),
-                 person["id_number_clear"][:6] + "१" + person["id_number_clear"][7:]):  # a Devanagari one
+    for text in (
+        person["id_number_clear"].translate(ARABIC_INDIC),
+        person["id_number_clear"][:6] + "१" + person["id_number_clear"][7:],
+    ):  # a Devanagari one
         r = api.c.post("/api/v1/persons", json={"id_number": text, "name": "张小明"}, headers=api.op)
         assert r.status_code == 422 and r.json["code"] == "validation.id_number", r.json
         assert "id_number" in r.json["errors"]
@@ -52,10 +58,17 @@ def test_full_width_sign_in_works_like_the_ascii_one(api):
     """R-41: the same card number, ID number and PIN typed full-width sign the same e-card."""
     card = api.issued_card()
     person = card["person"]
-    r = api.c.post("/api/v1/ecards", json={
-        "id_number": person["id_number_clear"].translate(FULL_WIDTH), "name": person["name_clear"],
-        "card_no": card["card_no"].translate(FULL_WIDTH), "pin": card["pin"].translate(FULL_WIDTH),
-        "channel": "app", "device_id": "phone-1"})
+    r = api.c.post(
+        "/api/v1/ecards",
+        json={
+            "id_number": person["id_number_clear"].translate(FULL_WIDTH),
+            "name": person["name_clear"],
+            "card_no": card["card_no"].translate(FULL_WIDTH),
+            "pin": card["pin"].translate(FULL_WIDTH),
+            "channel": "app",
+            "device_id": "phone-1",
+        },
+    )
     assert r.status_code == 201, r.json
     assert r.json["ecard"]["card_no"] == card["card_no"]
     r2 = api.sign(card, channel="wechat")  # the ASCII form reaches the same electronic card
@@ -92,26 +105,45 @@ def test_a_full_width_card_number_in_the_path_is_the_same_card(api):
     assert r.status_code in (404, 422) and r.json["code"] in ("card.not_found", "validation.card_no")
 
 
-@pytest.mark.parametrize("field,value", [
-    ("phone", "+86١٣٨٠٠١٣٨٠٠٠"),
-    ("phone", "13800138००"),  # Devanagari zeros
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("phone", "+86١٣٨٠٠١٣٨٠٠٠"),
+        ("phone", "13800138००"),  # Devanagari zeros
+    ],
+)
 def test_a_phone_in_other_digits_is_refused(api, field, value):
-    r = api.c.post("/api/v1/persons", json={"id_number": make_id_number(date(1990, 1, 1)), "name": "王五",
-                                             field: value}, headers=api.op)
+    r = api.c.post(
+        "/api/v1/persons",
+        json={"id_number": make_id_number(date(1990, 1, 1)), "name": "王五", field: value},
+        headers=api.op,
+    )
     assert r.status_code == 422 and field in r.json["errors"], r.json
 
 
 def test_a_full_width_phone_is_folded(api):
-    r = api.c.post("/api/v1/persons", json={"id_number": make_id_number(date(1990, 1, 1)), "name": "王五",
-                                             "phone": "＋８６１３８００１３８０００"}, headers=api.op)
+    r = api.c.post(
+        "/api/v1/persons",
+        json={
+            "id_number": make_id_number(date(1990, 1, 1)),
+            "name": "王五",
+            "phone": "＋８６１３８００１３８０００",
+        },
+        headers=api.op,
+    )
     assert r.status_code == 201, r.json
 
 
 def test_a_region_code_in_other_digits_is_refused(api):
-    r = api.c.post("/api/v1/merchants", json={"name": "Clinic", "scenes": ["clinic"],
-                                               "region_code": "٣٢٠١٠٠"}, headers=api.op)
+    r = api.c.post(
+        "/api/v1/merchants",
+        json={"name": "Clinic", "scenes": ["clinic"], "region_code": "٣٢٠١٠٠"},
+        headers=api.op,
+    )
     assert r.status_code == 422 and r.json["errors"]["region_code"], r.json
-    r = api.c.post("/api/v1/merchants", json={"name": "Clinic", "scenes": ["clinic"],
-                                               "region_code": "３２０１００"}, headers=api.op)
+    r = api.c.post(
+        "/api/v1/merchants",
+        json={"name": "Clinic", "scenes": ["clinic"], "region_code": "３２０１００"},
+        headers=api.op,
+    )
     assert r.status_code == 201 and r.json["region_code"] == "320100"

@@ -68,10 +68,12 @@ class World:
     def __init__(self, session: Session, svc: Services) -> None:
         self.s, self.svc = session, svc
 
-    def person(self, birth: date = date(1990, 3, 7), name: str = "张小明", sex: str = "M", *,
-               now: datetime = T0) -> Person:
-        return persons.register(self.s, self.svc, id_number=make_id_number(birth, sex), name=name,
-                                phone=None, now=now)
+    def person(
+        self, birth: date = date(1990, 3, 7), name: str = "张小明", sex: str = "M", *, now: datetime = T0
+    ) -> Person:
+        return persons.register(
+            self.s, self.svc, id_number=make_id_number(birth, sex), name=name, phone=None, now=now
+        )
 
     def applied_card(self, person: Person | None = None, *, now: datetime = T0, **kw) -> Card:
         return cards.apply(self.s, self.svc, person or self.person(now=now, **kw), actor=WINDOW, now=now)
@@ -85,16 +87,29 @@ class World:
         """A merchant serving `scenes` (default: clinic, transit, scenic) and one terminal of it,
         as the principal its token stands for."""
         scenes = scenes or ("clinic", "transit", "scenic")
-        merchant = Merchant(public_id=new_id("mch"), name="Clinic", scenes=",".join(sorted(scenes)),
-                            region_code="320100", created_at=now)
+        merchant = Merchant(
+            public_id=new_id("mch"),
+            name="Clinic",
+            scenes=",".join(sorted(scenes)),
+            region_code="320100",
+            created_at=now,
+        )
         self.s.add(merchant)
         self.s.flush()
-        t = Terminal(public_id=new_id("trm"), merchant_id=merchant.id, name="t1", secret_hash="-",
-                     active=True, offline_capable=offline_capable, created_at=now)
+        t = Terminal(
+            public_id=new_id("trm"),
+            merchant_id=merchant.id,
+            name="t1",
+            secret_hash="-",
+            active=True,
+            offline_capable=offline_capable,
+            created_at=now,
+        )
         self.s.add(t)
         self.s.flush()
-        return TerminalPrincipal(t.id, t.public_id, merchant.id, merchant.public_id, tuple(sorted(scenes)),
-                                 offline_capable)
+        return TerminalPrincipal(
+            t.id, t.public_id, merchant.id, merchant.public_id, tuple(sorted(scenes)), offline_capable
+        )
 
     def history(self, card: Card) -> list[tuple[str, str | None]]:
         """The card's history as (action, status after)."""

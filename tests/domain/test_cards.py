@@ -28,7 +28,10 @@ def test_a_temporary_loss_is_recorded_with_its_time(session, svc, world):
 def test_a_temporary_loss_lapses_after_seven_days_and_the_system_writes_it_down(session, svc, world):
     card = world.issued_card()
     cards.report_loss(session, svc, card, kind="temporary", actor=HOLDER, now=T0)
-    assert cards.effective_status(card.state, T0 + LAPSE - timedelta(seconds=1), int(LAPSE.total_seconds())) == LOST_TEMPORARY
+    assert (
+        cards.effective_status(card.state, T0 + LAPSE - timedelta(seconds=1), int(LAPSE.total_seconds()))
+        == LOST_TEMPORARY
+    )
     assert cards.effective_status(card.state, T0 + LAPSE, int(LAPSE.total_seconds())) == ISSUED
     cards.settle(session, svc, card, T0 + timedelta(days=30))
     assert card.status == ISSUED and card.lost_at is None
@@ -77,10 +80,29 @@ def test_cancelling_is_final_and_ends_the_holders_proxy_bindings(session, svc, w
     world.issued_card(parent)
     child = world.person(date(2016, 6, 15), "李思雨", "F")
     card = world.issued_card(child)
-    persons.record_relation(session, svc, child, relative=parent, relation="parent",
-                            evidence_kind="household_register", evidence_no="HR-1", actor=WINDOW, now=T0)
-    link = proxies.bind(session, svc, parent, id_number=persons.view(svc, child).id_number, name="李思雨",
-                        card_no=card.card_no, relation="parent", consent_code=None, actor=WINDOW, now=T0)
+    persons.record_relation(
+        session,
+        svc,
+        child,
+        relative=parent,
+        relation="parent",
+        evidence_kind="household_register",
+        evidence_no="HR-1",
+        actor=WINDOW,
+        now=T0,
+    )
+    link = proxies.bind(
+        session,
+        svc,
+        parent,
+        id_number=persons.view(svc, child).id_number,
+        name="李思雨",
+        card_no=card.card_no,
+        relation="parent",
+        consent_code=None,
+        actor=WINDOW,
+        now=T0,
+    )
     later = T0 + timedelta(days=1)
     cancellation.cancel(session, svc, card, reason="death", actor=WINDOW, now=later)
     assert card.status == CANCELLED and card.live is False

@@ -38,9 +38,14 @@ def answer(exc: errors.EcardError) -> tuple:
 
 def test_the_three_together_give_the_card_and_its_holder(session, svc, holder):
     card, id_number, name = holder
-    assert cards.identify(session, svc, id_number=id_number, name=name, card_no=card.card_no) == (card, card.person)
+    assert cards.identify(session, svc, id_number=id_number, name=name, card_no=card.card_no) == (
+        card,
+        card.person,
+    )
     # As typed: spaces around the name and a lower-case card number are the same proof.
-    found, _ = cards.identify(session, svc, id_number=id_number, name=f" {name} ", card_no=card.card_no.lower())
+    found, _ = cards.identify(
+        session, svc, id_number=id_number, name=f" {name} ", card_no=card.card_no.lower()
+    )
     assert found is card
 
 
@@ -50,7 +55,9 @@ def test_each_part_wrong_alone_is_the_same_mismatch(session, svc, world, holder)
     other_id = persons.view(svc, other.person).id_number
     wrong = {
         "name": dict(id_number=id_number, name="张小名", card_no=card.card_no),
-        "ID number of nobody": dict(id_number=make_id_number(date(1990, 3, 7)), name=name, card_no=card.card_no),
+        "ID number of nobody": dict(
+            id_number=make_id_number(date(1990, 3, 7)), name=name, card_no=card.card_no
+        ),
         "ID number of another": dict(id_number=other_id, name=name, card_no=card.card_no),
         "card of another": dict(id_number=id_number, name=name, card_no=other.card_no),
         "unknown card": dict(id_number=id_number, name=name, card_no=UNKNOWN_CARD),

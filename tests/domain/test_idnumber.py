@@ -15,13 +15,16 @@ def test_parses_a_valid_id_number_and_derives_birth_date_and_sex():
     assert parse_id_number("320102199003071239").sex == "M"
 
 
-@pytest.mark.parametrize("raw,reason", [
-    ("110105194912310021", "check character"),
-    ("110105194902300023", "not a real date"),  # 30 February
-    ("11010519491231002", "17 digits"),
-    ("1101051949123100ZX", "17 digits"),
-    ("", "17 digits"),
-])
+@pytest.mark.parametrize(
+    "raw,reason",
+    [
+        ("110105194912310021", "check character"),
+        ("110105194902300023", "not a real date"),  # 30 February
+        ("11010519491231002", "17 digits"),
+        ("1101051949123100ZX", "17 digits"),
+        ("", "17 digits"),
+    ],
+)
 def test_refuses_bad_id_numbers_with_a_reason(raw, reason):
     with pytest.raises(ValueError, match=reason):
         parse_id_number(raw)
@@ -43,18 +46,23 @@ def test_the_api_masks_by_the_terminals_rule():
 
 # R-02: the ID number is ASCII. Other scripts' digits (Arabic-Indic, full-width, superscripts)
 # are refused by the domain parsers; folding full-width input is the API edge's job.
-@pytest.mark.parametrize("raw", [
-    "１１０１０５１９４９１２３１００２Ｘ",  # full-width
-    "١١٠١٠٥١٩٤٩١٢٣١٠٠٢X",  # Arabic-Indic
-    "11010519491231002Ｘ",  # only the check character full-width
-    "11010519491231002\u00b2",  # a superscript two: str.isdigit() says True
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "１１０１０５１９４９１２３１００２Ｘ",  # full-width
+        "١١٠١٠٥١٩٤٩١٢٣١٠٠٢X",  # Arabic-Indic
+        "11010519491231002Ｘ",  # only the check character full-width
+        "11010519491231002\u00b2",  # a superscript two: str.isdigit() says True
+    ],
+)
 def test_refuses_id_numbers_in_other_digits(raw):
     with pytest.raises(ValueError, match="ASCII"):
         parse_id_number(raw)
 
 
-@pytest.mark.parametrize("raw", ["Ａ００００００１８", "A٠٠٠٠٠٠١٨", "\u017f00000018"])  # last: long s, upper() 'S'
+@pytest.mark.parametrize(
+    "raw", ["Ａ００００００１８", "A٠٠٠٠٠٠١٨", "\u017f00000018"]
+)  # last: long s, upper() 'S'
 def test_refuses_card_numbers_in_other_characters(raw):
     with pytest.raises(ValueError):
         check_card_no(raw)

@@ -44,17 +44,53 @@ def test_an_invalid_or_future_id_number_is_refused(session, svc):
 def test_a_relation_must_make_sense_and_is_recorded_once(session, svc, world):
     parent, child = world.person(date(1985, 1, 1)), world.person(date(2016, 6, 15))
     with raises(Code.RELATION_INVALID):  # swapped at the window: the parent is younger
-        persons.record_relation(session, svc, parent, relative=child, relation="parent",
-                                evidence_kind="household_register", evidence_no="HR-1", actor=WINDOW, now=T0)
+        persons.record_relation(
+            session,
+            svc,
+            parent,
+            relative=child,
+            relation="parent",
+            evidence_kind="household_register",
+            evidence_no="HR-1",
+            actor=WINDOW,
+            now=T0,
+        )
     with raises(Code.RELATION_INVALID):
-        persons.record_relation(session, svc, child, relative=child, relation="sibling",
-                                evidence_kind="other", evidence_no="x", actor=WINDOW, now=T0)
-    persons.record_relation(session, svc, child, relative=parent, relation="parent",
-                            evidence_kind="household_register", evidence_no="HR-1", actor=WINDOW, now=T0)
+        persons.record_relation(
+            session,
+            svc,
+            child,
+            relative=child,
+            relation="sibling",
+            evidence_kind="other",
+            evidence_no="x",
+            actor=WINDOW,
+            now=T0,
+        )
+    persons.record_relation(
+        session,
+        svc,
+        child,
+        relative=parent,
+        relation="parent",
+        evidence_kind="household_register",
+        evidence_no="HR-1",
+        actor=WINDOW,
+        now=T0,
+    )
     assert persons.relation_of(session, child, parent) == "parent"
     with raises(Code.RELATION_EXISTS):
-        persons.record_relation(session, svc, child, relative=parent, relation="guardian",
-                                evidence_kind="other", evidence_no="x", actor=WINDOW, now=T0)
+        persons.record_relation(
+            session,
+            svc,
+            child,
+            relative=parent,
+            relation="guardian",
+            evidence_kind="other",
+            evidence_no="x",
+            actor=WINDOW,
+            now=T0,
+        )
 
 
 def test_age_counts_completed_years_and_a_leap_day_birthday_falls_on_1_march():

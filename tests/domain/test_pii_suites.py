@@ -33,15 +33,20 @@ def key_file(keys_dir) -> dict:
 
 # --- the ciphers and the index against independent references -------------------------------
 
+
 def test_sm4_gcm_matches_rfc_8998():
     """RFC 8998 appendix A.1 (SM4-GCM in TLS 1.3), through the class the vault uses."""
     key = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
     iv = bytes.fromhex("00001234567800000000ABCD")
     aad = bytes.fromhex("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2")
-    plain = bytes.fromhex("AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBBCCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD"
-                          "EEEEEEEEEEEEEEEEFFFFFFFFFFFFFFFFEEEEEEEEEEEEEEEEAAAAAAAAAAAAAAAA")
-    cipher = bytes.fromhex("17F399F08C67D5EE19D0DC9969C4BB7D5FD46FD3756489069157B282BB200735"
-                           "D82710CA5C22F0CCFA7CBF93D496AC15A56834CBCF98C397B4024A2691233B8D")
+    plain = bytes.fromhex(
+        "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBBCCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD"
+        "EEEEEEEEEEEEEEEEFFFFFFFFFFFFFFFFEEEEEEEEEEEEEEEEAAAAAAAAAAAAAAAA"
+    )
+    cipher = bytes.fromhex(
+        "17F399F08C67D5EE19D0DC9969C4BB7D5FD46FD3756489069157B282BB200735"
+        "D82710CA5C22F0CCFA7CBF93D496AC15A56834CBCF98C397B4024A2691233B8D"
+    )
     tag = bytes.fromhex("83DE3541E4C2B58177E065A9BF7B62EC")
     assert SM4GCM(key).encrypt(iv, plain, aad) == cipher + tag
     assert SM4GCM(key).decrypt(iv, cipher + tag, aad) == plain
@@ -87,10 +92,13 @@ def test_the_blind_index_of_each_algorithm_fits_the_column_and_says_what_it_is()
 
 # --- the key file ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("suite, alg, key_len, index_alg", [("intl", AES_GCM, 32, HMAC_SHA256),
-                                                           ("sm", SM4_GCM, 16, HMAC_SM3)])
-def test_a_new_deployment_gets_the_suites_keys_and_the_file_says_their_algorithms(tmp_path, suite, alg,
-                                                                               key_len, index_alg):
+
+@pytest.mark.parametrize(
+    "suite, alg, key_len, index_alg", [("intl", AES_GCM, 32, HMAC_SHA256), ("sm", SM4_GCM, 16, HMAC_SM3)]
+)
+def test_a_new_deployment_gets_the_suites_keys_and_the_file_says_their_algorithms(
+    tmp_path, suite, alg, key_len, index_alg
+):
     v = vault(tmp_path, suite)
     doc = key_file(tmp_path)
     assert doc["format"] == 2
@@ -111,10 +119,21 @@ def format_1_file(keys_dir) -> tuple[bytes, bytes]:
     """A key file as every deployment had it before issue 15; returns its data and index keys."""
     keys_dir.mkdir(exist_ok=True)
     data_key, index_key = os.urandom(32), os.urandom(32)
-    enc = lambda raw: base64.b64encode(raw).decode()
-    (keys_dir / secrets.FILE).write_text(json.dumps({
-        "data_keys": {"1": enc(data_key)}, "current_version": 1, "index_key": enc(index_key),
-        "pin_pepper": enc(os.urandom(32)), "jwt_secret": enc(os.urandom(48))}))
+
+    def enc(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    (keys_dir / secrets.FILE).write_text(
+        json.dumps(
+            {
+                "data_keys": {"1": enc(data_key)},
+                "current_version": 1,
+                "index_key": enc(index_key),
+                "pin_pepper": enc(os.urandom(32)),
+                "jwt_secret": enc(os.urandom(48)),
+            }
+        )
+    )
     return data_key, index_key
 
 
@@ -123,10 +142,13 @@ def test_a_format_1_file_is_read_as_aes_and_hmac_sha256_and_left_as_it_is_under_
     before = (tmp_path / secrets.FILE).read_bytes()
     v = vault(tmp_path, "intl", allow_create=False)
     nonce = os.urandom(12)
-    old_row = b"\x01" + nonce + AESGCM(data_key).encrypt(nonce, "司马婉清月".encode(), CTX)  # as written before
+    old_row = (
+        b"\x01" + nonce + AESGCM(data_key).encrypt(nonce, "司马婉清月".encode(), CTX)
+    )  # as written before
     assert v.decrypt(old_row, context=CTX) == "司马婉清月"
-    assert v.blind_index("320102199003071239", context=b"person.id_number") == \
-        index_value(HMAC_SHA256, index_key, "320102199003071239", b"person.id_number")
+    assert v.blind_index("320102199003071239", context=b"person.id_number") == index_value(
+        HMAC_SHA256, index_key, "320102199003071239", b"person.id_number"
+    )
     assert (tmp_path / secrets.FILE).read_bytes() == before  # nothing to add: not rewritten
 
 
@@ -178,8 +200,9 @@ def test_production_refuses_to_start_under_a_suite_whose_keys_are_missing_and_na
     # The reverse: a deployment born under sm moving to intl.
     born_sm = tmp_path / "born-sm"
     secrets.load_or_create(born_sm, allow_create=True, suite="sm")
-    with pytest.raises(RuntimeError, match="ECARD_CRYPTO_SUITE=sm flask --app wsgi ecard keys add-data-key "
-                                           "--alg AES-256-GCM"):
+    with pytest.raises(
+        RuntimeError, match="ECARD_CRYPTO_SUITE=sm flask --app wsgi ecard keys add-data-key --alg AES-256-GCM"
+    ):
         secrets.load_or_create(born_sm, allow_create=False, suite="intl")
 
 
@@ -238,4 +261,7 @@ def test_workers_starting_together_under_sm_add_one_key(tmp_path, fresh):
     current = base64.b64decode(doc["data_keys"][str(expected[0])]["key"])
     assert results == {(*expected, current)}  # one key, the file's, in every worker
     assert len(doc["data_keys"]) == expected[0] and doc["current"][SM4_GCM] == expected[0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [secrets.FILE, secrets.LOCK_FILE]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        secrets.FILE,
+        secrets.LOCK_FILE,
+    ]  # no temporary left

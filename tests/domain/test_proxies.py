@@ -23,15 +23,33 @@ def family(session, svc, world):
     world.issued_card(parent)
     child = world.person(date(2016, 6, 15), "李思雨", "F")
     card = world.issued_card(child)
-    persons.record_relation(session, svc, child, relative=parent, relation="parent",
-                            evidence_kind="household_register", evidence_no="HR-1", actor=WINDOW, now=T0)
+    persons.record_relation(
+        session,
+        svc,
+        child,
+        relative=parent,
+        relation="parent",
+        evidence_kind="household_register",
+        evidence_no="HR-1",
+        actor=WINDOW,
+        now=T0,
+    )
     return parent, child, card
 
 
 def _bind(session, svc, proxy, dependant, card, relation="parent", consent=None, now=T0):
-    return proxies.bind(session, svc, proxy, id_number=persons.view(svc, dependant).id_number,
-                        name=persons.view(svc, dependant).name, card_no=card.card_no, relation=relation,
-                        consent_code=consent, actor=Actor("holder", "bnd_x", "app"), now=now)
+    return proxies.bind(
+        session,
+        svc,
+        proxy,
+        id_number=persons.view(svc, dependant).id_number,
+        name=persons.view(svc, dependant).name,
+        card_no=card.card_no,
+        relation=relation,
+        consent_code=consent,
+        actor=Actor("holder", "bnd_x", "app"),
+        now=now,
+    )
 
 
 def test_a_minors_link_ends_at_the_sixteenth_birthday(session, svc, family):
@@ -65,8 +83,18 @@ def test_a_minor_is_bound_only_by_the_relation_on_record(session, svc, world, fa
 def test_the_card_details_must_match_without_telling_which(session, svc, family):
     parent, child, card = family
     with raises(Code.ECARD_IDENTITY_MISMATCH):
-        proxies.bind(session, svc, parent, id_number=persons.view(svc, child).id_number, name="李四雨",
-                     card_no=card.card_no, relation="parent", consent_code=None, actor=WINDOW, now=T0)
+        proxies.bind(
+            session,
+            svc,
+            parent,
+            id_number=persons.view(svc, child).id_number,
+            name="李四雨",
+            card_no=card.card_no,
+            relation="parent",
+            consent_code=None,
+            actor=WINDOW,
+            now=T0,
+        )
 
 
 def test_a_proxy_whose_own_card_is_frozen_keeps_no_powers(session, svc, family):

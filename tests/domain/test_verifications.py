@@ -26,8 +26,14 @@ def _subclasses(cls):
 
 def test_every_reason_a_decision_can_carry_is_declared():
     from_qr = {c.code for c in _subclasses(qr.QrError)} - {"trust_list.stale"}  # a gate's own concern
-    from_cards = {Code.CARD_LOST, Code.CARD_FROZEN, Code.CARD_CANCELLED, Code.CARD_EXPIRED,
-                  Code.CARD_REPLACED, Code.CARD_NOT_ISSUED}  # cards.unusable_reason
+    from_cards = {
+        Code.CARD_LOST,
+        Code.CARD_FROZEN,
+        Code.CARD_CANCELLED,
+        Code.CARD_EXPIRED,
+        Code.CARD_REPLACED,
+        Code.CARD_NOT_ISSUED,
+    }  # cards.unusable_reason
     declared = {r.value for r in Reason}
     assert from_qr <= declared and from_cards <= declared
     assert all(r.value.count(".") == 1 for r in Reason)
@@ -37,15 +43,18 @@ def _terminal(*scenes):
     return TerminalPrincipal(1, "trm_x", 1, "mch_x", scenes, False)
 
 
-@pytest.mark.parametrize("served, claimed, code_scene, expected", [
-    (("transit",), None, None, "transit"),  # the merchant's only scene
-    (("transit",), "clinic", None, Reason.QR_WRONG_SCENE),  # a claim beyond the merchant's scenes
-    (("clinic", "transit"), None, None, Reason.QR_SCENE_REQUIRED),  # never the clinic by default
-    (("clinic", "transit"), "transit", None, "transit"),
-    (("clinic", "transit"), None, "clinic", "clinic"),  # a signed code carries its scene
-    (("clinic", "transit"), "transit", "clinic", Reason.QR_WRONG_SCENE),
-    (("transit",), None, "clinic", Reason.QR_WRONG_SCENE),
-])
+@pytest.mark.parametrize(
+    "served, claimed, code_scene, expected",
+    [
+        (("transit",), None, None, "transit"),  # the merchant's only scene
+        (("transit",), "clinic", None, Reason.QR_WRONG_SCENE),  # a claim beyond the merchant's scenes
+        (("clinic", "transit"), None, None, Reason.QR_SCENE_REQUIRED),  # never the clinic by default
+        (("clinic", "transit"), "transit", None, "transit"),
+        (("clinic", "transit"), None, "clinic", "clinic"),  # a signed code carries its scene
+        (("clinic", "transit"), "transit", "clinic", Reason.QR_WRONG_SCENE),
+        (("transit",), None, "clinic", Reason.QR_WRONG_SCENE),
+    ],
+)
 def test_r04_the_scene_judged_is_one_the_merchant_serves(served, claimed, code_scene, expected):
     try:
         got = judged_scene(_terminal(*served), claimed, code_scene)
@@ -75,7 +84,12 @@ def test_a_code_is_accepted_once_and_each_decision_is_recorded(session, svc, rin
     assert (d.accepted, d.reason, d.scene, d.card_no) == (True, None, "clinic", card.card_no)
     row = _recorded(session, d)
     assert (row.method, row.accepted, row.person_id, row.card_id, row.terminal_id) == (
-        "qr", True, card.person_id, card.id, term.id)
+        "qr",
+        True,
+        card.person_id,
+        card.id,
+        term.id,
+    )
     again = verify_qr(session, svc, ring, term, payload, scene=None, now=T0 + 11 * S)
     assert (again.accepted, again.reason) == (False, Reason.QR_REPLAYED)
     assert _recorded(session, again).reason == "qr.replayed"
@@ -84,18 +98,37 @@ def test_a_code_is_accepted_once_and_each_decision_is_recorded(session, svc, rin
 def test_a_code_expires_after_its_lifetime_and_is_not_valid_before_it_was_issued(session, svc, ring, world):
     card, term = world.issued_card(), world.terminal()
     payload = _code(svc, ring, card)  # QR_TTL: 60 s
-    assert verify_qr(session, svc, ring, term, payload, scene=None, now=T0 - 2 * S).reason == Reason.QR_NOT_YET_VALID
-    assert verify_qr(session, svc, ring, term, payload, scene=None, now=T0 + 60 * S).reason == Reason.QR_EXPIRED
+    assert (
+        verify_qr(session, svc, ring, term, payload, scene=None, now=T0 - 2 * S).reason
+        == Reason.QR_NOT_YET_VALID
+    )
+    assert (
+        verify_qr(session, svc, ring, term, payload, scene=None, now=T0 + 60 * S).reason == Reason.QR_EXPIRED
+    )
     assert verify_qr(session, svc, ring, term, payload, scene=None, now=T0 + 59 * S).accepted is True
 
 
-@pytest.mark.parametrize("change, reason", [
-    (lambda s, svc, c, now: cards.freeze(s, svc, c, reason="fraud", actor=WINDOW, now=now), Reason.CARD_FROZEN),
-    (lambda s, svc, c, now: cards.report_loss(s, svc, c, kind="temporary", actor=WINDOW, now=now), Reason.CARD_LOST),
-    (lambda s, svc, c, now: cancellation.cancel(s, svc, c, reason="death", actor=WINDOW, now=now),
-     Reason.CARD_CANCELLED),
-], ids=["frozen", "lost", "cancelled"])
-def test_a_code_in_flight_is_judged_by_the_card_as_it_is_at_the_scan(session, svc, ring, world, change, reason):
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (
+            lambda s, svc, c, now: cards.freeze(s, svc, c, reason="fraud", actor=WINDOW, now=now),
+            Reason.CARD_FROZEN,
+        ),
+        (
+            lambda s, svc, c, now: cards.report_loss(s, svc, c, kind="temporary", actor=WINDOW, now=now),
+            Reason.CARD_LOST,
+        ),
+        (
+            lambda s, svc, c, now: cancellation.cancel(s, svc, c, reason="death", actor=WINDOW, now=now),
+            Reason.CARD_CANCELLED,
+        ),
+    ],
+    ids=["frozen", "lost", "cancelled"],
+)
+def test_a_code_in_flight_is_judged_by_the_card_as_it_is_at_the_scan(
+    session, svc, ring, world, change, reason
+):
     card, term = world.issued_card(), world.terminal()
     payload = _code(svc, ring, card)
     change(session, svc, card, T0 + 5 * S)
@@ -153,6 +186,8 @@ def test_only_an_offline_capable_terminal_uploads_and_only_plausible_scan_times(
         verify_offline(session, svc, ring, world.terminal("transit"), [(payload, None, T0)], now=T0)
     gate = world.terminal("transit", offline_capable=True)
     future, stale = T0 + timedelta(minutes=1), T0 - timedelta(days=4)  # ECARD_OFFLINE_MAX_AGE: 3 days
-    results = verify_offline(session, svc, ring, gate, [(payload, None, future), (payload, None, stale)], now=T0)
+    results = verify_offline(
+        session, svc, ring, gate, [(payload, None, future), (payload, None, stale)], now=T0
+    )
     assert [d.reason for d in results] == [Reason.OFFLINE_BAD_SCAN_TIME] * 2
     assert all(d.verification_id is None for d in results)  # not recorded: they name no use

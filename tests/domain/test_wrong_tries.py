@@ -28,25 +28,38 @@ def refusal(call, *args, **kw) -> errors.EcardError:
 
 
 def events(session, card_or_ecard, action: str) -> list[Event]:
-    return list(session.scalars(sa.select(Event).where(Event.person_id == card_or_ecard.person_id,
-                                                       Event.action == action)))
+    return list(
+        session.scalars(
+            sa.select(Event).where(Event.person_id == card_or_ecard.person_id, Event.action == action)
+        )
+    )
 
 
 # --- the PIN -------------------------------------------------------------------------------------
 
+
 def wrong_pin(session, svc, card, now=T0) -> errors.EcardError:
-    return refusal(cards.verify_pin, session, svc, card, svc.hasher.check("pin", card.pin_hash, "000000"), now=now)
+    return refusal(
+        cards.verify_pin, session, svc, card, svc.hasher.check("pin", card.pin_hash, "000000"), now=now
+    )
 
 
 def test_wrong_pins_count_down_and_the_third_locks_once_by_the_system(session, svc, world):
     card = world.issued_card()
     answers = [wrong_pin(session, svc, card) for _ in range(3)]
     assert [(e.code, e.extra.get("tries_left")) for e in answers] == [
-        ("pin.wrong", 2), ("pin.wrong", 1), ("pin.locked", None)]
+        ("pin.wrong", 2),
+        ("pin.wrong", 1),
+        ("pin.locked", None),
+    ]
     assert all(e.commit_state for e in answers)  # the count is kept though the request fails
     assert (card.pin_failures, card.pin_locked) == (3, True)
     [lock] = events(session, card, "pin_locked")
-    assert (lock.actor_type, lock.reason, lock.to_status) == (SYSTEM.type, "3 wrong PINs in a row", card.status)
+    assert (lock.actor_type, lock.reason, lock.to_status) == (
+        SYSTEM.type,
+        "3 wrong PINs in a row",
+        card.status,
+    )
     # Locked: even the right PIN is refused, and nothing more is counted or recorded.
     right = svc.hasher.check("pin", card.pin_hash, PIN)
     assert refusal(cards.verify_pin, session, svc, card, right, now=T0).code == "pin.locked"
@@ -64,17 +77,36 @@ def test_a_right_pin_clears_the_count(session, svc, world):
 
 # --- the e-card's password -----------------------------------------------------------------------
 
+
 @pytest.fixture
 def binding(session, svc, world):
     """A holder signed in the app, with the e-card password `PASSWORD` and its window open."""
     card = world.issued_card()
     view = persons.view(svc, card.person)
     pin = svc.hasher.check("pin", card.pin_hash, PIN)
-    b = ecards.sign(session, svc, id_number=view.id_number, name=view.name, card_no=card.card_no, pin=pin,
-                    channel="app", device_id="phone-1", now=T0)
+    b = ecards.sign(
+        session,
+        svc,
+        id_number=view.id_number,
+        name=view.name,
+        card_no=card.card_no,
+        pin=pin,
+        channel="app",
+        device_id="phone-1",
+        now=T0,
+    )
     new = svc.hasher.new(ecards.PASSWORD, PASSWORD)
-    ecards.set_password(session, svc, b.ecard, new=new, as_pin=svc.hasher.check("pin", card.pin_hash, PASSWORD),
-                        pin=pin, old=None, actor=WINDOW, now=T0)
+    ecards.set_password(
+        session,
+        svc,
+        b.ecard,
+        new=new,
+        as_pin=svc.hasher.check("pin", card.pin_hash, PASSWORD),
+        pin=pin,
+        old=None,
+        actor=WINDOW,
+        now=T0,
+    )
     ecards.unlock_payments(session, svc, b, password(svc, b, PASSWORD), now=T0)
     return b
 
@@ -92,7 +124,8 @@ def test_wrong_passwords_count_down_and_the_sixth_locks_for_a_day_once(session, 
     assert binding.unlocked_until is not None
     answers = [wrong_password(session, svc, binding) for _ in range(6)]
     assert [(e.code, e.extra.get("tries_left")) for e in answers[:5]] == [
-        ("ecard.password_wrong", n) for n in (5, 4, 3, 2, 1)]
+        ("ecard.password_wrong", n) for n in (5, 4, 3, 2, 1)
+    ]
     assert (answers[5].code, answers[5].extra["retry_after"]) == ("ecard.password_locked", DAY)
     assert all(e.commit_state for e in answers)
     # The lock: until a day from now, the count started again, every payment window closed.
@@ -122,11 +155,20 @@ def test_after_a_lock_ends_the_count_starts_again_and_locks_again(session, svc, 
 
 # --- the rule itself -------------------------------------------------------------------------------
 
+
 def count_on(session, card, locks: list[int]):
-    return refusal(wrong_tries.count, session, card, Card.pin_failures, limit=3,
-                   unlocked=Card.pin_locked.is_(False), lock={Card.pin_locked: True}, on_lock=locks.append,
-                   wrong=lambda left: errors.EcardError(errors.Code.PIN_WRONG, tries_left=left, commit_state=True),
-                   locked=lambda: errors.EcardError(errors.Code.PIN_LOCKED, commit_state=True))
+    return refusal(
+        wrong_tries.count,
+        session,
+        card,
+        Card.pin_failures,
+        limit=3,
+        unlocked=Card.pin_locked.is_(False),
+        lock={Card.pin_locked: True},
+        on_lock=locks.append,
+        wrong=lambda left: errors.EcardError(errors.Code.PIN_WRONG, tries_left=left, commit_state=True),
+        locked=lambda: errors.EcardError(errors.Code.PIN_LOCKED, commit_state=True),
+    )
 
 
 def test_the_try_at_the_limit_locks_with_one_update_and_runs_on_lock_once(session, svc, world):
@@ -180,5 +222,7 @@ def test_parallel_wrong_pins_at_the_limit_lock_the_pin_once(committing_app):
         t.join()
     assert answers == ["pin.locked"] * 8
     with database.new_session(Tx.READ) as s:
-        locks = s.scalars(sa.select(Event).where(Event.person_id == person_id, Event.action == "pin_locked")).all()
+        locks = s.scalars(
+            sa.select(Event).where(Event.person_id == person_id, Event.action == "pin_locked")
+        ).all()
         assert s.get(Card, card_id).pin_locked is True and len(locks) == 1

@@ -46,7 +46,9 @@ HOLDER = {
 }
 
 
-def make_image(keys_dir: Path, generation: int = 3, card_no: str = "A12345678", **overrides: Any) -> dict[str, Any]:
+def make_image(
+    keys_dir: Path, generation: int = 3, card_no: str = "A12345678", **overrides: Any
+) -> dict[str, Any]:
     """Return a freshly personalized card image of a test holder (PIN 123456)."""
     args: dict[str, Any] = {
         "card_no": card_no,
@@ -167,7 +169,9 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen
         return
     other = _running_pcscd()
     if other is not None:
-        unavailable(f"a pcscd (pid {other}) runs without the vpcd reader; stop it (systemctl stop pcscd.socket pcscd)")
+        unavailable(
+            f"a pcscd (pid {other}) runs without the vpcd reader; stop it (systemctl stop pcscd.socket pcscd)"
+        )
     log_dir = tmp_path_factory.mktemp("pcscd")
     proc = None
     for attempt in range(3):  # a busy machine now and then starts pcscd without its vpcd reader

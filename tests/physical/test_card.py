@@ -135,8 +135,15 @@ def test_internal_authenticate_answers_a_mac_the_server_accepts(card: Card) -> N
     assert (atc, flags, len(mac)) == (1, 0, 8)
     ef05 = card.image["ef05"]
     assert crypto.check_mac(
-        card.keys.imk_ia, 3, un=UN, atc=atc, flags=flags, card_no="A12345678",
-        card_id_code=bytes.fromhex(ef05["01"]), expiry_bcd=bytes.fromhex(ef05["06"]), mac=mac,
+        card.keys.imk_ia,
+        3,
+        un=UN,
+        atc=atc,
+        flags=flags,
+        card_no="A12345678",
+        card_id_code=bytes.fromhex(ef05["01"]),
+        expiry_bcd=bytes.fromhex(ef05["06"]),
+        mac=mac,
     )
 
 

@@ -52,7 +52,14 @@ def test_frozen_vectors(v: dict) -> None:
     sk = crypto.session_key(k_ia, v["atc"], g)
     assert sk.hex() == want["session_key"]
     mac = crypto.chip_mac(
-        sk, g, un, v["atc"], v["flags"], v["card_no"], bytes.fromhex(v["card_id_code"]), bytes.fromhex(v["expiry"])
+        sk,
+        g,
+        un,
+        v["atc"],
+        v["flags"],
+        v["card_no"],
+        bytes.fromhex(v["card_id_code"]),
+        bytes.fromhex(v["expiry"]),
     )
     assert mac.hex() == want["mac"]
     assert crypto.external_auth_data(k_ea, g, bytes.fromhex(v["rc"]), un).hex() == want["external_auth"]
@@ -77,8 +84,12 @@ def test_formulas_recomputed_with_raw_cryptography(v: dict) -> None:
     sk = ecb(k_ia, atc + b"\xf0" + b"\x00" * 5 + atc + b"\x0f" + b"\x00" * 5)
     c = cmac.CMAC(algorithm(sk))
     c.update(
-        bytes.fromhex(v["un"]) + atc + bytes([v["flags"]]) + v["card_no"].encode()
-        + bytes.fromhex(v["card_id_code"]) + bytes.fromhex(v["expiry"])
+        bytes.fromhex(v["un"])
+        + atc
+        + bytes([v["flags"]])
+        + v["card_no"].encode()
+        + bytes.fromhex(v["card_id_code"])
+        + bytes.fromhex(v["expiry"])
     )
     assert c.finalize()[:8].hex() == v["expected"]["mac"]
 
@@ -130,10 +141,19 @@ def test_check_mac_accepts_genuine_and_rejects_every_flipped_bit(v: dict) -> Non
     assert not _check(v, card_id_code=bytes.fromhex(v["card_id_code"])[::-1])
     assert not _check(v, expiry_bcd=bytes.fromhex("20991231"))
     assert not _check(v, mac=mac[:7])  # wrong length: False, not an exception
-    assert not crypto.check_mac(bytes(16), v["generation"], **{
-        "un": un, "atc": v["atc"], "flags": v["flags"], "card_no": v["card_no"],
-        "card_id_code": bytes.fromhex(v["card_id_code"]), "expiry_bcd": bytes.fromhex(v["expiry"]), "mac": mac,
-    })
+    assert not crypto.check_mac(
+        bytes(16),
+        v["generation"],
+        **{
+            "un": un,
+            "atc": v["atc"],
+            "flags": v["flags"],
+            "card_no": v["card_no"],
+            "card_id_code": bytes.fromhex(v["card_id_code"]),
+            "expiry_bcd": bytes.fromhex(v["expiry"]),
+            "mac": mac,
+        },
+    )
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,10 @@ def driver() -> Iterator[FakeDriver]:
 def start_emulator(image: Path, port: int, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "physical.emulator", str(image), "--port", str(port), *args],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -90,7 +93,9 @@ def test_emulator_speaks_the_vpcd_protocol(tmp_path: Path, driver: FakeDriver) -
 
 
 def test_remove_after_closes_the_connection(tmp_path: Path, driver: FakeDriver) -> None:
-    proc = start_emulator(write_image(tmp_path / "card.json", tmp_path / "keys"), driver.port, "--remove-after", "1")
+    proc = start_emulator(
+        write_image(tmp_path / "card.json", tmp_path / "keys"), driver.port, "--remove-after", "1"
+    )
     driver.accept()
     driver.send(b"\x04")
     assert driver.recv() == ATR
@@ -125,7 +130,9 @@ def test_protocol_modules_import_without_pyscard_or_the_server() -> None:
         "loaded = {m.split('.')[0] for m, mod in sys.modules.items() if mod is not None}\n"
         "print(sorted(loaded & {'flask', 'sqlalchemy', 'ecard', 'smartcard', 'requests'}))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 

@@ -34,7 +34,10 @@ def test_master_keys_created_once_private_and_random(tmp_path: Path) -> None:
 
 def test_concurrent_first_use_yields_one_set_of_keys(tmp_path: Path) -> None:
     results: list[MasterKeys] = []
-    threads = [threading.Thread(target=lambda: results.append(MasterKeys.load_or_create(tmp_path, REGION, 3))) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(MasterKeys.load_or_create(tmp_path, REGION, 3)))
+        for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -103,8 +106,13 @@ def test_personalize_refuses_keys_of_another_region(tmp_path: Path) -> None:
     other = MasterKeys.load_or_create(tmp_path, "440300", 3)
     with pytest.raises(ValueError):
         personalize(
-            card_no="A12345678", region_code=REGION, generation=3, issue_date=datetime.date(2025, 1, 1),
-            expiry_date=datetime.date(2035, 1, 1), master_keys=other, **HOLDER,
+            card_no="A12345678",
+            region_code=REGION,
+            generation=3,
+            issue_date=datetime.date(2025, 1, 1),
+            expiry_date=datetime.date(2035, 1, 1),
+            master_keys=other,
+            **HOLDER,
         )
 
 

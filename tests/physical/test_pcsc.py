@@ -23,7 +23,9 @@ UN = bytes.fromhex("a0a1a2a3a4a5a6a7a8a9aaabacadaeaf")
 
 
 @pytest.mark.parametrize(("generation", "args"), [(3, ("--t0",)), (2, ())], ids=["gen3-T0", "gen2"])
-def test_read_card_and_holder_through_pcscd(tmp_path: Path, start_card, generation: int, args: tuple[str, ...]) -> None:  # noqa: ANN001
+def test_read_card_and_holder_through_pcscd(
+    tmp_path: Path, start_card, generation: int, args: tuple[str, ...]
+) -> None:  # noqa: ANN001
     keys_dir = tmp_path / "keys"
     image_path = write_image(tmp_path / "card.json", keys_dir, generation)
     start_card(image_path, *args)
@@ -34,13 +36,23 @@ def test_read_card_and_holder_through_pcscd(tmp_path: Path, start_card, generati
         chip = read_card(conn, UN, pin="123456")
         assert (chip.card_no, chip.generation, chip.atc, chip.flags) == ("A12345678", generation, 1, 1)
         assert crypto.check_mac(
-            keys.imk_ia, generation, un=UN, atc=chip.atc, flags=chip.flags, card_no=chip.card_no,
-            card_id_code=bytes.fromhex(chip.card_id_code), expiry_bcd=bytes.fromhex(chip.expiry),
+            keys.imk_ia,
+            generation,
+            un=UN,
+            atc=chip.atc,
+            flags=chip.flags,
+            card_no=chip.card_no,
+            card_id_code=bytes.fromhex(chip.card_id_code),
+            expiry_bcd=bytes.fromhex(chip.expiry),
             mac=bytes.fromhex(chip.cryptogram),
         )
         k_ea = crypto.diversify(keys.imk_ea, chip.card_no, generation)
         holder = read_holder(conn, crypto.external_auth_data(k_ea, generation, bytes.fromhex(chip.rc), UN))
-        assert (holder.name, holder.id_number, holder.birth_date) == ("张三丰", HOLDER["id_number"], datetime.date(1990, 3, 7))
+        assert (holder.name, holder.id_number, holder.birth_date) == (
+            "张三丰",
+            HOLDER["id_number"],
+            datetime.date(1990, 3, 7),
+        )
 
     assert load_image(image_path)["atc"] == 1  # the emulator wrote the counter back
 

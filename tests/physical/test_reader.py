@@ -53,7 +53,9 @@ def server_check(keys: MasterKeys, read: dict) -> bool:
 
 def server_e(keys: MasterKeys, read: dict) -> bytes:
     k_ea = crypto.diversify(keys.imk_ea, read["card_no"], read["generation"])
-    return crypto.external_auth_data(k_ea, read["generation"], bytes.fromhex(read["rc"]), bytes.fromhex(read["challenge"]))
+    return crypto.external_auth_data(
+        k_ea, read["generation"], bytes.fromhex(read["rc"]), bytes.fromhex(read["challenge"])
+    )
 
 
 @pytest.mark.parametrize("t0", [False, True], ids=["T1", "T0"])
@@ -70,12 +72,24 @@ def test_read_card_then_holder(tmp_path: Path, generation: int, t0: bool) -> Non
     assert len(bytes.fromhex(chip.cryptogram)) == 8 and len(bytes.fromhex(chip.rc)) == 8
 
     body = chip.verification_request()
-    assert set(body) == {"card_no", "atc", "challenge", "cryptogram", "flags", "card_id_code", "expiry", "generation", "rc"}
+    assert set(body) == {
+        "card_no",
+        "atc",
+        "challenge",
+        "cryptogram",
+        "flags",
+        "card_id_code",
+        "expiry",
+        "generation",
+        "rc",
+    }
     assert body["challenge"] == UN.hex() and body["expiry"] == "20350102"
     assert server_check(keys, body)
 
     holder = read_holder(conn, server_e(keys, body))
-    assert holder == HolderData(id_number=HOLDER["id_number"], name="张三丰", sex="1", birth_date=datetime.date(1990, 3, 7))
+    assert holder == HolderData(
+        id_number=HOLDER["id_number"], name="张三丰", sex="1", birth_date=datetime.date(1990, 3, 7)
+    )
     assert HOLDER["id_number"] not in repr(holder) and "张三丰" not in repr(holder)
 
     get_responses = [c for c in conn.sent if c[1] == 0xC0]

@@ -18,15 +18,19 @@ QR_ALPHANUMERIC = set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 
 def memory_ring(now: datetime = T0, region_code: str = "320100") -> KeyRing:
     """Return an in-memory ring with one fresh key, published and signing from `now`."""
-    key = IssuerKey.from_private_key(ec.generate_private_key(ec.SECP256R1()),
-                                     region_code=region_code, created=now, publish_from=now,
-                                     sign_from=now)
+    key = IssuerKey.from_private_key(
+        ec.generate_private_key(ec.SECP256R1()),
+        region_code=region_code,
+        created=now,
+        publish_from=now,
+        sign_from=now,
+    )
     return KeyRing([key], bytes(range(32)), region_code)
 
 
 def raw_of(payload_text: str) -> bytes:
     """The raw bytes of a payload's text form."""
-    return b45decode(payload_text[len(PREFIX):])
+    return b45decode(payload_text[len(PREFIX) :])
 
 
 def text_of(raw: bytes) -> str:

@@ -21,8 +21,7 @@ def ring():
 
 
 def test_round_trip(ring):
-    text, code = issue(ring, Scene.TRANSIT, HANDLE, T0 + timedelta(microseconds=999), 45,
-                       by_proxy=True)
+    text, code = issue(ring, Scene.TRANSIT, HANDLE, T0 + timedelta(microseconds=999), 45, by_proxy=True)
     decoded = decode(text)
     assert decoded == code
     assert encode(decoded) == text
@@ -47,8 +46,17 @@ def test_nothing_personal_inside(ring):
     """Only the listed fields exist, and the handle travels encrypted."""
     text, code = issue(ring, Scene.CLINIC, HANDLE, T0)
     assert [f.name for f in dataclasses.fields(Code)] == [
-        "version", "alg", "kid", "scene", "flags", "issued_at", "lifetime", "nonce", "handle",
-        "signature"]
+        "version",
+        "alg",
+        "kid",
+        "scene",
+        "flags",
+        "issued_at",
+        "lifetime",
+        "nonce",
+        "handle",
+        "signature",
+    ]
     assert code.handle != HANDLE
     assert HANDLE not in raw_of(text)
 
@@ -58,8 +66,10 @@ def test_scene_values():
     assert Scene("transit") is Scene.TRANSIT and Scene.TRANSIT == "transit"
 
 
-@pytest.mark.parametrize(("scene", "byte"), [(Scene.CLINIC, 1), (Scene.TRANSIT, 2), (Scene.SCENIC, 3),
-                                             (Scene.IDENTITY, 4), (Scene.ANY, 0x80)])
+@pytest.mark.parametrize(
+    ("scene", "byte"),
+    [(Scene.CLINIC, 1), (Scene.TRANSIT, 2), (Scene.SCENIC, 3), (Scene.IDENTITY, 4), (Scene.ANY, 0x80)],
+)
 def test_the_scene_byte(ring, scene, byte):
     """The scene is byte 6 of the payload; a universal code's is 0x80 (docs/qr-format.md)."""
     text, code = issue(ring, scene, HANDLE, T0)
@@ -73,30 +83,33 @@ def _resealed(text: str, index: int, value: int) -> str:
     return text_of(bytes(raw))
 
 
-@pytest.mark.parametrize("mangle", [
-    pytest.param(lambda t: "", id="empty"),
-    pytest.param(lambda t: t[len(PREFIX):], id="no prefix"),
-    pytest.param(lambda t: "EC2:" + t[len(PREFIX):], id="other prefix"),
-    pytest.param(lambda t: t.lower(), id="lowercase"),
-    pytest.param(lambda t: t + "\n", id="trailing newline"),
-    pytest.param(lambda t: t + " ", id="trailing space (in the Base45 set: 3n+1 length)"),
-    pytest.param(lambda t: t[:-1], id="one char short"),
-    pytest.param(lambda t: t[:-3], id="one group short"),
-    pytest.param(lambda t: t + "000", id="one group long"),
-    pytest.param(lambda t: t[:-3] + "GGW", id="group above 0xFFFF"),
-    pytest.param(lambda t: t[:10] + "é" + t[11:], id="non-ASCII"),
-    pytest.param(lambda t: t[:10] + "a" + t[11:], id="lowercase char"),
-    pytest.param(lambda t: _resealed(t, 0, 2), id="version 2"),
-    pytest.param(lambda t: _resealed(t, 0, 0), id="version 0"),
-    pytest.param(lambda t: _resealed(t, 1, 3), id="alg 3"),
-    pytest.param(lambda t: _resealed(t, 1, 0), id="alg 0"),
-    pytest.param(lambda t: _resealed(t, 6, 0), id="scene 0"),
-    pytest.param(lambda t: _resealed(t, 6, 5), id="scene 5"),
-    pytest.param(lambda t: _resealed(t, 6, 0x81), id="scene 0x81"),
-    pytest.param(lambda t: _resealed(t, 6, 0xFF), id="scene 0xff"),
-    pytest.param(lambda t: _resealed(t, 7, 0x02), id="reserved flag"),
-    pytest.param(lambda t: text_of(raw_of(t)[:12] + b"\0\0" + raw_of(t)[14:]), id="lifetime 0"),
-])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        pytest.param(lambda t: "", id="empty"),
+        pytest.param(lambda t: t[len(PREFIX) :], id="no prefix"),
+        pytest.param(lambda t: "EC2:" + t[len(PREFIX) :], id="other prefix"),
+        pytest.param(lambda t: t.lower(), id="lowercase"),
+        pytest.param(lambda t: t + "\n", id="trailing newline"),
+        pytest.param(lambda t: t + " ", id="trailing space (in the Base45 set: 3n+1 length)"),
+        pytest.param(lambda t: t[:-1], id="one char short"),
+        pytest.param(lambda t: t[:-3], id="one group short"),
+        pytest.param(lambda t: t + "000", id="one group long"),
+        pytest.param(lambda t: t[:-3] + "GGW", id="group above 0xFFFF"),
+        pytest.param(lambda t: t[:10] + "é" + t[11:], id="non-ASCII"),
+        pytest.param(lambda t: t[:10] + "a" + t[11:], id="lowercase char"),
+        pytest.param(lambda t: _resealed(t, 0, 2), id="version 2"),
+        pytest.param(lambda t: _resealed(t, 0, 0), id="version 0"),
+        pytest.param(lambda t: _resealed(t, 1, 3), id="alg 3"),
+        pytest.param(lambda t: _resealed(t, 1, 0), id="alg 0"),
+        pytest.param(lambda t: _resealed(t, 6, 0), id="scene 0"),
+        pytest.param(lambda t: _resealed(t, 6, 5), id="scene 5"),
+        pytest.param(lambda t: _resealed(t, 6, 0x81), id="scene 0x81"),
+        pytest.param(lambda t: _resealed(t, 6, 0xFF), id="scene 0xff"),
+        pytest.param(lambda t: _resealed(t, 7, 0x02), id="reserved flag"),
+        pytest.param(lambda t: text_of(raw_of(t)[:12] + b"\0\0" + raw_of(t)[14:]), id="lifetime 0"),
+    ],
+)
 def test_decode_refuses(ring, mangle):
     text, _ = issue(ring, Scene.CLINIC, HANDLE, T0)
     with pytest.raises(Malformed):

@@ -39,7 +39,8 @@ def test_first_run_creates_a_ring_with_private_files(tmp_path):
     directory = tmp_path / "keys"
     key = ring.keys[0]
     assert sorted(p.name for p in directory.iterdir()) == sorted(
-        [".lock", "handle.key", "ring.json", f"{key.kid_hex}.pem"])
+        [".lock", "handle.key", "ring.json", f"{key.kid_hex}.pem"]
+    )
     assert _mode(directory) == 0o700
     for path in directory.iterdir():
         assert _mode(path) == 0o600, path.name
@@ -47,17 +48,25 @@ def test_first_run_creates_a_ring_with_private_files(tmp_path):
     assert (directory / f"{key.kid_hex}.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY")
     doc = json.loads((directory / "ring.json").read_text())
     assert doc["region_code"] == "320100"
-    assert doc["keys"] == [{"kid": key.kid_hex, "alg": "ES256", "created": "2026-03-02T09:00:00Z",
-                            "publish_from": "2026-03-02T09:00:00Z",
-                            "sign_from": "2026-03-02T09:00:00Z", "retire_at": None}]
+    assert doc["keys"] == [
+        {
+            "kid": key.kid_hex,
+            "alg": "ES256",
+            "created": "2026-03-02T09:00:00Z",
+            "publish_from": "2026-03-02T09:00:00Z",
+            "sign_from": "2026-03-02T09:00:00Z",
+            "retire_at": None,
+        }
+    ]
     assert "PRIVATE" not in (directory / "ring.json").read_text()
     assert ring.signing_key(T0) is key and ring.public_keys(T0) == [key]
 
 
 def test_kid_is_the_start_of_sha256_of_the_public_point(tmp_path):
     key = KeyRing.load_or_create(tmp_path, T0).keys[0]
-    point = key.public_key.public_bytes(serialization.Encoding.X962,
-                                        serialization.PublicFormat.UncompressedPoint)
+    point = key.public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
     assert key.kid == hashlib.sha256(point).digest()[:4]
 
 
@@ -88,7 +97,8 @@ def test_a_key_file_that_does_not_match_its_kid_is_refused(tmp_path):
     ring = KeyRing.load_or_create(tmp_path, T0)
     impostor = KeyRing.load_or_create(tmp_path / "impostor", T0).keys[0]
     (tmp_path / f"{ring.keys[0].kid_hex}.pem").write_bytes(
-        (tmp_path / "impostor" / f"{impostor.kid_hex}.pem").read_bytes())
+        (tmp_path / "impostor" / f"{impostor.kid_hex}.pem").read_bytes()
+    )
     with pytest.raises(ValueError):
         KeyRing.load_or_create(tmp_path, T0)
 
@@ -123,13 +133,13 @@ def test_rotation_timeline(tmp_path):
     list_before_switch = build_trust_list(ring, switch - DAY / 2, ttl=DAY)
     assert [(k["kid"], k["not_before"], k["not_after"]) for k in list_before_switch["keys"]] == [
         (old.kid_hex, "2026-03-02T09:00:00Z", "2026-03-14T09:06:00Z"),
-        (new.kid_hex, "2026-03-14T09:00:00Z", None)]
+        (new.kid_hex, "2026-03-14T09:00:00Z", None),
+    ]
     assert ring.signing_key(switch - SECOND) is old
     assert ring.signing_key(switch) is new
 
     # The last code of the old key, with the longest allowed life.
-    last_old, code = issue(ring, Scene.CLINIC, HANDLE, switch - SECOND,
-                           int(MAX_CODE_TTL.total_seconds()))
+    last_old, code = issue(ring, Scene.CLINIC, HANDLE, switch - SECOND, int(MAX_CODE_TTL.total_seconds()))
     assert code.kid == old.kid
     first_new, code = issue(ring, Scene.CLINIC, HANDLE, switch)
     assert code.kid == new.kid
@@ -159,7 +169,9 @@ def test_rotation_timeline(tmp_path):
     # And all of it survived on disk.
     reloaded = KeyRing.load_or_create(tmp_path, retire)
     assert [(k.kid, k.sign_from, k.retire_at) for k in reloaded.keys] == [
-        (old.kid, T0, retire), (new.kid, switch, None)]
+        (old.kid, T0, retire),
+        (new.kid, switch, None),
+    ]
 
 
 @pytest.mark.parametrize("issued_offset", [-400, -301, -61, -1, 0, 1, 299])

@@ -29,10 +29,10 @@ from qr import (
     build_trust_list,
     issue,
     open_handle,
+    sm2_ipp,
     verify,
 )
-from qr import sm2_ipp
-from qr.algs import SM2_DEFAULT_ID, SM2_ORDER, _SM2, sm4_handle_key, suite
+from qr.algs import _SM2, SM2_DEFAULT_ID, SM2_ORDER, sm4_handle_key, suite
 from qr.format import encode
 from tests.qr.helpers import HANDLE, T0
 
@@ -51,6 +51,7 @@ def sm2(request) -> _SM2:
 def _needs_intel_library() -> None:
     if platform.machine() != "x86_64":
         pytest.skip("Intel's library (ipp-crypto) is published for x86-64 only")
+
 
 # GM/T 0003.5-2012 (= GB/T 32918.5-2017) Annex A: the signature example on the recommended curve
 # sm2p256v1, with the default ID. Intermediate values as the standard prints them.
@@ -80,11 +81,13 @@ def _sm3(data: bytes) -> bytes:
 
 def _std_private_key():
     from tongsuopy.crypto.asymciphers import ec as t_ec
+
     return t_ec.derive_private_key(STD_D, t_ec.SM2())
 
 
-def _theirs(private_value: int | None = None, point: bytes | None = None, *, uid=SM2_DEFAULT_ID,
-            k: int | None = None) -> gmalg.SM2:
+def _theirs(
+    private_value: int | None = None, point: bytes | None = None, *, uid=SM2_DEFAULT_ID, k: int | None = None
+) -> gmalg.SM2:
     sk = None if private_value is None else private_value.to_bytes(32, "big")
     return gmalg.SM2(sk, uid, point, rnd_fn=None if k is None else (lambda bits: k))
 
@@ -95,13 +98,25 @@ def _rs(r: bytes, s: bytes) -> bytes:
 
 # --- the standard's example ----------------------------------------------------------------------
 
+
 def test_the_standards_z_and_e_with_the_default_id():
     """Z = SM3(ENTL || ID || a || b || xG || yG || xA || yA), e = SM3(Z || M): the standard's own
     intermediate values, from its parameters (cryptography's SM3)."""
     assert SM2_DEFAULT_ID == STD_ID
-    be = lambda v: v.to_bytes(32, "big")
-    z = _sm3((len(STD_ID) * 8).to_bytes(2, "big") + STD_ID + be(CURVE_A) + be(CURVE_B) + be(GX)
-             + be(GY) + be(STD_X) + be(STD_Y))
+
+    def be(v: int) -> bytes:
+        return v.to_bytes(32, "big")
+
+    z = _sm3(
+        (len(STD_ID) * 8).to_bytes(2, "big")
+        + STD_ID
+        + be(CURVE_A)
+        + be(CURVE_B)
+        + be(GX)
+        + be(GY)
+        + be(STD_X)
+        + be(STD_Y)
+    )
     assert z == STD_Z
     assert _sm3(z + STD_MESSAGE) == STD_E
 
@@ -158,6 +173,7 @@ def test_the_service_signs_sm2_with_intel_library_on_x86_64():
 
 # --- cross-verification --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("message", [b"", b"x", STD_MESSAGE, bytes(range(42)), os.urandom(300)])
 def test_signed_with_ours_verifies_with_theirs_and_back(message, sm2):
     key = sm2.generate()
@@ -200,8 +216,10 @@ def test_threads_sign_and_verify_at_once_with_intel_library():
             message = STD_MESSAGE + i.to_bytes(2, "big")
             signature = ipp.sign(key, message)
             signatures.add(signature)
-            mine.append(ipp.verify(key.public_key(), signature, message)
-                        and not ipp.verify(key.public_key(), signature, message + b"!"))
+            mine.append(
+                ipp.verify(key.public_key(), signature, message)
+                and not ipp.verify(key.public_key(), signature, message + b"!")
+            )
         results.append(mine)
 
     threads = [threading.Thread(target=work, args=(key,)) for key in keys]
@@ -214,22 +232,28 @@ def test_threads_sign_and_verify_at_once_with_intel_library():
 
 
 def test_a_qr_code_signed_with_sm2_verifies_with_theirs_and_theirs_verifies_with_qr():
-    ring = KeyRing([IssuerKey.generate("SM2", region_code="320100", created=T0, publish_from=T0,
-                                       sign_from=T0)], bytes(range(32)), "320100")
+    ring = KeyRing(
+        [IssuerKey.generate("SM2", region_code="320100", created=T0, publish_from=T0, sign_from=T0)],
+        bytes(range(32)),
+        "320100",
+    )
     key = ring.keys[0]
     text, code = issue(ring, Scene.TRANSIT, HANDLE, T0)
     assert code.alg is Alg.SM2 and text[4:]  # the 106-byte layout, alg byte 2
-    assert _theirs(point=key.public_point).verify(code.signed_bytes(), code.signature[:32],
-                                                  code.signature[32:])
+    assert _theirs(point=key.public_point).verify(
+        code.signed_bytes(), code.signature[:32], code.signature[32:]
+    )
     # A code whose signature gmalg made over the same header verifies at a gate.
     r, s = _theirs(key.private_key.private_numbers().private_value).sign(code.signed_bytes())
     theirs = encode(dataclasses.replace(code, signature=_rs(r, s)))
     assert theirs != text
-    assert verify(theirs, build_trust_list(ring, T0), T0, scene=Scene.TRANSIT) == \
-        dataclasses.replace(code, signature=_rs(r, s))
+    assert verify(theirs, build_trust_list(ring, T0), T0, scene=Scene.TRANSIT) == dataclasses.replace(
+        code, signature=_rs(r, s)
+    )
 
 
 # --- nonces --------------------------------------------------------------------------------------
+
 
 def test_signing_draws_a_fresh_nonce_every_time(sm2):
     key = sm2.generate()
@@ -271,20 +295,30 @@ def test_verification_refuses_r_or_s_out_of_range(sm2):
     good = sm2.sign(key, STD_MESSAGE)
     public = key.public_key()
     n = SM2_ORDER.to_bytes(32, "big")
-    for bad in (bytes(32) + good[32:], good[:32] + bytes(32), n + good[32:], good[:32] + n,
-                b"\xff" * 64, bytes(64)):
+    for bad in (
+        bytes(32) + good[32:],
+        good[:32] + bytes(32),
+        n + good[32:],
+        good[:32] + n,
+        b"\xff" * 64,
+        bytes(64),
+    ):
         assert not sm2.verify(public, bad, STD_MESSAGE)
     assert sm2.verify(public, good, STD_MESSAGE)
 
 
 # --- public keys ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mangle", [
-    pytest.param(lambda p: p[:-1], id="64 bytes"),
-    pytest.param(lambda p: b"\x02" + p[1:33], id="compressed"),
-    pytest.param(lambda p: p[:33] + bytes(32), id="not on the curve"),
-    pytest.param(lambda p: b"\x04" + bytes(64), id="zero point"),
-])
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        pytest.param(lambda p: p[:-1], id="64 bytes"),
+        pytest.param(lambda p: b"\x02" + p[1:33], id="compressed"),
+        pytest.param(lambda p: p[:33] + bytes(32), id="not on the curve"),
+        pytest.param(lambda p: b"\x04" + bytes(64), id="zero point"),
+    ],
+)
 def test_an_sm2_trust_list_key_is_only_an_uncompressed_point_on_the_curve(mangle):
     point = SM2.point(SM2.generate().public_key())
     SM2.load_public(base64.b64encode(point).decode())
@@ -303,6 +337,7 @@ def test_a_p256_point_is_not_an_sm2_key_and_back():
 
 # --- the SM4 handle cipher -----------------------------------------------------------------------
 
+
 def test_sm4_is_the_standards():
     """GB/T 32907-2016 Annex A, example 1 (cryptography's SM4, which the handle cipher uses)."""
     key = bytes.fromhex("0123456789abcdeffedcba9876543210")
@@ -312,8 +347,11 @@ def test_sm4_is_the_standards():
 
 def test_an_sm2_codes_handle_is_sm4_ctr_under_the_derived_key():
     handle_key = bytes(range(32))
-    ring = KeyRing([IssuerKey.generate("SM2", region_code="320100", created=T0, publish_from=T0,
-                                       sign_from=T0)], handle_key, "320100")
+    ring = KeyRing(
+        [IssuerKey.generate("SM2", region_code="320100", created=T0, publish_from=T0, sign_from=T0)],
+        handle_key,
+        "320100",
+    )
     _, code = issue(ring, Scene.CLINIC, HANDLE, T0)
     sm4_key = sm4_handle_key(handle_key)
     mac = hmac.HMAC(handle_key, hashes.SM3())

@@ -47,8 +47,7 @@ SM2_OID = bytes.fromhex("06082a811ccf5501822d")  # 1.2.156.10197.1.301
 
 def ring_of(alg: Alg, now=T0, region_code: str = "320100") -> KeyRing:
     """An in-memory ring with one fresh key of `alg`, published and signing from `now`."""
-    key = IssuerKey.generate(alg, region_code=region_code, created=now, publish_from=now,
-                             sign_from=now)
+    key = IssuerKey.generate(alg, region_code=region_code, created=now, publish_from=now, sign_from=now)
     return KeyRing([key], bytes(range(32)), region_code)
 
 
@@ -93,6 +92,7 @@ def trust_list(ring):
 
 # --- the QR behaviours under each algorithm ------------------------------------------------------
 
+
 def test_round_trip(alg, ring, trust_list):
     text, issued = issue(ring, Scene.CLINIC, HANDLE, T0)
     assert len(text) == 163 and len(raw_of(text)) == RAW_LEN == 106
@@ -111,8 +111,9 @@ def test_proxy_flag_is_carried_and_signed(ring, trust_list):
     refused(text_of(bytes(raw)), ring, trust_list, T0, BadSignature)
 
 
-@pytest.mark.parametrize("offset, error", [(-1, NotYetValid), (0, None), (59, None),
-                                           (60, Expired), (3600, Expired)])
+@pytest.mark.parametrize(
+    "offset, error", [(-1, NotYetValid), (0, None), (59, None), (60, Expired), (3600, Expired)]
+)
 def test_lifetime(ring, trust_list, offset, error):
     issued_at = T0 + timedelta(hours=1)
     text, _ = issue(ring, Scene.TRANSIT, HANDLE, issued_at, 60)
@@ -143,7 +144,7 @@ def test_every_bit_flip_is_refused(ring, trust_list):
     reasons: Counter[str] = Counter()
     for index in range(len(raw)):
         for bit in (0x01, 0x80):
-            tampered = text_of(raw[:index] + bytes((raw[index] ^ bit,)) + raw[index + 1:])
+            tampered = text_of(raw[:index] + bytes((raw[index] ^ bit,)) + raw[index + 1 :])
             for check, against in ((verify, trust_list), (verify_with_ring, ring)):
                 with pytest.raises(QrError) as refusal:
                     check(tampered, against, T0 + S, scene=Scene.CLINIC)
@@ -170,6 +171,7 @@ def test_handles_are_fresh_per_code(ring):
 
 # --- one algorithm per key -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("resign", [False, True], ids=["old signature", "signed again"])
 def test_a_changed_alg_byte_is_refused(alg, ring, trust_list, resign):
     """The alg byte names the other algorithm: refused as malformed, whether or not the key signed
@@ -183,8 +185,9 @@ def test_a_changed_alg_byte_is_refused(alg, ring, trust_list, resign):
     assert decode(changed).alg is other
     refused(changed, ring, trust_list, T0, Malformed)
     for value in (0, 3, 255):
-        refused(text_of(raw_of(text)[:1] + bytes((value,)) + raw_of(text)[2:]), ring, trust_list,
-                T0, Malformed)
+        refused(
+            text_of(raw_of(text)[:1] + bytes((value,)) + raw_of(text)[2:]), ring, trust_list, T0, Malformed
+        )
     with pytest.raises(ValueError):  # the server never opens a handle under the other cipher
         open_handle(ring, decode(changed))
 
@@ -212,6 +215,7 @@ def test_the_trust_list_says_each_keys_alg(alg, ring, trust_list):
 
 def test_kid_is_the_algorithms_hash_of_the_point(alg, ring):
     from cryptography.hazmat.primitives import hashes
+
     key = ring.keys[0]
     digest = hashes.Hash(hashes.SHA256() if alg is Alg.ES256 else hashes.SM3())
     digest.update(key.public_point)
@@ -240,16 +244,31 @@ def test_a_ring_written_before_sm2_loads_unchanged(tmp_path):
     """A deployment's existing files (ring.json with "alg": "ES256", a P-256 PKCS#8 PEM, the
     handle key), as the code before issue 15 wrote them, load and keep verifying."""
     private = ec.generate_private_key(ec.SECP256R1())
-    key = IssuerKey.from_private_key(private, region_code="320100", created=T0, publish_from=T0,
-                                     sign_from=T0)
-    (tmp_path / f"{key.kid_hex}.pem").write_bytes(private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    key = IssuerKey.from_private_key(private, region_code="320100", created=T0, publish_from=T0, sign_from=T0)
+    (tmp_path / f"{key.kid_hex}.pem").write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     (tmp_path / "handle.key").write_bytes(bytes(range(32)))
-    (tmp_path / "ring.json").write_text(json.dumps({"format": 1, "region_code": "320100", "keys": [
-        {"kid": key.kid_hex, "alg": "ES256", "created": "2026-03-02T09:00:00Z",
-         "publish_from": "2026-03-02T09:00:00Z", "sign_from": "2026-03-02T09:00:00Z",
-         "retire_at": None}]}))
+    (tmp_path / "ring.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "region_code": "320100",
+                "keys": [
+                    {
+                        "kid": key.kid_hex,
+                        "alg": "ES256",
+                        "created": "2026-03-02T09:00:00Z",
+                        "publish_from": "2026-03-02T09:00:00Z",
+                        "sign_from": "2026-03-02T09:00:00Z",
+                        "retire_at": None,
+                    }
+                ],
+            }
+        )
+    )
     old = KeyRing([key], bytes(range(32)), "320100")
     text, _ = issue(old, Scene.CLINIC, HANDLE, T0)  # a code issued before the upgrade
     ring = KeyRing.load_or_create(tmp_path, T0, create=False)
@@ -263,7 +282,8 @@ def test_a_key_file_of_the_other_algorithm_is_refused(tmp_path, alg_name, other)
     impostor = KeyRing.load_or_create(tmp_path / "b", T0, alg=other)
     kid = ring.keys[0].kid_hex
     (tmp_path / "a" / f"{kid}.pem").write_bytes(
-        (tmp_path / "b" / f"{impostor.keys[0].kid_hex}.pem").read_bytes())
+        (tmp_path / "b" / f"{impostor.keys[0].kid_hex}.pem").read_bytes()
+    )
     with pytest.raises(ValueError, match=kid):
         KeyRing.load_or_create(tmp_path / "a", T0)
     # ring.json claiming the other algorithm for a good file is refused too
@@ -279,6 +299,7 @@ def test_a_key_file_of_the_other_algorithm_is_refused(tmp_path, alg_name, other)
 
 
 # --- rotation between the algorithms -------------------------------------------------------------
+
 
 def _overlap_check(ring, reader, codes, now):
     """Every code in `codes` verifies at `now` with a fresh trust list and with both the writer's
@@ -302,11 +323,11 @@ def test_rotation_es256_to_sm2_and_back_with_both_verified_during_the_overlaps(t
     sm = ring.rotate(t1, publish_ahead=2 * DAY, alg="SM2")
     assert sm.alg is Alg.SM2 and reader.reload_if_changed()
     listed = build_trust_list(ring, t1)
-    assert {(k["kid"], k["alg"]) for k in listed["keys"]} == {(es1.kid_hex, "ES256"),
-                                                             (sm.kid_hex, "SM2")}
+    assert {(k["kid"], k["alg"]) for k in listed["keys"]} == {(es1.kid_hex, "ES256"), (sm.kid_hex, "SM2")}
     assert json.loads((tmp_path / "ring.json").read_text())["keys"][1]["alg"] == "SM2"
-    assert SM2_OID in base64.b64decode(b"".join(
-        (tmp_path / f"{sm.kid_hex}.pem").read_bytes().splitlines()[1:-1]))
+    assert SM2_OID in base64.b64decode(
+        b"".join((tmp_path / f"{sm.kid_hex}.pem").read_bytes().splitlines()[1:-1])
+    )
     switch = sm.sign_from
     last_es, code = issue(ring, Scene.TRANSIT, HANDLE, switch - S, ttl=300)
     assert code.alg is Alg.ES256

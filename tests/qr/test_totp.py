@@ -43,10 +43,21 @@ def test_binding_ref_must_be_alphanumeric(ref):
         offline_code(ref, SEED, NOW)
 
 
-@pytest.mark.parametrize("text", [
-    "", "ET1:", "ET1:REF", "ET1:REF:1234567", "ET1:REF:123456789", "ET1:ref:12345678",
-    "EC1:REF:12345678", "ET1:REF:12345678\n", "ET1:REF:1234567a", None,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "ET1:",
+        "ET1:REF",
+        "ET1:REF:1234567",
+        "ET1:REF:123456789",
+        "ET1:ref:12345678",
+        "EC1:REF:12345678",
+        "ET1:REF:12345678\n",
+        "ET1:REF:1234567a",
+        None,
+    ],
+)
 def test_parse_refuses(text):
     with pytest.raises(Malformed):
         parse_offline_code(text)  # type: ignore[arg-type]

@@ -27,8 +27,16 @@ def test_vector(case):
 
 def test_vectors_cover_every_decision():
     assert {c.expected for c in SET.cases} == {
-        "accept", "qr.expired", "qr.not_yet_valid", "qr.wrong_scene", "qr.bad_signature",
-        "qr.unknown_key", "trust_list.stale", "qr.malformed", "qr.identity_code_required"}
+        "accept",
+        "qr.expired",
+        "qr.not_yet_valid",
+        "qr.wrong_scene",
+        "qr.bad_signature",
+        "qr.unknown_key",
+        "trust_list.stale",
+        "qr.malformed",
+        "qr.identity_code_required",
+    }
 
 
 def test_vector_ring_is_the_signer():

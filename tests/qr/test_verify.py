@@ -64,15 +64,27 @@ def test_proxy_mark_is_carried_and_signed(ring, trust_list):
         verify(text_of(bytes(raw)), trust_list, T0)
 
 
-@pytest.mark.parametrize("offset, leeway, error", [
-    (-6, 5, NotYetValid), (-5, 5, None), (0, 0, None), (-1, 0, NotYetValid),
-    (59, 0, None), (60, 0, Expired), (64, 5, None), (65, 5, Expired), (3600, 5, Expired),
-])
+@pytest.mark.parametrize(
+    "offset, leeway, error",
+    [
+        (-6, 5, NotYetValid),
+        (-5, 5, None),
+        (0, 0, None),
+        (-1, 0, NotYetValid),
+        (59, 0, None),
+        (60, 0, Expired),
+        (64, 5, None),
+        (65, 5, Expired),
+        (3600, 5, Expired),
+    ],
+)
 def test_lifetime_and_leeway(ring, trust_list, offset, leeway, error):
     text, _ = issue(ring, Scene.TRANSIT, HANDLE, T0 + timedelta(minutes=1), 60)
     now = T0 + timedelta(minutes=1, seconds=offset)
-    for check in (lambda: verify(text, trust_list, now, leeway=timedelta(seconds=leeway)),
-                  lambda: verify_with_ring(text, ring, now, leeway=timedelta(seconds=leeway))):
+    for check in (
+        lambda: verify(text, trust_list, now, leeway=timedelta(seconds=leeway)),
+        lambda: verify_with_ring(text, ring, now, leeway=timedelta(seconds=leeway)),
+    ):
         if error is None:
             check()
         else:
@@ -155,10 +167,18 @@ def test_key_not_yet_signing():
         verify(text, trust_list, T0)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("alg", "SM2"), ("alg", None), ("public_key", "not base64!"), ("public_key", "AAAA"),
-    ("not_before", "yesterday"), ("not_before", "2026-03-02T09:00:00"), ("not_after", 7),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("alg", "SM2"),
+        ("alg", None),
+        ("public_key", "not base64!"),
+        ("public_key", "AAAA"),
+        ("not_before", "yesterday"),
+        ("not_before", "2026-03-02T09:00:00"),
+        ("not_after", 7),
+    ],
+)
 def test_an_unusable_trust_list_entry_is_an_unknown_key(ring, trust_list, field, value):
     text, _ = issue(ring, Scene.CLINIC, HANDLE, T0)
     trust_list["keys"][0][field] = value
@@ -189,7 +209,7 @@ def test_every_single_byte_change_is_refused(ring, trust_list):
         for value in range(256):
             if value == raw[index]:
                 continue
-            tampered = text_of(raw[:index] + bytes((value,)) + raw[index + 1:])
+            tampered = text_of(raw[:index] + bytes((value,)) + raw[index + 1 :])
             with pytest.raises(QrError) as refusal:
                 verify(tampered, trust_list, T0 + S, scene=Scene.CLINIC)
             assert isinstance(refusal.value, (Malformed, UnknownKey, BadSignature)), index
@@ -205,7 +225,7 @@ def test_every_single_byte_change_is_refused_by_the_server(ring):
     text, _ = issue(ring, Scene.CLINIC, HANDLE, T0)
     raw = raw_of(text)
     for index in range(len(raw)):
-        tampered = text_of(raw[:index] + bytes((raw[index] ^ 0x01,)) + raw[index + 1:])
+        tampered = text_of(raw[:index] + bytes((raw[index] ^ 0x01,)) + raw[index + 1 :])
         with pytest.raises(QrError):
             verify_with_ring(tampered, ring, T0)
 
@@ -236,15 +256,18 @@ def test_handle_depends_on_the_handle_key(ring):
     assert open_handle(ring, code) != HANDLE
 
 
-@pytest.mark.parametrize("expires_at", [
-    pytest.param("2026-03-02T09:00:00Z", id="expired this second"),
-    pytest.param("2026-03-02T17:00:00+08:00", id="expired this second, +08:00"),
-    pytest.param("2026-03-01T09:00:00Z", id="expired a day ago"),
-    pytest.param(None, id="null expiry"),
-    pytest.param(12, id="number expiry"),
-    pytest.param("2099-01-01T00:00:00", id="expiry without offset"),
-    pytest.param("tomorrow", id="unreadable expiry"),
-])
+@pytest.mark.parametrize(
+    "expires_at",
+    [
+        pytest.param("2026-03-02T09:00:00Z", id="expired this second"),
+        pytest.param("2026-03-02T17:00:00+08:00", id="expired this second, +08:00"),
+        pytest.param("2026-03-01T09:00:00Z", id="expired a day ago"),
+        pytest.param(None, id="null expiry"),
+        pytest.param(12, id="number expiry"),
+        pytest.param("2099-01-01T00:00:00", id="expiry without offset"),
+        pytest.param("tomorrow", id="unreadable expiry"),
+    ],
+)
 def test_a_stale_trust_list_is_said_so(ring, expires_at):
     text, _ = issue(ring, Scene.CLINIC, HANDLE, T0)
     trust_list = build_trust_list(ring, T0)
@@ -272,32 +295,50 @@ def test_trust_list_one_second_before_expiry(expires_at):
 
 
 def test_trust_list_format(ring):
-    trust_list = build_trust_list(ring, T0 + timedelta(microseconds=5), ttl=timedelta(hours=6),
-                                  issuer="Nanjing HRSS", denylist=["deadbeef"])
+    trust_list = build_trust_list(
+        ring,
+        T0 + timedelta(microseconds=5),
+        ttl=timedelta(hours=6),
+        issuer="Nanjing HRSS",
+        denylist=["deadbeef"],
+    )
     key = ring.keys[0]
     encoded = trust_list["keys"][0]["public_key"]
     assert trust_list == {
-        "issuer": "Nanjing HRSS", "region_code": "320100",
-        "issued_at": "2026-03-02T09:00:00Z", "expires_at": "2026-03-02T15:00:00Z",
-        "keys": [{"kid": key.kid_hex, "alg": "ES256", "public_key": encoded,
-                  "region_code": "320100", "not_before": "2026-03-02T09:00:00Z",
-                  "not_after": None}],
+        "issuer": "Nanjing HRSS",
+        "region_code": "320100",
+        "issued_at": "2026-03-02T09:00:00Z",
+        "expires_at": "2026-03-02T15:00:00Z",
+        "keys": [
+            {
+                "kid": key.kid_hex,
+                "alg": "ES256",
+                "public_key": encoded,
+                "region_code": "320100",
+                "not_before": "2026-03-02T09:00:00Z",
+                "not_after": None,
+            }
+        ],
         "denylist": ["deadbeef"],
     }
     point = base64.b64decode(encoded)
     assert len(point) == 65 and point[0] == 4
-    assert load_public_key(trust_list["keys"][0]["public_key"]).public_numbers() == \
-        key.public_key.public_numbers()
+    assert (
+        load_public_key(trust_list["keys"][0]["public_key"]).public_numbers()
+        == key.public_key.public_numbers()
+    )
     assert build_trust_list(ring, T0)["issuer"] == "ecard-320100"
 
 
 def test_public_keys_in_pem_and_spki_forms_verify(ring, trust_list):
     text, _ = issue(ring, Scene.CLINIC, HANDLE, T0)
     public_key = ring.keys[0].public_key
-    pem = public_key.public_bytes(serialization.Encoding.PEM,
-                                  serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    spki = base64.b64encode(public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    pem = public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    spki = base64.b64encode(
+        public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ).decode()
     for encoded in (pem, spki):
         other = copy.deepcopy(trust_list)
         other["keys"][0]["public_key"] = encoded
@@ -317,26 +358,38 @@ def test_verification_reads_no_clock(ring, trust_list):
 def test_naive_now_is_refused(ring, trust_list):
     text, _ = issue(ring, Scene.CLINIC, HANDLE, T0)
     naive = datetime(2026, 3, 2, 9, 0, 1)
-    for call in (lambda: verify(text, trust_list, naive),
-                 lambda: verify_with_ring(text, ring, naive),
-                 lambda: issue(ring, Scene.CLINIC, HANDLE, naive),
-                 lambda: build_trust_list(ring, naive)):
+    for call in (
+        lambda: verify(text, trust_list, naive),
+        lambda: verify_with_ring(text, ring, naive),
+        lambda: issue(ring, Scene.CLINIC, HANDLE, naive),
+        lambda: build_trust_list(ring, naive),
+    ):
         with pytest.raises(ValueError):
             call()
 
 
 def test_other_timezones_are_the_same_instant(ring, trust_list):
     from zoneinfo import ZoneInfo
+
     shanghai = T0.astimezone(ZoneInfo("Asia/Shanghai"))
     text, code = issue(ring, Scene.CLINIC, HANDLE, shanghai)
     assert code.issued_at == T0 and code.issued_at.tzinfo is UTC
     verify(text, trust_list, shanghai + 59 * S, leeway=timedelta(0))
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"handle_plain": bytes(15)}, {"handle_plain": bytes(17)}, {"nonce": bytes(11)},
-    {"scene": "hotel"}, {"ttl": 0}, {"ttl": -5}, {"ttl": 60.5}, {"ttl": timedelta(seconds=60)},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"handle_plain": bytes(15)},
+        {"handle_plain": bytes(17)},
+        {"nonce": bytes(11)},
+        {"scene": "hotel"},
+        {"ttl": 0},
+        {"ttl": -5},
+        {"ttl": 60.5},
+        {"ttl": timedelta(seconds=60)},
+    ],
+)
 def test_issue_refuses_bad_arguments(ring, kwargs):
     arguments = {"scene": Scene.CLINIC, "handle_plain": HANDLE, "now": T0, **kwargs}
     with pytest.raises(ValueError):

@@ -50,8 +50,9 @@ def build_app(tmp: Path, **overrides: Any):
     url = DB_URL or f"sqlite:///{tmp / 'test.sqlite'}"
     # Made a day before the tests' clock starts, so the first QR key already signs at T0.
     with time_machine.travel(T0 - timedelta(days=1), tick=False):
-        return create_app({**TEST_CONFIG, "ECARD_DATABASE_URL": url, "ECARD_KEYS_DIR": str(tmp / "keys"),
-                           **overrides})
+        return create_app(
+            {**TEST_CONFIG, "ECARD_DATABASE_URL": url, "ECARD_KEYS_DIR": str(tmp / "keys"), **overrides}
+        )
 
 
 _serial = itertools.count(100)
@@ -67,6 +68,7 @@ def make_id_number(birth: date, sex: str = "M", region: str = "320102") -> str:
 
 
 # --- fixtures (imported by tests/api/conftest.py and tests/domain/conftest.py) ----------------------
+
 
 @pytest.fixture(scope="session")
 def app(tmp_path_factory):

@@ -42,8 +42,9 @@ def test_key(label: str) -> ec.EllipticCurvePrivateKey:
 
 
 def ring_for(label: str, sign_from: datetime = T0) -> KeyRing:
-    key = IssuerKey.from_private_key(test_key(label), region_code=REGION, created=sign_from,
-                                     publish_from=sign_from, sign_from=sign_from)
+    key = IssuerKey.from_private_key(
+        test_key(label), region_code=REGION, created=sign_from, publish_from=sign_from, sign_from=sign_from
+    )
     return KeyRing([key], HANDLE_KEY, REGION)
 
 
@@ -52,7 +53,7 @@ def nonce_for(name: str) -> bytes:
 
 
 def raw_of(text: str) -> bytes:
-    return b45decode(text[len(PREFIX):])
+    return b45decode(text[len(PREFIX) :])
 
 
 def text_of(raw: bytes) -> str:
@@ -71,8 +72,9 @@ def resigned(ring: KeyRing, text: str, index: int, value: int) -> str:
     so only the decoder's strictness can refuse it."""
     header = bytearray(raw_of(text)[:HEADER_LEN])
     header[index] = value
-    r, s = decode_dss_signature(ring.keys[0].private_key.sign(
-        bytes(header), ec.ECDSA(hashes.SHA256(), deterministic_signing=True)))
+    r, s = decode_dss_signature(
+        ring.keys[0].private_key.sign(bytes(header), ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    )
     return text_of(bytes(header) + r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
@@ -84,109 +86,295 @@ def build() -> dict[str, str]:
     other = ring_for("ecard qr test key 2 (not in the trust list)")
     revoked = ring_for("ecard qr test key 3 (listed, then denylisted)")
 
-    trust_list = build_trust_list(ring, T0 + timedelta(hours=1), timedelta(hours=24),
-                                  issuer="ecard-320100-test")
+    trust_list = build_trust_list(
+        ring, T0 + timedelta(hours=1), timedelta(hours=24), issuer="ecard-320100-test"
+    )
     trust_list["keys"] += build_trust_list(revoked, T0 + timedelta(hours=1))["keys"]
     trust_list["denylist"] = [revoked.keys[0].kid_hex]
     stale_at = datetime.fromisoformat(trust_list["expires_at"])
 
-    def code(name: str, scene: Scene, *, at: datetime = ISSUED, by_proxy: bool = False,
-             signer: KeyRing = ring) -> str:
+    def code(
+        name: str, scene: Scene, *, at: datetime = ISSUED, by_proxy: bool = False, signer: KeyRing = ring
+    ) -> str:
         return issue(signer, scene, HANDLE, at, 60, by_proxy, nonce=nonce_for(name))[0]
 
     clinic = code("clinic", Scene.CLINIC)
     late = ISSUED + timedelta(seconds=10)
     cases: list[dict[str, object]] = []
 
-    def case(name: str, description: str, payload: str, now: datetime, scene: Scene | None,
-             expected: str, *, handle: bytes | None = None, by_proxy: bool | None = None) -> None:
-        cases.append({"name": name, "description": description, "payload": payload,
-                      "now": rfc3339(now), "scene": None if scene is None else scene.value,
-                      "expected": expected, "handle": None if handle is None else handle.hex(),
-                      "by_proxy": by_proxy})
+    def case(
+        name: str,
+        description: str,
+        payload: str,
+        now: datetime,
+        scene: Scene | None,
+        expected: str,
+        *,
+        handle: bytes | None = None,
+        by_proxy: bool | None = None,
+    ) -> None:
+        cases.append(
+            {
+                "name": name,
+                "description": description,
+                "payload": payload,
+                "now": rfc3339(now),
+                "scene": None if scene is None else scene.value,
+                "expected": expected,
+                "handle": None if handle is None else handle.hex(),
+                "by_proxy": by_proxy,
+            }
+        )
 
-    case("valid_clinic", "a clinic code, 10 s old, at a clinic", clinic, late, Scene.CLINIC,
-         "accept", handle=HANDLE, by_proxy=False)
-    case("valid_any_scene", "a transit code, verifier checks no scene",
-         code("transit", Scene.TRANSIT), late, None, "accept", handle=HANDLE, by_proxy=False)
-    case("valid_by_proxy", "a scenic-site code shown by a relative",
-         code("proxy", Scene.SCENIC, by_proxy=True), late, Scene.SCENIC, "accept",
-         handle=HANDLE, by_proxy=True)
-    case("valid_last_second_of_leeway", "64 s after issue: 60 s life + 5 s leeway not over",
-         clinic, ISSUED + timedelta(seconds=64), Scene.CLINIC, "accept", handle=HANDLE)
-    case("expired", "65 s after issue: life and leeway over", clinic,
-         ISSUED + timedelta(seconds=65), Scene.CLINIC, "qr.expired")
-    case("valid_early_within_leeway", "the gate's clock 5 s behind the issuer's", clinic,
-         ISSUED - timedelta(seconds=5), Scene.CLINIC, "accept", handle=HANDLE)
-    case("not_yet_valid", "the gate's clock 6 s behind: beyond leeway", clinic,
-         ISSUED - timedelta(seconds=6), Scene.CLINIC, "qr.not_yet_valid")
-    case("wrong_scene", "a clinic code at a transit gate", clinic, late, Scene.TRANSIT,
-         "qr.wrong_scene")
-    case("valid_universal", "a universal code (scene byte 0x80) at a transit gate",
-         code("universal", Scene.ANY), late, Scene.TRANSIT, "accept", handle=HANDLE, by_proxy=False)
-    case("valid_identity", "an identity code at an identity check",
-         code("identity", Scene.IDENTITY), late, Scene.IDENTITY, "accept", handle=HANDLE,
-         by_proxy=False)
-    case("universal_at_identity", "a universal code at an identity check: showing one's identity "
-         "takes a code made for it (R-53)", code("universal", Scene.ANY), late, Scene.IDENTITY,
-         "qr.identity_code_required")
-    case("identity_at_transit", "an identity code at a transit gate",
-         code("identity", Scene.IDENTITY), late, Scene.TRANSIT, "qr.wrong_scene")
-    case("tampered_scene_to_universal", "scene byte changed clinic -> universal, signature kept",
-         tampered(clinic, 6, 0x80), late, Scene.TRANSIT, "qr.bad_signature")
-    case("tampered_handle", "one bit of the handle flipped", tampered(clinic, 30), late,
-         Scene.CLINIC, "qr.bad_signature")
-    case("tampered_scene", "scene byte changed clinic -> transit, signature kept",
-         tampered(clinic, 6, 2), late, Scene.TRANSIT, "qr.bad_signature")
-    case("tampered_issued_at", "issued_at moved one second", tampered(clinic, 11), late,
-         Scene.CLINIC, "qr.bad_signature")
-    case("tampered_signature", "one bit of the signature flipped", tampered(clinic, 105), late,
-         Scene.CLINIC, "qr.bad_signature")
-    case("unknown_kid", "signed by a key the trust list does not hold",
-         code("other", Scene.CLINIC, signer=other), late, Scene.CLINIC, "qr.unknown_key")
-    case("denylisted_kid", "signed by a listed key that the denylist revokes",
-         code("revoked", Scene.CLINIC, signer=revoked), late, Scene.CLINIC, "qr.unknown_key")
-    case("before_key_window", "issued an hour before the key's not_before",
-         code("early", Scene.CLINIC, at=T0 - timedelta(hours=1), signer=backdating),
-         T0 - timedelta(hours=1) + timedelta(seconds=10), Scene.CLINIC, "qr.unknown_key")
-    case("stale_trust_list", "a valid code, but the trust list expired this second",
-         code("stale", Scene.CLINIC, at=stale_at - timedelta(seconds=10)), stale_at,
-         Scene.CLINIC, "trust_list.stale")
-    case("stale_trust_list_wins", "a malformed payload with a stale list: freshness first",
-         "garbage", stale_at, Scene.CLINIC, "trust_list.stale")
+    case(
+        "valid_clinic",
+        "a clinic code, 10 s old, at a clinic",
+        clinic,
+        late,
+        Scene.CLINIC,
+        "accept",
+        handle=HANDLE,
+        by_proxy=False,
+    )
+    case(
+        "valid_any_scene",
+        "a transit code, verifier checks no scene",
+        code("transit", Scene.TRANSIT),
+        late,
+        None,
+        "accept",
+        handle=HANDLE,
+        by_proxy=False,
+    )
+    case(
+        "valid_by_proxy",
+        "a scenic-site code shown by a relative",
+        code("proxy", Scene.SCENIC, by_proxy=True),
+        late,
+        Scene.SCENIC,
+        "accept",
+        handle=HANDLE,
+        by_proxy=True,
+    )
+    case(
+        "valid_last_second_of_leeway",
+        "64 s after issue: 60 s life + 5 s leeway not over",
+        clinic,
+        ISSUED + timedelta(seconds=64),
+        Scene.CLINIC,
+        "accept",
+        handle=HANDLE,
+    )
+    case(
+        "expired",
+        "65 s after issue: life and leeway over",
+        clinic,
+        ISSUED + timedelta(seconds=65),
+        Scene.CLINIC,
+        "qr.expired",
+    )
+    case(
+        "valid_early_within_leeway",
+        "the gate's clock 5 s behind the issuer's",
+        clinic,
+        ISSUED - timedelta(seconds=5),
+        Scene.CLINIC,
+        "accept",
+        handle=HANDLE,
+    )
+    case(
+        "not_yet_valid",
+        "the gate's clock 6 s behind: beyond leeway",
+        clinic,
+        ISSUED - timedelta(seconds=6),
+        Scene.CLINIC,
+        "qr.not_yet_valid",
+    )
+    case("wrong_scene", "a clinic code at a transit gate", clinic, late, Scene.TRANSIT, "qr.wrong_scene")
+    case(
+        "valid_universal",
+        "a universal code (scene byte 0x80) at a transit gate",
+        code("universal", Scene.ANY),
+        late,
+        Scene.TRANSIT,
+        "accept",
+        handle=HANDLE,
+        by_proxy=False,
+    )
+    case(
+        "valid_identity",
+        "an identity code at an identity check",
+        code("identity", Scene.IDENTITY),
+        late,
+        Scene.IDENTITY,
+        "accept",
+        handle=HANDLE,
+        by_proxy=False,
+    )
+    case(
+        "universal_at_identity",
+        "a universal code at an identity check: showing one's identity takes a code made for it (R-53)",
+        code("universal", Scene.ANY),
+        late,
+        Scene.IDENTITY,
+        "qr.identity_code_required",
+    )
+    case(
+        "identity_at_transit",
+        "an identity code at a transit gate",
+        code("identity", Scene.IDENTITY),
+        late,
+        Scene.TRANSIT,
+        "qr.wrong_scene",
+    )
+    case(
+        "tampered_scene_to_universal",
+        "scene byte changed clinic -> universal, signature kept",
+        tampered(clinic, 6, 0x80),
+        late,
+        Scene.TRANSIT,
+        "qr.bad_signature",
+    )
+    case(
+        "tampered_handle",
+        "one bit of the handle flipped",
+        tampered(clinic, 30),
+        late,
+        Scene.CLINIC,
+        "qr.bad_signature",
+    )
+    case(
+        "tampered_scene",
+        "scene byte changed clinic -> transit, signature kept",
+        tampered(clinic, 6, 2),
+        late,
+        Scene.TRANSIT,
+        "qr.bad_signature",
+    )
+    case(
+        "tampered_issued_at",
+        "issued_at moved one second",
+        tampered(clinic, 11),
+        late,
+        Scene.CLINIC,
+        "qr.bad_signature",
+    )
+    case(
+        "tampered_signature",
+        "one bit of the signature flipped",
+        tampered(clinic, 105),
+        late,
+        Scene.CLINIC,
+        "qr.bad_signature",
+    )
+    case(
+        "unknown_kid",
+        "signed by a key the trust list does not hold",
+        code("other", Scene.CLINIC, signer=other),
+        late,
+        Scene.CLINIC,
+        "qr.unknown_key",
+    )
+    case(
+        "denylisted_kid",
+        "signed by a listed key that the denylist revokes",
+        code("revoked", Scene.CLINIC, signer=revoked),
+        late,
+        Scene.CLINIC,
+        "qr.unknown_key",
+    )
+    case(
+        "before_key_window",
+        "issued an hour before the key's not_before",
+        code("early", Scene.CLINIC, at=T0 - timedelta(hours=1), signer=backdating),
+        T0 - timedelta(hours=1) + timedelta(seconds=10),
+        Scene.CLINIC,
+        "qr.unknown_key",
+    )
+    case(
+        "stale_trust_list",
+        "a valid code, but the trust list expired this second",
+        code("stale", Scene.CLINIC, at=stale_at - timedelta(seconds=10)),
+        stale_at,
+        Scene.CLINIC,
+        "trust_list.stale",
+    )
+    case(
+        "stale_trust_list_wins",
+        "a malformed payload with a stale list: freshness first",
+        "garbage",
+        stale_at,
+        Scene.CLINIC,
+        "trust_list.stale",
+    )
     case("malformed_empty", "empty text", "", late, None, "qr.malformed")
     case("malformed_prefix", "another prefix", "EC2:" + clinic[4:], late, None, "qr.malformed")
-    case("malformed_lowercase", "lowercase is not Base45", clinic.lower(), late, None,
-         "qr.malformed")
-    case("malformed_trailing_newline", "a scanner's newline left on", clinic + "\n", late, None,
-         "qr.malformed")
-    case("malformed_base45_group", "a Base45 group above 0xFFFF", clinic[:-3] + "GGW", late,
-         None, "qr.malformed")
-    case("malformed_truncated", "the last 3 characters cut", clinic[:-3], late, None,
-         "qr.malformed")
-    case("malformed_version", "version byte 2, correctly signed", resigned(ring, clinic, 0, 2),
-         late, None, "qr.malformed")
-    case("malformed_alg", "algorithm byte 2 (reserved for SM2), correctly signed",
-         resigned(ring, clinic, 1, 2), late, None, "qr.malformed")
-    case("malformed_scene", "scene byte 9, correctly signed", resigned(ring, clinic, 6, 9), late,
-         None, "qr.malformed")
-    case("malformed_flags", "a reserved flag bit, correctly signed",
-         resigned(ring, clinic, 7, 0x80), late, None, "qr.malformed")
+    case("malformed_lowercase", "lowercase is not Base45", clinic.lower(), late, None, "qr.malformed")
+    case(
+        "malformed_trailing_newline", "a scanner's newline left on", clinic + "\n", late, None, "qr.malformed"
+    )
+    case(
+        "malformed_base45_group",
+        "a Base45 group above 0xFFFF",
+        clinic[:-3] + "GGW",
+        late,
+        None,
+        "qr.malformed",
+    )
+    case("malformed_truncated", "the last 3 characters cut", clinic[:-3], late, None, "qr.malformed")
+    case(
+        "malformed_version",
+        "version byte 2, correctly signed",
+        resigned(ring, clinic, 0, 2),
+        late,
+        None,
+        "qr.malformed",
+    )
+    case(
+        "malformed_alg",
+        "algorithm byte 2 (reserved for SM2), correctly signed",
+        resigned(ring, clinic, 1, 2),
+        late,
+        None,
+        "qr.malformed",
+    )
+    case(
+        "malformed_scene",
+        "scene byte 9, correctly signed",
+        resigned(ring, clinic, 6, 9),
+        late,
+        None,
+        "qr.malformed",
+    )
+    case(
+        "malformed_flags",
+        "a reserved flag bit, correctly signed",
+        resigned(ring, clinic, 7, 0x80),
+        late,
+        None,
+        "qr.malformed",
+    )
 
     key = ring.keys[0]
     key_doc = {
         "WARNING": "public test key: never use outside tests",
-        "kid": key.kid_hex, "alg": key.alg.name, "region_code": REGION,
-        "created": rfc3339(key.created), "publish_from": rfc3339(key.publish_from),
+        "kid": key.kid_hex,
+        "alg": key.alg.name,
+        "region_code": REGION,
+        "created": rfc3339(key.created),
+        "publish_from": rfc3339(key.publish_from),
         "sign_from": rfc3339(key.sign_from),
         "private_key_pem": key.private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()).decode(),
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
         "handle_key": HANDLE_KEY.hex(),
     }
     dump = lambda doc: json.dumps(doc, indent=2, ensure_ascii=False) + "\n"  # noqa: E731
-    return {"key.json": dump(key_doc), "trust-list.json": dump(trust_list),
-            "cases.json": dump({"cases": cases})}
+    return {
+        "key.json": dump(key_doc),
+        "trust-list.json": dump(trust_list),
+        "cases.json": dump({"cases": cases}),
+    }
 
 
 def main() -> None:
