@@ -12,7 +12,7 @@ import qr
 from ecard import codes, persons, verifications
 from ecard.api import auth
 from ecard.api import schemas as s
-from ecard.api.common import BEARER, PROBLEMS, created, ring
+from ecard.api.common import BEARER, PROBLEMS, answer, ring
 from ecard.api.limits import limiter, token_key
 from ecard.api.transactions import Unit, transaction
 from ecard.api.views import iso
@@ -61,18 +61,15 @@ def new_code(tx: Unit, body: s.QrIn):
         return Response(qr.render_png(issued.payload), 201, headers, mimetype="image/png")
     if best == "image/svg+xml":
         return Response(qr.render_svg(issued.payload), 201, headers, mimetype="image/svg+xml")
-    resp, status = created(
-        {
-            "payload": issued.payload,
-            "scene": issued.scene,
-            "issued_at": iso(issued.issued_at),
-            "expires_at": iso(issued.expires_at),
-            "refresh_at": iso(issued.refresh_at),
-            "by_proxy": issued.by_proxy,
-        }
-    )
-    resp.headers.update(headers)
-    return resp, status
+    out = {
+        "payload": issued.payload,
+        "scene": issued.scene,
+        "issued_at": issued.issued_at,
+        "expires_at": issued.expires_at,
+        "refresh_at": issued.refresh_at,
+        "by_proxy": issued.by_proxy,
+    }
+    return answer(s.QrOut, out, 201, headers)
 
 
 @bp.get("/trust-list", responses={200: s.TrustListOut})
@@ -82,6 +79,8 @@ def trust_list(tx: Unit):
     svc, now = tx.services, tx.now
     ttl = timedelta(seconds=svc.setting("TRUST_LIST_TTL"))
     doc = qr.build_trust_list(ring(), now, ttl, issuer=svc.setting("ISSUER"))
+    # The gates' own document, made by `qr` with its times as a gate reads them ("Z"), so it is
+    # sent as made; TrustListOut describes it.
     resp = jsonify(doc)
     resp.headers["Cache-Control"] = "public, max-age=300"
     return resp
@@ -113,4 +112,6 @@ def my_usage(tx: Unit, query: s.PageQuery):
             proxy = session.get(Person, v.proxy_person_id)  # identity map: one load per proxy
             item["proxy_name"] = mask_name(persons.view(tx.services, proxy).name)
         items.append(item)
-    return jsonify({"items": items, "next": str(rows[-1].id) if len(rows) == query.limit else None})
+    return answer(
+        s.UsageOut, {"items": items, "next": str(rows[-1].id) if len(rows) == query.limit else None}
+    )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Response, current_app, jsonify
+from flask import Response, current_app
 
 import qr
-from ecard.api.schemas import Problem
+from ecard.api.schemas import Out, Problem
 
 PROBLEMS: dict[Any, Any] = {
     400: Problem,
@@ -26,8 +26,19 @@ PROBLEMS: dict[Any, Any] = {
 BEARER = [{"bearer": []}]
 
 
-def created(body: dict[str, Any]) -> tuple[Response, int]:
-    return jsonify(body), 201
+def answer(
+    model: type[Out], body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """The route's answer, written by the model it declares (`schemas`), the one declaration the
+    OpenAPI document shows: a member the model does not declare, or of another type, fails here
+    (a bug, a 500) instead of reaching a client undocumented. Members a handler leaves out stay
+    out (`exclude_unset`)."""
+    return Response(
+        model.model_validate(body).model_dump_json(exclude_unset=True),
+        status,
+        headers,
+        mimetype="application/json",
+    )
 
 
 _RELOAD_EVERY = 30.0  # seconds between checks for a rotation made by another process

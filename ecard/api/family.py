@@ -3,13 +3,12 @@ their proxies. Every lookup is scoped to the caller: another family's binding is
 
 from __future__ import annotations
 
-from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from ecard import cards, ecards, persons, proxies
 from ecard.api import auth
 from ecard.api import schemas as s
-from ecard.api.common import BEARER, PROBLEMS, created
+from ecard.api.common import BEARER, PROBLEMS, answer
 from ecard.api.limits import limiter, token_key
 from ecard.api.transactions import Unit, transaction
 from ecard.api.views import card_out, iso
@@ -98,15 +97,16 @@ def bind_dependant(tx: Unit, body: s.DependantIn):
         now=now,
     )
     out = dependant_out(tx, link, detail=True)
-    return created(out)
+    return answer(s.DependantOut, out, 201)
 
 
 @bp.get("/me/dependants", responses={200: s.DependantsOut})
 @transaction(Tx.READ)
 @auth.require(auth.HOLDER)
 def list_dependants(tx: Unit):
-    return jsonify(
-        {"items": [dependant_out(tx, link) for link in proxies.links_of_proxy(tx.session, _me(tx))]}
+    return answer(
+        s.DependantsOut,
+        {"items": [dependant_out(tx, link) for link in proxies.links_of_proxy(tx.session, _me(tx))]},
     )
 
 
@@ -121,7 +121,7 @@ def get_dependant(tx: Unit, path: s.DependantPath):
         session, tx.services, _me(tx), path.dependant_id, actor=_proxy_actor(tx, path.dependant_id), now=now
     )
     out = dependant_out(tx, link, detail=True)
-    return jsonify(out)
+    return answer(s.DependantOut, out)
 
 
 @bp.delete("/me/dependants/<dependant_id>", responses={200: s.DependantOut})
@@ -133,7 +133,7 @@ def unbind_dependant(tx: Unit, path: s.DependantPath):
         session, _me(tx), path.dependant_id, actor=_proxy_actor(tx, path.dependant_id), now=now
     )
     out = dependant_out(tx, link)
-    return jsonify(out)
+    return answer(s.DependantOut, out)
 
 
 @bp.post("/me/dependants/<dependant_id>/loss", responses={200: s.DependantOut})
@@ -146,15 +146,16 @@ def dependant_loss(tx: Unit, path: s.DependantPath):
     card = proxies.dependant_ecard(session, link).card
     cards.report_loss(session, svc, card, kind="temporary", actor=_proxy_actor(tx, link.public_id), now=now)
     out = dependant_out(tx, link, detail=True)
-    return jsonify(out)
+    return answer(s.DependantOut, out)
 
 
 @bp.get("/me/proxies", responses={200: s.ProxiesOut})
 @transaction(Tx.READ)
 @auth.require(auth.HOLDER)
 def list_proxies(tx: Unit):
-    return jsonify(
-        {"items": [proxy_out(tx, link) for link in proxies.links_of_dependant(tx.session, _me(tx))]}
+    return answer(
+        s.ProxiesOut,
+        {"items": [proxy_out(tx, link) for link in proxies.links_of_dependant(tx.session, _me(tx))]},
     )
 
 
@@ -167,7 +168,7 @@ def revoke_proxy(tx: Unit, path: s.ProxyPath):
     session, now = tx.session, tx.now
     link = proxies.revoke(session, _me(tx), path.proxy_id, actor=tx.actor, now=now)
     out = proxy_out(tx, link)
-    return jsonify(out)
+    return answer(s.ProxyOut, out)
 
 
 @bp.post("/me/consent-codes", responses={201: s.ConsentCodeOut})
@@ -178,7 +179,7 @@ def my_consent_code(tx: Unit):
     session, now, svc = tx.session, tx.now, tx.services
     code, row = proxies.new_consent_code(session, svc, _me(tx), actor=tx.actor, now=now)
     out = {"code": code, "expires_at": iso(row.expires_at)}
-    return created(out)
+    return answer(s.ConsentCodeOut, out, 201)
 
 
 @bp.get("/persons/<person_id>/proxies", responses={200: s.ProxiesOut})
@@ -191,7 +192,7 @@ def window_list_proxies(tx: Unit, path: s.PersonPath, query: s.ReadPurpose):
     links = proxies.read_at_window(
         session, persons.get(session, path.person_id), purpose=query.purpose, actor=tx.actor, now=now
     )
-    return jsonify({"items": [proxy_out(tx, link) for link in links]})
+    return answer(s.ProxiesOut, {"items": [proxy_out(tx, link) for link in links]})
 
 
 @bp.delete("/persons/<person_id>/proxies/<proxy_id>", responses={200: s.ProxyOut})
@@ -204,7 +205,7 @@ def window_end_proxy(tx: Unit, path: s.PersonProxyPath):
     person = persons.get(session, path.person_id)
     link = proxies.revoke(session, person, path.proxy_id, actor=tx.actor, now=now)
     out = proxy_out(tx, link)
-    return jsonify(out)
+    return answer(s.ProxyOut, out)
 
 
 @bp.post("/persons/<person_id>/consent-codes", responses={201: s.ConsentCodeOut})
@@ -216,4 +217,4 @@ def window_consent_code(tx: Unit, path: s.PersonPath):
     person = persons.get(session, path.person_id)
     code, row = proxies.new_consent_code(session, svc, person, actor=tx.actor, now=now)
     out = {"code": code, "expires_at": iso(row.expires_at)}
-    return created(out)
+    return answer(s.ConsentCodeOut, out, 201)

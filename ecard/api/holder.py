@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from ecard import cards, ecards
 from ecard.api import auth, idempotency
 from ecard.api import schemas as s
-from ecard.api.common import BEARER, PROBLEMS, created
+from ecard.api.common import BEARER, PROBLEMS, answer
 from ecard.api.limits import body_field, limiter
 from ecard.api.transactions import Unit, transaction
 from ecard.api.views import binding_out, card_out, ecard_out, event_out, iso, person_out
@@ -74,7 +73,7 @@ def sign_ecard(tx: Unit, body: s.SignIn):
             "offline_ref": binding.offline_ref,
         },
     }
-    return created(out)
+    return answer(s.SignOut, out, 201)
 
 
 @bp.get("/me", responses={200: s.MeOut}, security=BEARER)
@@ -84,13 +83,14 @@ def get_me(tx: Unit):
     """The holder's own data in clear, the e-card status and the physical card."""
     svc, now, binding = tx.services, tx.now, me(tx)
     ecard = binding.ecard
-    return jsonify(
+    return answer(
+        s.MeOut,
         {
             "person": person_out(svc, ecard.person, clear=True),
             "ecard": ecard_out(svc, ecard, now),
             "card": card_out(svc, ecard.card, now),
             "binding": binding_out(binding),
-        }
+        },
     )
 
 
@@ -101,7 +101,7 @@ def list_channels(tx: Unit):
     items = [binding_out(b) for b in ecards.bindings(tx.session, me(tx).ecard)]
     for item in items:
         item["current"] = item["binding_id"] == tx.principal.public_id
-    return jsonify({"items": items})
+    return answer(s.ChannelsOut, {"items": items})
 
 
 @bp.delete("/me/channels/<binding_id>", responses={200: s.BindingOut}, security=BEARER)
@@ -112,7 +112,7 @@ def revoke_channel(tx: Unit, path: s.BindingPath):
         tx.session, me(tx).ecard, path.binding_id, reason="revoked", actor=tx.actor, now=tx.now
     )
     out = binding_out(binding)
-    return jsonify(out)
+    return answer(s.BindingOut, out)
 
 
 @bp.put("/me/ecard/password", responses={204: None}, security=BEARER)
@@ -152,7 +152,7 @@ def unlock_payments(tx: Unit, body: s.UnlockIn):
         stored = ecards.stored_password_hash(conn, tx.principal.ecard_id)
         password = svc.hasher.check(ecards.PASSWORD, stored, body.password)
     until = ecards.unlock_payments(tx.session, svc, me(tx), password, now=tx.now)
-    return jsonify({"unlocked_until": iso(until)})
+    return answer(s.UnlockOut, {"unlocked_until": iso(until)})
 
 
 @bp.post("/me/card/loss", responses={200: s.CardOut}, security=BEARER)
@@ -163,7 +163,7 @@ def report_own_loss(tx: Unit):
     svc = tx.services
     card = cards.report_loss(tx.session, svc, me(tx).ecard.card, kind="temporary", actor=tx.actor, now=tx.now)
     out = card_out(svc, card, tx.now)
-    return jsonify(out)
+    return answer(s.CardOut, out)
 
 
 @bp.get("/me/audit", responses={200: s.AuditOut}, security=BEARER)
@@ -175,4 +175,4 @@ def my_audit(tx: Unit, query: s.PageQuery):
     events = ecards.audit(tx.session, me(tx).ecard.person, before_id=before, limit=query.limit)
     items = [event_out(e) for e in events]
     nxt = str(events[-1].id) if len(events) == query.limit else None
-    return jsonify({"items": items, "next": nxt})
+    return answer(s.AuditOut, {"items": items, "next": nxt})

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from ecard import accounts, cancellation, cards, persons
 from ecard.api import auth
 from ecard.api import schemas as s
-from ecard.api.common import BEARER, PROBLEMS, created
+from ecard.api.common import BEARER, PROBLEMS, answer
 from ecard.api.transactions import Unit, transaction
 from ecard.api.views import card_out, merchant_out, person_out
 from ecard.db import Tx
@@ -24,8 +23,9 @@ bp = APIBlueprint(
 
 
 def _card_response(tx: Unit, card, status: int = 200):
-    body = card_out(tx.services, card, tx.now, history=cards.history(tx.session, card))
-    return jsonify(body), status
+    return answer(
+        s.CardOut, card_out(tx.services, card, tx.now, history=cards.history(tx.session, card)), status
+    )
 
 
 @bp.post("/persons", responses={201: s.PersonOut})
@@ -38,7 +38,7 @@ def create_person(tx: Unit, body: s.PersonIn):
         session, svc, id_number=body.id_number, name=body.name, phone=body.phone, now=now
     )
     out = person_out(svc, person, clear=False)
-    return created(out)
+    return answer(s.PersonOut, out, 201)
 
 
 @bp.get("/persons/<person_id>", responses={200: s.PersonOut})
@@ -52,7 +52,7 @@ def get_person(tx: Unit, path: s.PersonPath, query: s.ReadPurpose):
     out = person_out(svc, person, clear=True)
     card = cards.live_card(session, person.id)
     out["card_no"] = card.card_no if card else None
-    return jsonify(out)
+    return answer(s.PersonOut, out)
 
 
 @bp.post("/persons/<person_id>/relations", responses={201: s.RelationOut})
@@ -83,7 +83,7 @@ def create_relation(tx: Unit, path: s.PersonPath, body: s.RelationIn):
         "verified": True,
         "created_at": rel.created_at.isoformat(),
     }
-    return created(out)
+    return answer(s.RelationOut, out, 201)
 
 
 @bp.post("/cards", responses={201: s.CardOut})
@@ -222,7 +222,7 @@ def create_merchant(tx: Unit, body: s.MerchantIn):
         session, name=body.name, scenes=list(body.scenes), region_code=body.region_code, now=now
     )
     out = merchant_out(merchant)
-    return created(out)
+    return answer(s.MerchantOut, out, 201)
 
 
 @bp.post("/merchants/<merchant_id>/terminals", responses={201: s.TerminalOut})
@@ -243,7 +243,7 @@ def create_terminal(tx: Unit, path: s.MerchantPath, body: s.TerminalIn):
         "offline_capable": terminal.offline_capable,
         "secret": secret.secret,
     }
-    return created(out)
+    return answer(s.TerminalOut, out, 201)
 
 
 @bp.patch("/merchants/<merchant_id>/terminals/<terminal_id>", responses={200: s.TerminalInfoOut})
@@ -263,4 +263,4 @@ def update_terminal(tx: Unit, path: s.TerminalPath, body: s.TerminalUpdate):
         "offline_capable": terminal.offline_capable,
         "active": terminal.active,
     }
-    return jsonify(out)
+    return answer(s.TerminalInfoOut, out)

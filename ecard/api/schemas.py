@@ -13,6 +13,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -54,6 +56,13 @@ CardNo = Annotated[
 ]
 Pin = Annotated[str, Folded, Field(pattern=r"^[0-9]{6}$", examples=["285714"])]
 Name = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^\S(.*\S)?$")]
+# A time in an answer is written as `datetime.isoformat` writes it ("+00:00"), as the answers
+# always were; pydantic's own JSON would say "Z". The document says what it always said.
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(datetime.isoformat, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 Scene = Literal["clinic", "transit", "scenic", "identity"]
 Channel = Literal["app", "wechat", "alipay", "bank"]
 Purpose = Literal[tuple(reads.PURPOSES)]  # why a window reads a record
@@ -135,7 +144,7 @@ class UnlockIn(Strict):
 
 
 class UnlockOut(Out):
-    unlocked_until: datetime
+    unlocked_until: Timestamp
 
 
 class LossIn(Strict):
@@ -301,7 +310,7 @@ class ActorOut(Out):
 
 class EventOut(Out):
     event_id: int
-    at: datetime
+    at: Timestamp
     action: str
     from_status: str | None
     to_status: str | None
@@ -320,14 +329,14 @@ class CardOut(Out):
     generation: int
     region_code: str
     person_id: str
-    applied_at: datetime
-    production_deadline: datetime | None
-    issued_at: datetime | None
-    expires_at: datetime | None
+    applied_at: Timestamp
+    production_deadline: Timestamp | None
+    issued_at: Timestamp | None
+    expires_at: Timestamp | None
     fee: int
     successor_card_no: str | None
     renewal_due: bool
-    loss_lapses_at: datetime | None = None  # only while temporarily lost
+    loss_lapses_at: Timestamp | None = None  # only while temporarily lost
     history: list[EventOut] | None = None  # operator routes only
 
 
@@ -336,8 +345,8 @@ class BindingOut(Out):
     channel: str
     device_id: str
     status: str
-    created_at: datetime
-    revoked_at: datetime | None
+    created_at: Timestamp
+    revoked_at: Timestamp | None
 
 
 class ChannelOut(BindingOut):
@@ -357,7 +366,7 @@ class EcardOut(Out):
     ecard_id: str
     status: str
     card_no: str
-    created_at: datetime
+    created_at: Timestamp
 
 
 class SignOut(Out):
@@ -417,7 +426,7 @@ class DependantCardOut(Out):
     card_no: str
     status: str
     frozen: bool
-    expires_at: datetime | None
+    expires_at: Timestamp | None
 
 
 class DependantOut(Out):
@@ -426,8 +435,8 @@ class DependantOut(Out):
     relation: str
     status: str
     end_reason: str | None
-    created_at: datetime
-    ends_at: datetime | None
+    created_at: Timestamp
+    ends_at: Timestamp | None
     name: str
     # While the binding is active, in the answers about one dependant (not in the list):
     ecard_status: str | None = None
@@ -436,7 +445,7 @@ class DependantOut(Out):
 
 class ConsentCodeOut(Out):
     code: str
-    expires_at: datetime
+    expires_at: Timestamp
 
 
 class QrIn(Strict):
@@ -451,9 +460,9 @@ class QrIn(Strict):
 class QrOut(Out):
     payload: str
     scene: Scene | Literal["any"]
-    issued_at: datetime
-    expires_at: datetime
-    refresh_at: datetime
+    issued_at: Timestamp
+    expires_at: Timestamp
+    refresh_at: Timestamp
     by_proxy: bool
 
 
@@ -536,7 +545,7 @@ class ChipReadIn(Strict):
 
 class ChallengeOut(Out):
     challenge: str
-    expires_at: datetime
+    expires_at: Timestamp
 
 
 # --- response models for operations whose blueprints do not declare them yet -------------------
@@ -573,7 +582,7 @@ class ProxyOut(Out):
     relation: str
     status: str
     end_reason: str | None
-    created_at: datetime
+    created_at: Timestamp
     name: str
 
 
@@ -583,12 +592,12 @@ class ProxiesOut(Out):
 
 class UsageItemOut(Out):
     verification_id: str
-    at: datetime
+    at: Timestamp
     method: str
     scene: str | None
     accepted: bool
     reason: Reason | None
-    scanned_at: datetime | None  # an offline record's scan time
+    scanned_at: Timestamp | None  # an offline record's scan time
     merchant: str | None  # the terminal's merchant; null for a use with no terminal
     by_proxy: bool
     proxy_name: str | None = None  # masked; only for a use by a proxy
@@ -615,7 +624,7 @@ class RelationOut(Out):
     relation: str
     evidence: EvidenceOut
     verified: bool
-    created_at: datetime
+    created_at: Timestamp
 
 
 class TrustKeyOut(Out):
@@ -623,14 +632,14 @@ class TrustKeyOut(Out):
     alg: str
     public_key: str
     region_code: str
-    not_before: datetime
-    not_after: datetime | None
+    not_before: Timestamp
+    not_after: Timestamp | None
 
 
 class TrustListOut(Out):
     issuer: str
     region_code: str
-    issued_at: datetime
-    expires_at: datetime
+    issued_at: Timestamp
+    expires_at: Timestamp
     keys: list[TrustKeyOut]
     denylist: list[str]

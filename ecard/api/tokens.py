@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from ecard import accounts
 from ecard.api import auth, idempotency
 from ecard.api import schemas as s
-from ecard.api.common import BEARER, PROBLEMS
+from ecard.api.common import BEARER, PROBLEMS, answer
 from ecard.api.limits import body_field, limiter, token_key
 from ecard.api.transactions import Unit, transaction
 from ecard.context import Actor
@@ -37,8 +36,9 @@ REFRESH_PER_ADDRESS = "600/minute"
 @limiter.limit(OPERATOR_PER_ADDRESS)
 def operator_token(tx: Unit, body: s.OperatorLogin):
     op = accounts.authenticate_operator(tx.session, tx.services, body.username, body.password)
-    return jsonify(
-        auth.tokens_for(auth.OPERATOR, op.username, refresh=True, access_ttl=auth.access_ttl(auth.OPERATOR))
+    return answer(
+        s.TokenOut,
+        auth.tokens_for(auth.OPERATOR, op.username, refresh=True, access_ttl=auth.access_ttl(auth.OPERATOR)),
     )
 
 
@@ -48,14 +48,15 @@ def operator_token(tx: Unit, body: s.OperatorLogin):
 @limiter.limit(TERMINAL_PER_ADDRESS)
 def terminal_token(tx: Unit, body: s.TerminalLogin):
     terminal = accounts.authenticate_terminal(tx.session, tx.services, body.terminal_id, body.secret)
-    return jsonify(
+    return answer(
+        s.TokenOut,
         auth.tokens_for(
             auth.TERMINAL,
             terminal.public_id,
             refresh=False,
             extra={"mid": terminal.merchant.public_id},
             access_ttl=auth.access_ttl(auth.TERMINAL),
-        )
+        ),
     )
 
 
@@ -83,7 +84,7 @@ def refresh(tx: Unit):
         sid=claims.get("sid"),
         refresh_expires=claims["exp"],
     )
-    return jsonify(out)
+    return answer(s.TokenOut, out)
 
 
 @bp.delete("/session", responses={204: None}, security=BEARER)

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify
+from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from limits import parse
 
 from ecard import chip, verifications
 from ecard.api import auth
 from ecard.api import schemas as s
-from ecard.api.common import BEARER, PROBLEMS, created, ring
+from ecard.api.common import BEARER, PROBLEMS, answer, ring
 from ecard.api.limits import limiter, token_key
 from ecard.api.transactions import Unit, services, transaction
 from ecard.api.views import iso
@@ -66,7 +66,7 @@ def verify_qr(tx: Unit, body: s.VerifyQrIn):
         totp_attempt=_totp_attempt,
     )
     out = decision_out(tx, d)
-    return jsonify(out)
+    return answer(s.DecisionOut, out)
 
 
 @bp.post("/verifications/offline", responses={200: s.OfflineOut})
@@ -92,7 +92,7 @@ def verify_offline(tx: Unit, body: s.OfflineIn):
         "accepted": sum(r["accepted"] for r in results),
         "late_replays": sum(bool(r.get("late_replay")) for r in results),
     }
-    return jsonify(out)
+    return answer(s.OfflineOut, out)
 
 
 @bp.post("/verifications/chip/challenge", responses={201: s.ChallengeOut})
@@ -102,7 +102,7 @@ def chip_challenge(tx: Unit):
     """A 16-byte single-use challenge (UN) for the card, bound to this terminal."""
     ch = chip.new_challenge(tx.session, tx.services, tx.principal, tx.now)
     out = {"challenge": ch.un, "expires_at": iso(ch.expires_at)}
-    return created(out)
+    return answer(s.ChallengeOut, out, 201)
 
 
 @bp.post("/verifications/chip", responses={200: s.DecisionOut})
@@ -118,4 +118,4 @@ def verify_chip(tx: Unit, body: s.ChipReadIn):
     out = decision_out(tx, d)
     if e is not None:
         out["external_auth"] = e
-    return jsonify(out)
+    return answer(s.DecisionOut, out)
