@@ -100,6 +100,12 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.extensions["ecard.qr_ring"] = qr.KeyRing.load_or_create(
         keys_dir / "qr", utcnow(), settings["ECARD_REGION_CODE"], create=not production, alg=suite.qr_alg
     )  # a new ring's first key; an existing ring changes by `keys rotate`
+    # The region's root key: it signs the region's trust list, and a federation's anchor
+    # signs its public part. Kept beside the ring, of the suite's algorithm; provisioned in
+    # production.
+    app.extensions["ecard.root_key"] = qr.keys.load_or_create_root(
+        keys_dir / "root", suite.qr_alg, create=not production
+    )
 
     url = settings["ECARD_DATABASE_URL"] or f"sqlite:///{Path(app.instance_path) / 'ecard.sqlite'}"
     app.config["ECARD_DATABASE_URL"] = url

@@ -178,6 +178,53 @@ def rotate_keys(publish_ahead: int, alg: str | None) -> None:
     )
 
 
+def _root_public(private_key) -> dict:
+    """{"region_code", "alg", "public_key"} of a root key: base64 of the uncompressed point."""
+    import base64
+
+    from qr import jws
+    from qr.algs import suite_of
+
+    public = private_key.public_key()
+    return {
+        "region_code": current_app.config["ECARD_REGION_CODE"],
+        "alg": jws.jose_alg(public),
+        "public_key": base64.b64encode(suite_of(public).point(public)).decode(),
+    }
+
+
+@keys_group.command("export-root")
+def export_root() -> None:
+    """The region root key's public part, what a federation's anchor signs into its members list:
+    {"region_code", "alg", "public_key"} (base64 of the uncompressed point)."""
+    click.echo(json.dumps(_root_public(current_app.extensions["ecard.root_key"])))
+
+
+@keys_group.command("new-root")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="the new key's file (0600)")
+@click.option(
+    "--alg",
+    type=click.Choice(["ES256", "SM2"]),
+    default=None,
+    help="[default: the suite's, ECARD_CRYPTO_SUITE intl: ES256, sm: SM2]",
+)
+def new_root(out: str, alg: str | None) -> None:
+    """A new region root key in OUT, not yet in use, and its public part for the federation's
+    anchor: the first step of replacing the root (docs/federation.md)."""
+    from pathlib import Path
+
+    from qr.algs import parse_alg, suite
+    from qr.keys import write_private
+
+    path = Path(out)
+    if path.exists():
+        raise click.ClickException(f"{path} exists: a root key is never overwritten")
+    key_suite = suite(parse_alg(alg) if alg else _suite().qr_alg)
+    key = key_suite.generate()
+    write_private(path, key_suite.private_pem(key))
+    click.echo(json.dumps(_root_public(key)))
+
+
 @keys_group.command("list")
 def list_keys() -> None:
     """The QR key ring: kid, algorithm, when each key signs and retires."""

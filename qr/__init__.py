@@ -30,7 +30,7 @@ from .keys import MAX_CODE_TTL, IssuerKey, KeyRing
 from .render import qr_version, render_png, render_svg
 from .sign import issue, open_handle
 from .totp import OFFLINE_PREFIX, check, new_seed, offline_code, parse_offline_code
-from .verify import build_trust_list, load_public_key, verify, verify_with_ring
+from .verify import build_trust_list, load_public_key, trust_list_version, verify, verify_with_ring
 
 __all__ = [
     "MAX_CODE_TTL",
@@ -67,6 +67,7 @@ __all__ = [
     "qr_version",
     "render_png",
     "render_svg",
+    "trust_list_version",
     "verify",
     "verify_with_ring",
 ]

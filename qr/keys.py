@@ -380,3 +380,32 @@ def write_private(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+ROOT_KEY_FILE = "root.pem"
+
+
+def load_or_create_root(
+    path: str | os.PathLike[str], alg: Alg | str = Alg.ES256, *, create: bool = True
+) -> Any:
+    """The region's root key, kept in `path` (beside the QR key ring: `<keys>/root/root.pem`,
+    0600): it signs the region's trust list (`qr.jws`), which chains the QR keys to the
+    federation's anchor. Made of `alg` when there is none and `create` is true; an existing key
+    is returned whatever `alg` says (a root is replaced by a new federation document, not here).
+    Raises FileNotFoundError when there is none and `create` is false."""
+    directory = Path(path)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    file = directory / ROOT_KEY_FILE
+    with _flock(directory):
+        if not file.exists():
+            if not create:
+                raise FileNotFoundError(f"no region root key in {directory}")
+            key_suite = suite(parse_alg(alg))
+            write_private(file, key_suite.private_pem(key_suite.generate()))
+        pem = file.read_bytes()
+    for candidate in (Alg.ES256, Alg.SM2):
+        try:
+            return suite(candidate).load_private_pem(pem)
+        except ValueError:
+            continue
+    raise ValueError(f"{file} is neither a P-256 nor an SM2 private key")

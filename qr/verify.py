@@ -73,6 +73,18 @@ def build_trust_list(
     }
 
 
+def trust_list_version(ring: KeyRing, now: datetime) -> int:
+    """The version of the trust list `build_trust_list` makes now: the latest moment its content
+    changed, in seconds since the epoch (a key made, which is also when a rotation sets its
+    predecessor's retirement; a key published; a key retired). It never goes down, and changes
+    only when the list does, so a gate keeps the highest it saw and refuses an older list."""
+    require_aware(now)
+    moments = [k.created for k in ring.keys]
+    moments += [k.publish_from for k in ring.keys if k.publish_from <= now]
+    moments += [k.retire_at for k in ring.keys if k.retire_at is not None and k.retire_at <= now]
+    return int(max(moments).timestamp())
+
+
 def verify(
     payload_text: str,
     trust_list: Mapping[str, Any],

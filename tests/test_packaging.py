@@ -32,7 +32,8 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors" / "qr"
 FIRST_PARTY = {"ecard", "qr", "physical", "migrations", "wsgi", "tests"}
-# What only the service needs: none of it may reach a gate or a merchant PC.
+# What only the service needs: none of it may reach a gate or a merchant PC. (PyJWT is not among
+# them: a gate checks a region's signed trust list with it, `qr.jws`.)
 SERVER_ONLY = {
     canonicalize_name(n)
     for n in (
@@ -46,7 +47,6 @@ SERVER_ONLY = {
         "flask-migrate",
         "psycopg",
         "flask-jwt-extended",
-        "pyjwt",
         "argon2-cffi",
         "base45",
         "structlog",
@@ -236,7 +236,7 @@ def test_a_gate_verifies_the_golden_vectors_without_the_service(installed):
     assert result["cases"] > 0 and result["wrong"] == []
     assert result["present"] == []
     required = {canonicalize_name(Requirement(r).name) for r in result["requires"] if "extra ==" not in r}
-    assert required == {"cryptography", "qrcode", "pyotp", "tongsuopy"}
+    assert required == {"cryptography", "pyjwt", "qrcode", "pyotp", "tongsuopy"}
     assert not {canonicalize_name(d) for d in result["dists"]} & SERVER_ONLY, result["dists"]
 
 

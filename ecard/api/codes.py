@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
 import qr
@@ -20,6 +20,7 @@ from ecard.context import Actor
 from ecard.db import Tx
 from ecard.models import Person, Terminal
 from ecard.pii import mask_name
+from qr import jws
 
 bp = APIBlueprint(
     "codes", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="qr codes")], abp_responses=PROBLEMS
@@ -84,6 +85,22 @@ def trust_list(tx: Unit):
     resp = jsonify(doc)
     resp.headers["Cache-Control"] = "public, max-age=300"
     return resp
+
+
+@bp.get("/trust-list/signed", responses={200: None})
+@transaction(Tx.NONE)
+def signed_trust_list(tx: Unit):
+    """The trust list with its `version`, as a compact JWS (`application/jose`) signed by the
+    region's root key (header `alg` ES256 or SM2, `kid` the region code, `typ`
+    `ecard-trust-list`): a gate that holds the root, or a federation's document naming it, can
+    tell the list is this region's. Public, like the keys it carries."""
+    svc, now, keys = tx.services, tx.now, ring()
+    doc = qr.build_trust_list(
+        keys, now, timedelta(seconds=svc.setting("TRUST_LIST_TTL")), issuer=svc.setting("ISSUER")
+    )
+    doc["version"] = qr.trust_list_version(keys, now)
+    token = jws.sign(doc, current_app.extensions["ecard.root_key"], kid=keys.region_code, typ=jws.TRUST_LIST)
+    return Response(token, 200, {"Cache-Control": "public, max-age=300"}, mimetype="application/jose")
 
 
 @bp.get("/me/usage", responses={200: s.UsageOut}, security=BEARER)
