@@ -54,6 +54,33 @@ def warm_up(app: OpenAPI) -> bool:
     return ready
 
 
+def _federation(settings: dict[str, Any], root_key: Any, now: Any) -> Any:
+    """The federation this deployment belongs to (None: none), read and checked at start: a
+    document that does not verify against the pinned anchor, has expired or does not name this
+    region with its root stops the start, naming the variable (docs/federation.md)."""
+    import json
+
+    from ecard import federation
+
+    file, anchor = settings["ECARD_FEDERATION_FILE"], settings["ECARD_FEDERATION_ANCHOR"]
+    if not file and not anchor:
+        return None
+    if not file or not anchor:
+        missing = "ECARD_FEDERATION_ANCHOR" if file else "ECARD_FEDERATION_FILE"
+        raise ValueError(f"{missing}: a federation needs both its document and its pinned anchor")
+    try:
+        pinned = federation.load_public(json.loads(Path(anchor).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"ECARD_FEDERATION_ANCHOR: {exc}") from None
+    try:
+        token = Path(file).read_text(encoding="utf-8")
+        return federation.load(
+            token, pinned, region_code=settings["ECARD_REGION_CODE"], root_key=root_key, now=now
+        )
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"ECARD_FEDERATION_FILE: {exc}") from None
+
+
 def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     """Build the app: defaults -> ECARD_* environment -> `config` overrides."""
     from ecard.api import problems
@@ -106,6 +133,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.extensions["ecard.root_key"] = qr.keys.load_or_create_root(
         keys_dir / "root", suite.qr_alg, create=not production
     )
+    app.extensions["ecard.federation"] = _federation(settings, app.extensions["ecard.root_key"], utcnow())
 
     url = settings["ECARD_DATABASE_URL"] or f"sqlite:///{Path(app.instance_path) / 'ecard.sqlite'}"
     app.config["ECARD_DATABASE_URL"] = url

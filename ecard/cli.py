@@ -294,3 +294,64 @@ def list_data_keys() -> None:
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(group)
+
+
+federation_group = AppGroup("federation", help="A regional federation: its anchor and its signed document.")
+group.add_command(federation_group)
+
+
+@federation_group.command("new-anchor")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="the anchor's private key file (0600)"
+)
+@click.option("--alg", type=click.Choice(["ES256", "SM2"]), default="ES256", show_default=True)
+def new_anchor(out: str, alg: str) -> None:
+    """A federation's trust anchor: its private key in OUT (kept offline; never overwritten) and
+    its public part, {"alg", "public_key"}, which every member pins (ECARD_FEDERATION_ANCHOR)."""
+    from pathlib import Path
+
+    from ecard import federation
+    from qr.algs import parse_alg, suite
+    from qr.keys import write_private
+
+    path = Path(out)
+    if path.exists():
+        raise click.ClickException(f"{path} exists: an anchor key is never overwritten")
+    key_suite = suite(parse_alg(alg))
+    key = key_suite.generate()
+    write_private(path, key_suite.private_pem(key))
+    click.echo(json.dumps(federation.public_part(key)))
+
+
+@federation_group.command("sign")
+@click.option("--anchor-key", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--members",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help='{"name", "members": [{"region_code", "name", "base_url", "root_key": {"alg", "public_key"}}]}',
+)
+@click.option("--days", default=90, show_default=True, help="how long the document lives")
+def sign_federation(anchor_key: str, members: str, days: int) -> None:
+    """Print the federation document: the members file with issued_at, expires_at and version,
+    signed by the anchor (a compact JWS; each member installs it as ECARD_FEDERATION_FILE)."""
+    from pathlib import Path
+
+    from ecard import federation
+    from qr.algs import Alg, suite
+
+    pem = Path(anchor_key).read_bytes()
+    key = None
+    for alg in (Alg.ES256, Alg.SM2):
+        try:
+            key = suite(alg).load_private_pem(pem)
+            break
+        except ValueError:
+            continue
+    if key is None:
+        raise click.ClickException(f"{anchor_key} is neither a P-256 nor an SM2 private key")
+    try:
+        doc = json.loads(Path(members).read_text(encoding="utf-8"))
+        click.echo(federation.sign(doc, key, now=utcnow(), days=days))
+    except ValueError as exc:
+        raise click.ClickException(f"{members}: {exc}") from None

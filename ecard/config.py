@@ -38,6 +38,10 @@ SETTINGS: dict[str, tuple[Any, type, Bounds]] = {
     "DATABASE_URL": (None, str, None),  # None: SQLite file in the instance folder
     "REDIS_URL": (None, str, None),  # None: rate limits shared by one machine's workers in a file
     "KEYS_DIR": (None, str, None),  # None: <instance>/keys
+    # A regional federation (R-54, docs/federation.md): the document its anchor signed, and the
+    # anchor's public part pinned out of band, both files; neither or both.
+    "FEDERATION_FILE": (None, str, None),
+    "FEDERATION_ANCHOR": (None, str, None),
     # seconds a dynamic code lives; the signer refuses more than MAX_CODE_TTL, the bound on
     # which key rotation rests (qr/keys.py).
     "QR_TTL": (60, int, (1, int(MAX_CODE_TTL.total_seconds()))),
