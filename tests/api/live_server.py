@@ -3,7 +3,9 @@ agent) or another instance. Runs werkzeug's threaded server over a committing ap
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -13,6 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 from werkzeug.serving import make_server
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
@@ -43,3 +47,28 @@ def wait_until_up(
         if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
             pytest.fail(f"the server at {url} did not start: " + log.read_text()[-3000:])
         time.sleep(0.1)  # waiting for a process to boot, not for the clock
+
+
+def start_gunicorn(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """The service as it is deployed (gunicorn with gunicorn.conf.py, `wsgi:app`) on
+    127.0.0.1:`port`, configured by `env`, its output in `log_path`; not waited for
+    (`wait_until_up`)."""
+    with open(log_path, "w") as log:
+        cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "wsgi:app",
+        ]
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def free_port() -> int:
+    """A port nobody listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

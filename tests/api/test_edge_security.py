@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.live_server import wait_until_up
+from tests.api.live_server import free_port, start_gunicorn, wait_until_up
 from tests.support.app import TEST_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,12 +75,6 @@ def test_service_endpoints_say_nosniff(api):
 # --- a real gunicorn ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def gunicorn_server(tmp_path_factory):
     """gunicorn with the project's gunicorn.conf.py, one worker, over a fresh SQLite database;
@@ -105,25 +99,9 @@ def gunicorn_server(tmp_path_factory):
         capture_output=True,
         timeout=120,
     )
-    port = _free_port()
+    port = free_port()
     log_path = tmp / "gunicorn.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "gunicorn.conf.py",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "wsgi:app",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start_gunicorn(port, env, log_path)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/healthz", log_path, procs=[proc], seconds=60)
         yield "127.0.0.1", port

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,8 +14,7 @@ from types import SimpleNamespace
 import pytest
 from gunicorn.app.wsgiapp import WSGIApplication
 
-from tests.api.live_server import wait_until_up
-from tests.api.test_scale_out import free_port
+from tests.api.live_server import free_port, start_gunicorn, wait_until_up
 from tests.support.app import TEST_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,25 +85,7 @@ def test_stopping_one_instance_leaves_the_other_its_control_socket(committing_ap
     procs, ports = [], [free_port(), free_port()]
     try:
         for i, port in enumerate(ports):
-            log = open(tmp_path / f"instance{i}.log", "w")
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "gunicorn",
-                        "-c",
-                        "gunicorn.conf.py",
-                        "--bind",
-                        f"127.0.0.1:{port}",
-                        "wsgi:app",
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+            procs.append(start_gunicorn(port, env, tmp_path / f"instance{i}.log"))
         for i, port in enumerate(ports):
             wait_until_up(f"http://127.0.0.1:{port}/readyz", tmp_path / f"instance{i}.log", procs=[procs[i]])
         sockets = [_socket_of(tmp_path / f"instance{i}.log") for i in range(2)]

@@ -12,7 +12,6 @@ import contextlib
 import http.server
 import json
 import re
-import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from physical.image import load_image
 from physical.pcsc import CardRemovedError, NoCardError, NoReaderError, PcscUnavailableError
 from physical.reader import DirectConnection
 from tests.api.client import Api
-from tests.api.live_server import serve
+from tests.api.live_server import free_port, serve
 from tests.physical.helpers import make_image, with_pcscd_down
 
 pytestmark = pytest.mark.committing
@@ -268,13 +267,6 @@ def test_bad_credentials_exit_2(
     assert captured.out == ""
     err = captured.err
     assert "401" in err and "auth.bad_credentials" in err and err.count("\n") == 1
-
-
-def free_port() -> int:
-    """A port nobody listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_server_unreachable_exits_2(

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,20 +14,12 @@ import pytest
 import redis
 import requests
 
-from tests.api.live_server import wait_until_up
+from tests.api.live_server import free_port, start_gunicorn, wait_until_up
 from tests.support.app import TEST_CONFIG
 
 pytestmark = pytest.mark.committing
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("ECARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -52,25 +42,7 @@ def serve(committing_app, tmp_path, instances: int, **env_extra: str):
     procs, urls = [], []
     for i in range(instances):
         port = free_port()
-        log = open(tmp_path / f"instance{i}.log", "w")
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "-c",
-                    "gunicorn.conf.py",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "wsgi:app",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
+        procs.append(start_gunicorn(port, env, tmp_path / f"instance{i}.log"))
         urls.append(f"http://127.0.0.1:{port}")
     try:
         for i, url in enumerate(urls):
