@@ -54,7 +54,7 @@ def warm_up(app: OpenAPI) -> bool:
     return ready
 
 
-def _federation(settings: dict[str, Any], root_key: Any, now: Any) -> Any:
+def _federation(settings: dict[str, Any], root_public: Any, now: Any) -> Any:
     """The federation this deployment belongs to (None: none), read and checked at start: a
     document that does not verify against the pinned anchor, has expired or does not name this
     region with its root stops the start, naming the variable (docs/federation.md)."""
@@ -75,7 +75,7 @@ def _federation(settings: dict[str, Any], root_key: Any, now: Any) -> Any:
     try:
         token = Path(file).read_text(encoding="utf-8")
         return federation.load(
-            token, pinned, region_code=settings["ECARD_REGION_CODE"], root_key=root_key, now=now
+            token, pinned, region_code=settings["ECARD_REGION_CODE"], root_key=root_public, now=now
         )
     except (OSError, ValueError) as exc:
         raise ValueError(f"ECARD_FEDERATION_FILE: {exc}") from None
@@ -133,7 +133,9 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.extensions["ecard.root_key"] = qr.keys.load_or_create_root(
         keys_dir / "root", suite.qr_alg, create=not production
     )
-    app.extensions["ecard.federation"] = _federation(settings, app.extensions["ecard.root_key"], utcnow())
+    app.extensions["ecard.federation"] = _federation(
+        settings, app.extensions["ecard.root_key"].public_key(), utcnow()
+    )
 
     url = settings["ECARD_DATABASE_URL"] or f"sqlite:///{Path(app.instance_path) / 'ecard.sqlite'}"
     app.config["ECARD_DATABASE_URL"] = url

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
-from flask import Flask, current_app, g
+from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy.orm import Session
 
@@ -17,10 +18,8 @@ group = AppGroup("ecard", help="ecard administration.")
 
 
 def _session() -> Session:
-    """A writing session of its own for a command; the app context's end closes it."""
-    session = current_app.extensions["ecard.db"].new_session(Tx.WRITE)
-    g.setdefault("ecard_sessions", []).append(session)
-    return session
+    """A writing session of its own for a command: `with _session() as session:` closes it."""
+    return current_app.extensions["ecard.db"].new_session(Tx.WRITE)
 
 
 def services() -> Services:
@@ -41,63 +40,64 @@ DEMO_PIN = "285714"
 @click.option("--password", required=True)
 def create_operator(username: str, password: str) -> None:
     """Create a service-window operator."""
-    session = _session()
-    accounts.create_operator(session, services(), username=username, password=password, now=utcnow())
-    session.commit()
+    with _session() as session:
+        accounts.create_operator(session, services(), username=username, password=password, now=utcnow())
+        session.commit()
     click.echo(f"operator {username} created")
 
 
 @group.command("demo")
 def demo() -> None:
     """Load demonstration data (idempotent) and print its credentials as JSON."""
-    session, svc, now = _session(), services(), utcnow()
-    op_name, op_pass = "window1", "window-demo-pass"
     from sqlalchemy import select
 
     from ecard.models import Merchant, Operator
 
-    if session.scalar(select(Operator).where(Operator.username == op_name)) is None:
-        accounts.create_operator(session, svc, username=op_name, password=op_pass, now=now)
-    out: dict = {"operator": {"username": op_name, "password": op_pass}, "holders": []}
-    window = Actor("operator", op_name, "window")
-    for id_number, name in DEMO_PERSONS:
-        person = persons.find_by_id_number(session, svc, id_number)
-        if person is None:
-            person = persons.register(session, svc, id_number=id_number, name=name, phone=None, now=now)
-        card = cards.live_card(session, person.id)
-        if card is None:
-            card = cards.apply(session, svc, person, actor=window, now=now)
-            cards.issue(session, svc, card, pin=svc.hasher.new("pin", DEMO_PIN), actor=window, now=now)
-        out["holders"].append(
-            {
-                "person_id": person.public_id,
-                "id_number": id_number,
-                "name": name,
-                "card_no": card.card_no,
-                "pin": DEMO_PIN,
-            }
+    svc, now = services(), utcnow()
+    op_name, op_pass = "window1", "window-demo-pass"
+    with _session() as session:
+        if session.scalar(select(Operator).where(Operator.username == op_name)) is None:
+            accounts.create_operator(session, svc, username=op_name, password=op_pass, now=now)
+        out: dict = {"operator": {"username": op_name, "password": op_pass}, "holders": []}
+        window = Actor("operator", op_name, "window")
+        for id_number, name in DEMO_PERSONS:
+            person = persons.find_by_id_number(session, svc, id_number)
+            if person is None:
+                person = persons.register(session, svc, id_number=id_number, name=name, phone=None, now=now)
+            card = cards.live_card(session, person.id)
+            if card is None:
+                card = cards.apply(session, svc, person, actor=window, now=now)
+                cards.issue(session, svc, card, pin=svc.hasher.new("pin", DEMO_PIN), actor=window, now=now)
+            out["holders"].append(
+                {
+                    "person_id": person.public_id,
+                    "id_number": id_number,
+                    "name": name,
+                    "card_no": card.card_no,
+                    "pin": DEMO_PIN,
+                }
+            )
+        merchant = session.scalar(select(Merchant).where(Merchant.name == "Demo clinic and gate"))
+        if merchant is None:
+            merchant = accounts.create_merchant(
+                session,
+                name="Demo clinic and gate",
+                scenes=["clinic", "transit", "scenic"],
+                region_code=svc.setting("REGION_CODE"),
+                now=now,
+            )
+        # A gate too: it may upload what it scanned offline.
+        secret = accounts.new_terminal_secret(svc)
+        terminal = accounts.create_terminal(
+            session, merchant, secret, name="demo terminal", offline_capable=True, now=now
         )
-    merchant = session.scalar(select(Merchant).where(Merchant.name == "Demo clinic and gate"))
-    if merchant is None:
-        merchant = accounts.create_merchant(
-            session,
-            name="Demo clinic and gate",
-            scenes=["clinic", "transit", "scenic"],
-            region_code=svc.setting("REGION_CODE"),
-            now=now,
-        )
-    # A gate too: it may upload what it scanned offline.
-    secret = accounts.new_terminal_secret(svc)
-    terminal = accounts.create_terminal(
-        session, merchant, secret, name="demo terminal", offline_capable=True, now=now
-    )
-    out["terminal"] = {
-        "terminal_id": terminal.public_id,
-        "secret": secret.secret,
-        "merchant_id": merchant.public_id,
-    }
-    session.commit()
-    click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        out["terminal"] = {
+            "terminal_id": terminal.public_id,
+            "secret": secret.secret,
+            "merchant_id": merchant.public_id,
+        }
+        session.commit()
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
 
 
 @group.command("purge")
@@ -106,9 +106,9 @@ def purge() -> None:
     challenges); run it daily."""
     from ecard import housekeeping
 
-    session = _session()
-    counts = housekeeping.purge(session, utcnow())
-    session.commit()
+    with _session() as session:
+        counts = housekeeping.purge(session, utcnow())
+        session.commit()
     click.echo(json.dumps(counts))
 
 
@@ -123,13 +123,13 @@ def personalize_cmd(card_no: str, out: str, pin: str) -> None:
     from ecard import chip
     from physical.image import save_image
 
-    session = _session()
-    card = cards.get(session, card_no)
-    image = chip.personalize(
-        session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), card, pin=pin, now=utcnow()
-    )
-    save_image(Path(out), image)
-    session.commit()
+    with _session() as session:
+        card = cards.get(session, card_no)
+        image = chip.personalize(
+            session, services(), Path(current_app.config["ECARD_KEYS_DIR"]), card, pin=pin, now=utcnow()
+        )
+        save_image(Path(out), image)
+        session.commit()
     click.echo(
         f"card image for {card.card_no} written to {out} (keep it away from anyone but the card maker)"
     )
@@ -179,18 +179,30 @@ def rotate_keys(publish_ahead: int, alg: str | None) -> None:
 
 
 def _root_public(private_key) -> dict:
-    """{"region_code", "alg", "public_key"} of a root key: base64 of the uncompressed point."""
-    import base64
+    """{"region_code", "alg", "public_key"} of a root key, what a federation's anchor signs."""
+    from ecard import federation
 
-    from qr import jws
-    from qr.algs import suite_of
-
-    public = private_key.public_key()
     return {
         "region_code": current_app.config["ECARD_REGION_CODE"],
-        "alg": jws.jose_alg(public),
-        "public_key": base64.b64encode(suite_of(public).point(public)).decode(),
+        **federation.public_part(private_key.public_key()),
     }
+
+
+def _new_key_file(out: str, alg: Any, what: str) -> Any:
+    """A new private key of `alg` written to `out` (0600, never over an existing file): a root
+    key or a federation's anchor. Raises ClickException when `out` exists."""
+    from pathlib import Path
+
+    from qr.algs import parse_alg, suite
+    from qr.keys import write_private
+
+    path = Path(out)
+    if path.exists():
+        raise click.ClickException(f"{path} exists: {what} is never overwritten")
+    key_suite = suite(parse_alg(alg))
+    key = key_suite.generate()
+    write_private(path, key_suite.private_pem(key))
+    return key
 
 
 @keys_group.command("export-root")
@@ -211,17 +223,7 @@ def export_root() -> None:
 def new_root(out: str, alg: str | None) -> None:
     """A new region root key in OUT, not yet in use, and its public part for the federation's
     anchor: the first step of replacing the root (docs/federation.md)."""
-    from pathlib import Path
-
-    from qr.algs import parse_alg, suite
-    from qr.keys import write_private
-
-    path = Path(out)
-    if path.exists():
-        raise click.ClickException(f"{path} exists: a root key is never overwritten")
-    key_suite = suite(parse_alg(alg) if alg else _suite().qr_alg)
-    key = key_suite.generate()
-    write_private(path, key_suite.private_pem(key))
+    key = _new_key_file(out, alg or _suite().qr_alg, "a root key")
     click.echo(json.dumps(_root_public(key)))
 
 
@@ -308,19 +310,10 @@ group.add_command(federation_group)
 def new_anchor(out: str, alg: str) -> None:
     """A federation's trust anchor: its private key in OUT (kept offline; never overwritten) and
     its public part, {"alg", "public_key"}, which every member pins (ECARD_FEDERATION_ANCHOR)."""
-    from pathlib import Path
-
     from ecard import federation
-    from qr.algs import parse_alg, suite
-    from qr.keys import write_private
 
-    path = Path(out)
-    if path.exists():
-        raise click.ClickException(f"{path} exists: an anchor key is never overwritten")
-    key_suite = suite(parse_alg(alg))
-    key = key_suite.generate()
-    write_private(path, key_suite.private_pem(key))
-    click.echo(json.dumps(federation.public_part(key)))
+    key = _new_key_file(out, alg, "an anchor key")
+    click.echo(json.dumps(federation.public_part(key.public_key())))
 
 
 @federation_group.command("sign")
@@ -338,18 +331,12 @@ def sign_federation(anchor_key: str, members: str, days: int) -> None:
     from pathlib import Path
 
     from ecard import federation
-    from qr.algs import Alg, suite
+    from qr.algs import load_private_pem
 
-    pem = Path(anchor_key).read_bytes()
-    key = None
-    for alg in (Alg.ES256, Alg.SM2):
-        try:
-            key = suite(alg).load_private_pem(pem)
-            break
-        except ValueError:
-            continue
-    if key is None:
-        raise click.ClickException(f"{anchor_key} is neither a P-256 nor an SM2 private key")
+    try:
+        key = load_private_pem(Path(anchor_key).read_bytes())
+    except ValueError as exc:
+        raise click.ClickException(f"{anchor_key}: {exc}") from None
     try:
         doc = json.loads(Path(members).read_text(encoding="utf-8"))
         click.echo(federation.sign(doc, key, now=utcnow(), days=days))

@@ -56,13 +56,11 @@ class Federation:
     token: str  # the document itself, as gates get it
 
 
-def public_part(key: Any) -> dict[str, str]:
-    """{"alg", "public_key"} of a private or public key: base64 of its uncompressed point."""
-    public = key.public_key() if hasattr(key, "private_numbers") else key
-    return {
-        "alg": jws.jose_alg(public),
-        "public_key": base64.b64encode(suite_of(public).point(public)).decode(),
-    }
+def public_part(public_key: Any) -> dict[str, str]:
+    """{"alg", "public_key"} of a public key: base64 of its uncompressed point (what an anchor's
+    holder hands out, and what `ecard keys export-root` prints with the region code)."""
+    point = suite_of(public_key).point(public_key)
+    return {"alg": jws.jose_alg(public_key), "public_key": base64.b64encode(point).decode()}
 
 
 def load_public(part: Any) -> Any:
@@ -119,7 +117,7 @@ def sign(members_doc: dict[str, Any], anchor_key: Any, *, now: datetime, days: i
 def load(token: str, anchor: Any, *, region_code: str, root_key: Any, now: datetime) -> Federation:
     """The federation `token` describes, if this deployment may run in it: signed by `anchor`
     (the pinned public key), not expired at `now`, naming `region_code` with `root_key` (this
-    deployment's root, public or private). Raises FederationInvalid saying which."""
+    deployment's root public key). Raises FederationInvalid saying which."""
     try:
         payload = jws.verify(token.strip(), anchor, typ=FEDERATION)
     except qr.QrError as exc:

@@ -312,6 +312,17 @@ def suite_of(key: Any) -> Suite:
     raise ValueError("issuer keys are P-256 (ES256) or SM2")
 
 
+def load_private_pem(pem: bytes) -> Any:
+    """Return the private key of a PKCS#8 PEM file of either algorithm (a root or an anchor key,
+    whose algorithm no ring file records). Raises `ValueError` for anything else."""
+    for alg in (Alg.ES256, Alg.SM2):
+        try:
+            return suite(alg).load_private_pem(pem)
+        except ValueError:
+            continue
+    raise ValueError("neither a P-256 nor an SM2 private key")
+
+
 def parse_alg(value: Alg | str) -> Alg:
     """Return the `Alg` named by `value` ("ES256", "SM2", any case, or an `Alg`).
     Raises `ValueError` otherwise."""

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ._time import parse_rfc3339, require_aware, rfc3339, whole_seconds
-from .algs import parse_alg, suite, suite_of
+from .algs import load_private_pem, parse_alg, suite, suite_of
 from .format import Alg
 
 # `issue` refuses a longer ttl, and retirement is computed from it: this bound is what makes
@@ -403,9 +403,7 @@ def load_or_create_root(
             key_suite = suite(parse_alg(alg))
             write_private(file, key_suite.private_pem(key_suite.generate()))
         pem = file.read_bytes()
-    for candidate in (Alg.ES256, Alg.SM2):
-        try:
-            return suite(candidate).load_private_pem(pem)
-        except ValueError:
-            continue
-    raise ValueError(f"{file} is neither a P-256 nor an SM2 private key")
+    try:
+        return load_private_pem(pem)
+    except ValueError as exc:
+        raise ValueError(f"{file}: {exc}") from None

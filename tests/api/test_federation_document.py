@@ -33,7 +33,7 @@ def world(request, tmp_path):
     )
     (tmp_path / "anchor.json").write_text(json.dumps(anchor))
     root = json.loads(cli(region, "keys", "export-root"))
-    neighbour = federation.public_part(suite(parse_alg(root["alg"])).generate())
+    neighbour = federation.public_part(suite(parse_alg(root["alg"])).generate().public_key())
     members = {
         "name": "长三角",
         "members": [
