@@ -54,7 +54,9 @@ def on_starting(server) -> None:
 
 def post_worker_init(worker) -> None:
     """The database connection and the hot statements' compilation before the first request
-    (`ecard.warm_up`), not inside it."""
-    from ecard import warm_up
+    (`ecard.warm_up`), not inside it; in a federation, the thread that keeps the peers' lists
+    fresh (`ecard.start_refresher`), one per worker: threads do not survive a fork."""
+    from ecard import start_refresher, warm_up
 
     warm_up(worker.wsgi)
+    start_refresher(worker.wsgi)

@@ -54,6 +54,18 @@ def warm_up(app: OpenAPI) -> bool:
     return ready
 
 
+def start_refresher(app: OpenAPI) -> None:
+    """Keep the federation's peer lists fresh from this process, on a thread of its own
+    (`ecard.peers.Refresher`): gunicorn starts one per worker (`post_worker_init`). Nothing in a
+    deployment outside a federation."""
+    peers = app.extensions["ecard.services"].peers
+    if peers is not None:
+        from ecard.context import utcnow
+        from ecard.peers import Refresher
+
+        Refresher(peers, app.extensions["ecard.db"], utcnow).start()
+
+
 def _federation(settings: dict[str, Any], root_public: Any, now: Any) -> Any:
     """The federation this deployment belongs to (None: none), read and checked at start: a
     document that does not verify against the pinned anchor, has expired or does not name this
@@ -133,9 +145,22 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.extensions["ecard.root_key"] = qr.keys.load_or_create_root(
         keys_dir / "root", suite.qr_alg, create=not production
     )
-    app.extensions["ecard.federation"] = _federation(
-        settings, app.extensions["ecard.root_key"].public_key(), utcnow()
-    )
+    federation = _federation(settings, app.extensions["ecard.root_key"].public_key(), utcnow())
+    app.extensions["ecard.federation"] = federation
+    if federation is not None:
+        import dataclasses
+
+        from ecard.peers import Peers
+
+        peers = Peers(
+            federation,
+            settings["ECARD_REGION_CODE"],
+            app.extensions["ecard.root_key"],
+            timeout=settings["ECARD_FEDERATION_TIMEOUT"],
+            breaker_seconds=settings["ECARD_FEDERATION_BREAKER"],
+            refresh_every=settings["ECARD_FEDERATION_REFRESH"],
+        )
+        app.extensions["ecard.services"] = dataclasses.replace(app.extensions["ecard.services"], peers=peers)
 
     url = settings["ECARD_DATABASE_URL"] or f"sqlite:///{Path(app.instance_path) / 'ecard.sqlite'}"
     app.config["ECARD_DATABASE_URL"] = url
@@ -175,7 +200,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     idempotency.init_app(app)
 
-    from ecard.api import codes, family, holder, operator, service, tokens, verifications
+    from ecard.api import codes, family, federation, holder, operator, service, tokens, verifications
 
     app.register_api(tokens.bp)
     app.register_api(operator.bp)
@@ -183,9 +208,10 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.register_api(family.bp)
     app.register_api(codes.bp)
     app.register_api(verifications.bp)
+    app.register_api(federation.bp)
     app.register_blueprint(service.bp)
     transactions.check_declared(
-        app, ("tokens", "operator", "holder", "family", "codes", "verifications", "service")
+        app, ("tokens", "operator", "holder", "family", "codes", "verifications", "federation", "service")
     )
 
     from ecard import cli

@@ -342,3 +342,18 @@ def sign_federation(anchor_key: str, members: str, days: int) -> None:
         click.echo(federation.sign(doc, key, now=utcnow(), days=days))
     except ValueError as exc:
         raise click.ClickException(f"{members}: {exc}") from None
+
+
+@federation_group.command("refresh")
+def refresh_federation() -> None:
+    """Fetch every peer region's signed trust list now, check it against the root the
+    federation's document names, and keep it (each worker also does this on its own, before a
+    list is half through its life). Prints each region's outcome; exits 1 when one failed."""
+    peers = services().peers
+    if peers is None:
+        raise click.ClickException("this deployment is in no federation (ECARD_FEDERATION_FILE)")
+    outcomes = peers.refresh(current_app.extensions["ecard.db"], utcnow(), regions=sorted(peers.peers))
+    for region, outcome in outcomes.items():
+        click.echo(f"{region}: {outcome}")
+    if any(o not in ("kept", "older") for o in outcomes.values()):
+        raise SystemExit(1)

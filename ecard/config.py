@@ -42,6 +42,13 @@ SETTINGS: dict[str, tuple[Any, type, Bounds]] = {
     # anchor's public part pinned out of band, both files; neither or both.
     "FEDERATION_FILE": (None, str, None),
     "FEDERATION_ANCHOR": (None, str, None),
+    # seconds a peer region has to judge one of its cards scanned here before the scan is
+    # `federation.issuer_unavailable`; after 3 failures in a row the peer's breaker answers so at
+    # once for FEDERATION_BREAKER seconds; a peer's signed list is fetched again every
+    # FEDERATION_REFRESH seconds (sooner once half its life has passed)
+    "FEDERATION_TIMEOUT": (2, int, (1, 30)),
+    "FEDERATION_BREAKER": (30, int, (1, 3600)),
+    "FEDERATION_REFRESH": (600, int, (10, DAY)),
     # seconds a dynamic code lives; the signer refuses more than MAX_CODE_TTL, the bound on
     # which key rotation rests (qr/keys.py).
     "QR_TTL": (60, int, (1, int(MAX_CODE_TTL.total_seconds()))),

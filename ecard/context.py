@@ -33,6 +33,7 @@ class Services:
     hasher: Hasher
     config: dict[str, Any]
     keys_dir: Path  # the deployment's key files (chip master keys, QR keys, secrets)
+    peers: Any = None  # ecard.peers.Peers when the deployment is in a federation
 
     def setting(self, name: str) -> Any:
         return self.config[f"ECARD_{name}"]

@@ -246,6 +246,24 @@ class Code(StrEnum):
         "A minor's family binding ends at 16, or at a service window",
     )
 
+    # --- the federation: a peer region's call to judge one of our cards --------------------
+    # no call token, or one that is not a member's, not for us, expired, or not for this body
+    FEDERATION_UNAUTHORIZED = (
+        "federation.unauthorized",
+        401,
+        "联盟调用未通过认证",
+        "The call is not a federation member's",
+    )
+    # a call token already taken: a captured call sent again
+    FEDERATION_CALL_REPLAYED = (
+        "federation.call_replayed",
+        401,
+        "联盟调用已处理，不能重放",
+        "This call was already taken",
+    )
+    # this deployment belongs to no federation
+    FEDERATION_NONE = "federation.none", 404, "本地区未加入区域联盟", "This region is in no federation"
+
     # --- chip -------------------------------------------------------------------------------------
     CHIP_KEYS_MISSING = (
         "chip.keys_missing",
@@ -292,6 +310,9 @@ class Reason(StrEnum):
     CHIP_BAD_CRYPTOGRAM = "chip.bad_cryptogram"
     CHIP_REPLAYED = "chip.replayed"
     CHIP_PIN_REQUIRED = "chip.pin_required"
+    # another member's card: its region did not answer in time, or answered with what does
+    # not parse or is not signed by its root; nothing was used
+    FEDERATION_ISSUER_UNAVAILABLE = "federation.issuer_unavailable"
 
 
 class EcardError(Exception):

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecard.models import ChipChallenge, IdempotencyRecord, RevokedToken
+from ecard.models import ChipChallenge, FederationCall, IdempotencyRecord, RevokedToken
 
 IDEMPOTENCY_KEPT = timedelta(days=1)  # a client retries within minutes; a day is generous
 
@@ -26,6 +26,8 @@ def purge(session: Session, now: datetime) -> dict[str, int]:
             sa.delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - IDEMPOTENCY_KEPT),
         ),
         ("chip_challenges", sa.delete(ChipChallenge).where(ChipChallenge.expires_at < now)),
+        # a peer's call past its token's life is refused as expired: its jti need not be kept
+        ("federation_calls", sa.delete(FederationCall).where(FederationCall.expires_at < now)),
     ):
         counts[name] = session.execute(stmt).rowcount
     return counts

@@ -265,6 +265,11 @@ class Verification(Base):
     nonce: Mapped[bytes | None] = mapped_column(sa.LargeBinary(16), index=True)
     at: Mapped[datetime]
     scanned_at: Mapped[datetime | None]  # offline records: when the gate took it
+    # A scan of another member's card, at our terminal: the card's region, which judged it (R-54).
+    issuer_region: Mapped[str | None] = mapped_column(sa.String(6))
+    # A scan of our card at another member's terminal: where it was, for the holder's usage.
+    acquirer_region: Mapped[str | None] = mapped_column(sa.String(6))
+    acquirer_merchant: Mapped[str | None] = mapped_column(sa.String(100))
 
 
 class ChipChallenge(Base):
@@ -310,3 +315,28 @@ class ConsentCode(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+
+
+class PeerTrustList(Base):
+    """The last good signed trust list of a peer region of the federation (R-54): what a restart
+    serves and checks codes with while the peer is down. `checked_at` and `error` say how the
+    last fetch went."""
+
+    __tablename__ = "peer_trust_lists"
+    region_code: Mapped[str] = mapped_column(sa.String(6), primary_key=True)
+    token: Mapped[str] = mapped_column(sa.Text)  # the compact JWS as the peer signed it
+    version: Mapped[int] = mapped_column(sa.BigInteger)
+    expires_at: Mapped[datetime]
+    fetched_at: Mapped[datetime]
+    checked_at: Mapped[datetime]
+    error: Mapped[str | None] = mapped_column(sa.String(200))
+
+
+class FederationCall(Base):
+    """A peer's call to judge one of our cards, by its `jti`: a captured call is not taken twice.
+    Kept until the call's token expires (`ecard purge`)."""
+
+    __tablename__ = "federation_calls"
+    jti: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    region_code: Mapped[str] = mapped_column(sa.String(6))  # the calling region
+    expires_at: Mapped[datetime]

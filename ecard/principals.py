@@ -26,14 +26,18 @@ class HolderPrincipal:
 
 @dataclass(frozen=True)
 class TerminalPrincipal:
-    """A merchant's terminal, with the scenes its merchant may judge."""
+    """A merchant's terminal, with the scenes its merchant may judge. A peer region's terminal
+    (`region_code` set, `id` None) when the peer asks us to judge a scan of one of our cards
+    (R-54): it scans for the one scene the peer judged, as the peer says."""
 
-    id: int
+    id: int | None
     public_id: str
-    merchant_id: int
+    merchant_id: int | None
     merchant_public_id: str
     scenes: tuple[str, ...]
     offline_capable: bool = False
+    merchant_name: str | None = None
+    region_code: str | None = None  # None: ours
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,10 @@ from ecard.models import (
     Card,
     ChipChallenge,
     ECard,
+    FederationCall,
     Merchant,
     Operator,
+    PeerTrustList,
     Person,
     Redemption,
     RevokedToken,
@@ -172,6 +174,15 @@ _REDEEM = Prepared(
         for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
     }
 )
+_TAKE_CALL = Prepared(
+    **{  # a peer's call token taken once, as a code's nonce is
+        name: insert(FederationCall)
+        .values(jti=sa.bindparam("jti"), region_code=sa.bindparam("region"), expires_at=sa.bindparam("exp"))
+        .on_conflict_do_nothing(index_elements=["jti"])
+        .returning(FederationCall.jti)
+        for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+    }
+)
 VERIFICATION_FIELDS = (
     "public_id",
     "method",
@@ -186,6 +197,9 @@ VERIFICATION_FIELDS = (
     "nonce",
     "at",
     "scanned_at",
+    "issuer_region",
+    "acquirer_region",
+    "acquirer_merchant",
 )
 _RECORD = Prepared(sa.insert(Verification).values({name: sa.bindparam(name) for name in VERIFICATION_FIELDS}))
 _CARD_AND_HOLDER = Prepared(
@@ -255,6 +269,7 @@ _TERMINAL_PRINCIPAL = Prepared(
         Terminal.offline_capable,
         Terminal.merchant_id,
         Merchant.public_id.label("merchant_public_id"),
+        Merchant.name.label("merchant_name"),
         Merchant.scenes,
         sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"),
     )
@@ -290,6 +305,12 @@ def redeem(session: Session, nonce: bytes, at: datetime) -> bool:
     of concurrent calls inserts)."""
     # RETURNING, not rowcount: psycopg does not report a row count for it.
     return _REDEEM.first(session, {"nonce": nonce, "at": at}) is not None
+
+
+def take_federation_call(session: Session, jti: str, region: str, expires_at: datetime) -> bool:
+    """Take a peer's call by its token's `jti`: True for the first time, False for a call already
+    taken (exactly one of any number of concurrent calls inserts)."""
+    return _TAKE_CALL.first(session, {"jti": jti, "region": region, "exp": expires_at}) is not None
 
 
 def record_verification(session: Session, values: Mapping[str, Any]) -> None:
@@ -347,7 +368,7 @@ def terminal_principal(
     conn: Session | Connection, terminal_public_id: str, jti: str, session_key: str
 ) -> Any:
     """The terminal (id, public_id, active, offline_capable, merchant_id, merchant_public_id,
-    scenes) and whether its token (`jti`) or session (`session_key`) is revoked (`revoked`), in
+    merchant_name, scenes) and whether its token (`jti`) or session (`session_key`) is revoked (`revoked`), in
     one statement; None for no such terminal."""
     return _TERMINAL_PRINCIPAL.first(conn, {"sub": terminal_public_id, "jti": jti, "sid": session_key})
 
@@ -378,3 +399,44 @@ def pin_hash(conn: Session | Connection, card_no: str) -> str | None:
     """The PIN hash of the card with this number; None for no such card or no PIN yet."""
     r = _PIN_HASH.first(conn, {"card_no_": card_no})
     return None if r is None else r.pin_hash
+
+
+# --- the federation's peer lists ----------------------------------------------------------------------
+
+
+def peer_lists(session: Session) -> dict[str, PeerTrustList]:
+    """Every peer region's last good signed list, by region code."""
+    return {row.region_code: row for row in session.scalars(sa.select(PeerTrustList))}
+
+
+def keep_peer_list(
+    session: Session, region: str, token: str, version: int, expires_at: datetime, now: datetime
+) -> bool:
+    """Keep `token` as `region`'s list unless a newer version is kept already (a replayed older
+    list never replaces a newer one). True when kept."""
+    row = session.get(PeerTrustList, region, with_for_update=True)
+    if row is None:
+        session.add(
+            PeerTrustList(
+                region_code=region,
+                token=token,
+                version=version,
+                expires_at=expires_at,
+                fetched_at=now,
+                checked_at=now,
+            )
+        )
+        return True
+    row.checked_at, row.error = now, None
+    if version < row.version:
+        row.error = f"offered version {version}, older than the {row.version} kept"
+        return False
+    row.token, row.version, row.expires_at, row.fetched_at = token, version, expires_at, now
+    return True
+
+
+def peer_list_failed(session: Session, region: str, error: str, now: datetime) -> None:
+    """Note a failed fetch of `region`'s list; the list kept stays in use until it expires."""
+    row = session.get(PeerTrustList, region, with_for_update=True)
+    if row is not None:
+        row.checked_at, row.error = now, error[:200]

@@ -16,6 +16,7 @@ personalisation are `ecard.chip`.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.orm import Session
 
 import qr
@@ -42,11 +44,16 @@ from ecard.models import (
     ProxyLink,
     Verification,
 )
+from ecard.peers import IssuerUnavailable, PeerCall
 from ecard.pii import mask_id_number, mask_name
 from ecard.principals import TerminalPrincipal
 from physical import crypto
+from qr._time import rfc3339
 
-GATE_LEEWAY = timedelta(seconds=5)  # offline gates' clocks; the server itself uses none
+log = structlog.get_logger("ecard.verifications")
+
+GATE_LEEWAY = timedelta(seconds=5)
+_HEX = re.compile(r"[0-9a-f]{32}")  # E, 16 bytes  # offline gates' clocks; the server itself uses none
 
 
 def _card_reason(svc: Services, card: CardState, at: datetime) -> Reason | None:
@@ -67,6 +74,9 @@ class Decision:
     by_proxy: bool = False
     late_replay: bool = False
     card_no: str | None = None
+    # Another member's card (R-54): its region judged the scan and disclosed `holder` itself.
+    issuer_region: str | None = None
+    holder: dict[str, Any] | None = None
 
 
 def age_band(age: int) -> str:
@@ -79,7 +89,10 @@ def age_band(age: int) -> str:
 
 def disclosed(svc: Services, d: Decision, now: datetime) -> dict[str, Any] | None:
     """What the scene judged (`d.scene`, never the one a terminal claimed) needs of the holder,
-    and no more (R-04): None for a refusal."""
+    and no more (R-04): None for a refusal. For another member's card, what its region
+    disclosed (checked against the same rule by `_peer_decision`)."""
+    if d.issuer_region is not None:
+        return d.holder if d.accepted else None
     if not d.accepted or d.person is None:
         return None
     name = svc.vault.decrypt(d.person.name_enc, context=persons.NAME_CTX)
@@ -131,6 +144,9 @@ def record(
             "nonce": nonce,
             "at": now,
             "scanned_at": scanned_at,
+            "issuer_region": d.issuer_region,
+            "acquirer_region": terminal.region_code if terminal else None,
+            "acquirer_merchant": terminal.merchant_name if terminal and terminal.region_code else None,
         },
     )
     return d
@@ -299,6 +315,11 @@ def _judge(
     try:
         code = qr.verify_with_ring(payload, ring, judged_at, leeway=GATE_LEEWAY if offline else timedelta(0))
     except qr.QrError as exc:
+        issuer = _issuer_elsewhere(svc, terminal, payload) if isinstance(exc, qr.UnknownKey) else None
+        if issuer is not None:
+            return _judge_elsewhere(
+                session, svc, terminal, payload, issuer, scene=scene, now=now, scanned_at=scanned_at
+            )
         return done(Decision(False, Reason(exc.code), scene), nonce=_nonce_of(payload))
     try:
         # A universal code names no scene: it is judged, like an offline phone code, for the
@@ -313,7 +334,7 @@ def _judge(
     card, holder = found
     d = Decision(False, None, judged, person=holder, by_proxy=code.by_proxy, card_no=card.card_no)
     proxy_person_id = None
-    if offline and _judged_online(session, terminal, code.nonce):
+    if offline and terminal.id is not None and _judged_online(session, terminal, code.nonce):
         d.reason = Reason.OFFLINE_JUDGED_ONLINE
     if link_id and d.reason is None:
         link = session.get(ProxyLink, link_id)
@@ -334,6 +355,176 @@ def _judge(
         else:
             d.reason, d.late_replay = Reason.QR_REPLAYED, offline
     return done(d, card_id=card.id, proxy_person_id=proxy_person_id, nonce=code.nonce)
+
+
+# --- another member's card (R-54) --------------------------------------------------------------------
+
+
+def _issuer_elsewhere(svc: Services, terminal: TerminalPrincipal, payload: str) -> str | None:
+    """The member region whose key signed this code, when it is not ours and our terminal read
+    it (a peer's call is never passed on: a card is judged by its own region, once)."""
+    if svc.peers is None or terminal.region_code is not None:
+        return None
+    try:
+        return svc.peers.issuer_of(qr.decode(payload).kid)
+    except qr.QrError:
+        return None
+
+
+def _judge_elsewhere(
+    session: Session,
+    svc: Services,
+    terminal: TerminalPrincipal,
+    payload: str,
+    issuer: str,
+    *,
+    scene: str | None,
+    now: datetime,
+    scanned_at: datetime | None,
+) -> Decision:
+    """A code of another member's card read by our terminal, judged by the card's region and
+    recorded here with `issuer_region` (R-54).
+
+    Check order: the code against the issuer's signed list as a gate checks it (signature, key,
+    lifetime, with a gate's leeway: the issuer's clock made it), so a bad code costs no call; a
+    list gone stale leaves that to the issuer; the scene judged (`judged_scene`); an offline
+    record, not judged online by this terminal; then the issuer's decision (single use, the
+    card, the scene's disclosure, the e-card password), checked by `_peer_decision`;
+    `federation.issuer_unavailable` when it gives none. An online scan calls the issuer before
+    the unit of work's first statement, so no lock is held while it answers.
+    """
+    peers = svc.peers
+    offline = scanned_at is not None
+
+    def done(d: Decision, nonce: bytes | None) -> Decision:
+        d.issuer_region = issuer
+        method = "offline" if offline else "qr"
+        return record(
+            session, d, method=method, terminal=terminal, now=now, scanned_at=scanned_at, nonce=nonce
+        )
+
+    try:
+        code = peers.keys.verify(payload, scanned_at or now, leeway=GATE_LEEWAY)[1]
+    except qr.TrustListStale:
+        code = qr.decode(payload)
+    except qr.QrError as exc:
+        return done(Decision(False, Reason(exc.code), scene), _nonce_of(payload))
+    try:
+        judged = judged_scene(terminal, scene, None if code.scene is qr.Scene.ANY else str(code.scene))
+    except SceneRefused as exc:
+        return done(Decision(False, exc.reason, str(code.scene)), code.nonce)
+    if offline and _judged_online(session, terminal, code.nonce):
+        return done(Decision(False, Reason.OFFLINE_JUDGED_ONLINE, judged), code.nonce)
+    body = {"payload": payload, "scene": judged, **_acquirer(terminal)}
+    if offline:
+        body["scanned_at"] = rfc3339(scanned_at)
+    return done(_ask_issuer(peers, issuer, "offline" if offline else "qr", body, judged, now)[0], code.nonce)
+
+
+def _acquirer(terminal: TerminalPrincipal) -> dict[str, Any]:
+    """What the card's region learns of where its card was used: for its holder's usage."""
+    return {
+        "terminal": terminal.public_id,
+        "merchant_id": terminal.merchant_public_id,
+        "merchant": terminal.merchant_name or terminal.merchant_public_id,
+    }
+
+
+def _ask_issuer(
+    peers: Any, issuer: str, kind: str, body: dict[str, Any], judged: str | None, now: datetime
+) -> tuple[Decision, dict[str, Any]]:
+    """The issuer's decision on a scan of its card, and its whole answer."""
+    try:
+        answer = peers.call(issuer, kind, body, now)
+        return _peer_decision(answer, judged), answer
+    except IssuerUnavailable as exc:
+        log.warning("federation_issuer_unavailable", region=issuer, kind=kind, error=str(exc))
+        return Decision(False, Reason.FEDERATION_ISSUER_UNAVAILABLE, judged), {}
+
+
+# What a decision may disclose, by the scene judged: `disclosed`'s rule, for checking a peer's.
+_DISCLOSED = {"name": str, "id_number": str, "age_band": str, "by_proxy": bool}
+_DISCLOSED_BY_SCENE = {
+    "clinic": _DISCLOSED | {"card_no": str, "sex": str, "insured": bool},
+    "identity": _DISCLOSED | {"sex": str},
+}
+
+
+def _peer_decision(answer: dict[str, Any], judged: str | None) -> Decision:
+    """The issuer's decision, taken only if it is one: accepted with no reason or refused with
+    one of ours, for the scene we asked, disclosing no more than that scene may. Raises
+    IssuerUnavailable otherwise (a peer that answers nonsense is treated as one that is down)."""
+    accepted, reason, holder = answer.get("accepted"), answer.get("reason"), answer.get("holder")
+    if not isinstance(accepted, bool) or answer.get("scene") != judged:
+        raise IssuerUnavailable("the decision is not one for this scan")
+    try:
+        reason = None if reason is None else Reason(reason)
+    except ValueError:
+        raise IssuerUnavailable(f"the decision's reason {reason!r} is not one of ours") from None
+    if accepted == (reason is not None):
+        raise IssuerUnavailable("the decision is accepted with a reason, or refused without one")
+    if holder is not None:
+        allowed = _DISCLOSED_BY_SCENE.get(judged or "", _DISCLOSED)
+        if (
+            not accepted
+            or not isinstance(holder, dict)
+            or not all(k in allowed and isinstance(v, allowed[k]) for k, v in holder.items())
+        ):
+            raise IssuerUnavailable("the decision discloses more than the scene may")
+    d = Decision(accepted, reason, judged, holder=holder)
+    d.late_replay = answer.get("late_replay") is True
+    return d
+
+
+def judge_for_peer(
+    session: Session,
+    svc: Services,
+    ring: qr.KeyRing,
+    call: PeerCall,
+    kind: str,
+    scan: dict[str, Any],
+    *,
+    now: datetime,
+) -> tuple[Decision, str | None]:
+    """A scan of one of our cards at a peer region's terminal, judged here, the card's region
+    (R-54): as our own terminal's scan of the same kind (`kind`: qr, offline, chip), for the one
+    scene the peer judged (`scan["scene"]`), recorded in the holder's usage with the peer's
+    region and merchant. The peer has already checked what is its own to check: the terminal,
+    the scene its merchant serves, a chip read's challenge, an offline record not judged online
+    by that terminal. Returns the decision and, for an accepted chip read, E (hex).
+
+    Raises `federation.call_replayed` for a call whose `jti` was taken before: a captured call
+    sent again decides nothing.
+    """
+    if not storage.take_federation_call(session, call.jti, call.region_code, call.keep_until):
+        raise EcardError(Code.FEDERATION_CALL_REPLAYED)
+    terminal = TerminalPrincipal(
+        None,
+        scan["terminal"],
+        None,
+        scan["merchant_id"],
+        (scan["scene"],),
+        offline_capable=True,
+        merchant_name=scan["merchant"],
+        region_code=call.region_code,
+    )
+    if kind == "chip":
+        return judge_chip(session, svc, svc.keys_dir, terminal, scan["read"], scene=scan["scene"], now=now)
+    if kind == "offline":
+        taken = (scan["payload"], scan["scene"], scan["scanned_at"])
+        return verify_offline(session, svc, ring, terminal, [taken], now=now)[0], None
+    d = _judge(
+        session,
+        svc,
+        ring,
+        terminal,
+        scan["payload"],
+        scene=scan["scene"],
+        now=now,
+        scanned_at=None,
+        totp_attempt=None,
+    )
+    return d, None
 
 
 def _nonce_of(payload: str) -> bytes | None:
@@ -495,6 +686,46 @@ def verify_chip(
         return done(Decision(False, Reason.CHIP_BAD_CHALLENGE, scene))
     if scene_refused is not None:
         return done(Decision(False, scene_refused, scene))
+    issuer = _chip_issuer(svc, terminal, read)
+    if issuer is not None:
+        body = {"read": read, "scene": scene, **_acquirer(terminal)}
+        d, answer = _ask_issuer(svc.peers, issuer, "chip", body, scene, now)
+        e = answer.get("external_auth") if d.accepted else None
+        if d.accepted and not (isinstance(e, str) and _HEX.fullmatch(e)):
+            d, e = Decision(False, Reason.FEDERATION_ISSUER_UNAVAILABLE, scene), None
+        d.issuer_region = issuer
+        record(session, d, method="chip", terminal=terminal, now=now, atc=read["atc"])
+        return d, e
+    return judge_chip(session, svc, keys_dir, terminal, read, scene=scene, now=now)
+
+
+def _chip_issuer(svc: Services, terminal: TerminalPrincipal, read: dict[str, Any]) -> str | None:
+    """The member region of a chip read by our terminal that is not ours: the card
+    identification code starts with its region code (BCD)."""
+    if svc.peers is None or terminal.region_code is not None:
+        return None
+    region = read["card_id_code"][:6]
+    return region if region in svc.peers.peers else None
+
+
+def judge_chip(
+    session: Session,
+    svc: Services,
+    keys_dir: Path,
+    terminal: TerminalPrincipal,
+    read: dict[str, Any],
+    *,
+    scene: str | None,
+    now: datetime,
+) -> tuple[Decision, str | None]:
+    """A chip read of one of our cards, its challenge taken and its scene judged (by
+    `verify_chip`, or by the peer region whose terminal read it): `verify_chip`'s checks from
+    the card on. Returns the decision, recorded, and E (hex) when accepted."""
+
+    def done(d: Decision, card_id: int | None = None) -> tuple[Decision, None]:
+        record(session, d, method="chip", terminal=terminal, now=now, card_id=card_id, atc=read["atc"])
+        return d, None
+
     chip = storage.card_for_chip(session, read["card_no"])
     if chip is None or chip.chip_key_version is None:
         return done(Decision(False, Reason.CHIP_UNKNOWN_CARD, scene))

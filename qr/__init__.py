@@ -8,10 +8,12 @@ codes offline. Time is always an argument (`now`, a timezone-aware datetime).
     trust_list = build_trust_list(ring, now)                      # server: GET /api/v1/trust-list
     code = verify(text, trust_list, now, scene=Scene.CLINIC)      # gate, offline
     code = verify_with_ring(text, ring, now); open_handle(ring, code)   # server, on redemption
+    region, code = FederatedTrustList.from_bundle(bundle, anchor, now).verify(text, now)  # gate, R-54
 
 Layout and rules: docs/qr-format.md.
 """
 
+from . import federation
 from .errors import (
     BadSignature,
     Expired,
@@ -25,6 +27,7 @@ from .errors import (
     UnknownKey,
     WrongScene,
 )
+from .federation import FederatedTrustList
 from .format import MAX_RAW_LEN, PREFIX, RAW_LEN, Alg, Code, Scene, decode, encode
 from .keys import MAX_CODE_TTL, IssuerKey, KeyRing
 from .render import qr_version, render_png, render_svg
@@ -42,6 +45,7 @@ __all__ = [
     "BadSignature",
     "Code",
     "Expired",
+    "FederatedTrustList",
     "IdentityCodeRequired",
     "IssuerKey",
     "KeyRing",
@@ -58,6 +62,7 @@ __all__ = [
     "check",
     "decode",
     "encode",
+    "federation",
     "issue",
     "load_public_key",
     "new_seed",

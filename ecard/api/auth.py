@@ -261,6 +261,7 @@ def load_principal(conn: Session | sa.Connection, claims: dict[str, Any]) -> Pri
             r.merchant_public_id,
             tuple(r.scenes.split(",")),
             bool(r.offline_capable),
+            r.merchant_name,
         )
     if ptype != OPERATOR:
         raise errors.EcardError(errors.Code.AUTH_INVALID_TOKEN, "unknown principal type")

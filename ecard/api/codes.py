@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
 import qr
 from ecard import codes, persons, verifications
 from ecard.api import auth
 from ecard.api import schemas as s
-from ecard.api.common import BEARER, PROBLEMS, answer, ring
+from ecard.api.common import BEARER, PROBLEMS, answer, ring, signed_trust_list_of
 from ecard.api.limits import limiter, token_key
 from ecard.api.transactions import Unit, transaction
 from ecard.api.views import iso
@@ -20,7 +20,6 @@ from ecard.context import Actor
 from ecard.db import Tx
 from ecard.models import Person, Terminal
 from ecard.pii import mask_name
-from qr import jws
 
 bp = APIBlueprint(
     "codes", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="qr codes")], abp_responses=PROBLEMS
@@ -94,12 +93,7 @@ def signed_trust_list(tx: Unit):
     region's root key (header `alg` ES256 or SM2, `kid` the region code, `typ`
     `ecard-trust-list`): a gate that holds the root, or a federation's document naming it, can
     tell the list is this region's. Public, like the keys it carries."""
-    svc, now, keys = tx.services, tx.now, ring()
-    doc = qr.build_trust_list(
-        keys, now, timedelta(seconds=svc.setting("TRUST_LIST_TTL")), issuer=svc.setting("ISSUER")
-    )
-    doc["version"] = qr.trust_list_version(keys, now)
-    token = jws.sign(doc, current_app.extensions["ecard.root_key"], kid=keys.region_code, typ=jws.TRUST_LIST)
+    token = signed_trust_list_of(tx.services, tx.now)
     return Response(token, 200, {"Cache-Control": "public, max-age=300"}, mimetype="application/jose")
 
 
@@ -122,9 +116,11 @@ def my_usage(tx: Unit, query: s.PageQuery):
             "accepted": v.accepted,
             "reason": v.reason,
             "scanned_at": iso(v.scanned_at),
-            "merchant": terminal.merchant.name if terminal else None,
+            "merchant": terminal.merchant.name if terminal else v.acquirer_merchant,
             "by_proxy": v.proxy_person_id is not None,
         }
+        if v.acquirer_region is not None:
+            item["region"] = v.acquirer_region
         if v.proxy_person_id:
             proxy = session.get(Person, v.proxy_person_id)  # identity map: one load per proxy
             item["proxy_name"] = mask_name(persons.view(tx.services, proxy).name)

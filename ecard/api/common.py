@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Response, current_app
 
 import qr
 from ecard.api.schemas import Out, Problem
+from ecard.context import Services
+from qr import jws
 
 PROBLEMS: dict[Any, Any] = {
     400: Problem,
@@ -52,3 +55,14 @@ def ring() -> qr.KeyRing:
         ext["ecard.qr_ring"].reload_if_changed()
         ext["ecard.qr_ring_checked"] = time.monotonic()
     return ext["ecard.qr_ring"]
+
+
+def signed_trust_list_of(svc: Services, now: datetime) -> str:
+    """This region's trust list with its `version`, signed by the region's root key (a compact
+    JWS, `typ` ecard-trust-list, `kid` the region code)."""
+    keys = ring()
+    doc = qr.build_trust_list(
+        keys, now, timedelta(seconds=svc.setting("TRUST_LIST_TTL")), issuer=svc.setting("ISSUER")
+    )
+    doc["version"] = qr.trust_list_version(keys, now)
+    return jws.sign(doc, current_app.extensions["ecard.root_key"], kid=keys.region_code, typ=jws.TRUST_LIST)

@@ -524,6 +524,7 @@ class DecisionOut(Out):
     holder: HolderOut | None  # null for a refusal
     late_replay: bool = False  # sent (true) only for an offline record already used elsewhere
     external_auth: str | None = None  # an accepted chip read: E (hex), to open the card's EF06
+    issuer_region: str | None = None  # another member's card: its region, which judged it (R-54)
 
 
 _HEX = r"^[0-9a-fA-F]*$"
@@ -599,6 +600,7 @@ class UsageItemOut(Out):
     reason: Reason | None
     scanned_at: Timestamp | None  # an offline record's scan time
     merchant: str | None  # the terminal's merchant; null for a use with no terminal
+    region: str | None = None  # a use in another member region (R-54): its region code
     by_proxy: bool
     proxy_name: str | None = None  # masked; only for a use by a proxy
 
@@ -643,3 +645,40 @@ class TrustListOut(Out):
     expires_at: Timestamp
     keys: list[TrustKeyOut]
     denylist: list[str]
+
+
+# --- the federation (R-54) ------------------------------------------------------------------------
+
+
+RegionCode = Annotated[str, Field(pattern=r"^[0-9]{6}$")]
+
+
+class FederationTrustListOut(Out):
+    """What an offline gate needs for every member's codes: the federation's document, each
+    region's signed trust list (compact JWS), and the regions whose list is missing or expired."""
+
+    federation: str
+    regions: dict[str, str]  # region code -> its signed trust list
+    stale: list[RegionCode]
+
+
+class _PeerScan(Strict):
+    """Where a peer region's terminal read one of our cards, for the holder's usage."""
+
+    scene: Scene  # the scene the peer judged for its merchant
+    terminal: str = Field(min_length=1, max_length=64)
+    merchant_id: str = Field(min_length=1, max_length=64)
+    merchant: str = Field(min_length=1, max_length=100)
+
+
+class PeerQrIn(_PeerScan):
+    # signed codes only: an offline phone code names no region, and its tries are counted here
+    payload: str = Field(min_length=1, max_length=512, pattern=r"^EC1:")
+
+
+class PeerOfflineIn(PeerQrIn):
+    scanned_at: Rfc3339
+
+
+class PeerChipIn(_PeerScan):
+    read: ChipReadIn

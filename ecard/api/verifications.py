@@ -36,6 +36,8 @@ def decision_out(tx: Unit, d: verifications.Decision) -> dict:
     }
     if d.late_replay:
         out["late_replay"] = True
+    if d.issuer_region is not None:
+        out["issuer_region"] = d.issuer_region
     return out
 
 

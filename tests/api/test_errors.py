@@ -122,7 +122,7 @@ def test_the_reasons_that_are_problems_are_the_same_codes():
     # A decision refused for the card's state says what the problem for that state says.
     shared = [r for r in Reason if r in set(Code)]
     assert {r.split(".")[0] for r in shared} == {"card", "proxy", "ecard"}
-    assert all(r.split(".")[0] in ("qr", "chip", "offline") for r in Reason if r not in shared)
+    assert all(r.split(".")[0] in ("qr", "chip", "offline", "federation") for r in Reason if r not in shared)
 
 
 def test_an_error_carries_its_code_details_and_members():

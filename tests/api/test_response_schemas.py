@@ -1,5 +1,5 @@
 """Response schemas are closed: every object a success response documents says
-`additionalProperties: false`, so `response_schema_conformance` (tests/api/test_fuzz_openapi.py)
+`additionalProperties: false` (or is a map whose members all have one declared type), so `response_schema_conformance` (tests/api/test_fuzz_openapi.py)
 fails on a member a handler sends that the document does not declare. Problem documents stay
 open: they carry extension members (RFC 9457)."""
 
@@ -35,14 +35,20 @@ def _open_objects(schema: Any, where: str, components: dict[str, Any], seen: set
         seen.add(name)
         return _open_objects(components[name], name, components, seen)
     found = []
-    if (schema.get("type") == "object" or "properties" in schema) and schema.get(
-        "additionalProperties"
-    ) is not False:
+    # A map (`additionalProperties` or `patternProperties` a schema: every member of one declared
+    # type) is closed too.
+    if (
+        (schema.get("type") == "object" or "properties" in schema)
+        and schema.get("additionalProperties", True) is True
+        and "patternProperties" not in schema
+    ):
         found.append(where)
     for name, member in schema.get("properties", {}).items():
         found += _open_objects(member, f"{where}.{name}", components, seen)
     for key in ("items", "additionalProperties"):
         found += _open_objects(schema.get(key), f"{where}[{key}]", components, seen)
+    for pattern, member in schema.get("patternProperties", {}).items():
+        found += _open_objects(member, f"{where}[{pattern}]", components, seen)
     for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
         for i, sub in enumerate(schema.get(key, [])):
             found += _open_objects(sub, f"{where}<{key}{i}>", components, seen)
