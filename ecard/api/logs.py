@@ -28,6 +28,9 @@ def configure(level: str = "INFO") -> None:
     # never shows a record's file, line or function, and finding them walks the stack on every
     # line. The logging HOWTO's "Optimization" section gives this switch for that purpose.
     logging._srcfile = None
+    # httpx writes a line for every request it sends (the calls to peer regions), unstructured;
+    # a call that fails is logged by ecard.peers and ecard.verifications, in our JSON.
+    logging.getLogger("httpx").setLevel(max(logging.getLevelName(level), logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
