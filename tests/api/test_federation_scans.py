@@ -110,7 +110,10 @@ def world(regions, clock):
     for app in regions["apps"].values():
         p = peers(app)
         p._breakers = {code: type(b)() for code, b in p._breakers.items()}
-        assert set(p.refresh(app.extensions["ecard.db"], qr_now())).issubset(p.peers)
+        assert set(p.refresh(app.extensions["ecard.db"], qr_now(), regions=sorted(p.peers)).values()) <= {
+            "kept",
+            "older",
+        }
     a, b = (Api(regions["apps"][r].test_client()) for r in (A, B))
     return {
         "a": a,
@@ -379,3 +382,28 @@ def test_a_chip_of_a_read_at_b_is_judged_by_a_and_opens_its_holder_file(world, m
         assert line["holder"]["card_no"] == card["card_no"]
     used = [u for u in a.usage(a.holder(card)) if u["method"] == "chip"]
     assert used and used[0]["region"] == B
+
+
+def test_a_peer_list_is_due_again_well_before_it_expires(world, clock):
+    """The refresher fetches a peer's list ECARD_FEDERATION_REFRESH seconds (600) after the last
+    fetch, and in any case once half the list's life (a day) has passed: never at its expiry."""
+    b_app = world["apps"][B]
+    p = peers(b_app)
+    with b_app.app_context():
+        session = transactions.session_outside_request()
+        assert p.due(session, qr_now()) == []
+        clock.shift(599)
+        assert p.due(session, qr_now()) == []
+        clock.shift(2)
+        assert p.due(session, qr_now()) == [A]
+    p.refresh_every = timedelta(days=2)  # a region that refreshes rarely: half the life decides
+    try:
+        assert p.refresh(b_app.extensions["ecard.db"], qr_now(), regions=[A]) == {A: "kept"}
+        with b_app.app_context():
+            session = transactions.session_outside_request()
+            clock.shift(12 * 3600 - 1)
+            assert p.due(session, qr_now()) == []
+            clock.shift(2)
+            assert p.due(session, qr_now()) == [A]
+    finally:
+        p.refresh_every = timedelta(seconds=600)
