@@ -48,7 +48,6 @@ from ecard.peers import IssuerUnavailable, PeerCall
 from ecard.pii import mask_id_number, mask_name
 from ecard.principals import TerminalPrincipal
 from physical import crypto
-from qr._time import rfc3339
 
 log = structlog.get_logger("ecard.verifications")
 
@@ -417,7 +416,7 @@ def _judge_elsewhere(
         return done(Decision(False, Reason.OFFLINE_JUDGED_ONLINE, judged), code.nonce)
     body = {"payload": payload, "scene": judged, **_acquirer(terminal)}
     if offline:
-        body["scanned_at"] = rfc3339(scanned_at)
+        body["scanned_at"] = scanned_at.isoformat()  # to the microsecond, as the gate took it
     return done(_ask_issuer(peers, issuer, "offline" if offline else "qr", body, judged, now)[0], code.nonce)
 
 

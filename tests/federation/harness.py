@@ -22,6 +22,7 @@ postgresql URL), a fresh database per region on that server, dropped afterwards.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -34,9 +35,11 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import pytest
 import requests
 import sqlalchemy as sa
 
+import qr
 from tests.api.client import OPERATOR, Api
 from tests.api.live_server import free_port, start_gunicorn, wait_until_up
 from tests.support.app import DB_URL, TEST_CONFIG
@@ -146,6 +149,7 @@ class Region:
     log_path: Path | None = None
     starts: int = 0
     _api: RegionApi | None = field(default=None, repr=False)
+    _probe: dict | None = field(default=None, repr=False)  # the terminal `knows` scans with
 
     @property
     def base_url(self) -> str:
@@ -162,12 +166,13 @@ class Region:
     # --- the CLI, in this process -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def app(self) -> Iterator[Any]:
+    def app(self, **env: str) -> Iterator[Any]:
         """The region's app built in this process from exactly its processes' environment (not
-        the test run's: the sm pass's ECARD_CRYPTO_SUITE, say), its engine closed afterwards."""
+        the test run's: the sm pass's ECARD_CRYPTO_SUITE, say), with `env` changed (another
+        instance's settings, e.g. ECARD_QR_TTL), its engine closed afterwards."""
         from ecard import create_app
 
-        with mock.patch.dict(os.environ, self.env, clear=True):
+        with mock.patch.dict(os.environ, {**self.env, **env}, clear=True):
             app = create_app()
         try:
             yield app
@@ -187,6 +192,39 @@ class Region:
         """A gunicorn of this region on `port` with `env` changed (a refusal test gives it
         another document); not waited for."""
         return start_gunicorn(port, {**self.env, **env}, log_path)
+
+    def another(self, folder: Path, **env: str) -> Region:
+        """Another instance of this deployment (its database, keys and federation), with `env`
+        changed, on a port of its own and with its logs in `folder`: e.g. one worker with other
+        federation timeouts. Not started (`start`); its terminals and holders are the region's."""
+        folder.mkdir(parents=True, exist_ok=True)
+        return dataclasses.replace(
+            self,
+            port=free_port(),
+            dir=folder,
+            env={**self.env, **env},
+            process=None,
+            log_path=None,
+            starts=0,
+            _api=None,
+        )
+
+    def pids(self) -> list[int]:
+        """The running gunicorn's master and its workers, master first (to SIGSTOP them all)."""
+        assert self.process is not None, f"region {self.region_code} is not running"
+        master = self.process.pid
+        try:
+            import psutil
+        except ImportError:  # /proc: each process's parent is field 4 of its stat line
+            children = []
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    with contextlib.suppress(OSError, IndexError, ValueError):
+                        stat = (entry / "stat").read_text()
+                        if int(stat.rsplit(")", 1)[1].split()[1]) == master:
+                            children.append(int(entry.name))
+            return [master, *sorted(children)]
+        return [master, *sorted(p.pid for p in psutil.Process(master).children(recursive=True))]
 
     def start(self) -> None:
         """Start the region on its port; `wait_until_up` waits for it. Each start has its own
@@ -267,6 +305,50 @@ class Region:
         if scene is not None:
             extra["scene"] = scene
         return self.api.scan(terminal, payload, **extra)
+
+    # --- what its workers hold of a peer --------------------------------------------------------------
+
+    def knows(self, peer: Region) -> bool:
+        """Whether the worker that answers holds `peer`'s list in memory, which is what a scan of
+        the peer's code reads (the database may keep it a refresher tick earlier: GET
+        /federation/trust-list reads the database). Asked by a scan of a code of one of the
+        peer's keys with a signature that is not its: `qr.bad_signature` with `issuer_region`
+        from a worker that holds the list (no call is made), `qr.unknown_key` from one that
+        does not. Nothing is used; the refusal is recorded at a probe terminal."""
+        if self._probe is None:
+            self._probe = self.terminal(("transit",))
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        keys = [k for k in peer.get("/api/v1/trust-list").json()["keys"] if k["not_after"] is None]
+        probe = qr.Code(
+            version=1,
+            alg=qr.Alg[keys[0]["alg"]],
+            kid=bytes.fromhex(keys[0]["kid"]),
+            scene=qr.Scene.TRANSIT,
+            flags=0,
+            issued_at=now,
+            lifetime=60,
+            nonce=os.urandom(12),
+            handle=os.urandom(16),
+            signature=os.urandom(64),
+        )
+        d = self.scan(self._probe, qr.encode(probe))
+        if d["reason"] == "qr.unknown_key":
+            return False
+        assert (d["reason"], d.get("issuer_region")) == ("qr.bad_signature", peer.region_code), d
+        return True
+
+    def wait_knows(self, peer: Region, *, seconds: float = 60) -> None:
+        """Wait until every worker holds `peer`'s list: as many answers in a row from workers
+        that hold it as the region has workers, twice over (which worker answers is the
+        kernel's choice; a worker that loaded it keeps it)."""
+        wanted, row = 2 * int(self.env.get("GUNICORN_WORKERS", WORKERS)), 0
+        deadline = time.monotonic() + seconds
+        while row < wanted:
+            row = row + 1 if self.knows(peer) else 0
+            if row < wanted and time.monotonic() > deadline:
+                pytest.fail(f"region {self.region_code} does not hold {peer.region_code}'s list")
+            if row == 0:
+                time.sleep(0.2)  # polling the worker for the state its refresher reaches
 
 
 # --- databases ---------------------------------------------------------------------------------
@@ -407,6 +489,31 @@ class Federation:
 
         key = key or load_private_pem(self.anchor_key_path.read_bytes())
         return federation.sign(members or self.members, key, now=now or datetime.now(timezone.utc), days=days)
+
+    def converge(self, *, seconds: float = 60) -> None:
+        """Wait until every region keeps every peer's list (GET /api/v1/federation/trust-list:
+        `stale` empty, every member in `regions`) and each of its workers holds them (`knows`).
+        The workers fetch on their own (every 2 s they look, a failed fetch is tried again 5 s
+        later); a region still missing a list after 10 s is also asked to fetch at once
+        (`flask ecard federation refresh`, as an operator would)."""
+        deadline = time.monotonic() + seconds
+        codes = set(self.regions)
+        for region in self.regions.values():
+            nudged = time.monotonic() + 10
+            while True:
+                bundle = region.get("/api/v1/federation/trust-list").json()
+                if not bundle["stale"] and set(bundle["regions"]) == codes:
+                    break
+                if time.monotonic() > deadline:
+                    pytest.fail(f"region {region.region_code} does not converge: {bundle['stale']}")
+                if time.monotonic() > nudged:
+                    region.cli("federation", "refresh")
+                    nudged = deadline
+                time.sleep(0.2)  # polling the process for a state
+        for region in self.regions.values():
+            for peer in self.regions.values():
+                if peer is not region:
+                    region.wait_knows(peer, seconds=max(1.0, deadline - time.monotonic()))
 
     def ensure_up(self) -> None:
         """Start again any region a test stopped (or that died), so the next test finds all up."""
