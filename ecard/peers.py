@@ -8,9 +8,9 @@ a restart serves and checks codes with what is kept, whether the peers are up or
 runs on its own (`Refresher`, a thread per process, or `flask ecard federation refresh`), never
 on a request's path.
 
-A call to a peer is a POST whose `Authorization` is a JWT of a few seconds signed by our root
-(`iss` our region, `aud` the peer's, `jti` once, `htb` the body's SHA-256), and whose answer is a
-JWS by the peer's root naming us and our `jti`. Anything else — no answer within
+A call to a peer is a POST whose `Authorization` is a JWT signed by our root (`iss` our region,
+`aud` the peer's, `jti` once, `htb` the body's SHA-256, `exp` when we stop waiting for it), and
+whose answer is a JWS by the peer's root naming us and our `jti`. Anything else — no answer within
 ECARD_FEDERATION_TIMEOUT, an answer that does not parse, is too large or is not signed by that
 peer's root — is `IssuerUnavailable`; after BREAKER_FAILURES in a row the peer's breaker answers
 so at once for ECARD_FEDERATION_BREAKER seconds, then lets one call try again.
@@ -43,8 +43,13 @@ from qr.federation import FederatedTrustList, FederationInvalid, Member, verify_
 
 CALL = "ecard-federation-call"  # the `typ` of the JWT a member calls a peer with
 DECISION = "ecard-federation-decision"  # the `typ` of a peer's signed answer
-CALL_LIFE = timedelta(seconds=10)  # a call's token: long enough for a slow network, no longer
-CLOCK_LEEWAY = timedelta(seconds=5)  # between two regions' clocks
+# A call lives as long as its caller waits for it (ECARD_FEDERATION_TIMEOUT): the issuer refuses
+# one that reaches it later, so a call the caller gave up on is never judged afterwards (a code
+# spent at the issuer while the caller recorded `issuer_unavailable`). The caller waits
+# CLOCK_LEEWAY longer than that, so members' clocks may differ by up to it (NTP keeps them far
+# closer).
+MAX_CALL_LIFE = timedelta(seconds=30)
+CLOCK_LEEWAY = timedelta(seconds=1)
 MAX_ANSWER_BYTES = 64 * 1024  # a decision or a trust list is a few KiB; more is not an answer
 BREAKER_FAILURES = 3
 RETRY_FAILED_FETCH = timedelta(seconds=5)  # a peer whose list could not be fetched is tried again
@@ -222,8 +227,8 @@ class Peers:
         claims = {
             "iss": self.region_code,
             "aud": region,
-            "iat": int(now.timestamp()),
-            "exp": int((now + CALL_LIFE).timestamp()),
+            "iat": round(now.timestamp(), 3),
+            "exp": round(now.timestamp() + self.timeout, 3),
             "jti": jti,
             "htu": kind,
             "htb": body_hash(data),
@@ -264,7 +269,7 @@ class Peers:
         failures are retried once; a request that reached the peer is not: its `jti` is spent."""
         if self._client is None or self._client_pid != os.getpid():
             self._client = httpx.Client(
-                timeout=httpx.Timeout(self.timeout),
+                timeout=httpx.Timeout(self.timeout + CLOCK_LEEWAY.total_seconds()),
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
                 transport=self.transport or httpx.HTTPTransport(retries=1),
                 follow_redirects=False,
@@ -294,20 +299,21 @@ class Peers:
                 f"the call does not verify against {member.region_code}'s root: {exc}"
             ) from None
         try:
-            iat, exp = int(claims["iat"]), int(claims["exp"])
+            issued = datetime.fromtimestamp(float(claims["iat"]), now.tzinfo)
+            expires = datetime.fromtimestamp(float(claims["exp"]), now.tzinfo)
             jti = str(claims["jti"])
-        except (KeyError, TypeError, ValueError):
-            raise CallRefused("the call has no iat, exp and jti") from None
+        except (KeyError, TypeError, ValueError, OverflowError, OSError):
+            raise CallRefused("the call has no readable iat, exp and jti") from None
         if claims.get("iss") != member.region_code or claims.get("aud") != self.region_code:
             raise CallRefused("the call is not from its signer to us")
         if claims.get("htu") != kind or claims.get("htb") != body_hash(body):
             raise CallRefused("the call was made for another request")
-        issued, expires = datetime.fromtimestamp(iat, now.tzinfo), datetime.fromtimestamp(exp, now.tzinfo)
-        if expires - issued > CALL_LIFE or now >= expires + CLOCK_LEEWAY or issued > now + CLOCK_LEEWAY:
+        # No leeway after `exp`: the caller stops waiting at `exp` + CLOCK_LEEWAY by its clock.
+        if expires - issued > MAX_CALL_LIFE or now >= expires or issued > now + CLOCK_LEEWAY:
             raise CallRefused("the call has expired or is not yet valid")
         if not 16 <= len(jti) <= 64:
             raise CallRefused("the call's jti is not 16 to 64 characters")
-        return PeerCall(member.region_code, jti, expires + CLOCK_LEEWAY)
+        return PeerCall(member.region_code, jti, expires)
 
     def answer(self, call: PeerCall, decision: dict[str, Any]) -> str:
         """Our signed answer to a peer's `call`."""

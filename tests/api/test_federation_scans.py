@@ -407,3 +407,20 @@ def test_a_peer_list_is_due_again_well_before_it_expires(world, clock):
             assert p.due(session, qr_now()) == [A]
     finally:
         p.refresh_every = timedelta(seconds=600)
+
+
+def test_a_call_that_reaches_the_issuer_after_the_caller_gave_up_decides_nothing(world, clock):
+    """A call lives as long as B waits for it (ECARD_FEDERATION_TIMEOUT): one that reaches A later
+    (A was stalled) is refused there, so the code B answered `federation.issuer_unavailable` for
+    is not spent at A, and is accepted when scanned again."""
+    a, b, route = world["a"], world["b"], world["route"]
+    payload = a.code(world["holder"], "transit")["payload"]
+
+    def late(request):
+        clock.shift(3)  # the call waited in A's queue longer than B's timeout (2 s)
+        return route.apps[request.url.host].handle_request(request)
+
+    _capture(route, late)
+    assert b.scan(world["at_b"], payload)["reason"] == "federation.issuer_unavailable"
+    assert b.scan(world["at_b"], payload)["accepted"] is True
+    assert [u["accepted"] for u in a.usage(world["holder"])] == [True]

@@ -368,11 +368,9 @@ def test_a_hung_issuer_times_out_then_bs_breaker_answers(federation, lone_b):
     """A stopped (SIGSTOP: its socket still accepts, it never answers): B's scans wait
     ECARD_FEDERATION_TIMEOUT and answer `federation.issuer_unavailable`; after 3 timeouts B's
     breaker answers at once, without a call. When A runs again it works through the calls it
-    had accepted: the first, still live (a call lives 10 s, plus 5 s of clock leeway), is
-    judged, so the code is spent at A, for B's merchant (docs/federation.md, "A peer that is
-    down": a call the issuer never answered may have been judged there); once the breaker's
-    time has passed, the same code at B comes back from A as `qr.replayed`. Nothing was used
-    twice."""
+    had accepted while stopped, each refused there as expired (a call lives as long as its
+    caller waits for it), so nothing is half-recorded: the code is not spent at A, and once the
+    breaker's time has passed the same code is accepted at B, once."""
     a, b = federation.regions[A], lone_b
     holder = a.holder()
     gate = terminal_of(federation.regions[B], "苏州 公交 2 路", ("transit",))
@@ -397,12 +395,6 @@ def test_a_hung_issuer_times_out_then_bs_breaker_answers(federation, lone_b):
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
 
-    def judged_at_a() -> list[dict]:
-        return [u for u in a.api.usage(holder) if u["accepted"]]
-
-    used = wait_for("A to judge the call it had accepted while stopped", judged_at_a)
-    assert [(u["method"], u.get("region"), u["merchant"]) for u in used] == [("qr", B, "苏州 公交 2 路")]
-
     def judged_by_a_again() -> dict | None:
         d = b.scan(gate, payload)
         if d["reason"] == "federation.issuer_unavailable":  # the breaker's time not yet passed
@@ -410,10 +402,10 @@ def test_a_hung_issuer_times_out_then_bs_breaker_answers(federation, lone_b):
         return d
 
     d = wait_for("B's breaker to let a call to A through", judged_by_a_again, seconds=BREAKER + 30, every=0.5)
-    assert (d["accepted"], d["reason"], d["issuer_region"]) == (False, "qr.replayed", A), d
-    assert len(judged_at_a()) == 1
-    fresh = b.scan(gate, a.code(holder, "transit"))  # A is back: B's breaker is closed
-    assert (fresh["accepted"], fresh["issuer_region"]) == (True, A), fresh
+    assert (d["accepted"], d["reason"], d["issuer_region"]) == (True, None, A), d
+    used = [u for u in a.api.usage(holder) if u["accepted"]]
+    assert [(u["method"], u.get("region"), u["merchant"]) for u in used] == [("qr", B, "苏州 公交 2 路")]
+    assert b.scan(gate, payload)["reason"] == "qr.replayed"
 
 
 def test_a_gone_issuer_refuses_connections_then_accepts_the_same_code(federation, lone_b):
