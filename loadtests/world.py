@@ -223,9 +223,12 @@ def create_instance(
     redis: bool = True,
     fresh: bool = True,
     suite: str = "intl",
+    extra_env: dict[str, str] | None = None,
 ) -> Instance:
     """Make (or, with fresh=False, reopen) an instance directory and its database, schema included,
-    under the crypto suite `suite` (intl or sm: the keys are made by the migrations' app start)."""
+    under the crypto suite `suite` (intl or sm: the keys are made by the migrations' app start).
+    `extra_env`: settings of the instance's own (e.g. ECARD_REGION_CODE, which the key ring made
+    at the migrations' start belongs to), kept in `Instance.extra_env` for its servers."""
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix=f"ecard-{db}-"))
     elif fresh and directory.exists():
@@ -243,7 +246,9 @@ def create_instance(
                 conn.execute(f'CREATE DATABASE "{pg_db}"')
     else:
         raise ValueError(f"unknown database {db!r}")
-    inst = Instance(directory, db, url, REDIS_URL if redis else None, suite=suite)
+    inst = Instance(
+        directory, db, url, REDIS_URL if redis else None, extra_env=dict(extra_env or {}), suite=suite
+    )
     if fresh:
         # The schema is made only by the migrations, as in production.
         subprocess.run(
@@ -256,8 +261,10 @@ def create_instance(
     return inst
 
 
-def make_app(inst: Instance):
-    """The app in this process (seeding, minting tokens, issuing codes), same keys and database."""
+def make_app(inst: Instance, config: dict[str, Any] | None = None):
+    """The app in this process (seeding, minting tokens, issuing codes), same keys and database.
+    `config`: further settings, last (e.g. the region code and JWT issuer of one deployment of
+    several, `loadtests.federation`)."""
     sys.path.insert(0, str(ROOT))
     from ecard import create_app
 
@@ -272,6 +279,7 @@ def make_app(inst: Instance):
             "ECARD_LOG_LEVEL": "WARNING",
             "ECARD_REDIS_URL": None,
             "ECARD_CRYPTO_SUITE": inst.suite,
+            **(config or {}),
         }
     )
 
