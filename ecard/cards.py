@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from ecard import persons, reads, storage, wrong_tries
+from ecard import persons, reads, signals, storage, wrong_tries
 from ecard.context import SYSTEM, Actor, Services
 from ecard.errors import Code, EcardError
 from ecard.facts import CardState
@@ -365,11 +365,23 @@ def verify_pin(session: Session, svc: Services, card: Card, pin: Checked, *, now
         limit=svc.setting("PIN_MAX_TRIES"),
         unlocked=Card.pin_locked.is_(False),
         lock={Card.pin_locked: True},
-        on_lock=lambda failures: record(
-            session, card, "pin_locked", SYSTEM, now, reason=f"{failures} wrong PINs in a row"
-        ),
+        on_lock=lambda failures: _pin_locked(session, svc, card, failures, now),
         wrong=lambda tries_left: EcardError(Code.PIN_WRONG, tries_left=tries_left, commit_state=True),
         locked=lambda: EcardError(Code.PIN_LOCKED, commit_state=True),
+    )
+
+
+def _pin_locked(session: Session, svc: Services, card: Card, failures: int, now: datetime) -> None:
+    record(session, card, "pin_locked", SYSTEM, now, reason=f"{failures} wrong PINs in a row")
+    signals.raise_signal(
+        session,
+        svc,
+        card_id=card.id,
+        person_id=card.person_id,
+        kind=signals.PIN_LOCKED,
+        evidence={"at": now.isoformat(), "wrong_tries": failures},
+        key=f"pin.locked:{card.id}:{now.isoformat()}",
+        now=now,
     )
 
 

@@ -61,6 +61,10 @@ SETTINGS: dict[str, tuple[Any, type, Bounds]] = {
     "OFFLINE_MAX_AGE": (3 * DAY, int, (60, 30 * DAY)),
     "TOTP_MAX_ATTEMPTS": (10, int, (1, 1000)),  # offline phone codes tried per binding in 10 minutes
     "PIN_MAX_TRIES": (3, int, (1, 10)),
+    # this many misuse signals on one card within MISUSE_WINDOW seconds freeze it (reason
+    # `misuse`); 0, the default, records signals and freezes nothing
+    "MISUSE_FREEZE_AFTER": (0, int, (0, 100)),
+    "MISUSE_WINDOW": (DAY, int, (60, 365 * DAY)),
     # R-45, the e-card's own password: how long an unlock opens a channel's payment window
     # (seconds), whether a password is required before any code that can pay, wrong passwords
     # in a row before the lock, and how long the lock lasts (seconds).

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 import qr
-from ecard import cards, storage, wrong_tries
+from ecard import cards, signals, storage, wrong_tries
 from ecard.context import SYSTEM, Actor, Services
 from ecard.errors import Code, EcardError
 from ecard.hashing import Checked, Hashed
@@ -304,6 +304,16 @@ def _check_password(
                 channel=SYSTEM.channel,
                 reason=f"{failures} wrong passwords in a row",
             )
+        )
+        signals.raise_signal(
+            session,
+            svc,
+            card_id=ecard.card_id,
+            person_id=ecard.person_id,
+            kind=signals.ECARD_PASSWORD_LOCKED,
+            evidence={"at": now.isoformat(), "wrong_tries": failures},
+            key=f"ecard_password.locked:{ecard.id}:{now.isoformat()}",
+            now=now,
         )
 
     wrong_tries.count(

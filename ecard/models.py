@@ -270,6 +270,7 @@ class Verification(Base):
     # A scan of our card at another member's terminal: where it was, for the holder's usage.
     acquirer_region: Mapped[str | None] = mapped_column(sa.String(6))
     acquirer_merchant: Mapped[str | None] = mapped_column(sa.String(100))
+    acquirer_terminal: Mapped[str | None] = mapped_column(sa.String(64))  # the peer's terminal id
 
 
 class ChipChallenge(Base):
@@ -340,3 +341,18 @@ class FederationCall(Base):
     jti: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     region_code: Mapped[str] = mapped_column(sa.String(6))  # the calling region
     expires_at: Mapped[datetime]
+
+
+class Signal(Base):
+    """A sign that a card is lent, sold or cloned (R-70), with its evidence: terminals, merchants,
+    times, counter values, never a name or an ID number. `key` makes one signal of one event
+    however many scans race to raise it (a replayed code's nonce, a lock's moment)."""
+
+    __tablename__ = "signals"
+    id: Mapped[RowId] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    card_id: Mapped[RowId] = mapped_column(sa.ForeignKey("cards.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    at: Mapped[datetime]
+    evidence: Mapped[str] = mapped_column(sa.Text)  # JSON
+    key: Mapped[str] = mapped_column(sa.String(120), unique=True)

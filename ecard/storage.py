@@ -36,6 +36,7 @@ from ecard.models import (
     Person,
     Redemption,
     RevokedToken,
+    Signal,
     Terminal,
     Verification,
 )
@@ -183,6 +184,22 @@ _TAKE_CALL = Prepared(
         for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
     }
 )
+_INSERT_SIGNAL = Prepared(
+    **{  # one signal per key, whoever races to raise it
+        name: insert(Signal)
+        .values(
+            public_id=sa.bindparam("public_id"),
+            card_id=sa.bindparam("card_id_"),
+            kind=sa.bindparam("kind"),
+            at=sa.bindparam("at"),
+            evidence=sa.bindparam("evidence"),
+            key=sa.bindparam("key"),
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(Signal.id)
+        for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+    }
+)
 VERIFICATION_FIELDS = (
     "public_id",
     "method",
@@ -200,6 +217,7 @@ VERIFICATION_FIELDS = (
     "issuer_region",
     "acquirer_region",
     "acquirer_merchant",
+    "acquirer_terminal",
 )
 _RECORD = Prepared(sa.insert(Verification).values({name: sa.bindparam(name) for name in VERIFICATION_FIELDS}))
 _CARD_AND_HOLDER = Prepared(
@@ -311,6 +329,43 @@ def take_federation_call(session: Session, jti: str, region: str, expires_at: da
     """Take a peer's call by its token's `jti`: True for the first time, False for a call already
     taken (exactly one of any number of concurrent calls inserts)."""
     return _TAKE_CALL.first(session, {"jti": jti, "region": region, "exp": expires_at}) is not None
+
+
+def insert_signal(
+    session: Session, public_id: str, card_id: int, kind: str, at: datetime, evidence: str, key: str
+) -> bool:
+    """Insert a misuse signal unless one with `key` exists: True when this call inserted it."""
+    values = {
+        "public_id": public_id,
+        "card_id_": card_id,
+        "kind": kind,
+        "at": at,
+        "evidence": evidence,
+        "key": key,
+    }
+    return _INSERT_SIGNAL.first(session, values) is not None
+
+
+def accepted_use(session: Session, nonce: bytes) -> Any:
+    """Where and when a code (or an offline phone code's step) was accepted: the row's
+    `terminal_public_id`, `merchant_public_id`, `acquirer_region`, `acquirer_merchant`,
+    `acquirer_terminal`, `method`, `at`, `scanned_at`; None when it was not."""
+    return session.execute(
+        sa.select(
+            Terminal.public_id.label("terminal_public_id"),
+            Merchant.public_id.label("merchant_public_id"),
+            Verification.acquirer_region,
+            Verification.acquirer_merchant,
+            Verification.acquirer_terminal,
+            Verification.method,
+            Verification.at,
+            Verification.scanned_at,
+        )
+        .outerjoin(Terminal, Terminal.id == Verification.terminal_id)
+        .outerjoin(Merchant, Merchant.id == Terminal.merchant_id)
+        .where(Verification.nonce == nonce, Verification.accepted.is_(True))
+        .limit(1)
+    ).first()
 
 
 def record_verification(session: Session, values: Mapping[str, Any]) -> None:

@@ -29,7 +29,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 import qr
-from ecard import cards, codes, ecards, persons, proxies, storage
+from ecard import cards, codes, ecards, persons, proxies, signals, storage
 from ecard.chip import master_keys
 from ecard.context import Services
 from ecard.errors import Code, EcardError, Reason
@@ -39,7 +39,6 @@ from ecard.models import (
     REISSUED,
     REPLACED,
     Binding,
-    Event,
     Person,
     ProxyLink,
     Verification,
@@ -146,6 +145,7 @@ def record(
             "issuer_region": d.issuer_region,
             "acquirer_region": terminal.region_code if terminal else None,
             "acquirer_merchant": terminal.merchant_name if terminal and terminal.region_code else None,
+            "acquirer_terminal": terminal.public_id if terminal and terminal.region_code else None,
         },
     )
     return d
@@ -353,7 +353,62 @@ def _judge(
             d.accepted = True
         else:
             d.reason, d.late_replay = Reason.QR_REPLAYED, offline
-    return done(d, card_id=card.id, proxy_person_id=proxy_person_id, nonce=code.nonce)
+    done(d, card_id=card.id, proxy_person_id=proxy_person_id, nonce=code.nonce)
+    if d.reason is Reason.QR_REPLAYED:
+        _signal_replay(session, svc, terminal, code.nonce, card.id, holder.id, now, scanned_at, offline)
+    return d
+
+
+# --- misuse signals (R-70) ---------------------------------------------------------------------------
+
+
+def _signal_replay(
+    session: Session,
+    svc: Services,
+    terminal: TerminalPrincipal,
+    nonce: bytes,
+    card_id: int,
+    person_id: int,
+    now: datetime,
+    scanned_at: datetime | None,
+    offline: bool,
+) -> None:
+    """A replayed code (or offline phone code step) of a card: a signal when the use it repeats
+    was at another terminal: `code.two_devices` when either use was an offline one,
+    `code.replayed_elsewhere` otherwise (an online code shown again within its life: the second
+    scan is refused as replayed, the signal says it was elsewhere). One signal per code, however
+    many terminals race it. The decision stays what it was."""
+    first = storage.accepted_use(session, nonce)
+    if first is None or (first.terminal_public_id or first.acquirer_terminal, first.acquirer_region) == (
+        terminal.public_id,
+        terminal.region_code,
+    ):
+        return
+    kind = signals.TWO_DEVICES if offline or first.method == "offline" else signals.REPLAYED_ELSEWHERE
+    evidence = {
+        "first": signals.place(
+            first.terminal_public_id or first.acquirer_terminal,
+            first.merchant_public_id or first.acquirer_merchant,
+            first.acquirer_region or svc.setting("REGION_CODE"),
+            first.scanned_at or first.at,
+        ),
+        "second": signals.place(
+            terminal.public_id,
+            terminal.merchant_public_id if terminal.region_code is None else terminal.merchant_name,
+            terminal.region_code or svc.setting("REGION_CODE"),
+            scanned_at or now,
+        ),
+    }
+    signals.raise_signal(
+        session,
+        svc,
+        card_id=card_id,
+        person_id=person_id,
+        kind=kind,
+        evidence=evidence,
+        key=f"replay:{nonce.hex()}",
+        now=now,
+    )
 
 
 # --- another member's card (R-54) --------------------------------------------------------------------
@@ -585,10 +640,20 @@ def _verify_totp(
     method = "offline" if scanned_at is not None else "totp"
     judged_at = scanned_at or now
 
-    def done(d: Decision, card_id: int | None = None) -> Decision:
-        return record(
-            session, d, method=method, terminal=terminal, now=now, card_id=card_id, scanned_at=scanned_at
+    def done(d: Decision, card_id: int | None = None, nonce: bytes | None = None) -> Decision:
+        record(
+            session,
+            d,
+            method=method,
+            terminal=terminal,
+            now=now,
+            card_id=card_id,
+            scanned_at=scanned_at,
+            nonce=nonce,  # the step's key: where it was accepted is evidence of a second use
         )
+        if d.reason is Reason.QR_REPLAYED and nonce is not None:
+            _signal_replay(session, svc, terminal, nonce, card_id, ecard.person_id, now, scanned_at, True)
+        return d
 
     try:
         ref, otp = qr.parse_offline_code(payload)
@@ -613,8 +678,9 @@ def _verify_totp(
             binding.last_totp_step if scanned_at is None else None,
         )
     except qr.TotpReplayed:
+        # Online, a step not after the last one accepted: most often that very step, shown again.
         d.reason = Reason.QR_REPLAYED
-        return done(d, card_id=ecard.card_id)
+        return done(d, card_id=ecard.card_id, nonce=_step_key(binding.id, binding.last_totp_step))
     except qr.TotpInvalid:
         return done(Decision(False, Reason.QR_TOTP_INVALID, judged))
     state = ecard.card.state
@@ -644,6 +710,7 @@ def _verify_totp(
         d.accepted = accepted
         if not accepted:
             d.reason, d.late_replay = Reason.QR_REPLAYED, scanned_at is not None
+        return done(d, card_id=ecard.card_id, nonce=_step_key(binding.id, step))
     return done(d, card_id=ecard.card_id)
 
 
@@ -755,18 +822,25 @@ def judge_chip(
         d.reason = Reason.CHIP_BAD_CRYPTOGRAM
         return done(d, card.id)
     if not storage.raise_atc(session, card.id, read["atc"]):
-        # A counter that does not rise: a replayed read or a cloned chip (R-70) — recorded.
-        session.add(
-            Event(
-                person_id=chip.person_id,
-                card_id=card.id,
-                at=now,
-                action="misuse_signal",
-                actor_type="terminal",
-                actor_ref=terminal.public_id,
-                channel="chip",
-                reason=f"chip counter {read['atc']} not above {chip.last_atc}",
-            )
+        # A counter that does not rise: a replayed read or a cloned chip (R-70), a signal.
+        signals.raise_signal(
+            session,
+            svc,
+            card_id=card.id,
+            person_id=chip.person_id,
+            kind=signals.CHIP_COUNTER_BACKWARDS,
+            evidence={
+                **signals.place(
+                    terminal.public_id,
+                    terminal.merchant_public_id if terminal.region_code is None else terminal.merchant_name,
+                    terminal.region_code or svc.setting("REGION_CODE"),
+                    now,
+                ),
+                "counter": read["atc"],
+                "last_counter": chip.last_atc,
+            },
+            key=f"chip:{card.id}:{read['atc']}:{chip.last_atc}",
+            now=now,
         )
         d.reason = Reason.CHIP_REPLAYED
         return done(d, card.id)

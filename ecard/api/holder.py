@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import cards, ecards
+from ecard import cards, ecards, signals
 from ecard.api import auth, idempotency
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, answer
 from ecard.api.limits import body_field, limiter
 from ecard.api.transactions import Unit, transaction
-from ecard.api.views import binding_out, card_out, ecard_out, event_out, iso, person_out
+from ecard.api.views import audit_item, binding_out, card_out, ecard_out, iso, person_out
 from ecard.db import Tx
 from ecard.models import Binding
 
@@ -173,6 +173,7 @@ def my_audit(tx: Unit, query: s.PageQuery):
     """Every action on my cards: by me, my proxies, operators and the system. Newest first."""
     before = int(query.before) if query.before is not None else None  # ASCII digits (s.Cursor)
     events = ecards.audit(tx.session, me(tx).ecard.person, before_id=before, limit=query.limit)
-    items = [event_out(e) for e in events]
+    found = signals.by_public_id(tx.session, [e.actor_ref for e in events if e.action == "misuse_signal"])
+    items = [audit_item(e, found) for e in events]
     nxt = str(events[-1].id) if len(events) == query.limit else None
     return answer(s.AuditOut, {"items": items, "next": nxt})

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import accounts, cancellation, cards, persons
+from ecard import accounts, cancellation, cards, persons, signals
 from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, answer
 from ecard.api.transactions import Unit, transaction
-from ecard.api.views import card_out, merchant_out, person_out
+from ecard.api.views import card_out, merchant_out, person_out, signal_out
 from ecard.db import Tx
 
 bp = APIBlueprint(
@@ -104,6 +104,19 @@ def get_card(tx: Unit, path: s.CardPath, query: s.ReadPurpose):
     now = tx.now
     card = cards.read_at_window(tx.session, path.card_no, purpose=query.purpose, actor=tx.actor, now=now)
     return _card_response(tx, card)
+
+
+@bp.get("/cards/<card_no>/signals", responses={200: s.SignalsOut})
+@transaction(Tx.READ)
+@auth.require(auth.OPERATOR)
+def card_signals(tx: Unit, path: s.CardPath, query: s.PageQuery):
+    """The card's misuse signals (R-70), newest first, with their evidence: terminals, merchants,
+    regions, times, counters; no personal data, so no purpose is asked."""
+    card = cards.get(tx.session, path.card_no)
+    before = int(query.before) if query.before is not None else None  # ASCII digits (s.Cursor)
+    found = signals.of_card(tx.session, card.id, before_id=before, limit=query.limit)
+    nxt = str(found[-1].id) if len(found) == query.limit else None
+    return answer(s.SignalsOut, {"items": [signal_out(x) for x in found], "next": nxt})
 
 
 @bp.post("/cards/<card_no>/issue", responses={200: s.CardOut})

@@ -19,7 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ecard import reads
+from ecard import reads, signals
 from ecard.api.edge import fold
 from ecard.db import ROW_ID_MAX
 from ecard.errors import Reason
@@ -610,8 +610,50 @@ class UsageOut(Out):
     next: str | None
 
 
+class PlaceOut(Out):
+    """Where and when a card was used: a terminal, its merchant, the region (R-54)."""
+
+    terminal: str | None
+    merchant: str | None
+    region: str | None
+    at: Timestamp
+
+
+class SignalEvidenceOut(Out):
+    """What a signal rests on, by kind: the two uses of one code (`first`, `second`); a chip
+    read's place and its counter against the last one seen; a lock's moment and wrong tries."""
+
+    first: PlaceOut | None = None
+    second: PlaceOut | None = None
+    terminal: str | None = None
+    merchant: str | None = None
+    region: str | None = None
+    at: Timestamp | None = None
+    counter: int | None = None
+    last_counter: int | None = None
+    wrong_tries: int | None = None
+
+
+class SignalOut(Out):
+    """A misuse signal (R-70): its kind, when, and its evidence (never a name or an ID number)."""
+
+    signal_id: str
+    kind: Literal[tuple(signals.KINDS)]  # type: ignore[valid-type]
+    at: Timestamp
+    evidence: SignalEvidenceOut
+
+
+class SignalsOut(Out):
+    items: list[SignalOut]
+    next: str | None
+
+
+class AuditEventOut(EventOut):
+    signal: SignalOut | None = None  # a `misuse_signal` event: the signal itself
+
+
 class AuditOut(Out):
-    items: list[EventOut]
+    items: list[AuditEventOut]
     next: str | None
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ecard import cards, ecards, persons
+from ecard import cards, ecards, persons, signals
 from ecard.context import Services
-from ecard.models import Binding, Card, ECard, Event, Merchant, Person
+from ecard.models import Binding, Card, ECard, Event, Merchant, Person, Signal
 from ecard.pii import mask_id_number, mask_name, mask_phone
 
 
@@ -35,6 +35,23 @@ def event_out(e: Event) -> dict[str, Any]:
         "reason": e.reason,
         "fee": e.fee,
         "actor": {"type": e.actor_type, "ref": e.actor_ref, "channel": e.channel},
+    }
+
+
+def audit_item(e: Event, found: dict[str, Signal]) -> dict[str, Any]:
+    """An event of the holder's audit; a misuse signal's with the signal (`found`, by its id)."""
+    out = event_out(e)
+    if e.action == "misuse_signal" and e.actor_ref in found:
+        out["signal"] = signal_out(found[e.actor_ref])
+    return out
+
+
+def signal_out(sig: Signal) -> dict[str, Any]:
+    return {
+        "signal_id": sig.public_id,
+        "kind": sig.kind,
+        "at": iso(sig.at),
+        "evidence": signals.evidence(sig),
     }
 
 

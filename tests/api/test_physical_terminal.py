@@ -228,6 +228,12 @@ def test_a_counter_going_backwards_is_rejected(
     assert run(world, "--pin", CHIP_PIN) == 1
     assert last_line(capsys)["reason"] == "chip.replayed"
     assert world.history(card.record)[-1]["action"] == "misuse_signal"
+    # the signal, with the counters as evidence
+    r = world.api.c.get(f"/api/v1/cards/{card.record['card_no']}/signals", headers=world.api.op)
+    (signal,) = r.json["items"]
+    assert signal["kind"] == "chip.counter_backwards"
+    assert (signal["evidence"]["counter"], signal["evidence"]["last_counter"]) == (1, 1)
+    assert signal["evidence"]["terminal"] == world.terminal["terminal_id"]
 
 
 # --- could not read: exit 2, one line on stderr, nothing on stdout ---------------------------------
