@@ -12,6 +12,7 @@ refresh tokens in revoked_tokens), so it takes effect at once and survives a res
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, TypeVar
@@ -70,9 +71,14 @@ def tokens_for(
 
 
 def session_key(claims: dict[str, Any]) -> str:
-    """The revoked_tokens row that ends the session of `claims` (a token minted before sessions
-    existed is its own session)."""
-    return f"sid:{claims.get('sid') or claims['jti']}"
+    """The revoked_tokens row that ends the session of `claims`. Tokens minted before sessions
+    had a `sid` carry nothing that ties an access token to the refresh token of its sign-in, so
+    they are one session per account: logging out with any of them ends all of them (none are
+    minted any more, so nothing new is caught by it)."""
+    if claims.get("sid"):
+        return f"sid:{claims['sid']}"
+    account = hashlib.sha256(f"{claims['ptype']}:{claims['sub']}".encode()).hexdigest()[:32]
+    return f"sid:before-sessions:{account}"
 
 
 def _record(session: Session, key: str, expires_at: datetime) -> bool:

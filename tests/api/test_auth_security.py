@@ -170,3 +170,19 @@ def test_a_terminal_logout_ends_its_token(api):
     assert api.c.delete("/api/v1/auth/session", headers=t["headers"]).status_code == 204
     r = api.c.post("/api/v1/verifications/qr", json={"payload": "EC1:X"}, headers=t["headers"])
     assert (r.status_code, r.json["code"]) == (401, "auth.token_revoked")
+
+
+def test_tokens_minted_before_sessions_end_on_logout_like_the_others(api, app):
+    """Tokens minted before sessions had a `sid` (an access and a refresh token of one sign-in,
+    nothing tying them together) are one session per account: logging out with either ends both."""
+    from flask_jwt_extended import create_access_token, create_refresh_token
+
+    api.op  # creates w1
+    with app.test_request_context():
+        access = create_access_token("w1", additional_claims={"ptype": "operator"})
+        refresh = create_refresh_token("w1", additional_claims={"ptype": "operator"})
+    assert api.c.get("/api/v1/cards/A00000018", headers=bearer(access)).status_code in (200, 404)
+    assert api.c.delete("/api/v1/auth/session", headers=bearer(access)).status_code == 204
+    r = api.c.post("/api/v1/auth/refresh", headers=bearer(refresh))
+    assert (r.status_code, r.json["code"]) == (401, "auth.token_revoked")
+    assert api.c.get("/api/v1/cards/A00000018", headers=bearer(access)).status_code == 401
