@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 import qr
-from ecard import cards, signals, storage, wrong_tries
+from ecard import cards, reads, signals, storage, wrong_tries
 from ecard.context import SYSTEM, Actor, Services
 from ecard.errors import Code, EcardError
 from ecard.hashing import Checked, Hashed
@@ -236,21 +236,52 @@ def set_password(
 
 
 def password_set_at(session: Session, ecard: ECard, at: datetime | None) -> bool:
-    """Whether the e-card had its own password (R-45) at `at` (None: now). A password is never
-    removed, only changed, so it was set at `at` when its first setting is recorded by then."""
-    if ecard.password_hash is None:
-        return False
+    """Whether the e-card had its own password (R-45) at `at` (None: now). A password is set,
+    changed, or cleared at a window (`reset_password`), so it was set at `at` when the last of
+    its settings and resets recorded by then is a setting."""
     if at is None:
-        return True
-    return bool(
-        session.scalar(
-            sa.select(
-                sa.exists().where(
-                    Event.person_id == ecard.person_id, Event.action == "ecard_password_set", Event.at <= at
-                )
-            )
+        return ecard.password_hash is not None
+    last = session.scalar(
+        sa.select(Event.action)
+        .where(
+            Event.person_id == ecard.person_id,
+            Event.action.in_(("ecard_password_set", "ecard_password_reset")),
+            Event.at <= at,
+        )
+        .order_by(Event.id.desc())
+        .limit(1)
+    )
+    return last == "ecard_password_set"
+
+
+def reset_password(session: Session, card: Card, *, purpose: str, actor: Actor, now: datetime) -> ECard:
+    """R-45 at a service window: the holder, having shown their ID there, has the e-card's
+    password cleared (forgotten, or locked): the password, its wrong tries and its lock go, and
+    every channel's payment window closes; the holder sets a new one in the app with the PIN.
+    Recorded in the holder's audit with the operator and the purpose stated (R-72).
+
+    Raises `ecard.not_found` (no e-card signed for the card), `ecard.no_password`.
+    """
+    ecard = session.scalar(sa.select(ECard).where(ECard.card_id == card.id))
+    if ecard is None:
+        raise EcardError(Code.ECARD_NOT_FOUND, "no electronic card is signed for this card")
+    if ecard.password_hash is None:
+        raise EcardError(Code.ECARD_NO_PASSWORD)
+    ecard.password_hash, ecard.password_failures, ecard.password_locked_until = None, 0, None
+    session.execute(sa.update(Binding).where(Binding.ecard_id == ecard.id).values(unlocked_until=None))
+    session.add(
+        Event(
+            person_id=ecard.person_id,
+            card_id=ecard.card_id,
+            at=now,
+            action="ecard_password_reset",
+            actor_type=actor.type,
+            actor_ref=actor.ref,
+            channel=actor.channel,
+            reason=reads.at_window("the electronic card's password cleared, the holder's ID shown", purpose),
         )
     )
+    return ecard
 
 
 def unlock_payments(

@@ -174,6 +174,13 @@ class Code(StrEnum):
         "电子社保卡密码已锁定",
         "The electronic card password is locked",
     )
+    # a window's reset of an e-card password where none is set
+    ECARD_NO_PASSWORD = (
+        "ecard.no_password",
+        409,
+        "电子社保卡未设置密码",
+        "The electronic card has no password",
+    )
     # ID number, name and card number do not name one card (an unknown card number too)
     ECARD_IDENTITY_MISMATCH = (
         "ecard.identity_mismatch",

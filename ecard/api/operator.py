@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import accounts, cancellation, cards, persons, signals
+from ecard import accounts, cancellation, cards, ecards, persons, signals
 from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, answer
@@ -117,6 +117,19 @@ def card_signals(tx: Unit, path: s.CardPath, query: s.PageQuery):
     found = signals.of_card(tx.session, card.id, before_id=before, limit=query.limit)
     nxt = str(found[-1].id) if len(found) == query.limit else None
     return answer(s.SignalsOut, {"items": [signal_out(x) for x in found], "next": nxt})
+
+
+@bp.post("/cards/<card_no>/ecard-password/reset", responses={204: None})
+@transaction(Tx.WRITE)
+@auth.require(auth.OPERATOR)
+def reset_ecard_password(tx: Unit, path: s.CardPath, body: s.PurposeIn):
+    """Clear the e-card's password (forgotten or locked) once the holder has shown their ID at
+    the window (R-45); recorded in the holder's audit with the purpose stated (R-72). The holder
+    sets a new one in the app with the PIN."""
+    ecards.reset_password(
+        tx.session, cards.get(tx.session, path.card_no), purpose=body.purpose, actor=tx.actor, now=tx.now
+    )
+    return "", 204
 
 
 @bp.post("/cards/<card_no>/issue", responses={200: s.CardOut})

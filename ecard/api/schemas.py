@@ -219,6 +219,12 @@ Cursor = Annotated[
 ]
 
 
+class PurposeIn(Strict):
+    """Why a window acts on a holder's record, stated (R-72): recorded in the person's audit."""
+
+    purpose: Purpose
+
+
 class ReadPurpose(BaseModel):
     """Why a service window looks a record up (R-72): recorded, with the operator and the time,
     in the person's audit. Without it, a window's plain look-up."""

@@ -198,3 +198,28 @@ def test_r70_an_ecard_password_lock_is_a_signal(api):
     items = signals_of(api, h["card"])["items"]
     assert [s["kind"] for s in items] == ["ecard_password.locked"]
     assert items[0]["evidence"]["wrong_tries"] == 6
+
+
+def test_a_window_clears_a_locked_ecard_password_after_the_holder_shows_id(api):
+    """R-45 at a window: the lock and the password go (the payment windows close), the holder
+    sets a new one with the PIN and pays again; the reset is in the holder's audit with the
+    operator and the purpose. A purpose is required; a card without a password is 409."""
+    from tests.api.test_ecard_password import set_password, unlock
+
+    h = api.holder()
+    assert set_password(api, h).status_code == 204
+    for _ in range(6):
+        unlock(api, h, password="999999")
+    assert unlock(api, h).status_code == 423  # locked, even with the right one
+    url = f"/api/v1/cards/{h['card']['card_no']}/ecard-password/reset"
+    r = api.c.post(url, json={}, headers=api.op)
+    assert (r.status_code, r.json["code"]) == (422, "validation.failed")
+    assert api.c.post(url, json={"purpose": "holder_request"}, headers=api.op).status_code == 204
+    r = api.c.post(url, json={"purpose": "holder_request"}, headers=api.op)
+    assert (r.status_code, r.json["code"]) == (409, "ecard.no_password")
+    assert unlock(api, h).json["code"] == "ecard.password_required"  # none now
+    assert set_password(api, h, password="417396").status_code == 204
+    assert unlock(api, h, password="417396").status_code == 200
+    audit = api.c.get("/api/v1/me/audit", headers=h["headers"]).json["items"]
+    reset = next(e for e in audit if e["action"] == "ecard_password_reset")
+    assert reset["actor"]["type"] == "operator" and "holder asked" in reset["reason"]
