@@ -296,7 +296,8 @@ def read_dependant(
 ) -> ProxyLink:
     """The proxy looks up a dependant: an active binding shows the card's status, which is a
     read of the dependant's card and so recorded in the dependant's audit (R-63, R-72); an ended
-    one shows only the binding. Raises what `as_proxy` raises, except `proxy.ended`."""
+    one shows only the binding. An app polling the card leaves one read per proxy, card and
+    hour. Raises what `as_proxy` raises, except `proxy.ended`."""
     link = as_proxy(session, svc, proxy, dependant_id, now, require_active=False)
     if link_status(link, now)[0] == "active":
         card_id = session.scalar(sa.select(ECard.card_id).where(ECard.person_id == link.dependant_person_id))
@@ -308,6 +309,7 @@ def read_dependant(
             actor=actor,
             now=now,
             card_id=card_id,
+            hourly=True,
         )
     return link
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ecard.context import Actor
@@ -48,8 +49,28 @@ def record(
     actor: Actor,
     now: datetime,
     card_id: int | None = None,
+    hourly: bool = False,
 ) -> None:
-    """Record in person `person_id`'s audit that `actor` read `what` at `now` (one of READS)."""
+    """Record in person `person_id`'s audit that `actor` read `what` at `now` (one of READS).
+    `hourly`: once per reader, card, clock hour and what was read (an app polling a dependant's
+    card tells the audit who looked and when, without a row per request)."""
+    if hourly:
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        seen = session.scalar(
+            sa.select(
+                sa.exists().where(
+                    Event.person_id == person_id,
+                    Event.action == action,
+                    Event.card_id == card_id,
+                    Event.actor_type == actor.type,
+                    Event.actor_ref == actor.ref,
+                    Event.reason == what,
+                    Event.at >= hour,
+                )
+            )
+        )
+        if seen:
+            return
     session.add(
         Event(
             person_id=person_id,

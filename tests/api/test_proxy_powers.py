@@ -186,3 +186,22 @@ def test_r62_a_window_ends_a_proxy_for_an_adult_without_a_phone_and_for_a_minor(
     assert r.status_code == 404 and r.json["code"] == "proxy.not_found"
     r = api.c.delete(f"/api/v1/persons/{cpid}/proxies/{dep['dependant_id']}", headers=son["headers"])
     assert r.status_code == 403
+
+
+def test_a_proxy_app_polling_the_dependants_card_leaves_one_read_an_hour(api, family, clock):
+    """R-72 without flooding the audit: ten look-ups within an hour are one read in the
+    dependant's audit (with the binding's own answer), the next hour's look-up another."""
+    dep = bind_child(api, family)
+    url = f"/api/v1/me/dependants/{dep['dependant_id']}"
+    for _ in range(10):
+        assert api.c.get(url, headers=family["parent"]["headers"]).status_code == 200
+        clock.shift(60)
+    child = api.holder(family["child"])
+    looks = [e for e in _audit(api, child["headers"]) if e["reason"] == "card status"]
+    assert len(looks) == 1
+    clock.shift(3600)
+    parent = api.holder(family["parent"]["card"])
+    assert api.c.get(url, headers=parent["headers"]).status_code == 200
+    child = api.holder(family["child"])
+    looks = [e for e in _audit(api, child["headers"]) if e["reason"] == "card status"]
+    assert len(looks) == 2
