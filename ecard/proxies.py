@@ -12,11 +12,11 @@ from datetime import datetime, time, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecard import cards, persons, reads
+from ecard import cards, persons, reads, signals
 from ecard.context import Actor, Services
 from ecard.errors import Code, EcardError
 from ecard.ids import new_id
-from ecard.models import ConsentCode, ECard, Event, Person, ProxyLink
+from ecard.models import ConsentCode, ECard, Event, Person, ProxyLink, Signal
 
 MINOR_RELATIONS = ("parent", "grandparent", "guardian")  # R-61
 MINOR_AGE = 16
@@ -312,6 +312,37 @@ def read_dependant(
             hourly=True,
         )
     return link
+
+
+def dependant_signals(
+    session: Session,
+    svc: Services,
+    proxy: Person,
+    dependant_id: str,
+    *,
+    before_id: int | None,
+    limit: int,
+    actor: Actor,
+    now: datetime,
+) -> list[Signal]:
+    """The misuse signals on an active dependant's card (R-70), newest first, as the dependant
+    sees them in their audit: a read of the dependant's card, recorded once an hour (R-72).
+    Raises what `as_proxy` raises."""
+    link = as_proxy(session, svc, proxy, dependant_id, now)
+    card_id = session.scalar(sa.select(ECard.card_id).where(ECard.person_id == link.dependant_person_id))
+    if card_id is None:
+        return []
+    reads.record(
+        session,
+        link.dependant_person_id,
+        action=reads.PROXY_CARD_READ,
+        what="misuse signals",
+        actor=actor,
+        now=now,
+        card_id=card_id,
+        hourly=True,
+    )
+    return signals.of_card(session, card_id, before_id=before_id, limit=limit)
 
 
 def unbind(session: Session, proxy: Person, dependant_id: str, *, actor: Actor, now: datetime) -> ProxyLink:

@@ -11,7 +11,7 @@ from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, answer
 from ecard.api.limits import limiter, token_key
 from ecard.api.transactions import Unit, transaction
-from ecard.api.views import card_out, iso
+from ecard.api.views import card_out, iso, signal_out
 from ecard.context import Actor
 from ecard.db import Tx
 from ecard.models import ProxyLink
@@ -122,6 +122,26 @@ def get_dependant(tx: Unit, path: s.DependantPath):
     )
     out = dependant_out(tx, link, detail=True)
     return answer(s.DependantOut, out)
+
+
+@bp.get("/me/dependants/<dependant_id>/signals", responses={200: s.SignalsOut})
+@transaction(Tx.WRITE)  # the read is recorded (R-72)
+@auth.require(auth.HOLDER)
+def dependant_signals(tx: Unit, path: s.DependantPath, query: s.PageQuery):
+    """The misuse signals on the dependant's card (R-70), newest first, with their evidence."""
+    before = int(query.before) if query.before is not None else None  # ASCII digits (s.Cursor)
+    found = proxies.dependant_signals(
+        tx.session,
+        tx.services,
+        _me(tx),
+        path.dependant_id,
+        before_id=before,
+        limit=query.limit,
+        actor=_proxy_actor(tx, path.dependant_id),
+        now=tx.now,
+    )
+    nxt = str(found[-1].id) if len(found) == query.limit else None
+    return answer(s.SignalsOut, {"items": [signal_out(x) for x in found], "next": nxt})
 
 
 @bp.delete("/me/dependants/<dependant_id>", responses={200: s.DependantOut})

@@ -223,3 +223,23 @@ def test_a_window_clears_a_locked_ecard_password_after_the_holder_shows_id(api):
     audit = api.c.get("/api/v1/me/audit", headers=h["headers"]).json["items"]
     reset = next(e for e in audit if e["action"] == "ecard_password_reset")
     assert reset["actor"]["type"] == "operator" and "holder asked" in reset["reason"]
+
+
+def test_r70_a_proxy_sees_the_signals_on_a_dependants_card(api, family):
+    """A parent managing a child's card sees its signals (kind, time, evidence); the look is a
+    read in the child's audit (R-72). A stranger's binding id is 404."""
+    from tests.api.client import bind_child
+
+    dep = bind_child(api, family)
+    child = api.holder(family["child"])
+    payload = api.code(child, "transit")["payload"]
+    api.scan(api.terminal(("transit",)), payload)
+    api.scan(api.terminal(("transit",)), payload)
+    url = f"/api/v1/me/dependants/{dep['dependant_id']}/signals"
+    r = api.c.get(url, headers=family["parent"]["headers"])
+    assert r.status_code == 200, r.json
+    assert [s["kind"] for s in r.json["items"]] == ["code.replayed_elsewhere"]
+    audit = api.c.get("/api/v1/me/audit", headers=child["headers"]).json["items"]
+    assert any(e["action"] == "proxy_card_read" and e["reason"] == "misuse signals" for e in audit)
+    r = api.c.get(url, headers=family["stranger"]["headers"])
+    assert (r.status_code, r.json["code"]) == (404, "proxy.not_found")
