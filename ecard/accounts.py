@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ecard.context import Services
 from ecard.errors import Code, EcardError
+from ecard.facts import Place
 from ecard.hashing import Hashed
 from ecard.ids import new_id
 from ecard.models import Merchant, Operator, Terminal
@@ -55,14 +56,18 @@ def authenticate_operator(session: Session, svc: Services, username: str, passwo
 
 
 def create_merchant(
-    session: Session, *, name: str, scenes: list[str], region_code: str, now: datetime
+    session: Session, *, name: str, scenes: list[str], region_code: str, now: datetime, place: Place = Place()
 ) -> Merchant:
+    """A merchant serving `scenes`, where `place` says (optional, R-70's travel)."""
     merchant = Merchant(
         public_id=new_id("mch"),
         name=name,
         scenes=",".join(sorted(set(scenes))),
         region_code=region_code,
         created_at=now,
+        latitude=place.latitude,
+        longitude=place.longitude,
+        district=place.district,
     )
     session.add(merchant)
     session.flush()

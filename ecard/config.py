@@ -65,6 +65,9 @@ SETTINGS: dict[str, tuple[Any, type, Bounds]] = {
     # `misuse`); 0, the default, records signals and freezes nothing
     "MISUSE_FREEZE_AFTER": (0, int, (0, 100)),
     "MISUSE_WINDOW": (DAY, int, (60, 365 * DAY)),
+    # km/h no holder travels faster than between two uses (a train is 350, a flight's average
+    # door to door far less than this); beyond it, `travel.impossible`
+    "MISUSE_MAX_SPEED_KMH": (1000, int, (50, 5000)),
     # R-45, the e-card's own password: how long an unlock opens a channel's payment window
     # (seconds), whether a password is required before any code that can pay, wrong passwords
     # in a row before the lock, and how long the lock lasts (seconds).

@@ -45,3 +45,23 @@ class ChipCard:
     chip_key_version: int | None
     chip_id_code: str | None
     last_atc: int | None
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a merchant is, as far as it said (R-70): WGS-84 degrees, its district code, or none."""
+
+    latitude: float | None = None
+    longitude: float | None = None
+    district: str | None = None
+
+
+@dataclass(frozen=True)
+class LastUse:
+    """A card's last accepted use before the scan being judged: when, at which terminal and
+    merchant (public ids), and where that merchant is."""
+
+    at: datetime
+    terminal: str | None
+    merchant: str | None
+    place: Place

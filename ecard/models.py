@@ -207,6 +207,11 @@ class Merchant(Base):
     scenes: Mapped[str] = mapped_column(sa.String(64))  # comma separated subset of the scenes
     region_code: Mapped[str] = mapped_column(sa.String(6))
     created_at: Mapped[datetime]
+    # Where the merchant is, optional (R-70: two uses farther apart than anyone travels in the
+    # time between them): WGS-84 degrees, or the six-digit district code, or both.
+    latitude: Mapped[float | None] = mapped_column(sa.Float)
+    longitude: Mapped[float | None] = mapped_column(sa.Float)
+    district: Mapped[str | None] = mapped_column(sa.String(6))
 
 
 class Terminal(Base):
@@ -250,6 +255,8 @@ class Verification(Base):
     """Every judged scan (QR, offline record, chip): the holder's usage and the merchants' log."""
 
     __tablename__ = "verifications"
+    # a card's last accepted use, read with the card on every scan (R-70's travel)
+    __table_args__ = (sa.Index("ix_verifications_card_id_id", "card_id", "id"),)
     id: Mapped[RowId] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
     method: Mapped[str] = mapped_column(sa.String(16))  # qr | offline | totp | chip

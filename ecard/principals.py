@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ecard.facts import CardState
+from ecard.facts import CardState, Place
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class TerminalPrincipal:
     offline_capable: bool = False
     merchant_name: str | None = None
     region_code: str | None = None  # None: ours
+    place: Place = Place()  # where the merchant is, as far as it said
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ never a name or an ID number.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from ecard import storage
 from ecard.context import SYSTEM, Services
+from ecard.facts import Place
 from ecard.ids import new_id
 from ecard.models import Card, Event, Signal
 
@@ -130,6 +132,33 @@ def by_public_id(session: Session, public_ids: list[str]) -> dict[str, Signal]:
 
 def evidence(signal: Signal) -> dict[str, Any]:
     return json.loads(signal.evidence)
+
+
+# Merchants' positions are their premises, not the holder's: two within this of each other
+# (neighbouring stations, one mall) are never too far apart, whatever the time between.
+NEAR_KM = 2.0
+EARTH_RADIUS_KM = 6371.0
+
+
+def distance_km(a: Place, b: Place) -> float | None:
+    """How far apart two merchants are: great-circle distance by their coordinates, 0 in one
+    district when either has no coordinates; None when it cannot be told (no coordinates, and
+    no district or different ones: a district code says nothing of the distance between two)."""
+    if a.latitude is not None and b.latitude is not None:
+        lat1, lon1, lat2, lon2 = map(math.radians, (a.latitude, a.longitude, b.latitude, b.longitude))
+        h = (
+            math.sin((lat2 - lat1) / 2) ** 2
+            + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+        )
+        return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
+    if a.district is not None and a.district == b.district:
+        return 0.0
+    return None
+
+
+def too_far(km: float, since: timedelta, max_speed_kmh: int) -> bool:
+    """Farther than anyone travels in `since` at `max_speed_kmh` (ECARD_MISUSE_MAX_SPEED_KMH)."""
+    return km > NEAR_KM + max_speed_kmh * max(since.total_seconds(), 0.0) / 3600
 
 
 def place(

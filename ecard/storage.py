@@ -21,9 +21,9 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from ecard.facts import CardState, ChipCard, HolderFacts
+from ecard.facts import CardState, ChipCard, HolderFacts, LastUse, Place
 from ecard.models import (
     Binding,
     Card,
@@ -49,6 +49,16 @@ class _Compiled(NamedTuple):
     bind: dict[str, Callable[[Any], Any]]
     row: Callable[..., Any] | None  # the row type, for statements that return rows
     result: tuple[Callable[[Any], Any] | None, ...]
+
+
+def _result_processor(type_: Any, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+    """The column type's converter of a fetched value. A float comes back a float from both
+    drivers (as the type asks: `asdecimal` off), and psycopg's numeric converter needs the
+    column's wire type, known only once a statement has run: none for floats."""
+    impl = type_.dialect_impl(dialect)
+    if isinstance(impl, sa.Float) and not impl.asdecimal:
+        return None
+    return impl.result_processor(dialect, None)
 
 
 class Prepared:
@@ -96,7 +106,7 @@ class Prepared:
                     bind[name] = proc
             columns = list(getattr(stmt, "exported_columns", ()))
             row = namedtuple("Row", [c.key for c in columns]) if columns else None  # type: ignore[misc]
-            result = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
+            result = tuple(_result_processor(c.type, dialect) for c in columns)
             positions = tuple(compiled.positiontup or ()) if dialect.positional else None
             done = self._by_dialect[dialect.name] = _Compiled(
                 str(compiled), positions, compiled.construct_params, bind, row, result
@@ -220,9 +230,32 @@ VERIFICATION_FIELDS = (
     "acquirer_terminal",
 )
 _RECORD = Prepared(sa.insert(Verification).values({name: sa.bindparam(name) for name in VERIFICATION_FIELDS}))
+# The card's last accepted use, joined to the card's own statement (R-70's travel): one index
+# seek (`ix_verifications_card_id_id`) and two primary-key look-ups, no statement of its own.
+_LastUse = aliased(Verification, name="last_use")
+_LastTerminal = aliased(Terminal, name="last_terminal")
+_LastMerchant = aliased(Merchant, name="last_merchant")
+_Earlier = aliased(Verification, name="earlier")
+_LAST_USE_ID = (
+    sa.select(sa.func.max(_Earlier.id))
+    .where(_Earlier.card_id == Card.id, _Earlier.accepted.is_(True))
+    .scalar_subquery()
+)
 _CARD_AND_HOLDER = Prepared(
-    sa.select(*_CARD_COLUMNS, *_HOLDER_COLUMNS)
+    sa.select(
+        *_CARD_COLUMNS,
+        *_HOLDER_COLUMNS,
+        sa.func.coalesce(_LastUse.scanned_at, _LastUse.at).label("last_at"),
+        _LastTerminal.public_id.label("last_terminal"),
+        _LastMerchant.public_id.label("last_merchant"),
+        _LastMerchant.latitude.label("last_latitude"),
+        _LastMerchant.longitude.label("last_longitude"),
+        _LastMerchant.district.label("last_district"),
+    )
     .join(Person, Person.id == Card.person_id)
+    .outerjoin(_LastUse, _LastUse.id == _LAST_USE_ID)
+    .outerjoin(_LastTerminal, _LastTerminal.id == _LastUse.terminal_id)
+    .outerjoin(_LastMerchant, _LastMerchant.id == _LastTerminal.merchant_id)
     .where(Card.id == sa.bindparam("card_id_"))
 )
 _CARD_FOR_CHIP = Prepared(
@@ -289,6 +322,9 @@ _TERMINAL_PRINCIPAL = Prepared(
         Merchant.public_id.label("merchant_public_id"),
         Merchant.name.label("merchant_name"),
         Merchant.scenes,
+        Merchant.latitude,
+        Merchant.longitude,
+        Merchant.district,
         sa.exists().where(RevokedToken.jti.in_([sa.bindparam("jti"), sa.bindparam("sid")])).label("revoked"),
     )
     .join(Merchant, Merchant.id == Terminal.merchant_id)
@@ -373,10 +409,17 @@ def record_verification(session: Session, values: Mapping[str, Any]) -> None:
     _RECORD.execute(session, values)
 
 
-def card_and_holder(session: Session, card_id: int) -> tuple[CardState, HolderFacts] | None:
-    """The card's state and its holder's facts, in one statement; None for no such card."""
+def card_and_holder(session: Session, card_id: int) -> tuple[CardState, HolderFacts, LastUse | None] | None:
+    """The card's state, its holder's facts and its last accepted use (None: never used), in one
+    statement; None for no such card."""
     r = _CARD_AND_HOLDER.first(session, {"card_id_": card_id})
-    return None if r is None else (_card_state(r), _holder(r))
+    if r is None:
+        return None
+    last = None
+    if r.last_at is not None:
+        place = Place(r.last_latitude, r.last_longitude, r.last_district)
+        last = LastUse(r.last_at, r.last_terminal, r.last_merchant, place)
+    return _card_state(r), _holder(r), last
 
 
 def card_for_chip(session: Session, card_no: str) -> ChipCard | None:

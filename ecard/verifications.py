@@ -33,7 +33,7 @@ from ecard import cards, codes, ecards, persons, proxies, signals, storage
 from ecard.chip import master_keys
 from ecard.context import Services
 from ecard.errors import Code, EcardError, Reason
-from ecard.facts import CardState, HolderFacts
+from ecard.facts import CardState, HolderFacts, LastUse
 from ecard.ids import new_id
 from ecard.models import (
     REISSUED,
@@ -330,7 +330,7 @@ def _judge(
     found = storage.card_and_holder(session, card_id)
     if found is None:  # a valid signature over a handle we never made: a key problem, not a holder
         return done(Decision(False, Reason.QR_BAD_SIGNATURE, judged), nonce=code.nonce)
-    card, holder = found
+    card, holder, last_use = found
     d = Decision(False, None, judged, person=holder, by_proxy=code.by_proxy, card_no=card.card_no)
     proxy_person_id = None
     if offline and terminal.id is not None and _judged_online(session, terminal, code.nonce):
@@ -356,6 +356,8 @@ def _judge(
     done(d, card_id=card.id, proxy_person_id=proxy_person_id, nonce=code.nonce)
     if d.reason is Reason.QR_REPLAYED:
         _signal_replay(session, svc, terminal, code.nonce, card.id, holder.id, now, scanned_at, offline)
+    elif d.accepted and last_use is not None and not offline:
+        _signal_travel(session, svc, terminal, card.id, holder.id, last_use, now)
     return d
 
 
@@ -407,6 +409,39 @@ def _signal_replay(
         kind=kind,
         evidence=evidence,
         key=f"replay:{nonce.hex()}",
+        now=now,
+    )
+
+
+def _signal_travel(
+    session: Session,
+    svc: Services,
+    terminal: TerminalPrincipal,
+    card_id: int,
+    person_id: int,
+    last: LastUse,
+    now: datetime,
+) -> None:
+    """An accepted scan farther from the card's last accepted use than anyone travels in the
+    time between (ECARD_MISUSE_MAX_SPEED_KMH): `travel.impossible`, when both merchants said
+    where they are (`signals.distance_km`)."""
+    km = signals.distance_km(last.place, terminal.place)
+    if km is None or not signals.too_far(km, now - last.at, svc.setting("MISUSE_MAX_SPEED_KMH")):
+        return
+    region = svc.setting("REGION_CODE")
+    signals.raise_signal(
+        session,
+        svc,
+        card_id=card_id,
+        person_id=person_id,
+        kind=signals.TRAVEL_IMPOSSIBLE,
+        evidence={
+            "first": signals.place(last.terminal, last.merchant, region, last.at),
+            "second": signals.place(terminal.public_id, terminal.merchant_public_id, region, now),
+            "distance_km": round(km),
+            "minutes": round((now - last.at).total_seconds() / 60, 1),
+        },
+        key=f"travel:{card_id}:{now.isoformat()}",
         now=now,
     )
 

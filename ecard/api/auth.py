@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from ecard import errors, storage
 from ecard.api import idempotency, transactions
 from ecard.api.transactions import services
+from ecard.facts import Place
 from ecard.ids import new_id
 from ecard.models import Binding, Event, RevokedToken
 from ecard.principals import HolderPrincipal, OperatorPrincipal, TerminalPrincipal
@@ -268,6 +269,7 @@ def load_principal(conn: Session | sa.Connection, claims: dict[str, Any]) -> Pri
             tuple(r.scenes.split(",")),
             bool(r.offline_capable),
             r.merchant_name,
+            place=Place(r.latitude, r.longitude, r.district),
         )
     if ptype != OPERATOR:
         raise errors.EcardError(errors.Code.AUTH_INVALID_TOKEN, "unknown principal type")

@@ -11,6 +11,7 @@ from ecard.api.common import BEARER, PROBLEMS, answer
 from ecard.api.transactions import Unit, transaction
 from ecard.api.views import card_out, merchant_out, person_out, signal_out
 from ecard.db import Tx
+from ecard.facts import Place
 
 bp = APIBlueprint(
     "operator",
@@ -244,8 +245,10 @@ def temporary_card(tx: Unit, body: s.CardApply):
 @auth.require(auth.OPERATOR)
 def create_merchant(tx: Unit, body: s.MerchantIn):
     session, now = tx.session, tx.now
+    where = body.location
+    place = Place() if where is None else Place(where.latitude, where.longitude, where.district)
     merchant = accounts.create_merchant(
-        session, name=body.name, scenes=list(body.scenes), region_code=body.region_code, now=now
+        session, name=body.name, scenes=list(body.scenes), region_code=body.region_code, now=now, place=place
     )
     out = merchant_out(merchant)
     return answer(s.MerchantOut, out, 201)

@@ -178,10 +178,27 @@ class UnfreezeIn(Strict):
         return {} if data is None else data  # flask-openapi3 passes None for a missing body
 
 
+class LocationIn(Strict):
+    """Where a merchant is (R-70's travel): WGS-84 degrees, its six-digit district code, or both."""
+
+    latitude: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    longitude: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+    district: Annotated[str, Folded, Field(pattern=r"^[0-9]{6}$")] | None = None
+
+    @model_validator(mode="after")
+    def _coordinates_or_district(self) -> "LocationIn":
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("give latitude and longitude together")
+        if self.latitude is None and self.district is None:
+            raise ValueError("give latitude and longitude, or district, or both")
+        return self
+
+
 class MerchantIn(Strict):
     name: str = Field(min_length=1, max_length=100)
     scenes: list[Scene] = Field(min_length=1, max_length=4)
     region_code: Annotated[str, Folded, Field(pattern=r"^[0-9]{6}$")]
+    location: LocationIn | None = None
 
 
 class TerminalIn(Strict):
@@ -384,11 +401,18 @@ class SignOut(Out):
     binding: SignedBindingOut
 
 
+class LocationOut(Out):
+    latitude: float | None
+    longitude: float | None
+    district: str | None
+
+
 class MerchantOut(Out):
     merchant_id: str
     name: str
     scenes: list[str]
     region_code: str
+    location: LocationOut | None = None
 
 
 class TerminalOut(Out):
@@ -626,8 +650,9 @@ class PlaceOut(Out):
 
 
 class SignalEvidenceOut(Out):
-    """What a signal rests on, by kind: the two uses of one code (`first`, `second`); a chip
-    read's place and its counter against the last one seen; a lock's moment and wrong tries."""
+    """What a signal rests on, by kind: the two uses of one code, or two uses too far apart
+    (`first`, `second`, and for travel `distance_km`, `minutes`); a chip read's place and its
+    counter against the last one seen; a lock's moment and wrong tries."""
 
     first: PlaceOut | None = None
     second: PlaceOut | None = None
@@ -638,6 +663,8 @@ class SignalEvidenceOut(Out):
     counter: int | None = None
     last_counter: int | None = None
     wrong_tries: int | None = None
+    distance_km: int | None = None  # travel: how far apart the two merchants are
+    minutes: float | None = None  # travel: the time between the two uses
 
 
 class SignalOut(Out):

@@ -108,12 +108,15 @@ def ecard_out(svc: Services, ecard: ECard, now: datetime) -> dict[str, Any]:
 
 
 def merchant_out(m: Merchant) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "merchant_id": m.public_id,
         "name": m.name,
         "scenes": m.scenes.split(","),
         "region_code": m.region_code,
     }
+    if m.latitude is not None or m.district is not None:
+        out["location"] = {"latitude": m.latitude, "longitude": m.longitude, "district": m.district}
+    return out
 
 
 def iso(value: datetime | None) -> str | None:

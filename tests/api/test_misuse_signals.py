@@ -6,6 +6,7 @@ only by the region's policy (ECARD_MISUSE_FREEZE_AFTER within ECARD_MISUSE_WINDO
 from __future__ import annotations
 
 import threading
+import unicodedata
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
@@ -243,3 +244,94 @@ def test_r70_a_proxy_sees_the_signals_on_a_dependants_card(api, family):
     assert any(e["action"] == "proxy_card_read" and e["reason"] == "misuse signals" for e in audit)
     r = api.c.get(url, headers=family["stranger"]["headers"])
     assert (r.status_code, r.json["code"]) == (404, "proxy.not_found")
+
+
+# --- impossible travel ------------------------------------------------------------------------------
+
+SHANGHAI = {"latitude": 31.2304, "longitude": 121.4737}
+HEFEI = {"latitude": 31.8206, "longitude": 117.2272}  # about 400 km from Shanghai
+
+
+def located_terminal(api: Api, location: dict, scenes=("transit",)) -> dict:
+    r = api.c.post(
+        "/api/v1/merchants",
+        json={"name": "Metro", "scenes": list(scenes), "region_code": "320100", "location": location},
+        headers=api.op,
+    )
+    assert r.status_code == 201, r.json
+    district = location.get("district")
+    assert r.json["location"]["district"] == (district and unicodedata.normalize("NFKC", district))
+    mid = r.json["merchant_id"]
+    t = api.c.post(f"/api/v1/merchants/{mid}/terminals", json={"name": "gate"}, headers=api.op).json
+    token = api.c.post(
+        "/api/v1/auth/terminal/token", json={"terminal_id": t["terminal_id"], "secret": t["secret"]}
+    ).json["access_token"]
+    return {**t, "headers": {"Authorization": f"Bearer {token}"}}
+
+
+def test_r70_two_uses_400_km_apart_10_minutes_apart_are_impossible_travel(api, clock):
+    h = api.holder()
+    here, there = located_terminal(api, SHANGHAI), located_terminal(api, HEFEI)
+    assert api.scan_new_code(h, here, "transit")["accepted"] is True
+    clock.shift(600)
+    assert api.scan_new_code(h, there, "transit")["accepted"] is True  # the scan stands
+    (signal,) = signals_of(api, h["card"])["items"]
+    assert signal["kind"] == "travel.impossible"
+    ev = signal["evidence"]
+    assert (ev["first"]["terminal"], ev["second"]["terminal"]) == (here["terminal_id"], there["terminal_id"])
+    assert 380 <= ev["distance_km"] <= 420 and ev["minutes"] == 10.0
+
+
+def test_r70_the_same_trip_in_five_hours_is_no_signal(api, clock):
+    h = api.holder()
+    assert api.scan_new_code(h, located_terminal(api, SHANGHAI), "transit")["accepted"] is True
+    clock.shift(5 * 3600)
+    h = api.holder(h["card"])
+    assert api.scan_new_code(h, located_terminal(api, HEFEI), "transit")["accepted"] is True
+    assert signals_of(api, h["card"])["items"] == []
+
+
+def test_r70_two_merchants_in_one_district_are_never_too_far(api, clock):
+    h = api.holder()
+    assert api.scan_new_code(h, located_terminal(api, {"district": "320102"}), "transit")["accepted"]
+    clock.shift(1)
+    assert api.scan_new_code(h, located_terminal(api, {"district": "３２０１０２"}), "transit")["accepted"]
+    assert signals_of(api, h["card"])["items"] == []
+
+
+def test_r70_a_merchant_that_says_nowhere_raises_no_travel_signal(api, clock):
+    h = api.holder()
+    assert api.scan_new_code(h, located_terminal(api, SHANGHAI), "transit")["accepted"] is True
+    clock.shift(60)
+    assert api.scan_new_code(h, api.terminal(("transit",)), "transit")["accepted"] is True
+    assert signals_of(api, h["card"])["items"] == []
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        {"latitude": 91, "longitude": 0},
+        {"latitude": 0, "longitude": 180.5},
+        {"latitude": 31.2},
+        {},
+        {"district": "32010"},
+        {"district": "٣٢٠١٠٢x"},
+        {"latitude": "31.2", "longitude": "121.4"},
+    ],
+)
+def test_a_merchant_location_out_of_range_is_422_and_nothing_is_made(api, location):
+    before = api.c.get("/api/v1/merchants", headers=api.op)
+    r = api.c.post(
+        "/api/v1/merchants",
+        json={"name": "Nowhere", "scenes": ["transit"], "region_code": "320100", "location": location},
+        headers=api.op,
+    )
+    assert (r.status_code, r.json["code"]) == (422, "validation.failed")
+    if before.status_code == 200:
+        assert api.c.get("/api/v1/merchants", headers=api.op).json == before.json
+
+
+def test_a_merchant_location_of_nan_is_422(api):
+    body = '{"name": "N", "scenes": ["transit"], "region_code": "320100", "location": {"latitude": NaN, "longitude": 0}}'
+    r = api.c.post("/api/v1/merchants", data=body, headers={**api.op, "Content-Type": "application/json"})
+    assert r.status_code in (400, 422)

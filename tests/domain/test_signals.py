@@ -65,3 +65,16 @@ def test_a_replay_at_another_terminal_is_a_signal_and_the_decision_stays(world, 
     assert sig.kind == signals.REPLAYED_ELSEWHERE
     ev = signals.evidence(sig)
     assert (ev["first"]["terminal"], ev["second"]["terminal"]) == (t1.public_id, t2.public_id)
+
+
+def test_distance_by_coordinates_or_one_district_and_the_speed_bound():
+    from ecard.facts import Place
+
+    shanghai, hefei = Place(31.2304, 121.4737), Place(31.8206, 117.2272)
+    assert 395 <= signals.distance_km(shanghai, hefei) <= 410
+    assert signals.distance_km(Place(district="320102"), Place(district="320102")) == 0.0
+    assert signals.distance_km(Place(district="320102"), Place(district="320104")) is None
+    assert signals.distance_km(shanghai, Place(district="310101")) is None
+    assert signals.too_far(400, timedelta(minutes=10), 1000)  # 2 400 km/h
+    assert not signals.too_far(400, timedelta(hours=1), 1000)
+    assert not signals.too_far(1.5, timedelta(0), 1000)  # neighbours: never too far
