@@ -8,7 +8,7 @@ and `settle` writes them down before any change is made.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -385,6 +385,34 @@ def _pin_locked(session: Session, svc: Services, card: Card, failures: int, now:
     )
 
 
+# China's civil time, which has no daylight saving: a working day is one in Beijing.
+BEIJING = timezone(timedelta(hours=8))
+
+
+def production_deadline(svc: Services, applied_at: datetime) -> datetime:
+    """R-12: when a card applied for at `applied_at` must be issued: ECARD_PRODUCTION_DAYS
+    working days later (Monday to Friday in Beijing), or calendar days under
+    ECARD_PRODUCTION_DAYS_KIND=calendar. Public holidays and the weekend days worked in their
+    place (调休) are not known here: a region that counts them sets calendar days."""
+    days = svc.setting("PRODUCTION_DAYS")
+    if svc.setting("PRODUCTION_DAYS_KIND") == "calendar":
+        return applied_at + timedelta(days=days)
+    local = applied_at.astimezone(BEIJING)
+    while days:
+        local += timedelta(days=1)
+        days -= local.weekday() < 5
+    return local.astimezone(applied_at.tzinfo)
+
+
+def overdue(session: Session, now: datetime, *, after_id: int | None, limit: int) -> list[Card]:
+    """R-12: cards applied for and not issued by their deadline, the longest waiting first
+    (by application), a page of `limit` after `after_id`."""
+    q = sa.select(Card).where(Card.status == APPLIED, Card.production_deadline < now)
+    if after_id is not None:
+        q = q.where(Card.id > after_id)
+    return list(session.scalars(q.order_by(Card.id).limit(limit)))
+
+
 def unlock_pin(session: Session, card: Card, *, actor: Actor, now: datetime) -> Card:
     card.pin_locked = False
     card.pin_failures = 0
@@ -421,7 +449,7 @@ def apply(session: Session, svc: Services, person: Person, *, actor: Actor, now:
         if existing.live:
             _refuse_as_existing(session, existing, None, actor=actor, now=now)
     card = _new_card(session, svc, person, kind="formal", status=APPLIED, now=now)
-    card.production_deadline = now + timedelta(days=svc.setting("PRODUCTION_DAYS"))
+    card.production_deadline = production_deadline(svc, now)
     session.add(
         Event(
             person_id=person.id,

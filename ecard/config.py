@@ -82,7 +82,10 @@ SETTINGS: dict[str, tuple[Any, type, Bounds]] = {
     "REGION_CODE": ("320100", str, re.compile(r"[0-9]{6}", re.ASCII)),  # the issuing region
     "ISSUER": ("ecard.320100", str, re.compile(r"[!-~]{1,100}", re.ASCII)),  # JWT `iss`, trust-list issuer
     "CARD_GENERATION": (3, int, (2, 3)),  # new cards are 3rd generation (SM4) unless changed
-    "PRODUCTION_DAYS": (30, int, (1, 365)),  # first issue deadline, days
+    # the first issue's deadline, PRODUCTION_DAYS working days (Shaoguan: 30) or calendar
+    # days (Jiaxing: 60) after the application
+    "PRODUCTION_DAYS": (30, int, (1, 365)),
+    "PRODUCTION_DAYS_KIND": ("working", str, frozenset({"working", "calendar"})),
     "TEMP_CARD_DAYS": (90, int, (1, 365)),
     "FEE_REISSUE": (2000, int, (0, 1_000_000)),  # price-office fee in fen (chosen)
     "FEE_REPLACE": (2000, int, (0, 1_000_000)),

@@ -9,7 +9,7 @@ from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, answer
 from ecard.api.transactions import Unit, transaction
-from ecard.api.views import card_out, merchant_out, person_out, signal_out
+from ecard.api.views import card_out, iso, merchant_out, person_out, signal_out
 from ecard.db import Tx
 from ecard.facts import Place
 
@@ -95,6 +95,28 @@ def apply_card(tx: Unit, body: s.CardApply):
     person = persons.get(session, body.person_id)
     card = cards.apply(session, svc, person, actor=tx.actor, now=now)
     return _card_response(tx, card, 201)
+
+
+@bp.get("/cards/overdue", responses={200: s.OverdueCardsOut})
+@transaction(Tx.READ)
+@auth.require(auth.OPERATOR)
+def overdue_cards(tx: Unit, query: s.AfterQuery):
+    """R-12: cards applied for and not yet issued by their production deadline, the longest
+    waiting first. Card numbers and opaque person ids only: no personal data is read."""
+    after = int(query.after) if query.after is not None else None  # ASCII digits (s.Cursor)
+    found = cards.overdue(tx.session, tx.now, after_id=after, limit=query.limit)
+    items = [
+        {
+            "card_no": c.card_no,
+            "person_id": c.person.public_id,
+            "applied_at": iso(c.applied_at),
+            "production_deadline": iso(c.production_deadline),
+            "days_overdue": (tx.now - c.production_deadline).days,
+        }
+        for c in found
+    ]
+    nxt = str(found[-1].id) if len(found) == query.limit else None
+    return answer(s.OverdueCardsOut, {"items": items, "next": nxt})
 
 
 @bp.get("/cards/<card_no>", responses={200: s.CardOut})

@@ -236,6 +236,25 @@ Cursor = Annotated[
 ]
 
 
+class AfterQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=50, ge=1, le=200)
+    after: Cursor | None = None
+
+
+class OverdueCardOut(Out):
+    card_no: str
+    person_id: str
+    applied_at: Timestamp
+    production_deadline: Timestamp
+    days_overdue: int
+
+
+class OverdueCardsOut(Out):
+    items: list[OverdueCardOut]
+    next: str | None  # the `after` of the next page
+
+
 class PurposeIn(Strict):
     """Why a window acts on a holder's record, stated (R-72): recorded in the person's audit."""
 

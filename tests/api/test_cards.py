@@ -12,7 +12,8 @@ def test_apply_issue_and_history(api):
     r = api.c.post("/api/v1/cards", json={"person_id": person["person_id"]}, headers=api.op)
     assert r.status_code == 201
     assert r.json["status"] == "applied" and len(r.json["card_no"]) == 9
-    assert r.json["production_deadline"].startswith((T0 + timedelta(days=30)).date().isoformat())
+    # R-12: 30 working days from Monday 2 March: six weeks, Monday 13 April
+    assert r.json["production_deadline"].startswith("2026-04-13")
     no = r.json["card_no"]
     r = api.card_action(no, "issue", pin="285714")
     assert r.status_code == 200
@@ -261,3 +262,58 @@ def test_r23_the_automatic_pin_lock_is_in_the_card_history(api):
     # A try on the locked card does not record another lock.
     api.sign(card, pin="000004")
     assert len([e for e in api.card(card)["history"] if e["action"] == "pin_locked"]) == 1
+
+
+# --- R-12: the production deadline ------------------------------------------------------------------
+
+
+def _apply(api) -> dict:
+    r = api.c.post("/api/v1/cards", json={"person_id": api.person()["person_id"]}, headers=api.op)
+    assert r.status_code == 201, r.json
+    return r.json
+
+
+def test_r12_working_days_skip_weekends_in_beijing(api, clock):
+    """Applied at 00:30 on Monday 9 March in Beijing, which is still Sunday in UTC: 30 working
+    days are counted on Beijing's calendar, six weeks to Monday 20 April 00:30 in Beijing (Sunday
+    19 April in UTC). Counted on UTC's calendar they would end on Friday 17 April."""
+    clock.move_to(T0 + timedelta(days=6, hours=7, minutes=30))  # Sunday 8 March, 16:30 UTC
+    assert _apply(api)["production_deadline"].startswith("2026-04-19T16:30")
+
+
+def test_r12_the_calendar_variant(api, app):
+    config = app.extensions["ecard.services"].config
+    old = config["ECARD_PRODUCTION_DAYS"], config["ECARD_PRODUCTION_DAYS_KIND"]
+    config["ECARD_PRODUCTION_DAYS"], config["ECARD_PRODUCTION_DAYS_KIND"] = 60, "calendar"  # Jiaxing
+    try:
+        assert _apply(api)["production_deadline"].startswith((T0 + timedelta(days=60)).date().isoformat())
+    finally:
+        config["ECARD_PRODUCTION_DAYS"], config["ECARD_PRODUCTION_DAYS_KIND"] = old
+
+
+def test_r12_the_window_lists_overdue_cards_longest_waiting_first(api, clock):
+    first, second, issued = _apply(api), _apply(api), _apply(api)
+    api.card_action(issued["card_no"], "issue", pin="285714")
+    r = api.c.get("/api/v1/cards/overdue", headers=api.op)
+    assert r.status_code == 200 and first["card_no"] not in [c["card_no"] for c in r.json["items"]]
+    clock.move_to(T0 + timedelta(days=45))
+    items = []
+    page = api.c.get("/api/v1/cards/overdue", query_string={"limit": 1}, headers=api.op).json
+    while True:
+        items += page["items"]
+        if page["next"] is None:
+            break
+        page = api.c.get(
+            "/api/v1/cards/overdue", query_string={"limit": 1, "after": page["next"]}, headers=api.op
+        ).json
+    numbers = [c["card_no"] for c in items]
+    assert numbers.index(first["card_no"]) < numbers.index(second["card_no"])
+    assert issued["card_no"] not in numbers
+    mine = next(c for c in items if c["card_no"] == first["card_no"])
+    assert mine["days_overdue"] == 3 and mine["person_id"] == first["person_id"]
+
+
+@pytest.mark.parametrize("after", ["１２", "18446744073709551616", "x"])
+def test_r12_a_bad_overdue_cursor_is_422(api, after):
+    r = api.c.get("/api/v1/cards/overdue", query_string={"after": after}, headers=api.op)
+    assert (r.status_code, r.json["code"]) == (422, "validation.failed")
