@@ -220,17 +220,29 @@ def set_password(
         _check_password(session, svc, ecard, old, now=now)
     first = ecard.password_hash is None
     ecard.password_hash, ecard.password_failures, ecard.password_locked_until = new.hash, 0, None
+    action = "ecard_password_set" if first else "ecard_password_changed"
+    _password_event(
+        session, ecard, action, actor, "with the PIN" if pin is not None else "with the current password", now
+    )
+
+
+def _password_event(
+    session: Session, ecard: ECard, action: str, actor: Actor, reason: str, now: datetime
+) -> None:
+    """A change of the e-card's password (set, changed, reset, locked) in the holder's audit,
+    and every channel's payment window closed: whoever changed or is guessing it must not keep
+    paying on a window opened before."""
     session.execute(sa.update(Binding).where(Binding.ecard_id == ecard.id).values(unlocked_until=None))
     session.add(
         Event(
             person_id=ecard.person_id,
             card_id=ecard.card_id,
             at=now,
-            action="ecard_password_set" if first else "ecard_password_changed",
+            action=action,
             actor_type=actor.type,
             actor_ref=actor.ref,
             channel=actor.channel,
-            reason="with the PIN" if pin is not None else "with the current password",
+            reason=reason,
         )
     )
 
@@ -268,19 +280,8 @@ def reset_password(session: Session, card: Card, *, purpose: str, actor: Actor, 
     if ecard.password_hash is None:
         raise EcardError(Code.ECARD_NO_PASSWORD)
     ecard.password_hash, ecard.password_failures, ecard.password_locked_until = None, 0, None
-    session.execute(sa.update(Binding).where(Binding.ecard_id == ecard.id).values(unlocked_until=None))
-    session.add(
-        Event(
-            person_id=ecard.person_id,
-            card_id=ecard.card_id,
-            at=now,
-            action="ecard_password_reset",
-            actor_type=actor.type,
-            actor_ref=actor.ref,
-            channel=actor.channel,
-            reason=reads.at_window("the electronic card's password cleared, the holder's ID shown", purpose),
-        )
-    )
+    why = reads.at_window("the electronic card's password cleared, the holder's ID shown", purpose)
+    _password_event(session, ecard, "ecard_password_reset", actor, why, now)
     return ecard
 
 
@@ -321,20 +322,8 @@ def _check_password(
     lock = svc.setting("ECARD_PASSWORD_LOCK")
 
     def on_lock(failures: int) -> None:
-        # A lock closes every channel's payment window, as a change does: whoever is guessing
-        # must not keep paying on a window opened before.
-        session.execute(sa.update(Binding).where(Binding.ecard_id == ecard.id).values(unlocked_until=None))
-        session.add(
-            Event(
-                person_id=ecard.person_id,
-                card_id=ecard.card_id,
-                at=now,
-                action="ecard_password_locked",
-                actor_type=SYSTEM.type,
-                actor_ref=SYSTEM.ref,
-                channel=SYSTEM.channel,
-                reason=f"{failures} wrong passwords in a row",
-            )
+        _password_event(
+            session, ecard, "ecard_password_locked", SYSTEM, f"{failures} wrong passwords in a row", now
         )
         signals.raise_signal(
             session,

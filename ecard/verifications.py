@@ -394,12 +394,7 @@ def _signal_replay(
             first.acquirer_region or svc.setting("REGION_CODE"),
             first.scanned_at or first.at,
         ),
-        "second": signals.place(
-            terminal.public_id,
-            terminal.merchant_public_id if terminal.region_code is None else terminal.merchant_name,
-            terminal.region_code or svc.setting("REGION_CODE"),
-            scanned_at or now,
-        ),
+        "second": _here(svc, terminal, scanned_at or now),
     }
     signals.raise_signal(
         session,
@@ -411,6 +406,13 @@ def _signal_replay(
         key=f"replay:{nonce.hex()}",
         now=now,
     )
+
+
+def _here(svc: Services, terminal: TerminalPrincipal, at: datetime) -> dict[str, Any]:
+    """A signal's evidence of where this terminal's scan was: ours, or a peer region's."""
+    if terminal.region_code is None:
+        return signals.place(terminal.public_id, terminal.merchant_public_id, svc.setting("REGION_CODE"), at)
+    return signals.place(terminal.public_id, terminal.merchant_name, terminal.region_code, at)
 
 
 def _signal_travel(
@@ -437,7 +439,7 @@ def _signal_travel(
         kind=signals.TRAVEL_IMPOSSIBLE,
         evidence={
             "first": signals.place(last.terminal, last.merchant, region, last.at),
-            "second": signals.place(terminal.public_id, terminal.merchant_public_id, region, now),
+            "second": _here(svc, terminal, now),
             "distance_km": round(km),
             "minutes": round((now - last.at).total_seconds() / 60, 1),
         },
@@ -865,12 +867,7 @@ def judge_chip(
             person_id=chip.person_id,
             kind=signals.CHIP_COUNTER_BACKWARDS,
             evidence={
-                **signals.place(
-                    terminal.public_id,
-                    terminal.merchant_public_id if terminal.region_code is None else terminal.merchant_name,
-                    terminal.region_code or svc.setting("REGION_CODE"),
-                    now,
-                ),
+                **_here(svc, terminal, now),
                 "counter": read["atc"],
                 "last_counter": chip.last_atc,
             },
