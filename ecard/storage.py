@@ -230,8 +230,9 @@ VERIFICATION_FIELDS = (
     "acquirer_terminal",
 )
 _RECORD = Prepared(sa.insert(Verification).values({name: sa.bindparam(name) for name in VERIFICATION_FIELDS}))
-# The card's last accepted use, joined to the card's own statement (R-70's travel): one index
-# seek (`ix_verifications_card_id_id`) and two primary-key look-ups, no statement of its own.
+# The card's last accepted use, joined to the card's own statement when the scan's merchant has
+# a place (R-70's travel): one index seek (`ix_verifications_card_id_id`) and two primary-key
+# look-ups, no statement of its own.
 _LastUse = aliased(Verification, name="last_use")
 _LastTerminal = aliased(Terminal, name="last_terminal")
 _LastMerchant = aliased(Merchant, name="last_merchant")
@@ -242,6 +243,11 @@ _LAST_USE_ID = (
     .scalar_subquery()
 )
 _CARD_AND_HOLDER = Prepared(
+    sa.select(*_CARD_COLUMNS, *_HOLDER_COLUMNS)
+    .join(Person, Person.id == Card.person_id)
+    .where(Card.id == sa.bindparam("card_id_"))
+)
+_CARD_HOLDER_AND_LAST_USE = Prepared(
     sa.select(
         *_CARD_COLUMNS,
         *_HOLDER_COLUMNS,
@@ -409,14 +415,18 @@ def record_verification(session: Session, values: Mapping[str, Any]) -> None:
     _RECORD.execute(session, values)
 
 
-def card_and_holder(session: Session, card_id: int) -> tuple[CardState, HolderFacts, LastUse | None] | None:
-    """The card's state, its holder's facts and its last accepted use (None: never used), in one
-    statement; None for no such card."""
-    r = _CARD_AND_HOLDER.first(session, {"card_id_": card_id})
+def card_and_holder(
+    session: Session, card_id: int, *, last_use: bool = False
+) -> tuple[CardState, HolderFacts, LastUse | None] | None:
+    """The card's state, its holder's facts and, with `last_use`, its last accepted use (None:
+    never used, or not asked), in one statement; None for no such card. Only a scan at a merchant
+    that said where it is asks for the last use: elsewhere no travel can be judged, and the scan
+    pays nothing for it."""
+    r = (_CARD_HOLDER_AND_LAST_USE if last_use else _CARD_AND_HOLDER).first(session, {"card_id_": card_id})
     if r is None:
         return None
     last = None
-    if r.last_at is not None:
+    if last_use and r.last_at is not None:
         place = Place(r.last_latitude, r.last_longitude, r.last_district)
         last = LastUse(r.last_at, r.last_terminal, r.last_merchant, place)
     return _card_state(r), _holder(r), last

@@ -327,7 +327,8 @@ def _judge(
     except SceneRefused as exc:
         return done(Decision(False, exc.reason, str(code.scene)), nonce=code.nonce)
     card_id, link_id = struct.unpack(">QQ", qr.open_handle(ring, code))
-    found = storage.card_and_holder(session, card_id)
+    located = terminal.place.latitude is not None or terminal.place.district is not None
+    found = storage.card_and_holder(session, card_id, last_use=located and not offline)
     if found is None:  # a valid signature over a handle we never made: a key problem, not a holder
         return done(Decision(False, Reason.QR_BAD_SIGNATURE, judged), nonce=code.nonce)
     card, holder, last_use = found
