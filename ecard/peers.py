@@ -112,7 +112,11 @@ class Peers:
         """Hold in memory the lists kept in the database (another process of this deployment may
         have fetched them). A kept list that no longer verifies against the document's root for
         its region (the document changed) is not used."""
-        rows = storage.peer_lists(session)
+        self._hold(storage.peer_lists(session, tokens=False))
+
+    def _hold(self, rows: dict[str, Any]) -> None:
+        """`load` from `rows` read without their tokens: a token is read (and checked) only when
+        its version is not the one held, so a worker's look every tick reads no list."""
         held = {code: row.version for code, row in rows.items() if code in self.peers}
         if held == self._held:
             return
@@ -129,7 +133,9 @@ class Peers:
         """The peers whose list should be fetched now: none kept, the last fetch failed, kept for
         `refresh_every`, or half its life gone. (`refresh` waits RETRY_FAILED_FETCH after its own
         failed fetch.)"""
-        rows = storage.peer_lists(session)
+        return self._due(storage.peer_lists(session, tokens=False), now)
+
+    def _due(self, rows: dict[str, Any], now: datetime) -> list[str]:
         out = []
         for code in self.peers:
             row = rows.get(code)
@@ -162,10 +168,11 @@ class Peers:
         """Fetch the lists that are due (or `regions`), keep the good ones, and hold what is kept.
         The fetches run outside any transaction. Returns region -> "kept", "older" or the error."""
         with database.new_session(Tx.READ) as session:
-            wanted = self.due(session, now) if regions is None else regions
+            rows = storage.peer_lists(session, tokens=False)
+            wanted = self._due(rows, now) if regions is None else regions
             wanted = [c for c in wanted if regions is not None or now >= self._failed.get(c, now)]
             if not wanted:
-                self.load(session)
+                self._hold(rows)
                 return {}
         fetched: dict[str, tuple[str, dict[str, Any]] | str] = {}
         for code in wanted:

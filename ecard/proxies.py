@@ -300,18 +300,25 @@ def read_dependant(
     hour. Raises what `as_proxy` raises, except `proxy.ended`."""
     link = as_proxy(session, svc, proxy, dependant_id, now, require_active=False)
     if link_status(link, now)[0] == "active":
-        card_id = session.scalar(sa.select(ECard.card_id).where(ECard.person_id == link.dependant_person_id))
-        reads.record(
-            session,
-            link.dependant_person_id,
-            action=reads.PROXY_CARD_READ,
-            what="card status",
-            actor=actor,
-            now=now,
-            card_id=card_id,
-            hourly=True,
-        )
+        _read_card(session, link, "card status", actor=actor, now=now)
     return link
+
+
+def _read_card(session: Session, link: ProxyLink, what: str, *, actor: Actor, now: datetime) -> int | None:
+    """Record the proxy's read of `what` on the dependant's card in the dependant's audit, once
+    per proxy, card and hour (R-63, R-72); returns the card's id (None: no e-card yet)."""
+    card_id = session.scalar(sa.select(ECard.card_id).where(ECard.person_id == link.dependant_person_id))
+    reads.record(
+        session,
+        link.dependant_person_id,
+        action=reads.PROXY_CARD_READ,
+        what=what,
+        actor=actor,
+        now=now,
+        card_id=card_id,
+        hourly=True,
+    )
+    return card_id
 
 
 def dependant_signals(
@@ -329,20 +336,8 @@ def dependant_signals(
     sees them in their audit: a read of the dependant's card, recorded once an hour (R-72).
     Raises what `as_proxy` raises."""
     link = as_proxy(session, svc, proxy, dependant_id, now)
-    card_id = session.scalar(sa.select(ECard.card_id).where(ECard.person_id == link.dependant_person_id))
-    if card_id is None:
-        return []
-    reads.record(
-        session,
-        link.dependant_person_id,
-        action=reads.PROXY_CARD_READ,
-        what="misuse signals",
-        actor=actor,
-        now=now,
-        card_id=card_id,
-        hourly=True,
-    )
-    return signals.of_card(session, card_id, before_id=before_id, limit=limit)
+    card_id = _read_card(session, link, "misuse signals", actor=actor, now=now)
+    return [] if card_id is None else signals.of_card(session, card_id, before_id=before_id, limit=limit)
 
 
 def unbind(session: Session, proxy: Person, dependant_id: str, *, actor: Actor, now: datetime) -> ProxyLink:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, defer
 
 from ecard.facts import CardState, ChipCard, HolderFacts, LastUse, Place
 from ecard.models import (
@@ -242,15 +242,14 @@ _LAST_USE_ID = (
     .where(_Earlier.card_id == Card.id, _Earlier.accepted.is_(True))
     .scalar_subquery()
 )
-_CARD_AND_HOLDER = Prepared(
+_CARD_AND_HOLDER_SELECT = (
     sa.select(*_CARD_COLUMNS, *_HOLDER_COLUMNS)
     .join(Person, Person.id == Card.person_id)
     .where(Card.id == sa.bindparam("card_id_"))
 )
+_CARD_AND_HOLDER = Prepared(_CARD_AND_HOLDER_SELECT)
 _CARD_HOLDER_AND_LAST_USE = Prepared(
-    sa.select(
-        *_CARD_COLUMNS,
-        *_HOLDER_COLUMNS,
+    _CARD_AND_HOLDER_SELECT.add_columns(
         sa.func.coalesce(_LastUse.scanned_at, _LastUse.at).label("last_at"),
         _LastTerminal.public_id.label("last_terminal"),
         _LastMerchant.public_id.label("last_merchant"),
@@ -258,11 +257,9 @@ _CARD_HOLDER_AND_LAST_USE = Prepared(
         _LastMerchant.longitude.label("last_longitude"),
         _LastMerchant.district.label("last_district"),
     )
-    .join(Person, Person.id == Card.person_id)
     .outerjoin(_LastUse, _LastUse.id == _LAST_USE_ID)
     .outerjoin(_LastTerminal, _LastTerminal.id == _LastUse.terminal_id)
     .outerjoin(_LastMerchant, _LastMerchant.id == _LastTerminal.merchant_id)
-    .where(Card.id == sa.bindparam("card_id_"))
 )
 _CARD_FOR_CHIP = Prepared(
     sa.select(
@@ -512,9 +509,13 @@ def pin_hash(conn: Session | Connection, card_no: str) -> str | None:
 # --- the federation's peer lists ----------------------------------------------------------------------
 
 
-def peer_lists(session: Session) -> dict[str, PeerTrustList]:
-    """Every peer region's last good signed list, by region code."""
-    return {row.region_code: row for row in session.scalars(sa.select(PeerTrustList))}
+def peer_lists(session: Session, *, tokens: bool = True) -> dict[str, PeerTrustList]:
+    """Every peer region's last good signed list, by region code; without `tokens`, the lists
+    themselves are read only when a row's `token` is used."""
+    q = sa.select(PeerTrustList)
+    if not tokens:
+        q = q.options(defer(PeerTrustList.token))
+    return {row.region_code: row for row in session.scalars(q)}
 
 
 def keep_peer_list(
