@@ -20,6 +20,7 @@ from ecard.errors import Code, EcardError
 from ecard.facts import CardState
 from ecard.hashing import Checked, Hashed
 from ecard.idnumber import check_card_no, make_card_no
+from ecard.ids import new_id
 from ecard.models import (
     APPLIED,
     CANCELLED,
@@ -47,7 +48,7 @@ REPLACE_REASONS = (
     "renewal",
     "quality_fault",
 )
-CANCEL_REASONS = ("death", "emigration", "transfer", "entitlement_ended")
+CANCEL_REASONS = ("death", "declared_death", "missing", "emigration", "transfer", "entitlement_ended")
 LOSS_KINDS = ("temporary", "formal")
 
 
@@ -463,6 +464,7 @@ def apply(session: Session, svc: Services, person: Person, *, actor: Actor, now:
             channel=actor.channel,
         )
     )
+    _ecard_applied(session, person, card, now)
     return card
 
 
@@ -649,11 +651,16 @@ def cancel(session: Session, svc: Services, card: Card, *, reason: str, actor: A
     """R-20: the card's cancellation, terminal; the electronic card ends with it (R-43). What
     else ends with it (the proxy bindings, R-63) is `ecard.cancellation.cancel`'s part.
     Raises the dead-card errors for a card already cancelled or replaced."""
+    refuse_if_ended(session, svc, card, now)
+    _transition(session, card, CANCELLED, "cancelled", actor, now, reason=reason)
+    return card
+
+
+def refuse_if_ended(session: Session, svc: Services, card: Card, now: datetime) -> None:
+    """Raises the dead-card errors for a card already cancelled, reissued or replaced."""
     settle(session, svc, card, now)
     if card.status in (CANCELLED, REISSUED, REPLACED):
         _refuse_dead(card)
-    _transition(session, card, CANCELLED, "cancelled", actor, now, reason=reason)
-    return card
 
 
 def freeze(session: Session, svc: Services, card: Card, *, reason: str, actor: Actor, now: datetime) -> Card:
@@ -729,6 +736,16 @@ def read_at_window(session: Session, card_no: str, *, purpose: str, actor: Actor
         card_id=card.id,
     )
     return card
+
+
+def _ecard_applied(session: Session, person: Person, card: Card, now: datetime) -> None:
+    """R-40: applying for the card applies for the electronic card too. It is `pending` until
+    the card is issued (`ecards.status`); a person who had one (an earlier card cancelled or
+    expired) keeps it, and it follows the new card."""
+    if session.scalar(sa.select(ECard.id).where(ECard.person_id == person.id)) is None:
+        session.add(ECard(public_id=new_id("ec"), person_id=person.id, card_id=card.id, created_at=now))
+    else:
+        _follow(session, person, card)
 
 
 def _follow(session: Session, person: Person, card: Card) -> None:

@@ -63,7 +63,17 @@ def demo() -> None:
         for id_number, name in DEMO_PERSONS:
             person = persons.find_by_id_number(session, svc, id_number)
             if person is None:
-                person = persons.register(session, svc, id_number=id_number, name=name, phone=None, now=now)
+                person = persons.register(
+                    session,
+                    svc,
+                    id_number=id_number,
+                    name=name,
+                    phone=None,
+                    eligibility=persons.Eligibility(
+                        "household_registration", "household_register", "DEMO-0001"
+                    ),
+                    now=now,
+                )
             card = cards.live_card(session, person.id)
             if card is None:
                 card = cards.apply(session, svc, person, actor=window, now=now)

@@ -47,6 +47,12 @@ def status(svc: Services, ecard: ECard, now: datetime) -> str:
     return "active" if card_status == ISSUED else "ended"
 
 
+def of_card(session: Session, card: Card) -> ECard | None:
+    """The electronic card that follows `card` (made at its application, R-40), or None: a card
+    the e-card has moved on from, a temporary card, a card applied for before R-40 was kept."""
+    return session.scalar(sa.select(ECard).where(ECard.card_id == card.id))
+
+
 def refuse_unless_active(svc: Services, ecard: ECard, now: datetime) -> Card:
     """Raise the card's own error (card.lost, card.frozen ...) when the e-card cannot be used."""
     cards.refuse_unless_usable_at(svc, ecard.card.state, now)
@@ -274,9 +280,9 @@ def reset_password(session: Session, card: Card, *, purpose: str, actor: Actor, 
 
     Raises `ecard.not_found` (no e-card signed for the card), `ecard.no_password`.
     """
-    ecard = session.scalar(sa.select(ECard).where(ECard.card_id == card.id))
+    ecard = of_card(session, card)
     if ecard is None:
-        raise EcardError(Code.ECARD_NOT_FOUND, "no electronic card is signed for this card")
+        raise EcardError(Code.ECARD_NOT_FOUND, "no electronic card follows this card")
     if ecard.password_hash is None:
         raise EcardError(Code.ECARD_NO_PASSWORD)
     ecard.password_hash, ecard.password_failures, ecard.password_locked_until = None, 0, None

@@ -104,6 +104,14 @@ class Code(StrEnum):
     # --- persons ----------------------------------------------------------------------------------
     PERSON_NOT_FOUND = "person.not_found", 404, "人员不存在", "Person not found"
     PERSON_EXISTS = "person.exists", 409, "该身份证号码已登记", "Person already registered"
+    # no local household registration nor local insurance shown, or a document that does
+    # not show the basis claimed
+    PERSON_NOT_ELIGIBLE = (
+        "person.not_eligible",
+        422,
+        "不符合社会保障卡申领条件",
+        "Not eligible for a card here",
+    )
     RELATION_EXISTS = "relation.exists", 409, "亲属关系已登记", "Relation already recorded"
     # a person as their own relative, or ages the wrong way round
     RELATION_INVALID = "relation.invalid", 422, "亲属关系不合法", "Invalid relation"
@@ -134,6 +142,22 @@ class Code(StrEnum):
     )
     # withdrawing a loss after a reissue, or a formal loss anywhere but a service window
     CARD_UNHANG_REFUSED = "card.unhang_refused", 409, "该挂失不能解除", "This loss report cannot be withdrawn"
+    # a death or a missing person is reported by a guardian or a household member, not
+    # the holder; anyone but the holder must be on record as the holder's guardian (a guardian
+    # or a parent) or household member (a relation shown by the household register)
+    CANCELLATION_REQUESTER = (
+        "cancellation.requester",
+        422,
+        "申请人无权办理该注销",
+        "This person may not ask for this cancellation",
+    )
+    # a death or a missing person needs its proof (a death certificate, a court's judgment)
+    CANCELLATION_PROOF_REQUIRED = (
+        "cancellation.proof_required",
+        422,
+        "请提供有效证明",
+        "The proof for this cancellation is missing or of the wrong kind",
+    )
 
     # --- PIN --------------------------------------------------------------------------------------
     # not 6 digits, one repeated digit, a straight run or the birth date
@@ -293,6 +317,8 @@ class Reason(StrEnum):
     QR_TOTP_INVALID = "qr.totp_invalid"
     QR_REPLAYED = "qr.replayed"
     QR_SCENE_REQUIRED = "qr.scene_required"
+    # an `ED1:` code of a device credential revoked (the card stopped being live, the phone lost)
+    QR_CREDENTIAL_REVOKED = "qr.credential_revoked"
     QR_IDENTITY_CODE_REQUIRED = "qr.identity_code_required"
     QR_TOO_MANY_ATTEMPTS = "qr.too_many_attempts"
     # the card (`cards.unusable_reason`), the family binding and the e-card's password (R-45: an

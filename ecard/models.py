@@ -43,6 +43,11 @@ class Person(Base):
     birth_date: Mapped[date]
     sex: Mapped[str] = mapped_column(sa.String(1))  # "M" or "F", derived from the ID number
     created_at: Mapped[datetime]
+    # R-03: why this region issues the person a card, with the document the window saw (its
+    # number encrypted). None for a person registered before the check was made.
+    eligibility: Mapped[str | None] = mapped_column(sa.String(24))
+    eligibility_evidence_kind: Mapped[str | None] = mapped_column(sa.String(32))
+    eligibility_evidence_no_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
 
 
 class Relation(Base):
@@ -151,6 +156,23 @@ class Event(Base):
     channel: Mapped[str | None] = mapped_column(sa.String(16))  # window | app | wechat | ...
     reason: Mapped[str | None] = mapped_column(sa.String(200))
     fee: Mapped[int | None]
+
+
+class Cancellation(Base):
+    """Who asked for a card's cancellation and what they showed (R-20): the holder, or for a
+    death or a missing person a guardian or a household member with the proof."""
+
+    __tablename__ = "cancellations"
+    id: Mapped[RowId] = mapped_column(primary_key=True)
+    card_id: Mapped[RowId] = mapped_column(sa.ForeignKey("cards.id"), unique=True)
+    reason: Mapped[str] = mapped_column(sa.String(24))
+    requested_by: Mapped[str] = mapped_column(sa.String(24))  # holder | guardian | household_member
+    requester_id: Mapped[RowId | None] = mapped_column(sa.ForeignKey("persons.id"))
+    requester: Mapped[Person | None] = relationship()
+    proof_kind: Mapped[str | None] = mapped_column(sa.String(32))
+    proof_no_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    recorded_by: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[datetime]
 
 
 class ECard(Base):

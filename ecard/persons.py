@@ -24,12 +24,31 @@ EVIDENCE_KINDS = (
     "other",
 )
 
-ID_CTX, NAME_CTX, PHONE_CTX, EVIDENCE_CTX = (
+ID_CTX, NAME_CTX, PHONE_CTX, EVIDENCE_CTX, ELIGIBILITY_CTX = (
     b"person.id_number",
     b"person.name",
     b"person.phone",
     b"relation.evidence",
+    b"person.eligibility",
 )
+
+# R-03: a card is for a resident with this region's household registration, or for someone
+# insured here (a worker from elsewhere and, in most regions, their children), each shown by its
+# document. Nothing the service holds can tell a household registration from the ID number (its
+# region code is where the number was first given), so the window records what it saw.
+ELIGIBILITY = {
+    "household_registration": ("household_register", "household_certificate"),
+    "local_insurance": ("insurance_record",),
+}
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """Why the region issues the person a card (`ELIGIBILITY`), and the document shown."""
+
+    basis: str
+    evidence_kind: str
+    evidence_no: str
 
 
 @dataclass(frozen=True)
@@ -62,9 +81,19 @@ def find_by_id_number(session: Session, svc: Services, id_number: str) -> Person
 
 
 def register(
-    session: Session, svc: Services, *, id_number: str, name: str, phone: str | None, now: datetime
+    session: Session,
+    svc: Services,
+    *,
+    id_number: str,
+    name: str,
+    phone: str | None,
+    eligibility: Eligibility | None,
+    now: datetime,
 ) -> Person:
-    """Record a person. Raises `validation.id_number`, `person.exists`."""
+    """Record a person who may hold this region's card (R-03), with the basis and its document.
+
+    Raises, in this order, `validation.id_number`, `person.not_eligible` (no basis, or a document
+    that does not show the basis claimed), `person.exists`; nothing is recorded then."""
     try:
         parsed = parse_id_number(id_number)
     except ValueError as exc:
@@ -75,6 +104,7 @@ def register(
             "the birth date is in the future",
             errors={"id_number": ["the birth date is in the future"]},
         )
+    eligibility = check_eligibility(eligibility)
     if find_by_id_number(session, svc, parsed.value) is not None:
         raise EcardError(Code.PERSON_EXISTS)
     person = Person(
@@ -86,10 +116,31 @@ def register(
         birth_date=parsed.birth_date,
         sex=parsed.sex,
         created_at=now,
+        eligibility=eligibility.basis,
+        eligibility_evidence_kind=eligibility.evidence_kind,
+        eligibility_evidence_no_enc=svc.vault.encrypt(eligibility.evidence_no, context=ELIGIBILITY_CTX),
     )
     session.add(person)
     session.flush()
     return person
+
+
+def check_eligibility(eligibility: Eligibility | None) -> Eligibility:
+    """R-03's one check. Returns `eligibility`; raises `person.not_eligible`."""
+    if eligibility is None:
+        raise EcardError(
+            Code.PERSON_NOT_ELIGIBLE,
+            "a card is for residents with local household registration or people insured here: "
+            "say which, with the document shown",
+        )
+    kinds = ELIGIBILITY.get(eligibility.basis)
+    if kinds is None:
+        raise EcardError(Code.PERSON_NOT_ELIGIBLE, f"{eligibility.basis!r} is no basis for a card here")
+    if eligibility.evidence_kind not in kinds or not eligibility.evidence_no:
+        raise EcardError(
+            Code.PERSON_NOT_ELIGIBLE, f"{eligibility.basis} is shown by one of: {', '.join(kinds)}"
+        )
+    return eligibility
 
 
 def get(session: Session, public_id: str) -> Person:
@@ -171,8 +222,12 @@ def record_relation(
 
 def relation_of(session: Session, person: Person, relative: Person) -> str | None:
     """What `relative` is to `person` on record, or None."""
+    rel = relation_record(session, person, relative)
+    return rel.relation if rel else None
+
+
+def relation_record(session: Session, person: Person, relative: Person) -> Relation | None:
+    """The record of what `relative` is to `person`, with its evidence's kind, or None."""
     return session.scalar(
-        sa.select(Relation.relation).where(
-            Relation.person_id == person.id, Relation.relative_id == relative.id
-        )
+        sa.select(Relation).where(Relation.person_id == person.id, Relation.relative_id == relative.id)
     )

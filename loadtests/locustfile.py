@@ -97,6 +97,11 @@ BUDGET_P95_MS = {
     "POST /api/v1/cards/[card_no]/issue": 1000,
 }
 MAX_ERROR_RATIO = 0.01
+# every person registered here is a local resident, with the household register seen.
+ELIGIBLE = {
+    "basis": "household_registration",
+    "evidence": {"kind": "household_register", "number": "LOADTEST"},
+}
 
 _new_person = count(WORLD["new_person_base"])
 # Chip users take four cards each from the personalized pool, in turn.
@@ -285,7 +290,12 @@ class WindowOperator(CityUser):
         idn, name, phone = adult(next(_new_person))
         r = self.client.post(
             "/api/v1/persons",
-            json={"id_number": idn, "name": name, **({"phone": phone} if phone else {})},
+            json={
+                "id_number": idn,
+                "name": name,
+                "eligibility": ELIGIBLE,
+                **({"phone": phone} if phone else {}),
+            },
             headers=h,
             name="POST /api/v1/persons",
         )

@@ -333,11 +333,14 @@ def seed(
             merchants.append({"merchant_id": m.public_id, "name": name, "scenes": scenes, "terminals": ids})
         session.commit()
         channels = ("app", "wechat", "alipay", "bank")
+        eligible = persons.Eligibility("household_registration", "household_register", "LOADTEST")
         pin = svc.hasher.new("pin", PIN)  # one hash for every card of the world: argon2 once
         typed = svc.hasher.check("pin", pin.hash, PIN)
         for i in range(min(cards, domain_first)):
             idn, name, phone = adult(i)
-            person = persons.register(session, svc, id_number=idn, name=name, phone=phone, now=now)
+            person = persons.register(
+                session, svc, id_number=idn, name=name, phone=phone, eligibility=eligible, now=now
+            )
             card = cards_mod.apply(session, svc, person, actor=window, now=now)
             cards_mod.issue(session, svc, card, pin=pin, actor=window, now=now)
             ecards.sign(
@@ -374,7 +377,9 @@ def seed(
             parent_idn, _, _ = adult(j)
             parent = persons.find_by_id_number(session, svc, parent_idn)
             cidn, cname = minor(j)
-            child = persons.register(session, svc, id_number=cidn, name=cname, phone=None, now=now)
+            child = persons.register(
+                session, svc, id_number=cidn, name=cname, phone=None, eligibility=eligible, now=now
+            )
             ccard = cards_mod.apply(session, svc, child, actor=window, now=now)
             cards_mod.issue(session, svc, ccard, pin=pin, actor=window, now=now)
             persons.record_relation(

@@ -9,7 +9,7 @@ from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, answer
 from ecard.api.transactions import Unit, transaction
-from ecard.api.views import card_out, iso, merchant_out, person_out, signal_out
+from ecard.api.views import cancellation_out, card_out, iso, merchant_out, person_out, signal_out
 from ecard.db import Tx
 from ecard.facts import Place
 
@@ -24,9 +24,12 @@ bp = APIBlueprint(
 
 
 def _card_response(tx: Unit, card, status: int = 200):
-    return answer(
-        s.CardOut, card_out(tx.services, card, tx.now, history=cards.history(tx.session, card)), status
-    )
+    out = card_out(tx.services, card, tx.now, history=cards.history(tx.session, card))
+    if card.status == cards.CANCELLED and (asked := cancellation.of_card(tx.session, card)) is not None:
+        out["cancellation"] = cancellation_out(asked)
+    if (ecard := ecards.of_card(tx.session, card)) is not None:
+        out["ecard"] = {"ecard_id": ecard.public_id, "status": ecards.status(tx.services, ecard, tx.now)}
+    return answer(s.CardOut, out, status)
 
 
 @bp.post("/persons", responses={201: s.PersonOut})
@@ -35,8 +38,17 @@ def _card_response(tx: Unit, card, status: int = 200):
 def create_person(tx: Unit, body: s.PersonIn):
     """Register a person; birth date and sex come from the ID number."""
     session, now, svc = tx.session, tx.now, tx.services
+    eligible = body.eligibility
     person = persons.register(
-        session, svc, id_number=body.id_number, name=body.name, phone=body.phone, now=now
+        session,
+        svc,
+        id_number=body.id_number,
+        name=body.name,
+        phone=body.phone,
+        eligibility=persons.Eligibility(eligible.basis, eligible.evidence.kind, eligible.evidence.number)
+        if eligible and eligible.evidence
+        else None,
+        now=now,
     )
     out = person_out(svc, person, clear=False)
     return answer(s.PersonOut, out, 201)
@@ -215,8 +227,15 @@ def replace(tx: Unit, path: s.CardPath, body: s.ReplaceIn):
 @auth.require(auth.OPERATOR)
 def cancel(tx: Unit, path: s.CardPath, body: s.CancelIn):
     session, now, svc = tx.session, tx.now, tx.services
+    card = cards.get(session, path.card_no)
+    request = cancellation.Request(
+        requested_by=body.requested_by,
+        requester=persons.get(session, body.requester_person_id) if body.requester_person_id else None,
+        proof_kind=body.proof.kind if body.proof else None,
+        proof_no=body.proof.number if body.proof else None,
+    )
     card = cancellation.cancel(
-        session, svc, cards.get(session, path.card_no), reason=body.reason, actor=tx.actor, now=now
+        session, svc, card, reason=body.reason, request=request, actor=tx.actor, now=now
     )
     return _card_response(tx, card)
 

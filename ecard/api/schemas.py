@@ -94,10 +94,25 @@ class TerminalLogin(Strict):
     secret: str = Field(min_length=1, max_length=200)
 
 
+class EligibilityIn(Strict):
+    """R-03: why the region issues this person a card, and the document the window saw."""
+
+    basis: Literal["household_registration", "local_insurance"]
+    evidence: "EligibilityEvidence | None" = None
+
+
+class EligibilityEvidence(Strict):
+    kind: Literal["household_register", "household_certificate", "insurance_record"]
+    number: str = Field(min_length=1, max_length=64)
+
+
 class PersonIn(Strict):
     id_number: IdNumber
     name: Name
     phone: Annotated[str, Folded, Field(pattern=r"^\+?[0-9]{5,20}$")] | None = None
+    # Optional in the schema so that a person without a basis is refused by the rule
+    # (`person.not_eligible`), not by the form.
+    eligibility: EligibilityIn | None = None
 
 
 class RelationIn(Strict):
@@ -114,6 +129,7 @@ class Evidence(Strict):
 
 
 RelationIn.model_rebuild()
+EligibilityIn.model_rebuild()
 
 
 class CardApply(Strict):
@@ -158,8 +174,19 @@ class ReplaceIn(Strict):
     pin: Pin
 
 
+class ProofIn(Strict):
+    kind: Literal["death_certificate", "household_cancellation", "court_judgment", "other"]
+    number: str = Field(min_length=1, max_length=64)
+
+
 class CancelIn(Strict):
-    reason: Literal["death", "emigration", "transfer", "entitlement_ended"]
+    """R-20: the holder asks (the default), or for a death or a missing person a guardian or a
+    household member on record (`requester_person_id`) with the `proof`."""
+
+    reason: Literal["death", "declared_death", "missing", "emigration", "transfer", "entitlement_ended"]
+    requested_by: Literal["holder", "guardian", "household_member"] = "holder"
+    requester_person_id: str | None = Field(default=None, min_length=1, max_length=32)
+    proof: ProofIn | None = None
 
 
 class FreezeIn(Strict):
@@ -341,6 +368,8 @@ class PersonOut(Out):
     birth_date: date
     sex: Literal["M", "F"]
     phone: str | None = None  # only when the person has one
+    # R-03's basis; null for a person registered before it was recorded
+    eligibility: Literal["household_registration", "local_insurance"] | None = None
     card_no: str | None = None  # GET /persons/{person_id}: the live card, null without one
 
 
@@ -359,6 +388,22 @@ class EventOut(Out):
     actor: ActorOut
     reason: str | None
     fee: int | None
+
+
+class CardEcardOut(Out):
+    ecard_id: str
+    status: Literal["pending", "active", "suspended", "ended"]
+
+
+class CancellationOut(Out):
+    """Who asked for the cancellation and the kind of proof shown; the proof's number stays
+    encrypted at rest."""
+
+    reason: str
+    requested_by: str
+    requester_person_id: str | None
+    proof_kind: str | None
+    at: Timestamp
 
 
 class CardOut(Out):
@@ -380,6 +425,10 @@ class CardOut(Out):
     renewal_due: bool
     loss_lapses_at: Timestamp | None = None  # only while temporarily lost
     history: list[EventOut] | None = None  # operator routes only
+    cancellation: CancellationOut | None = None  # operator routes, a cancelled card only
+    # operator routes: the electronic card following this card (R-40: made at the application,
+    # `pending` until the card is issued)
+    ecard: CardEcardOut | None = None
 
 
 class BindingOut(Out):

@@ -7,7 +7,7 @@ from typing import Any
 
 from ecard import cards, ecards, persons, signals
 from ecard.context import Services
-from ecard.models import Binding, Card, ECard, Event, Merchant, Person, Signal
+from ecard.models import Binding, Cancellation, Card, ECard, Event, Merchant, Person, Signal
 from ecard.pii import mask_id_number, mask_name, mask_phone
 
 
@@ -19,6 +19,7 @@ def person_out(svc: Services, person: Person, *, clear: bool) -> dict[str, Any]:
         "name": v.name if clear else mask_name(v.name),
         "birth_date": person.birth_date.isoformat(),
         "sex": person.sex,
+        "eligibility": person.eligibility,
     }
     if v.phone:
         out["phone"] = v.phone if clear else mask_phone(v.phone)
@@ -85,6 +86,16 @@ def card_out(
     if history is not None:
         out["history"] = [event_out(e) for e in history]
     return out
+
+
+def cancellation_out(c: Cancellation) -> dict[str, Any]:
+    return {
+        "reason": c.reason,
+        "requested_by": c.requested_by,
+        "requester_person_id": c.requester.public_id if c.requester else None,
+        "proof_kind": c.proof_kind,
+        "at": iso(c.at),
+    }
 
 
 def binding_out(b: Binding) -> dict[str, Any]:

@@ -13,6 +13,13 @@ from tests.support.app import make_id_number
 OPERATOR = ("w1", "window-pass-1")
 
 
+# R-03: what a window records for a local resident (tests that are not about eligibility use it).
+ELIGIBLE = {
+    "basis": "household_registration",
+    "evidence": {"kind": "household_register", "number": "户-0001"},
+}
+
+
 class Api:
     """A client that knows how to reach the service as each kind of principal."""
 
@@ -57,7 +64,11 @@ class Api:
 
     def person(self, birth: date = date(1990, 3, 7), name: str = "张小明", sex: str = "M") -> dict:
         id_number = make_id_number(birth, sex)
-        r = self.c.post("/api/v1/persons", json={"id_number": id_number, "name": name}, headers=self.op)
+        r = self.c.post(
+            "/api/v1/persons",
+            json={"id_number": id_number, "name": name, "eligibility": ELIGIBLE},
+            headers=self.op,
+        )
         assert r.status_code == 201, r.json
         return {**r.json, "id_number_clear": id_number, "name_clear": name}
 

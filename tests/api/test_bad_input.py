@@ -1,9 +1,12 @@
 """Bad input gets a clear 4xx problem and changes nothing, on every endpoint that takes a body."""
 
+import json
+
 import sqlalchemy as sa
 
 from ecard.api import transactions
 from ecard.db import Base
+from tests.api.client import ELIGIBLE
 
 BAD_BODIES = {
     "malformed": ('{"pin": "28', "application/json"),
@@ -103,6 +106,7 @@ def test_nul_characters_are_refused_with_where_they_are(api):
         json={
             "id_number": "11010519491231002X",
             "name": "x",
+            "eligibility": ELIGIBLE,
             "addresses": [{"line": "ok"}, {"line": "a\x00b"}],
         },
         headers=api.op,
@@ -111,7 +115,9 @@ def test_nul_characters_are_refused_with_where_they_are(api):
     # An escaped backslash before "u0000" is text, not a NUL: it reaches the usual validation.
     r = api.c.post(
         "/api/v1/persons",
-        data='{"id_number": "11010519491231002X", "name": "a\\\\u0000"}',
+        data='{"id_number": "11010519491231002X", "name": "a\\\\u0000", "eligibility": '
+        + json.dumps(ELIGIBLE)
+        + "}",
         headers={**api.op, "Content-Type": "application/json"},
     )
     assert r.status_code == 201 and r.json["name"] != "", r.json

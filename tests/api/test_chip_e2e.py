@@ -99,7 +99,7 @@ def test_a_genuine_card_is_accepted_and_its_holder_read(world, start_card):
     [
         ("loss", {"kind": "temporary"}, "card.lost"),
         ("freeze", {"reason": "suspected fraud"}, "card.frozen"),
-        ("cancel", {"reason": "death"}, "card.cancelled"),
+        ("cancel", {"reason": "emigration"}, "card.cancelled"),
     ],
 )
 def test_a_card_that_may_not_be_used_is_refused(world, start_card, action, body, reason):

@@ -88,7 +88,9 @@ def test_tampering_any_character_is_refused(api, h, term):
 )
 def test_no_code_for_a_suspended_ecard_and_live_status_at_scan(api, h, term, action, reason):
     c = api.code(h)
-    body = {"loss": {"kind": "temporary"}, "freeze": {"reason": "x"}, "cancel": {"reason": "death"}}[action]
+    body = {"loss": {"kind": "temporary"}, "freeze": {"reason": "x"}, "cancel": {"reason": "emigration"}}[
+        action
+    ]
     assert api.card_action(h["card"], action, **body).status_code == 200
     d = api.scan(term, c["payload"])
     assert d["accepted"] is False and d["reason"] == reason

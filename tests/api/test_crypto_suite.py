@@ -22,7 +22,7 @@ import qr
 from ecard import config
 from ecard.secrets import SM4_GCM
 from qr.format import Alg
-from tests.api.client import Api
+from tests.api.client import ELIGIBLE, Api
 from tests.api.test_data_at_rest import MERCHANT, pg_schema, populate, scan
 from tests.conftest import T0
 from tests.support.app import DB_URL, build_app
@@ -209,10 +209,18 @@ def test_an_id_number_stays_unique_across_suites(make_app, clock):
     a = Api(make_app("intl").test_client())
     b = Api(make_app("sm").test_client())
     one = a.person(date(1970, 1, 2))
-    r = b.c.post("/api/v1/persons", json={"id_number": one["id_number_clear"], "name": "李四"}, headers=b.op)
+    r = b.c.post(
+        "/api/v1/persons",
+        json={"id_number": one["id_number_clear"], "name": "李四", "eligibility": ELIGIBLE},
+        headers=b.op,
+    )
     assert r.status_code == 409 and r.json["code"] == "person.exists", r.json
     two = b.person(date(1971, 3, 4))  # under sm; the intl app learns the HMAC-SM3 key from the file
-    r = a.c.post("/api/v1/persons", json={"id_number": two["id_number_clear"], "name": "李四"}, headers=a.op)
+    r = a.c.post(
+        "/api/v1/persons",
+        json={"id_number": two["id_number_clear"], "name": "李四", "eligibility": ELIGIBLE},
+        headers=a.op,
+    )
     assert r.status_code == 409 and r.json["code"] == "person.exists", r.json
 
 
@@ -223,7 +231,9 @@ def test_the_persons_module_looks_a_person_up_in_every_index(make_app, clock):
     r = b.sign(card)  # a holder registered under intl signs in under sm
     assert r.status_code == 201, r.json
     r = b.c.post(
-        "/api/v1/persons", json={"id_number": card["person"]["id_number_clear"], "name": "李四"}, headers=b.op
+        "/api/v1/persons",
+        json={"id_number": card["person"]["id_number_clear"], "name": "李四", "eligibility": ELIGIBLE},
+        headers=b.op,
     )
     assert r.status_code == 409, r.json
 

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 import structlog
 
 from ecard.api import logs as ecard_logs
-from tests.api.client import Api
+from tests.api.client import ELIGIBLE, Api
 from tests.support.app import DB_URL, make_id_number
 
 pytestmark = pytest.mark.committing
@@ -128,7 +128,12 @@ def populate(app) -> list[dict]:
     cards = []
     for name, birth, sex, phone in PEOPLE:
         id_number = make_id_number(birth, sex)
-        body = {"id_number": id_number, "name": name, **({"phone": phone} if phone else {})}
+        body = {
+            "id_number": id_number,
+            "name": name,
+            "eligibility": ELIGIBLE,
+            **({"phone": phone} if phone else {}),
+        }
         person = post(api, "/api/v1/persons", body, {**api.op, "Idempotency-Key": f"person-{len(people)}"})
         people.append({**person, "id_number": id_number, "name": name, "phone": phone})
         card = api.issued_card({**person, "id_number_clear": id_number, "name_clear": name}, pin=PIN)
@@ -189,7 +194,7 @@ def populate(app) -> list[dict]:
     post(
         api,
         "/api/v1/persons",
-        {"id_number": grandpa["id_number"], "name": grandpa["name"]},
+        {"id_number": grandpa["id_number"], "name": grandpa["name"], "eligibility": ELIGIBLE},
         api.op,
         status=409,
     )

@@ -79,6 +79,34 @@ def test_r70_sixteen_terminals_racing_a_code_raise_exactly_one_signal(committing
     assert [s["kind"] for s in items] == ["code.replayed_elsewhere"]
 
 
+def test_r70_scans_racing_into_the_nth_signal_freeze_the_card_once(committing_app, clock):
+    api = Api(committing_app.test_client())
+    h = api.holder()
+    first, second = api.terminal(("transit",)), api.terminal(("transit",))
+    payloads = [api.code(h, "transit")["payload"] for _ in range(8)]
+    for payload in payloads:
+        assert api.scan(first, payload)["accepted"] is True
+    barrier = threading.Barrier(len(payloads))
+
+    def replay(payload):
+        c = committing_app.test_client()
+        barrier.wait()
+        c.post("/api/v1/verifications/qr", json={"payload": payload}, headers=second["headers"])
+
+    with policy(committing_app, after=2):
+        threads = [threading.Thread(target=replay, args=(p,)) for p in payloads]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    # Replays judged before the freeze are signals (all eight when they truly overlap); one judged
+    # after it is refused for the frozen card first.
+    assert 2 <= len(signals_of(api, h["card"], limit=50)["items"]) <= 8
+    card = api.card(h["card"])
+    assert (card["frozen"], card["freeze_reason"]) == (True, "misuse")
+    assert [e["action"] for e in card["history"]].count("frozen") == 1  # frozen once, recorded once
+
+
 def test_r70_an_offline_record_of_a_code_accepted_online_elsewhere_is_two_devices(api, clock):
     h = api.holder()
     counter, gate = api.terminal(("transit",)), api.terminal(("transit",), offline_capable=True)

@@ -13,6 +13,7 @@ from datetime import date
 
 import pytest
 
+from tests.api.client import ELIGIBLE
 from tests.support.app import make_id_number
 
 FULL_WIDTH = str.maketrans("0123456789XxA", "０１２３４５６７８９Ｘｘ\uff21")
@@ -28,17 +29,25 @@ def test_a_full_width_id_number_finds_the_person_already_registered(api):
     """R-01/R-02: the same ID number typed in full-width mode is the same person, not a second one."""
     person = api.person()
     full_width = person["id_number_clear"].translate(FULL_WIDTH)
-    r = api.c.post("/api/v1/persons", json={"id_number": full_width, "name": "张小明"}, headers=api.op)
+    r = api.c.post(
+        "/api/v1/persons",
+        json={"id_number": full_width, "name": "张小明", "eligibility": ELIGIBLE},
+        headers=api.op,
+    )
     assert r.status_code == 409 and r.json["code"] == "person.exists", r.json
 
 
 def test_a_lower_case_full_width_check_character_is_folded_too(api):
     r = api.c.post(
-        "/api/v1/persons", json={"id_number": "11010519491231002X", "name": "张小红"}, headers=api.op
+        "/api/v1/persons",
+        json={"id_number": "11010519491231002X", "name": "张小红", "eligibility": ELIGIBLE},
+        headers=api.op,
     )
     assert r.status_code == 201, r.json
     r = api.c.post(
-        "/api/v1/persons", json={"id_number": "11010519491231002ｘ", "name": "张小红"}, headers=api.op
+        "/api/v1/persons",
+        json={"id_number": "11010519491231002ｘ", "name": "张小红", "eligibility": ELIGIBLE},
+        headers=api.op,
     )
     assert r.status_code == 409 and r.json["code"] == "person.exists"
 
@@ -128,6 +137,7 @@ def test_a_full_width_phone_is_folded(api):
             "id_number": make_id_number(date(1990, 1, 1)),
             "name": "王五",
             "phone": "＋８６１３８００１３８０００",
+            "eligibility": ELIGIBLE,
         },
         headers=api.op,
     )

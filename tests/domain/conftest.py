@@ -62,6 +62,10 @@ def ring(app):  # noqa: F811
     return app.extensions["ecard.qr_ring"]
 
 
+# R-03: a local resident, as a window records one.
+ELIGIBLE = persons.Eligibility("household_registration", "household_register", "户-0001")
+
+
 class World:
     """People, cards and terminals made with the domain's own functions, at `now`."""
 
@@ -72,7 +76,13 @@ class World:
         self, birth: date = date(1990, 3, 7), name: str = "张小明", sex: str = "M", *, now: datetime = T0
     ) -> Person:
         return persons.register(
-            self.s, self.svc, id_number=make_id_number(birth, sex), name=name, phone=None, now=now
+            self.s,
+            self.svc,
+            id_number=make_id_number(birth, sex),
+            name=name,
+            phone=None,
+            eligibility=ELIGIBLE,
+            now=now,
         )
 
     def applied_card(self, person: Person | None = None, *, now: datetime = T0, **kw) -> Card:

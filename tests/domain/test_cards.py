@@ -104,7 +104,7 @@ def test_cancelling_is_final_and_ends_the_holders_proxy_bindings(session, svc, w
         now=T0,
     )
     later = T0 + timedelta(days=1)
-    cancellation.cancel(session, svc, card, reason="death", actor=WINDOW, now=later)
+    cancellation.cancel(session, svc, card, reason="transfer", actor=WINDOW, now=later)
     assert card.status == CANCELLED and card.live is False
     assert (link.ended_at, link.end_reason) == (later, "card_cancelled")
     assert proxies.link_status(link, later) == ("ended", "card_cancelled")
@@ -164,3 +164,34 @@ def test_a_temporary_card_only_for_someone_without_a_usable_card(session, svc, w
     temp = cards.issue_temporary(session, svc, card.person, actor=WINDOW, now=T0)
     assert temp.kind == "temporary" and temp.status == ISSUED and temp.card_no.startswith("T")
     assert temp.expires_at == T0 + timedelta(days=90)
+
+
+def test_r20_a_death_is_reported_by_a_household_member_with_its_proof(session, svc, world):
+    card = world.issued_card(birth=date(1950, 2, 3))
+    son = world.person(date(1975, 6, 1), name="周小海")
+    persons.record_relation(
+        session, svc, card.person, relative=son, relation="child",
+        evidence_kind="household_register", evidence_no="HR-5", actor=WINDOW, now=T0,
+    )  # fmt: skip
+    by_holder = cancellation.Request(proof_kind="death_certificate", proof_no="SW-1")
+    with raises(Code.CANCELLATION_REQUESTER):
+        cancellation.cancel(session, svc, card, reason="death", request=by_holder, actor=WINDOW, now=T0)
+    no_proof = cancellation.Request("household_member", son)
+    with raises(Code.CANCELLATION_PROOF_REQUIRED):
+        cancellation.cancel(session, svc, card, reason="death", request=no_proof, actor=WINDOW, now=T0)
+    assert card.status == ISSUED and cancellation.of_card(session, card) is None
+    asked = cancellation.Request("household_member", son, "death_certificate", "SW-1")
+    cancellation.cancel(session, svc, card, reason="death", request=asked, actor=WINDOW, now=T0)
+    kept = cancellation.of_card(session, card)
+    assert card.status == CANCELLED and (kept.requester, kept.proof_kind) == (son, "death_certificate")
+    assert svc.vault.decrypt(kept.proof_no_enc, context=cancellation.PROOF_CTX) == "SW-1"
+
+
+def test_r40_the_ecard_is_made_pending_at_the_application(session, svc, world):
+    from ecard import ecards
+
+    card = world.applied_card()
+    ecard = ecards.of_card(session, card)
+    assert ecard is not None and ecards.status(svc, ecard, T0) == "pending" and ecard.created_at == T0
+    cards.issue(session, svc, card, pin=svc.hasher.new("pin", "285714"), actor=WINDOW, now=T0)
+    assert ecards.status(svc, ecard, T0) == "active"

@@ -8,23 +8,31 @@ from datetime import date
 from ecard import persons
 from ecard.errors import Code
 from tests.conftest import T0
-from tests.domain.conftest import WINDOW, raises
+from tests.domain.conftest import ELIGIBLE, WINDOW, raises
 from tests.support.app import make_id_number
 
 
 def test_an_id_number_is_registered_once(session, svc):
     id_number = make_id_number(date(1990, 3, 7))
-    first = persons.register(session, svc, id_number=id_number, name="张小明", phone=None, now=T0)
+    first = persons.register(
+        session, svc, id_number=id_number, name="张小明", phone=None, eligibility=ELIGIBLE, now=T0
+    )
     with raises(Code.PERSON_EXISTS):
-        persons.register(session, svc, id_number=id_number, name="张大明", phone=None, now=T0)
+        persons.register(
+            session, svc, id_number=id_number, name="张大明", phone=None, eligibility=ELIGIBLE, now=T0
+        )
     with raises(Code.PERSON_EXISTS):  # the same number with a lowercase check character
-        persons.register(session, svc, id_number=id_number.lower(), name="张小明", phone=None, now=T0)
+        persons.register(
+            session, svc, id_number=id_number.lower(), name="张小明", phone=None, eligibility=ELIGIBLE, now=T0
+        )
     assert persons.find_by_id_number(session, svc, id_number) is first
 
 
 def test_a_person_is_stored_encrypted_and_read_back(session, svc):
     id_number = make_id_number(date(1990, 3, 7), "F")
-    p = persons.register(session, svc, id_number=id_number, name="李思雨", phone="13800138000", now=T0)
+    p = persons.register(
+        session, svc, id_number=id_number, name="李思雨", phone="13800138000", eligibility=ELIGIBLE, now=T0
+    )
     assert (p.birth_date, p.sex) == (date(1990, 3, 7), "F")  # derived from the number
     assert id_number.encode() not in p.id_number_enc and "李思雨".encode() not in p.name_enc
     view = persons.view(svc, p)
@@ -35,10 +43,14 @@ def test_an_invalid_or_future_id_number_is_refused(session, svc):
     good = make_id_number(date(1990, 3, 7))
     wrong_check = good[:-1] + ("1" if good[-1] == "0" else "0")
     with raises(Code.VALIDATION_ID_NUMBER):
-        persons.register(session, svc, id_number=wrong_check, name="张小明", phone=None, now=T0)
+        persons.register(
+            session, svc, id_number=wrong_check, name="张小明", phone=None, eligibility=ELIGIBLE, now=T0
+        )
     unborn = make_id_number(date(2027, 1, 1))
     with raises(Code.VALIDATION_ID_NUMBER):
-        persons.register(session, svc, id_number=unborn, name="张小明", phone=None, now=T0)
+        persons.register(
+            session, svc, id_number=unborn, name="张小明", phone=None, eligibility=ELIGIBLE, now=T0
+        )
 
 
 def test_a_relation_must_make_sense_and_is_recorded_once(session, svc, world):
@@ -97,3 +109,23 @@ def test_age_counts_completed_years_and_a_leap_day_birthday_falls_on_1_march():
     assert persons.age_on(date(2010, 3, 3), T0.date()) == 15
     assert persons.age_on(date(2010, 3, 2), T0.date()) == 16
     assert persons.nth_birthday(date(2008, 2, 29), 18) == date(2026, 3, 1)
+
+
+def test_r03_a_person_is_registered_only_with_a_basis_and_its_document(session, svc):
+    id_number = make_id_number(date(1991, 4, 4))
+    for refused in (
+        None,
+        persons.Eligibility("tourist", "household_register", "1"),
+        persons.Eligibility("local_insurance", "household_register", "1"),
+        persons.Eligibility("local_insurance", "insurance_record", ""),
+    ):
+        with raises(Code.PERSON_NOT_ELIGIBLE):
+            persons.register(
+                session, svc, id_number=id_number, name="吴一", phone=None, eligibility=refused, now=T0
+            )
+    assert persons.find_by_id_number(session, svc, id_number) is None
+    insured = persons.Eligibility("local_insurance", "insurance_record", "SB-1")
+    p = persons.register(
+        session, svc, id_number=id_number, name="吴一", phone=None, eligibility=insured, now=T0
+    )
+    assert (p.eligibility, p.eligibility_evidence_kind) == ("local_insurance", "insurance_record")

@@ -120,7 +120,7 @@ def test_a_code_expires_after_its_lifetime_and_is_not_valid_before_it_was_issued
             Reason.CARD_LOST,
         ),
         (
-            lambda s, svc, c, now: cancellation.cancel(s, svc, c, reason="death", actor=WINDOW, now=now),
+            lambda s, svc, c, now: cancellation.cancel(s, svc, c, reason="emigration", actor=WINDOW, now=now),
             Reason.CARD_CANCELLED,
         ),
     ],
