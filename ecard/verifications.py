@@ -320,6 +320,8 @@ def _judge(
                 session, svc, terminal, payload, issuer, scene=scene, now=now, scanned_at=scanned_at
             )
         return done(Decision(False, Reason(exc.code), scene), nonce=_nonce_of(payload))
+    if isinstance(code, qr.DeviceCode):  # not judged online yet
+        return done(Decision(False, Reason.QR_MALFORMED, scene))
     try:
         # A universal code names no scene: it is judged, like an offline phone code, for the
         # scene the terminal's merchant serves.

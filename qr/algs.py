@@ -45,6 +45,8 @@ from .format import HANDLE_LEN, KID_LEN, Alg
 SM2_DEFAULT_ID = b"1234567812345678"
 # SM2's group order n (GB/T 32918.5, the recommended curve sm2p256v1).
 SM2_ORDER = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123
+# P-256's group order n (FIPS 186-4 D.1.2.3).
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 # The SM4 key for the handles of SM2 keys is derived from the ring's 32-byte handle key (so no
 # new secret file, and rings made before SM2 open both kinds of handle): HMAC-SM3 under this label.
 _SM4_HANDLE_LABEL = b"ecard qr handle key: SM4-CTR, v1"
@@ -73,6 +75,17 @@ class Suite:
 
     def load_public(self, encoded: str) -> Any:
         """Return the public key of a trust list's `public_key` text. Raises `ValueError`."""
+        raise NotImplementedError
+
+    def load_point(self, raw: bytes) -> Any:
+        """Return the public key of a SEC1 point, 65 bytes uncompressed or 33 compressed, checked
+        by the library to be on the curve (never the point at infinity, which has no such
+        encoding). Raises `ValueError` otherwise."""
+        raise NotImplementedError
+
+    def from_scalar(self, scalar: int) -> Any:
+        """Return the private key whose private scalar is `scalar` (1 <= scalar < n).
+        Raises `ValueError` for a scalar out of range."""
         raise NotImplementedError
 
     def sign(self, private_key: Any, data: bytes) -> bytes:
@@ -108,6 +121,16 @@ class Suite:
 _POINT = serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
 
 
+def _check_point_encoding(raw: bytes) -> None:
+    """Refuse, before any library parses it, what is not a 65-byte uncompressed (04) or a 33-byte
+    compressed (02, 03) SEC1 point: the point at infinity (a single 00 byte), hybrid points (06,
+    07), anything else. Raises `ValueError`."""
+    if raw == b"\x00":
+        raise ValueError("the point at infinity is not a public key")
+    if not ((len(raw) == 65 and raw[0] == 4) or (len(raw) == 33 and raw[0] in (2, 3))):
+        raise ValueError("a public key is a 65-byte uncompressed or 33-byte compressed SEC1 point")
+
+
 class _ES256(Suite):
     alg = Alg.ES256
     # RFC 6979 deterministic nonces: a weak or repeated RNG draw at signing time would leak the
@@ -137,12 +160,21 @@ class _ES256(Suite):
         else:
             raw = base64.b64decode(encoded, validate=True)
             if len(raw) == 65 and raw[0] == 4:
-                key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+                key = self.load_point(raw)
             else:
                 key = serialization.load_der_public_key(raw)
         if not self.owns(key):
             raise ValueError("not a P-256 public key")
         return key  # type: ignore[return-value]
+
+    def load_point(self, raw: bytes) -> ec.EllipticCurvePublicKey:
+        _check_point_encoding(raw)
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+
+    def from_scalar(self, scalar: int) -> ec.EllipticCurvePrivateKey:
+        if not 0 < scalar < P256_ORDER:
+            raise ValueError("a P-256 private scalar is in [1, n-1]")
+        return ec.derive_private_key(scalar, ec.SECP256R1())
 
     def sign(self, private_key: Any, data: bytes) -> bytes:
         r, s = decode_dss_signature(private_key.sign(data, self._SIGN))
@@ -228,8 +260,20 @@ class _SM2(Suite):
         raw = base64.b64decode(encoded, validate=True)
         if len(raw) != 65 or raw[0] != 4:
             raise ValueError("an SM2 public key is base64 of its 65-byte uncompressed point")
+        return self.load_point(raw)
+
+    def load_point(self, raw: bytes) -> Any:
+        # A compressed point comes only from qr.credential: a device key in a credential, handed
+        # over after the issuer's signature on it verified (a phone's own key arrives uncompressed).
+        _check_point_encoding(raw)
         # from_encoded_point checks the point is on the curve (ValueError otherwise).
         return self._ec.EllipticCurvePublicKey.from_encoded_point(self._ec.SM2(), raw)
+
+    def from_scalar(self, scalar: int) -> Any:
+        # As in generate: (1 + d) must be invertible mod n, so n - 1 is no key.
+        if not 0 < scalar < SM2_ORDER - 1:
+            raise ValueError("an SM2 private scalar is in [1, n-2]")
+        return self._ec.derive_private_key(scalar, self._ec.SM2())
 
     def sign(self, private_key: Any, data: bytes) -> bytes:
         if self._ipp is not None:

@@ -77,3 +77,10 @@ class TotpReplayed(QrError):
     """The offline one-time code is for a time step already accepted (or older)."""
 
     code = "qr.replayed"
+
+
+class CredentialRevoked(QrError):
+    """A device code (`ED1:`) whose credential's serial the trust list's `revoked_credentials`
+    names: the phone was reported lost, or its binding ended, before the credential expired."""
+
+    code = "qr.credential_revoked"

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from . import jws
 from ._time import parse_rfc3339, require_aware, rfc3339
 from .algs import parse_alg, suite, suite_of
+from .credential import DEFAULT_DEVICE_SKEW, DEVICE_PREFIX, DeviceCode, decode_device_code
 from .errors import BadSignature, Malformed, QrError, TrustListStale, UnknownKey
 from .format import Code, Scene, decode
 from .verify import DEFAULT_LEEWAY
@@ -279,25 +280,32 @@ class FederatedTrustList:
         *,
         scene: Scene | str | None = None,
         leeway: timedelta = DEFAULT_LEEWAY,
-    ) -> tuple[str, Code]:
-        """The issuing region's code and the decoded `Code` of payload `text`.
+        device_skew: timedelta = DEFAULT_DEVICE_SKEW,
+    ) -> tuple[str, Code | DeviceCode]:
+        """The issuing region's code and the decoded `Code` (or, for an `ED1:` device code,
+        `DeviceCode`: its credential's issuer key names the region) of payload `text`.
 
         Decodes it (`Malformed`), finds the region whose list publishes its kid (`UnknownKey`:
         no member published it), then is `qr.verify(text, that region's list, now, scene=,
-        leeway=)`: the same checks in the same order, that region's list's expiry first
-        (`TrustListStale`). When several regions publish the kid, each is tried in turn: the
+        leeway=, device_skew=)`: the same checks in the same order, that region's list's expiry
+        first (`TrustListStale`). When several regions publish the kid, each is tried in turn: the
         first that accepts the code is its issuer; a refusal after its signature verified is
         final; otherwise the first region's refusal is raised. ValueError as `qr.verify`."""
         require_aware(now)
-        regions = self._index.get(decode(text).kid_hex)
+        if isinstance(text, str) and text.startswith(DEVICE_PREFIX):
+            kid = decode_device_code(text).kid_hex
+        else:
+            kid = decode(text).kid_hex
+        regions = self._index.get(kid)
         if regions is None:
             raise UnknownKey("no member of the federation publishes the code's key")
+        kw = {"scene": scene, "leeway": leeway, "device_skew": device_skew}
         if len(regions) == 1:
-            return regions[0], verify_code(text, self._lists[regions[0]], now, scene=scene, leeway=leeway)
+            return regions[0], verify_code(text, self._lists[regions[0]], now, **kw)
         first: QrError | None = None
         for region in regions:
             try:
-                return region, verify_code(text, self._lists[region], now, scene=scene, leeway=leeway)
+                return region, verify_code(text, self._lists[region], now, **kw)
             except (TrustListStale, Malformed, UnknownKey, BadSignature) as exc:
                 # Refused before its signature proved this region the issuer: another may be.
                 first = first or exc

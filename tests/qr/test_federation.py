@@ -16,6 +16,7 @@ import pytest
 
 from qr import (
     BadSignature,
+    DeviceCode,
     Expired,
     FederatedTrustList,
     IssuerKey,
@@ -25,7 +26,9 @@ from qr import (
     TrustListStale,
     UnknownKey,
     build_trust_list,
+    device_code,
     issue,
+    issue_credential,
     jws,
     trust_list_version,
 )
@@ -128,6 +131,32 @@ def test_codes_of_every_member_verify_on_both_algorithms_and_name_their_region(r
         assert lists.verify(text, T0 + H, scene=Scene.TRANSIT) == (code, issued)
         assert lists.region_of(issued.kid) == code
     assert {r.ring.keys[0].alg for r in regions.values()} == {Alg.ES256, Alg.SM2}
+
+
+def test_device_codes_of_every_member_verify_and_name_their_region(regions, anchor):
+    lists = FederatedTrustList.from_bundle(bundle(regions, anchor), anchor.public_key(), T0)
+    phone = suite(Alg.ES256).generate()
+    for code, r in regions.items():
+        credential, _ = issue_credential(
+            r.ring,
+            device_alg=Alg.ES256,
+            device_public_key=suite(Alg.ES256).point(phone.public_key()),
+            handle_plain=HANDLE,
+            scenes={Scene.TRANSIT},
+            age_band=0,
+            by_proxy=False,
+            not_after=T0 + 24 * H,
+            now=T0,
+        )
+        text = device_code(
+            credential, phone.private_numbers().private_value.to_bytes(32, "big"), "transit", T0 + H
+        )
+        region, verified = lists.verify(text, T0 + H, scene=Scene.TRANSIT)
+        assert region == code and isinstance(verified, DeviceCode) and verified.kid == r.ring.keys[0].kid
+        with pytest.raises(Expired):
+            lists.verify(text, T0 + H + timedelta(seconds=120))
+        with pytest.raises(Malformed):
+            lists.verify(text[:-3], T0 + H)
 
 
 def test_a_code_is_judged_as_qr_verify_judges_it_against_its_regions_list(regions, anchor):

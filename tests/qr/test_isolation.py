@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_importing_qr_loads_no_flask_no_database_no_ecard():
     probe = (
-        "import sys, qr, qr.vectors, qr.bench\n"
+        "import sys, qr, qr.vectors, qr.bench, qr.device\n"
         "service = {'flask', 'werkzeug', 'sqlalchemy', 'ecard', 'psycopg'}\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in service)\n"
         "print(bad)\n"
@@ -36,3 +36,4 @@ def test_bench_runs(capsys):
     bench.main(0.05)
     out = capsys.readouterr().out
     assert "qr.verify / raw verify" in out
+    assert "ED1 verify, SM2 phone, new" in out and "ED1 device_code, ES256 phone" in out
