@@ -429,6 +429,30 @@ def card_and_holder(
     return _card_state(r), _holder(r), last
 
 
+def uses_around(session: Session, card_id: int, at: datetime) -> list[LastUse]:
+    """The card's accepted uses nearest to `at` in time, the one at or before it and the one
+    after it (an offline record is judged at its scan time, among uses recorded before it was
+    uploaded); [] for none. For the reads that do not carry the last use in their card's
+    statement: chip reads and offline records, at merchants that said where they are."""
+    when = sa.func.coalesce(Verification.scanned_at, Verification.at)
+    base = (
+        sa.select(when.label("at"), Terminal.public_id, Merchant.public_id, *_PLACE_COLUMNS)
+        .select_from(Verification)
+        .outerjoin(Terminal, Terminal.id == Verification.terminal_id)
+        .outerjoin(Merchant, Merchant.id == Terminal.merchant_id)
+        .where(Verification.card_id == card_id, Verification.accepted.is_(True))
+        .limit(1)
+    )
+    rows = [
+        session.execute(base.where(when <= at).order_by(when.desc())).first(),
+        session.execute(base.where(when > at).order_by(when)).first(),
+    ]
+    return [LastUse(r[0], r[1], r[2], Place(r[3], r[4], r[5])) for r in rows if r is not None]
+
+
+_PLACE_COLUMNS = (Merchant.latitude, Merchant.longitude, Merchant.district)
+
+
 def card_for_chip(session: Session, card_no: str) -> ChipCard | None:
     """The card with this number as a chip read needs it, in one statement; None for none."""
     r = _CARD_FOR_CHIP.first(session, {"card_no_": card_no})

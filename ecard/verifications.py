@@ -356,11 +356,14 @@ def _judge(
             d.accepted = True
         else:
             d.reason, d.late_replay = Reason.QR_REPLAYED, offline
+    # An offline record's neighbours in time are read before it is recorded among them.
+    around = storage.uses_around(session, card.id, judged_at) if d.accepted and offline and located else []
     done(d, card_id=card.id, proxy_person_id=proxy_person_id, nonce=code.nonce)
     if d.reason is Reason.QR_REPLAYED:
         _signal_replay(session, svc, terminal, code.nonce, card.id, holder.id, now, scanned_at, offline)
-    elif d.accepted and last_use is not None and not offline:
-        _signal_travel(session, svc, terminal, card.id, holder.id, last_use, now)
+    elif d.accepted and (last_use or around):
+        others = around or [last_use]
+        _signal_travel(session, svc, terminal, card.id, holder.id, others, now, at=judged_at)
     return d
 
 
@@ -424,31 +427,41 @@ def _signal_travel(
     terminal: TerminalPrincipal,
     card_id: int,
     person_id: int,
-    last: LastUse,
+    others: list[LastUse],
     now: datetime,
+    *,
+    at: datetime | None = None,
 ) -> None:
-    """An accepted scan farther from the card's last accepted use than anyone travels in the
-    time between (ECARD_MISUSE_MAX_SPEED_KMH): `travel.impossible`, when both merchants said
-    where they are (`signals.distance_km`)."""
-    km = signals.distance_km(last.place, terminal.place)
-    if km is None or not signals.too_far(km, now - last.at, svc.setting("MISUSE_MAX_SPEED_KMH")):
-        return
+    """An accepted use at `at` (a scan's time: `now` online) farther from another accepted use
+    of the card (`others`: the last one, or for a chip read or an offline record the nearest
+    before and after) than anyone travels in the time between (ECARD_MISUSE_MAX_SPEED_KMH):
+    `travel.impossible`, once, when both merchants said where they are
+    (`signals.distance_km`)."""
+    at = at or now
     region = svc.setting("REGION_CODE")
-    signals.raise_signal(
-        session,
-        svc,
-        card_id=card_id,
-        person_id=person_id,
-        kind=signals.TRAVEL_IMPOSSIBLE,
-        evidence={
-            "first": signals.place(last.terminal, last.merchant, region, last.at),
-            "second": _here(svc, terminal, now),
-            "distance_km": round(km),
-            "minutes": round((now - last.at).total_seconds() / 60, 1),
-        },
-        key=f"travel:{card_id}:{now.isoformat()}",
-        now=now,
-    )
+    for other in others:
+        km = signals.distance_km(other.place, terminal.place)
+        if km is None or not signals.too_far(km, abs(at - other.at), svc.setting("MISUSE_MAX_SPEED_KMH")):
+            continue
+        there = signals.place(other.terminal, other.merchant, region, other.at)
+        here = _here(svc, terminal, at)
+        first, second = (there, here) if other.at <= at else (here, there)
+        signals.raise_signal(
+            session,
+            svc,
+            card_id=card_id,
+            person_id=person_id,
+            kind=signals.TRAVEL_IMPOSSIBLE,
+            evidence={
+                "first": first,
+                "second": second,
+                "distance_km": round(km),
+                "minutes": round(abs(at - other.at).total_seconds() / 60, 1),
+            },
+            key=f"travel:{card_id}:{at.isoformat()}",
+            now=now,
+        )
+        return
 
 
 # --- another member's card (R-54) --------------------------------------------------------------------
@@ -886,7 +899,11 @@ def judge_chip(
         d.reason = Reason.CHIP_PIN_REQUIRED
         return done(d, card.id)
     d.accepted = True
+    located = terminal.place.latitude is not None or terminal.place.district is not None
+    last = storage.uses_around(session, card.id, now)[:1] if located else []
     record(session, d, method="chip", terminal=terminal, now=now, card_id=card.id, atc=read["atc"])
+    if last:
+        _signal_travel(session, svc, terminal, card.id, chip.person_id, last, now)
     k_ea = crypto.diversify(keys.imk_ea, card.card_no, chip.generation)
     e = crypto.external_auth_data(k_ea, chip.generation, bytes.fromhex(read["rc"]), un)
     return d, e.hex()

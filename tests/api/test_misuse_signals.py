@@ -280,7 +280,7 @@ SHANGHAI = {"latitude": 31.2304, "longitude": 121.4737}
 HEFEI = {"latitude": 31.8206, "longitude": 117.2272}  # about 400 km from Shanghai
 
 
-def located_terminal(api: Api, location: dict, scenes=("transit",)) -> dict:
+def located_terminal(api: Api, location: dict, scenes=("transit",), *, offline_capable: bool = False) -> dict:
     r = api.c.post(
         "/api/v1/merchants",
         json={"name": "Metro", "scenes": list(scenes), "region_code": "320100", "location": location},
@@ -290,7 +290,11 @@ def located_terminal(api: Api, location: dict, scenes=("transit",)) -> dict:
     district = location.get("district")
     assert r.json["location"]["district"] == (district and unicodedata.normalize("NFKC", district))
     mid = r.json["merchant_id"]
-    t = api.c.post(f"/api/v1/merchants/{mid}/terminals", json={"name": "gate"}, headers=api.op).json
+    t = api.c.post(
+        f"/api/v1/merchants/{mid}/terminals",
+        json={"name": "gate", "offline_capable": offline_capable},
+        headers=api.op,
+    ).json
     token = api.c.post(
         "/api/v1/auth/terminal/token", json={"terminal_id": t["terminal_id"], "secret": t["secret"]}
     ).json["access_token"]
@@ -308,6 +312,24 @@ def test_r70_two_uses_400_km_apart_10_minutes_apart_are_impossible_travel(api, c
     ev = signal["evidence"]
     assert (ev["first"]["terminal"], ev["second"]["terminal"]) == (here["terminal_id"], there["terminal_id"])
     assert 380 <= ev["distance_km"] <= 420 and ev["minutes"] == 10.0
+
+
+def test_r70_an_offline_record_between_two_far_uses_is_impossible_travel(api, clock):
+    h = api.holder()
+    shanghai_gate = located_terminal(api, SHANGHAI, offline_capable=True)
+    payload = api.code(h, "transit")["payload"]
+    scanned = datetime.now(timezone.utc)  # read offline in Shanghai ...
+    clock.shift(600)
+    h = api.holder(h["card"])
+    assert api.scan_new_code(h, located_terminal(api, HEFEI), "transit")["accepted"] is True  # ... Hefei
+    assert signals_of(api, h["card"])["items"] == []  # nothing known yet of the Shanghai read
+    clock.shift(1800)
+    r = api.upload(shanghai_gate, (payload, scanned, {}))
+    assert r.json["results"][0]["accepted"] is True, r.json  # the record stands
+    (signal,) = signals_of(api, h["card"])["items"]
+    ev = signal["evidence"]
+    assert signal["kind"] == "travel.impossible" and ev["minutes"] == 10.0
+    assert ev["first"]["terminal"] == shanghai_gate["terminal_id"]  # the earlier use first
 
 
 def test_r70_the_same_trip_in_five_hours_is_no_signal(api, clock):

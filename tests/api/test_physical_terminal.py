@@ -236,6 +236,22 @@ def test_a_counter_going_backwards_is_rejected(
     assert signal["evidence"]["terminal"] == world.terminal["terminal_id"]
 
 
+def test_r70_a_chip_read_400_km_from_the_last_use_minutes_later_is_impossible_travel(
+    world: World, card: Presented, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.api.test_misuse_signals import HEFEI, SHANGHAI, located_terminal
+
+    api, card_no = world.api, card.record["card_no"]
+    h = api.holder(card.record)
+    assert api.scan_new_code(h, located_terminal(api, SHANGHAI), "transit")["accepted"] is True
+    world.terminal = located_terminal(api, HEFEI, scenes=("clinic",))
+    assert run(world, "--pin", CHIP_PIN) == 0  # the read stands
+    r = api.c.get(f"/api/v1/cards/{card_no}/signals", headers=api.op)
+    (signal,) = r.json["items"]
+    assert signal["kind"] == "travel.impossible"
+    assert signal["evidence"]["second"]["terminal"] == world.terminal["terminal_id"]
+
+
 # --- could not read: exit 2, one line on stderr, nothing on stdout ---------------------------------
 
 
