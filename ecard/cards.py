@@ -115,6 +115,9 @@ def _transition(
     )
     card.status = to
     card.live = to in LIVE_STATES
+    if to not in (APPLIED, ISSUED):
+        # a phone's credentials for a card that stopped being live go on the trust list
+        storage.revoke_credentials(session, now, card_id=card.id)
 
 
 def record(
@@ -671,6 +674,7 @@ def freeze(session: Session, svc: Services, card: Card, *, reason: str, actor: A
         raise EcardError(Code.CARD_BAD_STATE, "the card is already frozen")
     card.frozen, card.freeze_reason = True, reason
     record(session, card, "frozen", actor, now, reason=reason)
+    storage.revoke_credentials(session, now, card_id=card.id)
     return card
 
 

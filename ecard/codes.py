@@ -65,7 +65,7 @@ class Issued:
     by_proxy: bool
 
 
-def _handle(card_id: int, link: ProxyLink | None) -> bytes:
+def handle(card_id: int, link: ProxyLink | None) -> bytes:
     # 16 bytes only the server can read: the physical card the code stands for (a code is judged
     # by that card, so a code of a card cancelled or replaced since never passes), and which
     # proxy link showed it.
@@ -81,7 +81,7 @@ def issue(
     if reason is not None:
         raise EcardError(Code.ECARD_SUSPENDED, f"no code: {reason}", reason=reason)
     ttl = svc.setting("QR_TTL")
-    text, code = qr.issue(ring, scene, _handle(card.id, link), now, ttl=ttl, by_proxy=link is not None)
+    text, code = qr.issue(ring, scene, handle(card.id, link), now, ttl=ttl, by_proxy=link is not None)
     refresh = code.expires_at - timedelta(seconds=min(svc.setting("QR_REFRESH_BEFORE"), ttl // 2))
     return Issued(text, scene, code.issued_at, code.expires_at, refresh, link is not None)
 

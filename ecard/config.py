@@ -54,6 +54,11 @@ SETTINGS: dict[str, tuple[Any, type, Bounds]] = {
     "QR_TTL": (60, int, (1, int(MAX_CODE_TTL.total_seconds()))),
     # clients fetch the next code this long before expiry (at most half the code's life is used)
     "QR_REFRESH_BEFORE": (10, int, (0, int(MAX_CODE_TTL.total_seconds()))),
+    # R-51, device-bound codes (`ED1:`): seconds a phone key's credential lives (at most 7 days:
+    # the longest a lost phone's key works at a gate that never hears of it), and how far a
+    # phone's clock may be from the gate's
+    "DEVICE_CREDENTIAL_TTL": (DAY, int, (60, 7 * DAY)),
+    "DEVICE_CODE_SKEW": (120, int, (5, 900)),
     "TEMP_LOSS_LAPSE": (7 * DAY, int, (60, 365 * DAY)),  # 7 days
     "CONSENT_CODE_TTL": (600, int, (60, 7 * DAY)),
     "CHIP_CHALLENGE_TTL": (60, int, (1, DAY)),  # the load tests run with 3600

@@ -95,6 +95,7 @@ def sign(
         )
     ):
         old.revoked_at, old.revoke_reason = now, "replaced"
+        storage.revoke_device_keys(session, now, reason="binding_replaced", binding_id=old.id)
     binding = Binding(
         public_id=new_id("bnd"),
         ecard_id=ecard.id,
@@ -146,6 +147,7 @@ def revoke_binding(
         raise EcardError(Code.BINDING_NOT_FOUND)
     if binding.revoked_at is None:
         binding.revoked_at, binding.revoke_reason = now, reason
+        storage.revoke_device_keys(session, now, reason="binding_" + reason, binding_id=binding.id)
         session.add(
             Event(
                 person_id=ecard.person_id,

@@ -214,6 +214,19 @@ class Code(StrEnum):
     )
     BINDING_NOT_FOUND = "binding.not_found", 404, "渠道绑定不存在", "Channel binding not found"
 
+    # --- device keys (R-51, `ED1:` codes) ---------------------------------------------------------
+    # not a point of the curve the `alg` names, or not 65 bytes uncompressed
+    DEVICE_BAD_KEY = "device.bad_key", 422, "设备公钥无效", "Not a public key of that algorithm"
+    # the proof is not the key's signature over this access token's id (`jti`)
+    DEVICE_BAD_PROOF = (
+        "device.bad_proof",
+        422,
+        "设备密钥持有证明无效",
+        "The proof of possession does not verify",
+    )
+    # no active device key of that id held by this channel binding
+    DEVICE_NOT_FOUND = "device.not_found", 404, "设备密钥不存在或已撤销", "Device key not found or revoked"
+
     # --- merchants and operators ------------------------------------------------------------------
     MERCHANT_NOT_FOUND = "merchant.not_found", 404, "商户不存在", "Merchant not found"
     TERMINAL_NOT_FOUND = "terminal.not_found", 404, "终端不存在", "Terminal not found"

@@ -311,6 +311,37 @@ class ChipChallenge(Base):
     used_at: Mapped[datetime | None]
 
 
+class DeviceKey(Base):
+    """A phone's own public key (R-51, `ED1:` codes), held by a holder's channel binding, or by a
+    proxy's binding for a dependant's card (`link_id`): one active per binding and card."""
+
+    __tablename__ = "device_keys"
+    id: Mapped[RowId] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    binding_id: Mapped[RowId] = mapped_column(sa.ForeignKey("bindings.id"), index=True)
+    link_id: Mapped[RowId | None] = mapped_column(sa.ForeignKey("proxy_links.id"), index=True)
+    alg: Mapped[str] = mapped_column(sa.String(8))  # ES256 | SM2
+    public_key: Mapped[bytes] = mapped_column(sa.LargeBinary(65))  # the uncompressed point
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoke_reason: Mapped[str | None] = mapped_column(sa.String(32))
+
+
+class DeviceCredential(Base):
+    """One credential the region signed for a device key: what a gate checks, found by its serial;
+    revoked with the key, or when its card stops being live, and listed in the trust list as
+    revoked until `not_after`."""
+
+    __tablename__ = "device_credentials"
+    id: Mapped[RowId] = mapped_column(primary_key=True)
+    serial: Mapped[bytes] = mapped_column(sa.LargeBinary(12), unique=True)
+    device_key_id: Mapped[RowId] = mapped_column(sa.ForeignKey("device_keys.id"), index=True)
+    card_id: Mapped[RowId] = mapped_column(sa.ForeignKey("cards.id"), index=True)
+    issued_at: Mapped[datetime]
+    not_after: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
 class ProxyLink(Base):
     """A relative (proxy) managing a dependant's electronic card (R-60 to R-64)."""
 

@@ -66,6 +66,19 @@ def age_on(birth: date, day: date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
+# Coarse ages for fares and tickets, without the birth date: what a scan discloses (by name) and
+# what a device credential carries (by position, one byte a gate reads offline).
+AGE_BANDS = ((6, "under_6"), (18, "6_17"), (60, "18_59"), (70, "60_69"), (None, "70_plus"))
+
+
+def age_band(age: int) -> str:
+    return next(band for limit, band in AGE_BANDS if limit is None or age < limit)
+
+
+def age_band_index(age: int) -> int:
+    return next(i for i, (limit, _) in enumerate(AGE_BANDS) if limit is None or age < limit)
+
+
 def nth_birthday(birth: date, years: int) -> date:
     try:
         return birth.replace(year=birth.year + years)

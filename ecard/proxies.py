@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ecard import cards, persons, reads, signals
+from ecard import cards, persons, reads, signals, storage
 from ecard.context import Actor, Services
 from ecard.errors import Code, EcardError
 from ecard.ids import new_id
@@ -179,6 +179,7 @@ def bind(
         )
     ):
         stale.ended_at, stale.end_reason = now, link_status(stale, now)[1] or "superseded"
+        storage.revoke_device_keys(session, now, reason="proxy_ended", link_id=stale.id)
     session.flush()
     ends_at = None
     if minor:
@@ -381,6 +382,7 @@ def as_dependant(session: Session, dependant: Person, proxy_id: str) -> ProxyLin
 def end(session: Session, link: ProxyLink, *, reason: str, actor: Actor, now: datetime) -> ProxyLink:
     if link.ended_at is None:
         link.ended_at, link.end_reason = now, reason
+        storage.revoke_device_keys(session, now, reason="proxy_ended", link_id=link.id)
         _event(session, link.dependant_person_id, "proxy_ended", actor, now, reason=reason)
     return link
 

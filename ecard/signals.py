@@ -112,6 +112,7 @@ def _freeze_by_policy(session: Session, svc: Services, card_id: int, person_id: 
                 reason=f"{MISUSE}: " + ", ".join(reversed(recent)),
             )
         )
+        storage.revoke_credentials(session, now, card_id=card_id)
 
 
 def of_card(session: Session, card_id: int, *, before_id: int | None, limit: int) -> list[Signal]:

@@ -28,6 +28,8 @@ from ecard.models import (
     Binding,
     Card,
     ChipChallenge,
+    DeviceCredential,
+    DeviceKey,
     ECard,
     FederationCall,
     Merchant,
@@ -573,3 +575,86 @@ def peer_list_failed(session: Session, region: str, error: str, now: datetime) -
     row = session.get(PeerTrustList, region, with_for_update=True)
     if row is not None:
         row.checked_at, row.error = now, error[:200]
+
+
+# --- device credentials (R-51, `ED1:` codes) ---------------------------------------------------------
+
+
+def revoke_credentials(
+    session: Session, now: datetime, *, card_id: int | None = None, key_ids: list[int] | None = None
+) -> int:
+    """Revoke, at `now`, the live credentials of a card or of device keys (those not yet revoked
+    and not yet expired: an expired one needs no listing). Returns how many."""
+    where = (
+        DeviceCredential.card_id == card_id
+        if card_id is not None
+        else DeviceCredential.device_key_id.in_(key_ids or [])
+    )
+    result = session.execute(
+        sa.update(DeviceCredential)
+        .where(where, DeviceCredential.revoked_at.is_(None), DeviceCredential.not_after > now)
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def credential_revoked_at(session: Session, serial: bytes) -> tuple[bool, datetime | None]:
+    """(whether we issued a credential of this serial, when it was revoked or None)."""
+    row = session.execute(
+        sa.select(DeviceCredential.revoked_at).where(DeviceCredential.serial == serial)
+    ).first()
+    return (False, None) if row is None else (True, row[0])
+
+
+def revoked_credentials(session: Session, now: datetime) -> tuple[list[bytes], datetime | None]:
+    """The serials of credentials revoked and not yet expired at `now` (what the trust list
+    carries), and the latest moment that list changed: a revocation, or a revoked credential
+    expiring off it (None: never)."""
+    serials = list(
+        session.scalars(
+            sa.select(DeviceCredential.serial).where(
+                DeviceCredential.revoked_at.is_not(None),
+                DeviceCredential.revoked_at <= now,
+                DeviceCredential.not_after > now,
+            )
+        )
+    )
+    revoked = DeviceCredential.revoked_at.is_not(None)
+    latest_revoked, latest_expired = session.execute(
+        sa.select(
+            sa.func.max(DeviceCredential.revoked_at).filter(revoked, DeviceCredential.revoked_at <= now),
+            sa.func.max(DeviceCredential.not_after).filter(revoked, DeviceCredential.not_after <= now),
+        )
+    ).one()
+    changed = max((m for m in (latest_revoked, latest_expired) if m is not None), default=None)
+    return serials, changed
+
+
+def revoke_device_keys(
+    session: Session,
+    now: datetime,
+    *,
+    reason: str,
+    binding_id: int | None = None,
+    link_id: int | None = None,
+    key_id: int | None = None,
+) -> None:
+    """Revoke the active device keys of a binding, of a proxy link, or one key, with their
+    credentials: the phone that held them cannot make a code a gate with a fresh list accepts."""
+    if key_id is not None:
+        held = DeviceKey.id == key_id
+    elif link_id is not None:
+        held = DeviceKey.link_id == link_id
+    else:
+        held = DeviceKey.binding_id == binding_id
+    ids = list(session.scalars(sa.select(DeviceKey.id).where(held, DeviceKey.revoked_at.is_(None))))
+    if not ids:
+        return
+    session.execute(
+        sa.update(DeviceKey)
+        .where(DeviceKey.id.in_(ids))
+        .values(revoked_at=now, revoke_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    revoke_credentials(session, now, key_ids=ids)

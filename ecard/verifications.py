@@ -77,14 +77,6 @@ class Decision:
     holder: dict[str, Any] | None = None
 
 
-def age_band(age: int) -> str:
-    """Coarse age for fares and tickets, without the birth date."""
-    for limit, band in ((6, "under_6"), (18, "6_17"), (60, "18_59"), (70, "60_69")):
-        if age < limit:
-            return band
-    return "70_plus"
-
-
 def disclosed(svc: Services, d: Decision, now: datetime) -> dict[str, Any] | None:
     """What the scene judged (`d.scene`, never the one a terminal claimed) needs of the holder,
     and no more (R-04): None for a refusal. For another member's card, what its region
@@ -98,7 +90,7 @@ def disclosed(svc: Services, d: Decision, now: datetime) -> dict[str, Any] | Non
     out: dict[str, Any] = {
         "name": mask_name(name),
         "id_number": mask_id_number(id_number),
-        "age_band": age_band(persons.age_on(d.person.birth_date, now.date())),
+        "age_band": persons.age_band(persons.age_on(d.person.birth_date, now.date())),
         "by_proxy": d.by_proxy,
     }
     if d.scene == "clinic":
@@ -312,7 +304,13 @@ def _judge(
         return record(session, d, method=method, terminal=terminal, now=now, scanned_at=scanned_at, **kw)
 
     try:
-        code = qr.verify_with_ring(payload, ring, judged_at, leeway=GATE_LEEWAY if offline else timedelta(0))
+        code = qr.verify_with_ring(
+            payload,
+            ring,
+            judged_at,
+            leeway=GATE_LEEWAY if offline else timedelta(0),
+            device_skew=timedelta(seconds=svc.setting("DEVICE_CODE_SKEW")),
+        )
     except qr.QrError as exc:
         issuer = _issuer_elsewhere(svc, terminal, payload) if isinstance(exc, qr.UnknownKey) else None
         if issuer is not None:
@@ -320,23 +318,33 @@ def _judge(
                 session, svc, terminal, payload, issuer, scene=scene, now=now, scanned_at=scanned_at
             )
         return done(Decision(False, Reason(exc.code), scene), nonce=_nonce_of(payload))
-    if isinstance(code, qr.DeviceCode):  # not judged online yet
-        return done(Decision(False, Reason.QR_MALFORMED, scene))
+    if isinstance(code, qr.DeviceCode):
+        # A phone's own code (R-51): single use per credential and signing time; the credential
+        # must be one we signed and not revoked when the code was shown.
+        nonce = code.use_id
+        issued, revoked_at = storage.credential_revoked_at(session, code.serial)
+        if not issued:
+            return done(Decision(False, Reason.QR_BAD_SIGNATURE, scene), nonce=nonce)
+        if revoked_at is not None and revoked_at <= judged_at:
+            return done(Decision(False, Reason.QR_CREDENTIAL_REVOKED, scene), nonce=nonce)
+        handle = qr.open_credential_handle(ring, code)
+    else:
+        nonce, handle = code.nonce, qr.open_handle(ring, code)
     try:
         # A universal code names no scene: it is judged, like an offline phone code, for the
         # scene the terminal's merchant serves (R-44).
         judged = judged_scene(terminal, scene, None if code.scene is qr.Scene.ANY else str(code.scene))
     except SceneRefused as exc:
-        return done(Decision(False, exc.reason, str(code.scene)), nonce=code.nonce)
-    card_id, link_id = struct.unpack(">QQ", qr.open_handle(ring, code))
+        return done(Decision(False, exc.reason, str(code.scene)), nonce=nonce)
+    card_id, link_id = struct.unpack(">QQ", handle)
     located = terminal.place.latitude is not None or terminal.place.district is not None
     found = storage.card_and_holder(session, card_id, last_use=located and not offline)
     if found is None:  # a valid signature over a handle we never made: a key problem, not a holder
-        return done(Decision(False, Reason.QR_BAD_SIGNATURE, judged), nonce=code.nonce)
+        return done(Decision(False, Reason.QR_BAD_SIGNATURE, judged), nonce=nonce)
     card, holder, last_use = found
     d = Decision(False, None, judged, person=holder, by_proxy=code.by_proxy, card_no=card.card_no)
     proxy_person_id = None
-    if offline and terminal.id is not None and _judged_online(session, terminal, code.nonce):
+    if offline and terminal.id is not None and _judged_online(session, terminal, nonce):
         d.reason = Reason.OFFLINE_JUDGED_ONLINE
     if link_id and d.reason is None:
         link = session.get(ProxyLink, link_id)
@@ -352,15 +360,15 @@ def _judge(
         d.reason = _card_reason(svc, cards.state_at(session, card, judged_at) if offline else card, judged_at)
     if d.reason is None:
         # Single use, decided by the unique nonce: of 16 concurrent scans exactly one inserts.
-        if storage.redeem(session, code.nonce, now):
+        if storage.redeem(session, nonce, now):
             d.accepted = True
         else:
             d.reason, d.late_replay = Reason.QR_REPLAYED, offline
     # An offline record's neighbours in time are read before it is recorded among them.
     around = storage.uses_around(session, card.id, judged_at) if d.accepted and offline and located else []
-    done(d, card_id=card.id, proxy_person_id=proxy_person_id, nonce=code.nonce)
+    done(d, card_id=card.id, proxy_person_id=proxy_person_id, nonce=nonce)
     if d.reason is Reason.QR_REPLAYED:
-        _signal_replay(session, svc, terminal, code.nonce, card.id, holder.id, now, scanned_at, offline)
+        _signal_replay(session, svc, terminal, nonce, card.id, holder.id, now, scanned_at, offline)
     elif d.accepted and (last_use or around):
         others = around or [last_use]
         _signal_travel(session, svc, terminal, card.id, holder.id, others, now, at=judged_at)
@@ -473,6 +481,8 @@ def _issuer_elsewhere(svc: Services, terminal: TerminalPrincipal, payload: str) 
     if svc.peers is None or terminal.region_code is not None:
         return None
     try:
+        if payload.startswith(qr.DEVICE_PREFIX):  # the credential's signer (R-51)
+            return svc.peers.issuer_of(qr.decode_device_code(payload).kid)
         return svc.peers.issuer_of(qr.decode(payload).kid)
     except qr.QrError:
         return None
@@ -510,22 +520,29 @@ def _judge_elsewhere(
             session, d, method=method, terminal=terminal, now=now, scanned_at=scanned_at, nonce=nonce
         )
 
+    device = payload.startswith(qr.DEVICE_PREFIX)
     try:
-        code = peers.keys.verify(payload, scanned_at or now, leeway=GATE_LEEWAY)[1]
+        code = peers.keys.verify(
+            payload,
+            scanned_at or now,
+            leeway=GATE_LEEWAY,
+            device_skew=timedelta(seconds=svc.setting("DEVICE_CODE_SKEW")),
+        )[1]
     except qr.TrustListStale:
-        code = qr.decode(payload)
+        code = qr.decode_device_code(payload) if device else qr.decode(payload)
     except qr.QrError as exc:
         return done(Decision(False, Reason(exc.code), scene), _nonce_of(payload))
+    nonce = code.use_id if device else code.nonce
     try:
         judged = judged_scene(terminal, scene, None if code.scene is qr.Scene.ANY else str(code.scene))
     except SceneRefused as exc:
-        return done(Decision(False, exc.reason, str(code.scene)), code.nonce)
-    if offline and _judged_online(session, terminal, code.nonce):
-        return done(Decision(False, Reason.OFFLINE_JUDGED_ONLINE, judged), code.nonce)
+        return done(Decision(False, exc.reason, str(code.scene)), nonce)
+    if offline and _judged_online(session, terminal, nonce):
+        return done(Decision(False, Reason.OFFLINE_JUDGED_ONLINE, judged), nonce)
     body = {"payload": payload, "scene": judged, **_acquirer(terminal)}
     if offline:
         body["scanned_at"] = scanned_at.isoformat()  # to the microsecond, as the gate took it
-    return done(_ask_issuer(peers, issuer, "offline" if offline else "qr", body, judged, now)[0], code.nonce)
+    return done(_ask_issuer(peers, issuer, "offline" if offline else "qr", body, judged, now)[0], nonce)
 
 
 def _acquirer(terminal: TerminalPrincipal) -> dict[str, Any]:
@@ -635,9 +652,12 @@ def judge_for_peer(
 
 
 def _nonce_of(payload: str) -> bytes | None:
-    """The nonce of a refused code, if it has the form of one: what a terminal had judged online
-    stays known to it even when the code was refused (expired, say)."""
+    """The nonce of a refused code (a device code's use: its credential's serial and signing
+    time), if it has the form of one: what a terminal had judged online stays known to it even
+    when the code was refused (expired, say)."""
     try:
+        if payload.startswith(qr.DEVICE_PREFIX):
+            return qr.decode_device_code(payload).use_id
         return qr.decode(payload).nonce
     except qr.QrError:
         return None

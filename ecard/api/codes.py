@@ -3,8 +3,6 @@ where their card was used. Terminals judge them in `ecard.api.verifications`."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
@@ -12,7 +10,7 @@ import qr
 from ecard import codes, persons, verifications
 from ecard.api import auth
 from ecard.api import schemas as s
-from ecard.api.common import BEARER, PROBLEMS, answer, ring, signed_trust_list_of
+from ecard.api.common import BEARER, PROBLEMS, answer, ring, signed_trust_list_of, trust_list_of
 from ecard.api.limits import limiter, token_key
 from ecard.api.transactions import Unit, transaction
 from ecard.api.views import iso
@@ -73,12 +71,12 @@ def new_code(tx: Unit, body: s.QrIn):
 
 
 @bp.get("/trust-list", responses={200: s.TrustListOut})
-@transaction(Tx.NONE)
+@transaction(Tx.READ)
 def trust_list(tx: Unit):
-    """Issuer public keys for offline gates, and the list's own expiry. Public: keys are public."""
-    svc, now = tx.services, tx.now
-    ttl = timedelta(seconds=svc.setting("TRUST_LIST_TTL"))
-    doc = qr.build_trust_list(ring(), now, ttl, issuer=svc.setting("ISSUER"))
+    """Issuer public keys for offline gates, the serials of device credentials revoked before
+    their time (R-51), and the list's own expiry. Public: keys are public."""
+    doc = trust_list_of(tx.services, tx.session, tx.now)
+    del doc["version"]  # the signed list's; a plain list is judged by its expiry
     # The gates' own document, made by `qr` with its times as a gate reads them ("Z"), so it is
     # sent as made; TrustListOut describes it.
     resp = jsonify(doc)
@@ -87,13 +85,13 @@ def trust_list(tx: Unit):
 
 
 @bp.get("/trust-list/signed", responses={200: None})
-@transaction(Tx.NONE)
+@transaction(Tx.READ)
 def signed_trust_list(tx: Unit):
     """The trust list with its `version`, as a compact JWS (`application/jose`) signed by the
     region's root key (header `alg` ES256 or SM2, `kid` the region code, `typ`
     `ecard-trust-list`): a gate that holds the root, or a federation's document naming it, can
     tell the list is this region's. Public, like the keys it carries."""
-    token = signed_trust_list_of(tx.services, tx.now)
+    token = signed_trust_list_of(tx.services, tx.session, tx.now)
     return Response(token, 200, {"Cache-Control": "public, max-age=300"}, mimetype="application/jose")
 
 

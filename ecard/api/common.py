@@ -7,8 +7,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Response, current_app
+from sqlalchemy.orm import Session
 
 import qr
+from ecard import devices
 from ecard.api.schemas import Out, Problem
 from ecard.context import Services
 from qr import jws
@@ -57,12 +59,25 @@ def ring() -> qr.KeyRing:
     return ext["ecard.qr_ring"]
 
 
-def signed_trust_list_of(svc: Services, now: datetime) -> str:
-    """This region's trust list with its `version`, signed by the region's root key (a compact
-    JWS, `typ` ecard-trust-list, `kid` the region code)."""
+def trust_list_of(svc: Services, session: Session, now: datetime) -> dict[str, Any]:
+    """This region's trust list for gates: the keys, and the serials of device credentials
+    revoked before their time (R-51), with its `version`, the latest moment either changed."""
     keys = ring()
+    serials, changed = devices.revoked_credentials(session, now)
     doc = qr.build_trust_list(
-        keys, now, timedelta(seconds=svc.setting("TRUST_LIST_TTL")), issuer=svc.setting("ISSUER")
+        keys,
+        now,
+        timedelta(seconds=svc.setting("TRUST_LIST_TTL")),
+        issuer=svc.setting("ISSUER"),
+        revoked_credentials=serials,
     )
-    doc["version"] = qr.trust_list_version(keys, now)
-    return jws.sign(doc, current_app.extensions["ecard.root_key"], kid=keys.region_code, typ=jws.TRUST_LIST)
+    version = qr.trust_list_version(keys, now)
+    doc["version"] = max(version, int(changed.timestamp())) if changed else version
+    return doc
+
+
+def signed_trust_list_of(svc: Services, session: Session, now: datetime) -> str:
+    """This region's trust list with its `version` (`trust_list_of`), signed by the region's root
+    key (a compact JWS, `typ` ecard-trust-list, `kid` the region code)."""
+    doc = trust_list_of(svc, session, now)
+    return jws.sign(doc, current_app.extensions["ecard.root_key"], kid=ring().region_code, typ=jws.TRUST_LIST)

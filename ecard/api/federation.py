@@ -37,7 +37,7 @@ def trust_list(tx: Unit):
     """Every member's signed trust list under the federation's document, for offline gates:
     ours, and each peer's last good one (kept while the peer is down); `stale` names the regions
     whose list is missing or expired. Public, like the keys it carries."""
-    bundle = _peers(tx).bundle(tx.session, signed_trust_list_of(tx.services, tx.now), tx.now)
+    bundle = _peers(tx).bundle(tx.session, signed_trust_list_of(tx.services, tx.session, tx.now), tx.now)
     return answer(s.FederationTrustListOut, bundle, headers={"Cache-Control": "public, max-age=60"})
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import cards, ecards, signals
+from ecard import cards, devices, ecards, signals
 from ecard.api import auth, idempotency
 from ecard.api import schemas as s
-from ecard.api.common import BEARER, PROBLEMS, answer
-from ecard.api.limits import body_field, limiter
+from ecard.api.common import BEARER, PROBLEMS, answer, ring
+from ecard.api.limits import body_field, limiter, token_key
 from ecard.api.transactions import Unit, transaction
 from ecard.api.views import audit_item, binding_out, card_out, ecard_out, iso, person_out
 from ecard.db import Tx
@@ -177,3 +177,75 @@ def my_audit(tx: Unit, query: s.PageQuery):
     items = [audit_item(e, found) for e in events]
     nxt = str(events[-1].id) if len(events) == query.limit else None
     return answer(s.AuditOut, {"items": items, "next": nxt})
+
+
+# --- device keys: codes a phone makes offline (R-51) -------------------------------------------------
+
+
+@bp.post("/me/device-keys", responses={201: s.CertifiedOut}, security=BEARER)
+@transaction(Tx.WRITE)
+@limiter.limit("20/hour", key_func=token_key)
+@auth.require(auth.HOLDER)
+def register_device_key(tx: Unit, body: s.DeviceKeyIn):
+    """Certify this phone's own key (the proof: its signature over this access token's `jti`) for
+    the holder's card, or a dependant's with `dependant_id`; it replaces the key this channel held
+    for that card. The credential lives ECARD_DEVICE_CREDENTIAL_TTL seconds at most."""
+    certified = devices.register(
+        tx.session,
+        tx.services,
+        ring(),
+        tx.principal,
+        alg=body.alg,
+        public_key=body.public_key,
+        proof=body.proof,
+        token_id=auth.bearer_claims()["jti"],
+        dependant_id=body.dependant_id,
+        now=tx.now,
+    )
+    return answer(s.CertifiedOut, _certified_out(certified), 201)
+
+
+@bp.post("/me/device-keys/<key_id>/renew", responses={200: s.CertifiedOut}, security=BEARER)
+@transaction(Tx.WRITE)
+@limiter.limit("60/hour", key_func=token_key)
+@auth.require(auth.HOLDER)
+def renew_device_key(tx: Unit, path: s.DeviceKeyPath):
+    certified = devices.renew(tx.session, tx.services, ring(), tx.principal, path.key_id, now=tx.now)
+    return answer(s.CertifiedOut, _certified_out(certified))
+
+
+@bp.get("/me/device-keys", responses={200: s.DeviceKeysOut}, security=BEARER)
+@transaction(Tx.READ)
+@auth.require(auth.HOLDER)
+def list_device_keys(tx: Unit):
+    items = [
+        {
+            "key_id": key.public_id,
+            "alg": key.alg,
+            "dependant_id": devices.dependant_public_id(tx.session, key),
+            "created_at": iso(key.created_at),
+            "not_after": iso(not_after),
+            "status": "active" if key.revoked_at is None else "revoked",
+            "revoke_reason": key.revoke_reason,
+        }
+        for key, not_after in devices.of_binding(tx.session, tx.principal)
+    ]
+    return answer(s.DeviceKeysOut, {"items": items})
+
+
+@bp.delete("/me/device-keys/<key_id>", responses={204: None}, security=BEARER)
+@transaction(Tx.WRITE)
+@auth.require(auth.HOLDER)
+def delete_device_key(tx: Unit, path: s.DeviceKeyPath):
+    """The phone is lost: its key and credentials are revoked now, and named in the next trust
+    list a gate fetches."""
+    devices.revoke(tx.session, tx.principal, path.key_id, now=tx.now)
+    return "", 204
+
+
+def _certified_out(certified: devices.Certified) -> dict:
+    return {
+        "key_id": certified.key.public_id,
+        "credential": certified.credential,
+        "not_after": iso(certified.not_after),
+    }

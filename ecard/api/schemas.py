@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -781,6 +783,49 @@ class TrustKeyOut(Out):
     not_after: Timestamp | None
 
 
+def _base64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64") from None
+
+
+Base64 = Annotated[str, Field(min_length=4, max_length=200), AfterValidator(_base64)]
+
+
+class DeviceKeyIn(Strict):
+    """R-51: a phone's own key, proved by a signature over this request's access token id."""
+
+    alg: Literal["ES256", "SM2"]
+    public_key: Base64 = Field(description="base64 of the 65-byte uncompressed point")
+    proof: Base64 = Field(description="base64 of r||s: the key's signature over the token's jti")
+    dependant_id: str | None = Field(default=None, min_length=1, max_length=32)
+
+
+class DeviceKeyPath(BaseModel):
+    key_id: str = Field(min_length=1, max_length=32)
+
+
+class CertifiedOut(Out):
+    key_id: str
+    credential: str  # base64: what the phone keeps and signs its codes under (qr.device_code)
+    not_after: Timestamp
+
+
+class DeviceKeyOut(Out):
+    key_id: str
+    alg: str
+    dependant_id: str | None
+    created_at: Timestamp
+    not_after: Timestamp | None  # the newest credential's
+    status: Literal["active", "revoked"]
+    revoke_reason: str | None
+
+
+class DeviceKeysOut(Out):
+    items: list[DeviceKeyOut]
+
+
 class TrustListOut(Out):
     issuer: str
     region_code: str
@@ -788,6 +833,8 @@ class TrustListOut(Out):
     expires_at: Timestamp
     keys: list[TrustKeyOut]
     denylist: list[str]
+    # serials (hex) of device credentials revoked before their not_after (R-51); only when any
+    revoked_credentials: list[str] = []
 
 
 # --- the federation (R-54) ------------------------------------------------------------------------
