@@ -862,8 +862,9 @@ class _PeerScan(Strict):
 
 
 class PeerQrIn(_PeerScan):
-    # signed codes only: an offline phone code names no region, and its tries are counted here
-    payload: str = Field(min_length=1, max_length=512, pattern=r"^EC1:")
+    # signed codes only (the region's, or a phone's under the region's credential): an offline
+    # phone code (ET1:) names no region, and its tries are counted here
+    payload: str = Field(min_length=1, max_length=512, pattern=r"^E[CD]1:")
 
 
 class PeerOfflineIn(PeerQrIn):

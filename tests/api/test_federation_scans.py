@@ -153,6 +153,34 @@ def test_a_card_of_a_scanned_at_b_is_judged_by_a_once(world):
     assert use["region"] == B and use["merchant"] == "Clinic"
 
 
+def test_r51_a_phone_code_of_a_is_checked_at_bs_offline_gate_and_judged_by_a_online(world):
+    """R-51 with R-54: A's holder's own key, certified by A (intl); B's offline gate checks the
+    code with the federation's lists alone; B's terminal online has A judge it, once; after the
+    card's loss, A's list names the credential and the gate with the fresh bundle refuses it."""
+    from tests.api.test_device_codes import Phone
+
+    a, b = world["a"], world["b"]
+    phone = Phone("ES256")
+    credential = phone.register(a, world["holder"])
+    payload = phone.code(credential, "transit")
+
+    def gate_keys():
+        bundle = b.c.get("/api/v1/federation/trust-list").json
+        return FederatedTrustList.from_bundle(bundle, world["anchor"].public_key(), qr_now())
+
+    region, code = gate_keys().verify(payload, qr_now())
+    assert region == A and isinstance(code, qr.DeviceCode) and code.by_proxy is False
+    d = b.scan(world["at_b"], payload)
+    assert (d["accepted"], d["issuer_region"]) == (True, A), d
+    assert b.scan(world["at_b"], payload)["reason"] == "qr.replayed"
+    assert a.scan(world["at_a"], payload)["reason"] == "qr.replayed"
+    r = a.c.post("/api/v1/me/card/loss", headers=world["holder"]["headers"])
+    assert r.status_code == 200, r.json
+    assert peers(world["apps"][B]).refresh(world["apps"][B].extensions["ecard.db"], qr_now(), regions=[A])
+    with pytest.raises(qr.CredentialRevoked):
+        gate_keys().verify(phone.code(credential, "transit"), qr_now())
+
+
 def test_a_local_scan_is_not_forwarded(world):
     a = world["a"]
     calls = len(world["route"].calls)
