@@ -9,7 +9,8 @@ where a shared machine's timings scatter). The log level is WARNING, so the requ
 not in the figures, unless `--log` (INFO, the lines written to /dev/null).
 
 The flows: `issue` (POST /api/v1/qrcodes, a holder's code), `verify` (POST /api/v1/verifications/qr,
-a fresh code judged once) and `chip` (POST /api/v1/verifications/chip, a clinic read of a
+a fresh code judged once), `device` (the same route judging a code a phone made itself, `ED1:`,
+R-51; counted when named: `--flows verify,device`) and `chip` (POST /api/v1/verifications/chip, a clinic read of a
 personalized card with its PIN keyed, judged). A chip read's challenge (POST
 /api/v1/verifications/chip/challenge) is asked and the virtual card (`physical.card`, through
 `physical.reader.read_card`) answers it before the clock starts, so `chip` is the verification
@@ -86,6 +87,11 @@ def main() -> None:
         ECARD_CHIP_CHALLENGE_TTL="3600",
         ECARD_LOG_LEVEL="INFO" if args.log else "WARNING",
     )
+    # A tree with phone-made codes (R-51): they are made at set-up, well before the last is
+    # judged, so the phone's clock may be off by the most the setting allows.
+    has_devices = (args.root / "ecard" / "devices.py").exists()
+    if has_devices:
+        os.environ["ECARD_DEVICE_CODE_SKEW"] = "900"
     if args.log:  # the app's own basicConfig is then a no-op: its lines go to /dev/null
         logging.basicConfig(stream=open(os.devnull, "w"), format="%(message)s")  # noqa: SIM115
     import ecard
@@ -147,6 +153,20 @@ def main() -> None:
         for i in range(1, warm):
             call(verify[i])
             call(issue[i % len(issue)])
+    device = []
+    if args.only == "device" or (args.only is None and has_devices):
+        device = [
+            request(
+                "/api/v1/verifications/qr",
+                {"payload": code, "scene": "clinic"},
+                terminal_tokens[i % len(terminal_tokens)],
+            )
+            for i, code in enumerate(device_codes(request, call, holder_tokens, codes_needed))
+        ]
+        if b'"accepted":true' not in call(device[0]):
+            raise SystemExit(f"a fresh device code was not accepted: {call(device[1])[:300]!r}")
+        for i in range(1, warm):
+            call(device[i])
     if args.only in (None, "chip", "challenge"):
         # A terminal's challenge, asked through the same app, bound to that terminal.
         challenge = [request("/api/v1/verifications/chip/challenge", {}, t) for t in terminal_tokens]
@@ -178,7 +198,13 @@ def main() -> None:
         for i in range(warm):
             call(challenge[i % len(challenge)])
     if args.only:
-        reqs = {"issue": issue, "verify": verify, "chip": chip_reads, "challenge": challenge}[args.only]
+        reqs = {
+            "issue": issue,
+            "verify": verify,
+            "device": device,
+            "chip": chip_reads,
+            "challenge": challenge,
+        }[args.only]
         for i in range(n):
             call(reqs[(warm + i) % len(reqs)])  # a verification's code is used once: warm + n < len
         return
@@ -188,9 +214,12 @@ def main() -> None:
         ("healthz", healthz, False),
         ("issue", issue, False),
         ("verify", verify, True),
+        ("device", device, True),
         ("chip", chip_reads, True),
         ("challenge", challenge, False),
     ):
+        if not reqs:
+            continue
         pos, best = warm, float("inf")
         for _ in range(rounds):
             spun, t0 = 0.0, time.process_time()
@@ -219,10 +248,45 @@ def main() -> None:
     print(json.dumps({"root": root, **out}))
 
 
+def device_codes(request, call, holder_tokens: list[str], count: int) -> list[str]:
+    """`count` phone-made codes (`ED1:`, R-51) for clinics: each holder's channel registers an
+    ES256 key through the app (the proof over its token's jti), then signs codes itself, one a
+    second per holder from 800 s ago (a code is single use per credential and second; the run
+    sets the device skew to 900 s, its most)."""
+    import base64
+    from datetime import UTC, datetime, timedelta
+
+    import jwt
+
+    import qr
+    from qr.algs import suite
+
+    es256 = suite(qr.Alg.ES256)
+    phones = []
+    for token in holder_tokens:
+        key = es256.generate()
+        scalar = key.private_numbers().private_value.to_bytes(32, "big")
+        jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+        body = {
+            "alg": "ES256",
+            "public_key": base64.b64encode(es256.point(key.public_key())).decode(),
+            "proof": base64.b64encode(qr.make_proof(qr.Alg.ES256, scalar, jti.encode())).decode(),
+        }
+        answer = json.loads(call(request("/api/v1/me/device-keys", body, token)))
+        if "credential" not in answer:
+            raise SystemExit(f"no credential: {answer}")
+        phones.append((answer["credential"], scalar))
+    start = datetime.now(UTC) - timedelta(seconds=800)
+    return [
+        qr.device_code(*phones[i % len(phones)], qr.Scene.CLINIC, start + timedelta(seconds=i // len(phones)))
+        for i in range(count)
+    ]
+
+
 # Requests a child run makes; the difference of two runs' totals, over the difference of their
 # requests, is one request's instructions, with start-up and set-up cancelled out.
 INSTRUCTION_COUNTS = (40, 240)
-FLOWS = ("issue", "verify", "chip", "challenge")
+FLOWS = ("issue", "verify", "device", "chip", "challenge")
 INSTRUCTION_FLOWS = ("issue", "verify", "chip")  # counted by default (a chip read: its verification)
 
 

@@ -7,6 +7,9 @@
     python -m qr.device code --credential B64 --private-key HEX_OR_B64 [--scene any] [--now T]
         a device code made offline from the credential the server returned (--now: RFC 3339,
         by default this machine's clock)
+    python -m qr.device check --trust-list FILE [--scene transit] [--now T] PAYLOAD
+        a demo gate: the code checked with the trust list alone (GET /api/v1/trust-list, saved
+        to FILE), printed as a decision; exit 0 accepted, 1 refused
 
 A real phone keeps its private key in its secure hardware; this one prints it.
 """
@@ -20,10 +23,12 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from ._time import parse_rfc3339
+from ._time import parse_rfc3339, rfc3339
 from .algs import parse_alg, suite
-from .credential import device_code, make_proof
+from .credential import DeviceCode, device_code, make_proof
+from .errors import QrError
 from .format import Scene
+from .verify import verify
 
 
 def _private_key(text: str) -> bytes:
@@ -49,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     code.add_argument("--private-key", required=True, help="the device's private scalar, hex or base64")
     code.add_argument("--scene", default="any", choices=[s.value for s in Scene])
     code.add_argument("--now", help="the signing time, RFC 3339 (default: now)")
+    gate = commands.add_parser("check", help="a demo gate: check a code with a trust list alone")
+    gate.add_argument("--trust-list", required=True, help="the trust list's JSON file")
+    gate.add_argument(
+        "--scene", choices=[s.value for s in Scene if s is not Scene.ANY], help="the gate's scene"
+    )
+    gate.add_argument("--now", help="the gate's time, RFC 3339 (default: now)")
+    gate.add_argument("payload")
     args = parser.parse_args(argv)
     try:
         if args.command == "new-key":
@@ -65,12 +77,31 @@ def main(argv: list[str] | None = None) -> int:
                 out["jti"] = args.jti
                 out["proof"] = base64.b64encode(make_proof(alg, scalar, args.jti.encode())).decode()
             print(json.dumps(out, indent=2))
+        elif args.command == "check":
+            return _check(args)
         else:
             now = datetime.now(UTC) if args.now is None else parse_rfc3339(args.now)
             print(device_code(args.credential, _private_key(args.private_key), Scene(args.scene), now))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """The demo gate's decision on one payload: what a gate with no line knows."""
+    with open(args.trust_list, encoding="utf-8") as f:
+        trust_list = json.load(f)
+    now = datetime.now(UTC) if args.now is None else parse_rfc3339(args.now)
+    try:
+        code = verify(args.payload.strip(), trust_list, now, scene=args.scene)
+    except QrError as exc:
+        print(json.dumps({"accepted": False, "reason": exc.code}))
+        return 1
+    out = {"accepted": True, "scene": str(code.scene), "by_proxy": code.by_proxy}
+    if isinstance(code, DeviceCode):
+        out.update(serial=code.serial_hex, age_band=code.age_band, signed_at=rfc3339(code.signed_at))
+    print(json.dumps(out))
     return 0
 
 

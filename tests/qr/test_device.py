@@ -48,6 +48,7 @@ from qr import (
     verify_with_ring,
 )
 from qr import device as phone_cli
+from qr._time import rfc3339
 from qr.algs import SM2_ORDER, suite
 from qr.credential import (
     CREDENTIAL_LEN,
@@ -523,6 +524,20 @@ def test_the_demo_phone(alg, capsys):
         text = capsys.readouterr().out.strip()
         assert verify(text, build_trust_list(ring, ISSUED), SIGNED).scene is Scene.ANY
     assert phone_cli.main(["code", "--credential", credential, "--private-key", "00" * 32]) == 2
+
+
+def test_the_demo_gate(tmp_path, capsys):
+    ring = ring_of(Alg.ES256)
+    phone = new_phone(Alg.ES256)
+    text = device_code(certify(ring, phone), phone.private_key, Scene.TRANSIT, SIGNED)
+    lst = tmp_path / "trust-list.json"
+    lst.write_text(json.dumps(build_trust_list(ring, ISSUED)))
+    gate = ["check", "--trust-list", str(lst), "--scene", "transit"]
+    assert phone_cli.main([*gate, "--now", rfc3339(SIGNED), text]) == 0
+    assert json.loads(capsys.readouterr().out)["accepted"] is True
+    later = rfc3339(SIGNED + timedelta(minutes=10))
+    assert phone_cli.main([*gate, "--now", later, text]) == 1
+    assert json.loads(capsys.readouterr().out) == {"accepted": False, "reason": "qr.expired"}
 
 
 def test_the_demo_phone_runs_as_a_module():
