@@ -200,7 +200,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     idempotency.init_app(app)
 
-    from ecard.api import codes, family, federation, holder, operator, service, tokens, verifications
+    from ecard.api import codes, family, federation, holder, operator, pages, service, tokens, verifications
 
     app.register_api(tokens.bp)
     app.register_api(operator.bp)
@@ -210,6 +210,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.register_api(verifications.bp)
     app.register_api(federation.bp)
     app.register_blueprint(service.bp)
+    pages.init_app(app)  # /h5/, /scan/, /window/: the pages people use (ecard.api.pages)
     transactions.check_declared(
         app, ("tokens", "operator", "holder", "family", "codes", "verifications", "federation", "service")
     )

@@ -67,6 +67,9 @@ def init_app(app: Flask) -> None:
             )
         if req.method not in _BODY_METHODS or req.routing_exception is not None:
             return  # no body, or no route: a 404 or 405 (or a redirect) from routing, not ours
+        if FORMS in req.blueprints:
+            _check_form(req)
+            return
         try:  # a chunked body has no Content-Length: read now, bounded by MAX_CONTENT_LENGTH (413)
             raw = req.get_data(cache=True)
         except _BROKEN_BODY:
@@ -112,6 +115,31 @@ def init_app(app: Flask) -> None:
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers.setdefault("Cache-Control", "no-store")
         return resp
+
+
+# The pages' routes (`ecard.api.pages`) take HTML forms, not JSON: a body there is
+# application/x-www-form-urlencoded, read by the page's handler (its CSRF token checked first).
+FORMS = "pages"
+_FORM = "application/x-www-form-urlencoded"
+
+
+def _check_form(req: Any) -> None:
+    """A page's body: a URL-encoded form, bounded by MAX_CONTENT_LENGTH (413), without NUL
+    characters. Raises EcardError."""
+    if not req.content_length and not req.headers.get("Transfer-Encoding"):
+        return  # no body (a button without fields)
+    if req.mimetype != _FORM:
+        raise EcardError(Code.REQUEST_UNSUPPORTED_MEDIA_TYPE, f"send the form as {_FORM}")
+    try:
+        raw = req.get_data(cache=True)
+    except _BROKEN_BODY:
+        raise EcardError(Code.REQUEST_MALFORMED_BODY, "the chunked body could not be read") from None
+    if b"\x00" in raw or b"%00" in raw:
+        raise EcardError(
+            Code.VALIDATION_FAILED,
+            "a form may not contain NUL characters",
+            errors={"body": ["contains a NUL character"]},
+        )
 
 
 def fold(value: Any) -> Any:
