@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -184,6 +185,39 @@ def stored_password_hash(conn: Session | Connection, ecard_id: int) -> str | Non
     """The e-card's password hash, or None (none set): for the check made before the
     transaction (`Hasher.check`)."""
     return storage.ecard_password_hash(conn, ecard_id)
+
+
+@dataclass(frozen=True)
+class PasswordWork:
+    """The argon2 work of a password change, done before the transaction (`password_work`)."""
+
+    new: Hashed
+    as_pin: Checked
+    pin: Checked | None
+    old: Checked | None
+
+
+def password_work(
+    conn: Session | Connection,
+    svc: Services,
+    *,
+    card_no: str,
+    ecard_id: int,
+    password: str,
+    pin: str | None,
+    old_password: str | None,
+) -> PasswordWork:
+    """The new password's hash, the new password against the PIN's hash (never the PIN, on every
+    path), and the check of the PIN or of the current password against the hash read now: what
+    `set_password` weighs, computed outside the transaction so no lock waits on argon2."""
+    new = svc.hasher.new(PASSWORD, password)
+    pin_hash = cards.stored_pin_hash(conn, card_no)
+    as_pin = svc.hasher.check("pin", pin_hash, password)
+    if pin is not None:
+        return PasswordWork(new, as_pin, svc.hasher.check("pin", pin_hash, pin), None)
+    return PasswordWork(
+        new, as_pin, None, svc.hasher.check(PASSWORD, stored_password_hash(conn, ecard_id), old_password)
+    )
 
 
 def set_password(

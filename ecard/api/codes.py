@@ -33,22 +33,7 @@ def new_code(tx: Unit, body: s.QrIn):
     judged for the scene of the terminal that scans it; for a dependant with `dependant_id`.
 
     With `Accept: image/png` or `image/svg+xml` the rendered code comes back instead of JSON."""
-    now, svc, p = tx.now, tx.services, tx.principal
-    scene = body.scene or codes.ANY_SCENE
-    if body.dependant_id:
-        issued = codes.issue_for_dependant(
-            tx.session,
-            svc,
-            ring(),
-            p,
-            body.dependant_id,
-            scene=scene,
-            actor=Actor("proxy", body.dependant_id, p.channel),
-            now=now,
-        )
-    else:
-        codes.refuse_unless_payment_open(svc, p, scene, now)
-        issued = codes.issue(svc, ring(), p.card, scene=scene, link=None, now=now)
+    issued = issue_code(tx, body.scene or codes.ANY_SCENE, body.dependant_id)
     headers = {
         "Cache-Control": "no-store",
         "X-Expires-At": iso(issued.expires_at),
@@ -68,6 +53,19 @@ def new_code(tx: Unit, body: s.QrIn):
         "by_proxy": issued.by_proxy,
     }
     return answer(s.QrOut, out, 201, headers)
+
+
+def issue_code(tx: Unit, scene: str, dependant_id: str | None) -> codes.Issued:
+    """The holder's own code (R-45's payment window first), or a dependant's shown as proxy. The
+    holder's own touches no database session: the principal read with the token is all it needs,
+    and the hottest holder route pays for no session it does not use."""
+    if dependant_id:
+        actor = Actor("proxy", dependant_id, tx.principal.channel)
+        return codes.issue_for_dependant(
+            tx.session, tx.services, ring(), tx.principal, dependant_id, scene=scene, actor=actor, now=tx.now
+        )
+    codes.refuse_unless_payment_open(tx.services, tx.principal, scene, tx.now)
+    return codes.issue(tx.services, ring(), tx.principal.card, scene=scene, link=None, now=tx.now)
 
 
 @bp.get("/trust-list", responses={200: s.TrustListOut})

@@ -122,21 +122,26 @@ def set_ecard_password(tx: Unit, body: s.EcardPasswordIn):
     """Set or change the electronic card's own password (R-45), one for every channel: with the
     PIN (the first one, or a forgotten one) or the current password."""
     svc, p = tx.services, tx.principal
-    # The argon2 work: the new hash, the new password against the PIN's hash (never the PIN, on
-    # every path), and the check of the PIN or the current password against the hash read now.
     with tx.before_transaction() as conn:
-        new = svc.hasher.new(ecards.PASSWORD, body.password)
-        pin_hash = cards.stored_pin_hash(conn, p.card.card_no)
-        as_pin = svc.hasher.check("pin", pin_hash, body.password)
-        if body.pin is not None:
-            pin, old = svc.hasher.check("pin", pin_hash, body.pin), None
-        else:
-            old = svc.hasher.check(
-                ecards.PASSWORD, ecards.stored_password_hash(conn, p.ecard_id), body.old_password
-            )
-            pin = None
+        work = ecards.password_work(
+            conn,
+            svc,
+            card_no=p.card.card_no,
+            ecard_id=p.ecard_id,
+            password=body.password,
+            pin=body.pin,
+            old_password=body.old_password,
+        )
     ecards.set_password(
-        tx.session, svc, me(tx).ecard, new=new, as_pin=as_pin, pin=pin, old=old, actor=tx.actor, now=tx.now
+        tx.session,
+        svc,
+        me(tx).ecard,
+        new=work.new,
+        as_pin=work.as_pin,
+        pin=work.pin,
+        old=work.old,
+        actor=tx.actor,
+        now=tx.now,
     )
     return "", 204
 

@@ -38,16 +38,13 @@ def _card_response(tx: Unit, card, status: int = 200):
 def create_person(tx: Unit, body: s.PersonIn):
     """Register a person; birth date and sex come from the ID number."""
     session, now, svc = tx.session, tx.now, tx.services
-    eligible = body.eligibility
     person = persons.register(
         session,
         svc,
         id_number=body.id_number,
         name=body.name,
         phone=body.phone,
-        eligibility=persons.Eligibility(eligible.basis, eligible.evidence.kind, eligible.evidence.number)
-        if eligible and eligible.evidence
-        else None,
+        eligibility=body.eligibility_shown(),
         now=now,
     )
     out = person_out(svc, person, clear=False)

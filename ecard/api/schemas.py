@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ecard import reads, signals
+from ecard import persons, reads, signals
 from ecard.api.edge import fold
 from ecard.db import ROW_ID_MAX
 from ecard.errors import Reason
@@ -115,6 +115,11 @@ class PersonIn(Strict):
     # Optional in the schema so that a person without a basis is refused by the rule
     # (`person.not_eligible`), not by the form.
     eligibility: EligibilityIn | None = None
+
+    def eligibility_shown(self) -> persons.Eligibility | None:
+        """What the window saw, for `persons.register` (None: no basis, or no document)."""
+        e = self.eligibility
+        return persons.Eligibility(e.basis, e.evidence.kind, e.evidence.number) if e and e.evidence else None
 
 
 class RelationIn(Strict):

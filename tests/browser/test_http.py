@@ -72,7 +72,7 @@ def test_the_session_cookie_is_httponly_samesite_and_carries_no_token(api, clien
     cookie = resp.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Secure" not in cookie  # development; production sets it (test below)
-    with client.session_transaction() as held:
+    with client.session_transaction("/h5/") as held:  # the page session lives on the pages only
         assert set(held["h5"]) == {"sub", "sid", "since", "seen"}  # a binding's id, no token
         assert held["h5"]["sub"].startswith("bnd")
 
@@ -251,3 +251,255 @@ def test_the_scanner_loads_only_our_files_and_the_pinned_decoder(api, client):
     assert all(s.startswith("/") and not s.startswith("//") for s in sources), sources  # no CDN
     vendored = client.get("/pages/static/vendor/jsQR-1.4.0.js").data
     assert hashlib.sha256(vendored).hexdigest() == JSQR_SHA256
+
+
+# --- the window: a cancellation asked for by someone other than the holder (R-20) ---------------
+
+
+def assert_labelled(page: str) -> None:
+    """Every control a person fills in on `page` has a visible label of its own (`<label for>`),
+    and no two controls share an id; every button says what it does."""
+    controls = re.findall(r"<(?:input|select|textarea)\b[^>]*>", page)
+    ids = [re.search(r'\bid="([^"]+)"', c) for c in controls if 'type="hidden"' not in c]
+    assert all(ids), [c for c in controls if 'type="hidden"' not in c and 'id="' not in c]
+    ids = [m.group(1) for m in ids]
+    assert len(ids) == len(set(ids)), ids
+    labels = set(re.findall(r'<label for="([^"]+)">[^<\s][^<]*</label>', page))
+    assert set(ids) <= labels, set(ids) - labels
+    assert not re.search(r"<button[^>]*>\s*</button>", page)
+
+
+def window_signed_in(api, client, username: str) -> str:
+    """`client` signed in at /window/ as a new operator `username`; the form's CSRF token."""
+    api.create_operator(username, username + "-pass")
+    token = csrf(client.get("/window/"))
+    client.post(
+        "/window/sign-in", data={"csrf_token": token, "username": username, "password": username + "-pass"}
+    )
+    return csrf(client.get("/window/"))
+
+
+def test_a_household_member_cancels_for_a_death_with_the_certificate_and_the_holder_cannot(api, client):
+    from datetime import date
+
+    card = api.issued_card(birth=date(1950, 2, 3), name="吴国强")
+    spouse = api.person(birth=date(1952, 8, 9), name="钱小芳", sex="F")
+    api.relate(card["person"], spouse, "spouse")  # on record from the household register
+    token = window_signed_in(api, client, "w-cancel")
+    cancel = f"/window/persons/{card['person']['person_id']}/cards/{card['card_no']}/cancel"
+    death = {
+        "csrf_token": token,
+        "reason": "death",
+        "proof_kind": "death_certificate",
+        "proof_number": "SW-2026-0001",
+    }
+    # the holder does not report their own death: refused in the Code table's words
+    page = client.post(cancel, data={**death, "requested_by": "holder"}, follow_redirects=True)
+    assert "申请人无权办理该注销" in page.get_data(as_text=True)
+    assert 'name="requested_by"' in page.get_data(as_text=True) and 'name="proof_kind"' in page.get_data(
+        as_text=True
+    )
+    assert_labelled(page.get_data(as_text=True))
+    assert api.card(card)["status"] == "issued"
+    # the household member without the certificate's number: the proof is asked for
+    member = {**death, "requested_by": "household_member", "requester_id_number": spouse["id_number_clear"]}
+    page = client.post(cancel, data={**member, "proof_number": ""}, follow_redirects=True)
+    assert "请提供有效证明" in page.get_data(as_text=True)
+    assert api.card(card)["status"] == "issued"
+    # with it: cancelled, and who asked with what is recorded and shown on the cancelled card
+    page = client.post(cancel, data=member, follow_redirects=True).get_data(as_text=True)
+    asked = api.card(card)["cancellation"]
+    assert api.card(card)["status"] == "cancelled"
+    assert (asked["requested_by"], asked["requester_person_id"], asked["proof_kind"]) == (
+        "household_member",
+        spouse["person_id"],
+        "death_certificate",
+    )
+    assert f"已完成: 注销 {card['card_no']} · 已注销" in page
+    assert re.search(rf'id="status-{card["card_no"]}">已注销<', page)
+    shown = re.search(rf'id="cancellation-{card["card_no"]}">(.*?)</dl>', page, re.S).group(1)
+    assert "死亡" in shown and "同户成员 · 钱*芳" in shown and "死亡医学证明" in shown
+    assert "SW-2026-0001" not in page  # the proof's number stays at rest
+    assert f"/cards/{card['card_no']}/" not in page  # an ended card is acted on no more
+    assert "申领" in page  # the person may apply for a new one
+    assert_labelled(page)
+
+
+# --- actions in words ---------------------------------------------------------------------------
+
+
+def recorded_actions() -> set[str]:
+    """Every action the domain records in a card's history or a holder's audit (an Event's
+    `action`), read from its source: what is given as `action` to `Event(...)` or to a function of
+    the domain that takes one (`cards._transition`, `cards.record`, `proxies._event`, ...),
+    followed through a local name, a conditional, a module's constant (`reads.CARD_READ`) and a
+    suffix a function adds to the action it is given (`action + "_new"`)."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    import ecard
+
+    root = Path(ecard.__file__).parent
+    trees = [ast.parse(f.read_text()) for f in [*sorted(root.glob("*.py")), root / "api" / "auth.py"]]
+    functions = [n for tree in trees for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+    takes: dict[str, set[int | None]] = {"Event": {None}}  # where a function takes its action
+    for fn in functions:
+        positional = [a.arg for a in fn.args.posonlyargs + fn.args.args]
+        if "action" in positional:
+            takes.setdefault(fn.name, set()).add(positional.index("action"))
+        elif any(a.arg == "action" for a in fn.args.kwonlyargs):
+            takes.setdefault(fn.name, set()).add(None)
+    found: set[str] = set()
+    given: dict[str, set[str]] = {}
+    suffixes: dict[str, set[str]] = {}
+
+    def values(node: ast.AST, fn: ast.FunctionDef) -> set[str]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return {node.value}
+        if isinstance(node, ast.IfExp):
+            return values(node.body, fn) | values(node.orelse, fn)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            return {getattr(importlib.import_module(f"ecard.{node.value.id}"), node.attr)}
+        if isinstance(node, ast.BinOp) and isinstance(node.right, ast.Constant):
+            suffixes.setdefault(fn.name, set()).add(node.right.value)
+            return set()
+        if isinstance(node, ast.Name):
+            for st in ast.walk(fn):
+                if isinstance(st, ast.Assign) and any(getattr(t, "id", None) == node.id for t in st.targets):
+                    return values(st.value, fn)
+        return set()  # a parameter: what its callers give it
+
+    for fn in functions:
+        for call in (n for n in ast.walk(fn) if isinstance(n, ast.Call)):
+            name = getattr(call.func, "id", None) or getattr(call.func, "attr", None)
+            if name not in takes:
+                continue
+            args = [k.value for k in call.keywords if k.arg == "action"]
+            args += [call.args[i] for i in takes[name] if i is not None and i < len(call.args)]
+            for arg in args:
+                got = values(arg, fn)
+                found |= got
+                given.setdefault(name, set()).update(got)
+    for name, ends in suffixes.items():
+        found |= {action + end for action in given.get(name, ()) for end in ends}
+    return found
+
+
+def test_the_words_name_every_action_the_domain_records_and_an_unknown_one_is_its_code(app):
+    from ecard.api.pages.i18n import ACTIONS, action_words
+
+    recorded = recorded_actions()
+    assert {"ecard_rebound", "misuse_signal", "proxy_card_read", "reissued_new"} <= recorded
+    assert recorded - set(ACTIONS) == set(), "actions without words"
+    assert set(ACTIONS) - recorded == set(), "words for actions no longer recorded"
+    with app.test_request_context("/h5/", headers={"Accept-Language": "en"}):
+        assert action_words("ecard_rebound") == "E-card moved to the new card"
+        assert action_words("some_new_action") == "some_new_action"
+
+
+def test_the_audit_and_the_windows_history_say_what_happened_in_words(api, client):
+    from datetime import date
+
+    card = api.issued_card(birth=date(1979, 4, 4), name="郑思远")
+    holder = api.holder(card, channel="wechat")
+    first, second = api.terminal(("transit",)), api.terminal(("transit",))
+    payload = api.code(holder, "transit")["payload"]
+    api.scan(first, payload)
+    api.scan(second, payload)  # the accepted code again at another gate: a misuse signal
+    relative = api.holder(api.issued_card(birth=date(1975, 3, 3), name="郑大"), channel="wechat")
+    assert api.bind(relative, card, "sibling", api.consent_code(holder)).status_code == 201  # a proxy's read
+    assert api.card_action(card, "loss", kind="formal").status_code == 200
+    r = api.card_action(card, "reissue", pin="739164")
+    assert r.status_code == 201, r.json
+    new = {**card, "card_no": r.json["card_no"], "pin": "739164"}  # the e-card follows
+    assert sign_in(client, new).headers["Location"] == "/h5/card"
+    codes = ("ecard_rebound", "misuse_signal", "proxy_card_read", "proxy_bound", "ecard_signed")
+    for lang, words in (
+        ("zh", ("电子社保卡随新卡换绑", "风险提示", "代管亲属查看卡片", "亲情绑定", "在渠道签发电子社保卡")),
+        (
+            "en",
+            (
+                "E-card moved to the new card",
+                "Misuse signal",
+                "Card read by a relative",
+                "Family binding made",
+            ),
+        ),
+    ):
+        page = client.get("/h5/audit", headers={"Accept-Language": lang}).get_data(as_text=True)
+        assert all(w in page for w in words), (lang, page)
+        assert not any(f">{c}" in page or f" {c}" in page for c in codes), page
+    window_signed_in(api, client, "w-words")
+    page = client.get(f"/window/persons/{card['person']['person_id']}").get_data(as_text=True)
+    history = re.search(rf'aria-label="社会保障卡 {new["card_no"]}">(.*?)</section>', page, re.S).group(1)
+    assert "补领的新卡" in history and "电子社保卡随新卡换绑" in history and "发卡" in history
+    assert not any(c in history for c in ("reissued_new", "ecard_rebound", ">issued"))
+
+
+# --- the holder's channels and family -----------------------------------------------------------
+
+
+def test_a_holder_sees_their_channels_this_one_marked_and_revokes_another(api, client):
+    card = api.issued_card()
+    other = api.holder(card, channel="wechat")  # the same e-card in WeChat, through the API
+    assert sign_in(client, card).status_code == 302  # this page: the app
+    page = client.get("/h5/channels", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    mine = re.search(r"<li id=\"channel-(\w+)\">([^<]*)<strong class=\"badge\">This one</strong>", page)
+    assert mine and "The e-card app" in mine.group(2)
+    revocable = re.findall(r'action="/h5/channels/(\w+)/revoke"', page)
+    assert revocable == [other["binding"]["binding_id"]]  # not this one: that is signing out
+    assert_labelled(page)
+    me = "/api/v1/me/channels"
+    client.post(f"/h5/channels/{revocable[0]}/revoke", data={})  # no CSRF token: nothing happens
+    assert api.c.get(me, headers=other["headers"]).status_code == 200
+    client.post(f"/h5/channels/{revocable[0]}/revoke", data={"csrf_token": csrf(client.get("/h5/channels"))})
+    assert api.c.get(me, headers=other["headers"]).status_code == 401  # WeChat's token, dead at once
+    page = client.get("/h5/channels").get_data(as_text=True)  # this page is still signed in
+    assert "已解除渠道绑定" in page and re.search(r"微信 · [^<]*· 已解除", page)
+    assert "/revoke" not in page
+
+
+def test_family_a_proxy_unbinds_an_adult_revokes_a_proxy_and_a_minor_cannot(app, api, client):
+    from datetime import date
+
+    parent = api.holder(api.issued_card(birth=date(1985, 1, 1), name="李建国"), channel="wechat")
+    child = api.issued_card(birth=date(2016, 6, 15), name="李思雨", sex="F")
+    api.relate(child["person"], parent["card"]["person"], "parent")
+    assert api.bind(parent, child, "parent").status_code == 201
+    elder = api.holder(api.issued_card(birth=date(1950, 5, 5), name="李奶奶", sex="F"), channel="wechat")
+    assert api.bind(parent, elder["card"], "child", api.consent_code(elder)).status_code == 201
+
+    def proxies_of(holder: dict) -> list[dict]:
+        return api.c.get("/api/v1/me/proxies", headers=holder["headers"]).json["items"]
+
+    # the child (a minor) may not end a parent's binding: refused in words, still active
+    minor = app.test_client()
+    sign_in(minor, child)
+    resp = minor.get("/h5/family")
+    revoke = re.search(r'action="(/h5/proxies/\w+/revoke)"', resp.get_data(as_text=True)).group(1)
+    minor.post(revoke, data={"csrf_token": csrf(resp)})
+    page = minor.get("/h5/family").get_data(as_text=True)
+    assert "未成年人的亲情绑定满16周岁自动解除，或到服务网点解除" in page
+    assert proxies_of(api.holder(child, channel="wechat"))[0]["status"] == "active"
+    # the elder (an adult) revokes the parent: ended at once
+    adult = app.test_client()
+    sign_in(adult, elder["card"])
+    resp = adult.get("/h5/family")
+    revoke = re.search(r'action="(/h5/proxies/\w+/revoke)"', resp.get_data(as_text=True)).group(1)
+    adult.post(revoke, data={"csrf_token": csrf(resp)})
+    page = adult.get("/h5/family").get_data(as_text=True)
+    assert "已解除该亲属的代管" in page and "本人解除" in page and "/revoke" not in page
+    assert proxies_of(elder)[0]["status"] == "ended"
+    # the parent gives the child's binding up from their page
+    sign_in(client, parent["card"])
+    resp = client.get("/h5/family", headers={"Accept-Language": "en"})
+    page = resp.get_data(as_text=True)
+    unbind = re.findall(r'action="(/h5/dependants/\w+/unbind)"', page)
+    assert len(unbind) == 1  # the child's; the elder's binding has ended
+    assert 'aria-label="Unbind 李*雨"' in page
+    assert_labelled(page)
+    client.post(unbind[0], data={"csrf_token": csrf(resp)})
+    dependants = api.c.get("/api/v1/me/dependants", headers=parent["headers"]).json["items"]
+    assert {d["status"] for d in dependants} == {"ended"}
+    assert "代管人解除" in client.get("/h5/family").get_data(as_text=True)

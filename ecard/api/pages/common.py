@@ -89,6 +89,18 @@ def end(area: str) -> None:
     session.pop(area, None)
 
 
+def sign_out(tx: Unit, area: str, home: str):
+    """As the API's logout for an operator or a terminal: this page's session ends, and the
+    server's session it held is recorded as ended (a cookie kept from before is dead)."""
+    try:
+        found = claims(area)
+    except SignedOut:
+        return redirect(url_for(home))
+    end(area)
+    auth.end_session(tx.session, found, now=tx.now)
+    return redirect(url_for(home))
+
+
 def signed_in(area: str) -> Callable[[F], F]:
     """Decorator under `@transaction`: the area's principal loaded into `tx.principal`, read
     before the transaction as `auth.require` reads it. Without a live session the page asks to
@@ -148,6 +160,12 @@ def form(model: type[BaseModel], **given: Any) -> Any:
     adds a space); an empty one is a field not given. Raises ValidationError."""
     data = {k: v.strip() for k, v in request.form.items() if k in model.model_fields and v.strip() != ""}
     return model.model_validate({**data, **given})
+
+
+def choices(model: type[BaseModel], name: str) -> tuple[str, ...]:
+    """The values a request model's field takes (a `Literal`): a form offers what the API accepts."""
+    annotation = model.model_fields[name].annotation
+    return tuple(a for a in annotation.__args__ if a is not type(None))
 
 
 def field(kind: Any, name: str) -> Any:

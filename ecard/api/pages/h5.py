@@ -13,15 +13,15 @@ import ecard.api.pages.common as common
 import qr
 from ecard import cards, codes, ecards, persons, proxies, signals, verifications
 from ecard.api import auth
+from ecard.api import codes as api_codes
 from ecard.api import schemas as s
-from ecard.api.common import ring
 from ecard.api.family import dependant_out, proxy_out
 from ecard.api.holder import SIGN_IN_PER_ADDRESS, SIGN_IN_PER_CARD
 from ecard.api.limits import limiter
 from ecard.api.pages.common import form, form_key, returns_to, signed_in
 from ecard.api.pages.i18n import t
 from ecard.api.transactions import Unit, transaction
-from ecard.api.views import audit_item, card_out, ecard_out, person_out
+from ecard.api.views import audit_item, binding_out, card_out, ecard_out, person_out
 from ecard.context import Actor
 from ecard.db import Tx
 from ecard.errors import Code, EcardError
@@ -148,20 +148,7 @@ def report_loss(tx: Unit):
 def _issue(tx: Unit, dependant_id: str | None) -> codes.Issued:
     """The one code for every scene (R-44), as `POST /api/v1/qrcodes` issues it: the holder's
     own, or a dependant's shown by this proxy (R-60); R-45's payment window first."""
-    svc, now, p = tx.services, tx.now, tx.principal
-    if dependant_id:
-        return codes.issue_for_dependant(
-            tx.session,
-            svc,
-            ring(),
-            p,
-            dependant_id,
-            scene=codes.ANY_SCENE,
-            actor=Actor("proxy", dependant_id, p.channel),
-            now=now,
-        )
-    codes.refuse_unless_payment_open(svc, p, codes.ANY_SCENE, now)
-    return codes.issue(svc, ring(), p.card, scene=codes.ANY_SCENE, link=None, now=now)
+    return api_codes.issue_code(tx, codes.ANY_SCENE, dependant_id)
 
 
 def _code_out(issued: codes.Issued, now: datetime) -> dict:
@@ -232,18 +219,25 @@ def set_password(tx: Unit):
     svc, p = tx.services, tx.principal
     body = form(s.EcardPasswordIn)
     with tx.before_transaction() as conn:
-        new = svc.hasher.new(ecards.PASSWORD, body.password)
-        pin_hash = cards.stored_pin_hash(conn, p.card.card_no)
-        as_pin = svc.hasher.check("pin", pin_hash, body.password)
-        if body.pin is not None:
-            pin, old = svc.hasher.check("pin", pin_hash, body.pin), None
-        else:
-            old = svc.hasher.check(
-                ecards.PASSWORD, ecards.stored_password_hash(conn, p.ecard_id), body.old_password
-            )
-            pin = None
+        work = ecards.password_work(
+            conn,
+            svc,
+            card_no=p.card.card_no,
+            ecard_id=p.ecard_id,
+            password=body.password,
+            pin=body.pin,
+            old_password=body.old_password,
+        )
     ecards.set_password(
-        tx.session, svc, _me(tx).ecard, new=new, as_pin=as_pin, pin=pin, old=old, actor=tx.actor, now=tx.now
+        tx.session,
+        svc,
+        _me(tx).ecard,
+        new=work.new,
+        as_pin=work.as_pin,
+        pin=work.pin,
+        old=work.old,
+        actor=tx.actor,
+        now=tx.now,
     )
     flash(t("password_set"), "done")
     return redirect(url_for(".card"))
@@ -280,6 +274,7 @@ def _family_page(tx: Unit, consent: tuple[str, datetime] | None = None):
         "pages/h5/family.html",
         dependants=[dependant_out(tx, link) for link in proxies.links_of_proxy(tx.session, me)],
         proxies=[proxy_out(tx, link) for link in proxies.links_of_dependant(tx.session, me)],
+        relations=common.choices(s.DependantIn, "relation"),
         consent=consent,
     )
 
@@ -316,6 +311,39 @@ def bind_dependant(tx: Unit):
     return redirect(url_for(".family"))
 
 
+@bp.post("/dependants/<dependant_id>/unbind")
+@transaction(Tx.WRITE)
+@returns_to("pages.h5.family")
+@signed_in(AREA)
+def unbind_dependant(tx: Unit, dependant_id: str):
+    """As `DELETE /me/dependants/{id}`: the proxy gives the binding up, at once."""
+    path = s.DependantPath.model_validate({"dependant_id": dependant_id})
+    me = tx.session.get_one(Person, tx.principal.person_id)
+    proxies.unbind(
+        tx.session,
+        me,
+        path.dependant_id,
+        actor=Actor("proxy", path.dependant_id, tx.principal.channel),
+        now=tx.now,
+    )
+    flash(t("dependant_unbound"), "done")
+    return redirect(url_for(".family"))
+
+
+@bp.post("/proxies/<proxy_id>/revoke")
+@transaction(Tx.WRITE)
+@returns_to("pages.h5.family")
+@signed_in(AREA)
+def revoke_proxy(tx: Unit, proxy_id: str):
+    """As `DELETE /me/proxies/{id}` (R-62): an adult ends a relative's binding of them at once; a
+    minor cannot (`proxy.minor_cannot_revoke`, in words)."""
+    path = s.ProxyPath.model_validate({"proxy_id": proxy_id})
+    me = tx.session.get_one(Person, tx.principal.person_id)
+    proxies.revoke(tx.session, me, path.proxy_id, actor=tx.actor, now=tx.now)
+    flash(t("proxy_revoked"), "done")
+    return redirect(url_for(".family"))
+
+
 @bp.post("/consent-code")
 @transaction(Tx.WRITE)
 @returns_to("pages.h5.family")
@@ -327,6 +355,31 @@ def consent_code(tx: Unit):
     me = tx.session.get_one(Person, tx.principal.person_id)
     code_, row = proxies.new_consent_code(tx.session, tx.services, me, actor=tx.actor, now=tx.now)
     return _family_page(tx, consent=(code_, row.expires_at))
+
+
+@bp.get("/channels")
+@transaction(Tx.READ)
+@signed_in(AREA)
+def channels(tx: Unit):
+    """The channels my e-card is bound in (R-41), this one marked, as `GET /me/channels`."""
+    items = [binding_out(b) for b in ecards.bindings(tx.session, _me(tx).ecard)]
+    for item in items:
+        item["current"] = item["binding_id"] == tx.principal.public_id
+    return render_template("pages/h5/channels.html", items=items)
+
+
+@bp.post("/channels/<binding_id>/revoke")
+@transaction(Tx.WRITE)
+@returns_to("pages.h5.channels")
+@signed_in(AREA)
+def revoke_channel(tx: Unit, binding_id: str):
+    """As `DELETE /me/channels/{id}`: another channel's binding ends, its tokens at once."""
+    path = s.BindingPath.model_validate({"binding_id": binding_id})
+    ecards.revoke_binding(
+        tx.session, _me(tx).ecard, path.binding_id, reason="revoked", actor=tx.actor, now=tx.now
+    )
+    flash(t("channel_revoked"), "done")
+    return redirect(url_for(".channels"))
 
 
 @bp.get("/audit")

@@ -140,6 +140,25 @@ WORDS: dict[str, tuple[str, str]] = {
     "frozen": ("已冻结", "frozen"),
     "pin_locked": ("密码已锁定", "PIN locked"),
     "print": ("打印", "Print"),
+    "requested_by": ("申请人", "Asked by"),
+    "requester_id_number": ("申请人身份证号码（非本人申请时）", "Requester's ID number (if not the holder)"),
+    "proof_kind": ("证明材料", "Proof"),
+    "proof_no": ("证明编号", "Proof number"),
+    "proof": ("证明材料", "Proof"),
+    "cancellation": ("注销信息", "Cancellation"),
+    "requester": ("申请人", "Requester"),
+    # h5: channels and family
+    "channels": ("绑定渠道", "My channels"),
+    "channel": ("渠道", "Channel"),
+    "device": ("设备", "Device"),
+    "since": ("绑定时间", "Since"),
+    "current": ("当前", "This one"),
+    "revoke_channel": ("解除绑定", "Revoke"),
+    "channel_revoked": ("已解除渠道绑定", "The channel's binding is revoked"),
+    "unbind_dependant": ("解除代管", "Unbind"),
+    "dependant_unbound": ("已解除代管", "The dependant is unbound"),
+    "revoke_proxy": ("解除授权", "Revoke"),
+    "proxy_revoked": ("已解除该亲属的代管", "The proxy is revoked"),
 }
 
 # Card and e-card states, scenes and the like: the stored word -> (zh, en).
@@ -214,6 +233,70 @@ VALUES: dict[str, tuple[str, str]] = {
     "family": ("亲属业务", "Family"),
     "complaint": ("投诉处理", "Complaint"),
     "supervision": ("监督检查", "Supervision"),
+    # who asks for a cancellation (R-20), and what they show
+    "household_member": ("同户成员", "Household member"),
+    "death_certificate": ("死亡医学证明", "Death certificate"),
+    "household_cancellation": ("户口注销证明", "Household registration cancelled"),
+    "court_judgment": ("法院判决书", "Court judgment"),
+    # the channels a holder binds (`ecards.CHANNELS`) and why a binding or a family link ended
+    "app": ("社保卡APP", "The e-card app"),
+    "wechat": ("微信", "WeChat"),
+    "alipay": ("支付宝", "Alipay"),
+    "bank": ("银行", "Bank"),
+    "window": ("服务窗口", "Window"),
+    "revoked": ("已解除", "Revoked"),
+    "signed_out": ("已退出", "Signed out"),
+    "unbound_by_proxy": ("代管人解除", "Unbound by the proxy"),
+    "revoked_by_dependant": ("本人解除", "Revoked by the dependant"),
+    "ended_at_window": ("服务网点解除", "Ended at a service window"),
+    "card_cancelled": ("卡片已注销", "The card was cancelled"),
+}
+
+# What happened to a card or was done with it: every action the domain records in a card's
+# history and a holder's audit (an Event's `action`: `ecard.cards`, `ecards`, `proxies`, `codes`,
+# `signals`, `reads`, `api.auth`), in words. One with no words here is shown as its code.
+ACTIONS: dict[str, tuple[str, str]] = {
+    # the card's life (`ecard.cards`)
+    "applied": ("申领", "Applied for"),
+    "issued": ("发卡", "Issued"),
+    "issued_temporary": ("发放临时卡", "Temporary card issued"),
+    "personalized": ("芯片个人化", "Chip personalised"),
+    "lost_temporary": ("临时挂失", "Reported lost (temporary)"),
+    "lost_formal": ("正式挂失", "Reported lost (formal)"),
+    "loss_lapsed": ("临时挂失到期解除", "Temporary loss lapsed"),
+    "unhung": ("解除挂失", "Loss withdrawn"),
+    "reissued": ("补领", "Reissued"),
+    "reissued_new": ("补领的新卡", "New card (reissue)"),
+    "replaced": ("换领", "Replaced"),
+    "replaced_new": ("换领的新卡", "New card (replacement)"),
+    "returned": ("临时卡收回", "Temporary card returned"),
+    "cancelled": ("注销", "Cancelled"),
+    "expired": ("卡片到期", "Expired"),
+    "frozen": ("冻结", "Frozen"),
+    "unfrozen": ("解冻", "Unfrozen"),
+    "pin_locked": ("密码锁定", "PIN locked"),
+    "pin_unlocked": ("密码解锁", "PIN unlocked"),
+    "ecard_rebound": ("电子社保卡随新卡换绑", "E-card moved to the new card"),
+    # the e-card (`ecard.ecards`, `api.auth`)
+    "ecard_signed": ("在渠道签发电子社保卡", "E-card signed in a channel"),
+    "binding_revoked": ("解除渠道绑定", "Channel binding revoked"),
+    "signed_out": ("退出登录", "Signed out"),
+    "ecard_password_set": ("设置电子社保卡密码", "E-card password set"),
+    "ecard_password_changed": ("修改电子社保卡密码", "E-card password changed"),
+    "ecard_password_reset": ("重置电子社保卡密码", "E-card password reset"),
+    "ecard_password_locked": ("电子社保卡密码锁定", "E-card password locked"),
+    # family (`ecard.proxies`, `codes`)
+    "consent_code_issued": ("生成授权码", "Consent code made"),
+    "proxy_bound": ("亲情绑定", "Family binding made"),
+    "proxy_ended": ("解除亲情绑定", "Family binding ended"),
+    "proxy_code_issued": ("亲属代为出示二维码", "Code shown by a relative"),
+    # misuse (`ecard.signals`)
+    "misuse_signal": ("风险提示", "Misuse signal"),
+    # reads (`ecard.reads`, R-72)
+    "personal_data_read": ("服务网点查看个人信息", "Personal data read at a window"),
+    "card_read": ("服务网点查询卡片", "Card looked up at a window"),
+    "proxy_card_read": ("代管亲属查看卡片", "Card read by a relative"),
+    "proxies_read": ("服务网点查询代管亲属", "Proxies looked up at a window"),
 }
 
 # The reasons a scan is refused that are not problems (those are the Code table's): shown big
@@ -258,6 +341,15 @@ def value(word: str | None) -> str:
     pair = VALUES.get(word)
     if pair is None:
         return word
+    return pair[1] if lang() == "en" else pair[0]
+
+
+def action_words(action: str) -> str:
+    """An action of a card's history or a holder's audit in the page's language; its code when
+    there are no words for it."""
+    pair = ACTIONS.get(action)
+    if pair is None:
+        return action
     return pair[1] if lang() == "en" else pair[0]
 
 

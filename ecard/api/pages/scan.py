@@ -9,7 +9,6 @@ from flask import Blueprint, jsonify, redirect, render_template, request, url_fo
 
 import ecard.api.pages.common as common
 from ecard import accounts, verifications
-from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import ring
 from ecard.api.limits import limiter
@@ -64,14 +63,7 @@ def sign_in(tx: Unit):
 @bp.post("/sign-out")
 @transaction(Tx.WRITE)
 def sign_out(tx: Unit):
-    """As the API's logout: the session is recorded as ended."""
-    try:
-        found = common.claims(AREA)
-    except common.SignedOut:
-        return redirect(url_for(".home"))
-    common.end(AREA)
-    auth.end_session(tx.session, found, now=tx.now)
-    return redirect(url_for(".home"))
+    return common.sign_out(tx, AREA, ".home")
 
 
 def _page(tx: Unit, decision: dict | None = None):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flask import Blueprint, Flask, Response, redirect, request, session
+from flask import Blueprint, Flask, Request, Response, redirect, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from pydantic import ValidationError
 
 import ecard.api.pages.common as common
@@ -43,9 +44,25 @@ def init_app(app: Flask) -> None:
         secret if isinstance(secret, bytes) else secret.encode(), b"ecard.pages.session", hashlib.sha256
     ).hexdigest()
     app.config.update(cookie_settings(app.config))
+    app.session_interface = PagesOnlySessions()
     app.register_blueprint(bp)
     app.register_blueprint(assets)
     check_declared(app, ("pages",))
+
+
+# Where a page session may exist: the three areas and the language switch (`/pages/lang`).
+PAGE_PATHS = ("/h5/", "/scan/", "/window/", "/pages/")
+
+
+class PagesOnlySessions(SecureCookieSessionInterface):
+    """The cookie session on the pages only. The API is stateless (bearer tokens): opening and
+    signing a cookie session on each of its requests would be work, on the hottest routes, for a
+    session nobody reads. Elsewhere the session is Flask's null session, never saved."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.path.startswith(PAGE_PATHS) and request.path not in ("/h5", "/scan", "/window"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
 
 def cookie_settings(config: dict) -> dict:
@@ -88,6 +105,7 @@ def words() -> dict:
     return {
         "t": i18n.t,
         "value": i18n.value,
+        "action_words": i18n.action_words,
         "local": i18n.local,
         "reason_words": i18n.reason_words,
         "lang": i18n.lang(),

@@ -11,17 +11,17 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 import ecard.api.pages.common as common
 from ecard import accounts, cancellation, cards, ecards, persons, proxies, reads
-from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.limits import limiter
 from ecard.api.pages.common import field, form, form_key, returns_to, signed_in
 from ecard.api.pages.i18n import t, value
 from ecard.api.tokens import OPERATOR_PER_ADDRESS, OPERATOR_PER_NAME
 from ecard.api.transactions import Unit, transaction
-from ecard.api.views import card_out, person_out
+from ecard.api.views import cancellation_out, card_out, person_out
 from ecard.db import Tx
 from ecard.errors import Code, EcardError
 from ecard.models import Card
+from ecard.pii import mask_name
 
 AREA = "window"
 bp = Blueprint(AREA, __name__, url_prefix="/window")
@@ -43,7 +43,13 @@ def home(tx: Unit):
         common.claims(AREA)
     except common.SignedOut:
         return render_template("pages/window/sign_in.html")
-    return render_template("pages/window/console.html", purposes=reads.PURPOSES, purpose=_purpose())
+    return render_template(
+        "pages/window/console.html",
+        purposes=reads.PURPOSES,
+        purpose=_purpose(),
+        bases=common.choices(s.EligibilityIn, "basis"),
+        eligibility_evidence=common.choices(s.EligibilityEvidence, "kind"),
+    )
 
 
 @bp.post("/sign-in")
@@ -62,13 +68,7 @@ def sign_in(tx: Unit):
 @bp.post("/sign-out")
 @transaction(Tx.WRITE)
 def sign_out(tx: Unit):
-    try:
-        found = common.claims(AREA)
-    except common.SignedOut:
-        return redirect(url_for(".home"))
-    common.end(AREA)
-    auth.end_session(tx.session, found, now=tx.now)
-    return redirect(url_for(".home"))
+    return common.sign_out(tx, AREA, ".home")
 
 
 @bp.post("/find")
@@ -103,11 +103,7 @@ def register(tx: Unit):
         id_number=body.id_number,
         name=body.name,
         phone=body.phone,
-        eligibility=persons.Eligibility(
-            body.eligibility.basis, body.eligibility.evidence.kind, body.eligibility.evidence.number
-        )
-        if body.eligibility and body.eligibility.evidence
-        else None,
+        eligibility=body.eligibility_shown(),
         now=tx.now,
     )
     _done(t("register"))
@@ -120,33 +116,45 @@ def register(tx: Unit):
 @returns_to("pages.window.home")
 @signed_in(AREA)
 def person(tx: Unit, person_id: str):
-    """The person in clear, their live card with its history, and what the window can do."""
+    """The person in clear, their live cards with their history, and what the window can do; and
+    the card just acted on (`?card=`) when it has ended, with its cancellation (R-20)."""
     svc, session = tx.services, tx.session
     found = persons.read_in_clear(session, person_id, purpose=_purpose(), actor=tx.actor, now=tx.now)
-    shown = []
-    for kind in ("formal", "temporary"):
-        card = cards.live_card(session, found.id, kind)
-        if card is not None:
-            out = card_out(svc, card, tx.now, history=cards.history(session, card))
-            ecard = ecards.of_card(session, card)
-            out["ecard_status"] = ecards.status(svc, ecard, tx.now) if ecard else None
-            shown.append(out)
+    shown = [card for kind in ("formal", "temporary") if (card := cards.live_card(session, found.id, kind))]
+    named = request.args.get("card")
+    acted_on = cards.find(session, named) if named else None
+    if acted_on is not None and acted_on.person_id == found.id and not acted_on.live:
+        shown.append(acted_on)
     return render_template(
         "pages/window/person.html",
         person=person_out(svc, found, clear=True),
-        cards=shown,
+        cards=[_card_shown(tx, card) for card in shown],
         purpose=_purpose(),
         purposes=reads.PURPOSES,
-        replace_reasons=_choices(s.ReplaceIn, "reason"),
-        cancel_reasons=_choices(s.CancelIn, "reason"),
-        relations=_choices(s.RelationIn, "relation"),
-        evidence_kinds=_choices(s.Evidence, "kind"),
+        replace_reasons=common.choices(s.ReplaceIn, "reason"),
+        cancel_reasons=common.choices(s.CancelIn, "reason"),
+        requesters=common.choices(s.CancelIn, "requested_by"),
+        proof_kinds=common.choices(s.ProofIn, "kind"),
+        relations=common.choices(s.RelationIn, "relation"),
+        evidence_kinds=common.choices(s.Evidence, "kind"),
     )
 
 
-def _choices(model: type, field: str) -> tuple[str, ...]:
-    """The values a request model's field takes: the page offers what the API accepts."""
-    return model.model_fields[field].annotation.__args__
+def _card_shown(tx: Unit, card: Card) -> dict[str, Any]:
+    """A card as the window's page shows it: as the API's `GET /cards/{card_no}` answers (its
+    history, its e-card's status, who asked for its cancellation), with the requester's name
+    masked as the family pages mask a relative's."""
+    svc, session = tx.services, tx.session
+    out = card_out(svc, card, tx.now, history=cards.history(session, card))
+    out["live"] = card.live
+    ecard = ecards.of_card(session, card)
+    out["ecard_status"] = ecards.status(svc, ecard, tx.now) if ecard else None
+    if card.status == cards.CANCELLED and (asked := cancellation.of_card(session, card)) is not None:
+        out["cancellation"] = cancellation_out(asked)
+        out["cancellation"]["requester_name"] = (
+            mask_name(persons.view(svc, asked.requester).name) if asked.requester else None
+        )
+    return out
 
 
 # Each card action: the request model it reads and the domain call, as the API's route of the
@@ -174,13 +182,33 @@ def _replace(tx: Unit, card: Card, pin: Any) -> Card:
 
 
 def _cancel(tx: Unit, card: Card, pin: Any) -> Card:
-    body = form(s.CancelIn)  # the holder asks, at the window's page; a relative's request: the API
+    """As `POST /cards/{card_no}/cancel` (R-20): the holder asks, or for a death or a missing
+    person a guardian or a household member on record, found by their ID number, with the proof.
+    Whether they may, and what proof the reason needs, is `cancellation.cancel`'s to say."""
+    f = request.form
+    given: dict[str, Any] = {}
+    requester = None
+    if f.get("requester_id_number", "").strip():
+        requester = persons.find_by_id_number(
+            tx.session, tx.services, field(s.IdNumber, "requester_id_number")
+        )
+        if requester is None:
+            raise EcardError(Code.PERSON_NOT_FOUND)
+        given["requester_person_id"] = requester.public_id
+    if f.get("proof_kind") and f.get("proof_number", "").strip():
+        given["proof"] = {"kind": f["proof_kind"], "number": f["proof_number"].strip()}
+    body = form(s.CancelIn, **given)
     return cancellation.cancel(
         tx.session,
         tx.services,
         card,
         reason=body.reason,
-        request=cancellation.Request(),
+        request=cancellation.Request(
+            requested_by=body.requested_by,
+            requester=requester,
+            proof_kind=body.proof.kind if body.proof else None,
+            proof_no=body.proof.number if body.proof else None,
+        ),
         actor=tx.actor,
         now=tx.now,
     )
@@ -240,7 +268,8 @@ def card_action(tx: Unit, person_id: str, card_no: str, action: str):
     after = act(tx, card, pin)
     what = t(words) if action != "loss" else value(card.status)
     _done(f"{what} {after.card_no} · {value(after.status)}")
-    return redirect(url_for(".person", person_id=person_id))
+    # a card that ended (cancelled) is no longer among the live ones: the page names it
+    return redirect(url_for(".person", person_id=person_id, card=None if after.live else after.card_no))
 
 
 def _person_action(tx: Unit, person_id: str, act: Callable[[Any], Card], words: str):
