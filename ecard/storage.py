@@ -599,12 +599,16 @@ def revoke_credentials(
     return result.rowcount
 
 
+_CREDENTIAL = Prepared(
+    sa.select(DeviceCredential.revoked_at).where(DeviceCredential.serial == sa.bindparam("serial_"))
+)
+
+
 def credential_revoked_at(session: Session, serial: bytes) -> tuple[bool, datetime | None]:
-    """(whether we issued a credential of this serial, when it was revoked or None)."""
-    row = session.execute(
-        sa.select(DeviceCredential.revoked_at).where(DeviceCredential.serial == serial)
-    ).first()
-    return (False, None) if row is None else (True, row[0])
+    """(whether we issued a credential of this serial, when it was revoked or None): a prepared
+    statement, as it is read on every scan of a phone's own code."""
+    row = _CREDENTIAL.first(session, {"serial_": serial})
+    return (False, None) if row is None else (True, row.revoked_at)
 
 
 def revoked_credentials(session: Session, now: datetime) -> tuple[list[bytes], datetime | None]:

@@ -31,6 +31,7 @@ from .credential import (
     DEVICE_PREFIX,
     SCENE_BITS,
     SERIAL_LEN,
+    Credential,
     DeviceCode,
     credential_device_key,
     decode_device_code,
@@ -312,6 +313,27 @@ def _judge_scene(code_scene: Scene, scene: Scene | str) -> None:
         raise IdentityCodeRequired("an identity check takes a code made for identity")
 
 
+# A phone shows its credential in every code it makes for a day: its issuer's signature is checked
+# once per key and credential, not on every code, as an mDL reader keeps the issuer data it has
+# checked. Exact: the key object is kept with its entry (so its id is not reused while there) and
+# the whole credential, signature included, is the key. Bounded: emptied when full.
+_SIGNED_CREDENTIALS: dict[tuple[int, bytes], Any] = {}
+_SIGNED_CREDENTIALS_MAX = 4096
+
+
+def _credential_signed(alg: Alg, public_key: Any, credential: Credential) -> bool:
+    signed = credential.signed_bytes()
+    key = (id(public_key), signed + credential.signature)
+    if _SIGNED_CREDENTIALS.get(key) is public_key:
+        return True
+    if not suite(alg).verify(public_key, credential.signature, signed):
+        return False
+    if len(_SIGNED_CREDENTIALS) >= _SIGNED_CREDENTIALS_MAX:
+        _SIGNED_CREDENTIALS.clear()
+    _SIGNED_CREDENTIALS[key] = public_key
+    return True
+
+
 def _check_device(
     code: DeviceCode,
     alg: Alg,
@@ -332,7 +354,7 @@ def _check_device(
         raise UnknownKey(f"key {credential.kid_hex} did not sign yet when the credential was issued")
     if not_after is not None and now >= not_after:
         raise UnknownKey(f"key {credential.kid_hex} is retired")
-    if not suite(alg).verify(public_key, credential.signature, credential.signed_bytes()):
+    if not _credential_signed(alg, public_key, credential):
         raise BadSignature("the credential's signature does not match")
     if now < credential.issued_at - leeway:
         raise NotYetValid(f"the credential is valid from {rfc3339(credential.issued_at)}")

@@ -4,6 +4,7 @@ phone makes with no server, checked by a gate with only the trust list; and a ga
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
 import json
 import random
@@ -274,6 +275,18 @@ def test_a_flipped_credential_byte_is_refused_and_resigning_needs_a_listed_key(r
     forged = encode_device_code(DeviceCode(claimed, Scene.CLINIC, SIGNED, bytes(64)))
     with pytest.raises(BadSignature):
         verify(forged, trust_list, SCANNED)
+
+
+def test_a_credential_checked_once_is_still_checked_against_the_key_a_list_names(ring, code, trust_list):
+    """A gate keeps the credentials whose issuer signature it checked, per key: the same credential
+    under a list naming another point for the same kid is checked again, and refused."""
+    assert verify(code, trust_list, SCANNED)  # checked, and kept
+    assert verify(code, trust_list, SCANNED)  # kept: the same key
+    other = ring_of(ring.keys[0].alg)
+    forged = copy.deepcopy(trust_list)
+    forged["keys"][0]["public_key"] = build_trust_list(other, ISSUED)["keys"][0]["public_key"]
+    with pytest.raises(BadSignature):
+        verify(code, forged, SCANNED)
 
 
 def test_a_device_signature_by_another_key_is_refused(ring, phone, credential, trust_list):
