@@ -419,6 +419,20 @@ def links_of_dependant(session: Session, dependant: Person) -> list[ProxyLink]:
     )
 
 
+def report_dependant_loss(
+    session: Session, svc: Services, proxy: Person, dependant_id: str, *, channel: str | None, now: datetime
+) -> ProxyLink:
+    """A proxy reports the dependant's card lost (temporary, R-14), recorded as by the proxy (the
+    binding, on the proxy's channel); a proxy whose own card is lost may still (`as_proxy`'s
+    `loss_report`). Returns the link. Raises what `as_proxy` and `cards.report_loss` raise."""
+    link = as_proxy(session, svc, proxy, dependant_id, now, loss_report=True)
+    card = dependant_ecard(session, link).card
+    cards.report_loss(
+        session, svc, card, kind="temporary", actor=Actor("proxy", link.public_id, channel), now=now
+    )
+    return link
+
+
 def dependant_ecard(session: Session, link: ProxyLink) -> ECard:
     return session.scalar(sa.select(ECard).where(ECard.person_id == link.dependant_person_id))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from ecard import cards, ecards, persons, proxies
+from ecard import ecards, persons, proxies
 from ecard.api import auth
 from ecard.api import schemas as s
 from ecard.api.common import BEARER, PROBLEMS, answer
@@ -161,10 +161,9 @@ def unbind_dependant(tx: Unit, path: s.DependantPath):
 @auth.require(auth.HOLDER)
 def dependant_loss(tx: Unit, path: s.DependantPath):
     """Temporary loss of the dependant's card, reported by the proxy (recorded as such)."""
-    session, now, svc = tx.session, tx.now, tx.services
-    link = proxies.as_proxy(session, svc, _me(tx), path.dependant_id, now, loss_report=True)
-    card = proxies.dependant_ecard(session, link).card
-    cards.report_loss(session, svc, card, kind="temporary", actor=_proxy_actor(tx, link.public_id), now=now)
+    link = proxies.report_dependant_loss(
+        tx.session, tx.services, _me(tx), path.dependant_id, channel=tx.principal.channel, now=tx.now
+    )
     out = dependant_out(tx, link, detail=True)
     return answer(s.DependantOut, out)
 

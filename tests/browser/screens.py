@@ -129,6 +129,9 @@ def main() -> None:
                 page.get_by_role("button", name="查询", exact=True).click()
                 page.get_by_role("heading", name=creds["holders"][1]["name"]).wait_for()
                 shot("window-person")
+                page.goto(url + "/window/overdue")  # the demo's cards are all issued: an empty list
+                page.get_by_role("heading", name="逾期未制卡").wait_for()
+                shot("window-overdue")
                 browser.close()
     finally:
         app.extensions["ecard.db"].engine.dispose()

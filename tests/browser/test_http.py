@@ -503,3 +503,223 @@ def test_family_a_proxy_unbinds_an_adult_revokes_a_proxy_and_a_minor_cannot(app,
     dependants = api.c.get("/api/v1/me/dependants", headers=parent["headers"]).json["items"]
     assert {d["status"] for d in dependants} == {"ended"}
     assert "代管人解除" in client.get("/h5/family").get_data(as_text=True)
+
+
+# --- misuse signals in words (R-70) --------------------------------------------------------------
+
+
+def test_the_signal_words_name_every_kind_and_every_evidence_key_in_one_order(app):
+    from ecard import signals
+    from ecard.api import schemas
+    from ecard.api.pages.i18n import SIGNALS, evidence_words, signal_words
+
+    named = (
+        set(signals.KINDS) | set(schemas.SignalEvidenceOut.model_fields) | set(schemas.PlaceOut.model_fields)
+    )
+    assert set(SIGNALS) == named, "kinds or evidence keys without words, or words for none"
+    place = {"terminal": "trm_a", "merchant": "mer_a", "region": "320100", "at": "2026-03-02T09:00:00+00:00"}
+    evidence = {"minutes": 3.5, "distance_km": 900, "second": {**place, "terminal": "trm_b"}, "first": place}
+    with app.test_request_context("/window/", headers={"Accept-Language": "en"}):
+        assert signal_words("travel.impossible") == "Two uses too far apart for the time between them"
+        assert signal_words("some.new_kind") == "some.new_kind"  # shown as stored
+        shown = evidence_words(evidence)
+        assert [k for k, _ in shown] == ["First use", "Second use", "Distance (km)", "Minutes between"]
+        assert shown[0][1] == "When 2026-03-02 17:00 · Terminal trm_a · Merchant mer_a · Region 320100"
+    with app.test_request_context("/window/", headers={"Accept-Language": "zh"}):
+        assert evidence_words({"wrong_tries": 3, "at": place["at"]}) == [
+            ("时间", "2026-03-02 17:00"),
+            ("输错次数", "3"),
+        ]
+
+
+def replayed(api, card: dict) -> tuple[dict, dict]:
+    """The card's code accepted at one gate and shown again at another: a misuse signal
+    (`code.replayed_elsewhere`). The two terminals."""
+    holder = api.holder(card, channel="wechat")
+    first, second = api.terminal(("transit",)), api.terminal(("transit",))
+    payload = api.code(holder, "transit")["payload"]
+    api.scan(first, payload)
+    api.scan(second, payload)
+    return first, second
+
+
+def test_a_cards_misuse_signals_show_in_words_at_the_window_and_in_the_holders_audit(api, client):
+    from datetime import date
+
+    card = api.issued_card(birth=date(1981, 7, 7), name="冯嘉")
+    first, second = replayed(api, card)
+    window_signed_in(api, client, "w-signals")
+    sign_in(client, card)  # the same browser, as the holder too
+    words = {
+        "zh": ("同一二维码在另一终端再次出示", "第一次使用", "第二次使用", "终端", "商户"),
+        "en": ("The same code shown again at another terminal", "First use", "Second use", "Terminal"),
+    }
+    for lang, said in words.items():
+        headers = {"Accept-Language": lang}
+        page = client.get(f"/window/persons/{card['person']['person_id']}", headers=headers).get_data(
+            as_text=True
+        )
+        shown = re.search(rf'id="signals-{card["card_no"]}">(.*?)</ul>', page, re.S).group(1)
+        assert all(w in shown for w in said), (lang, shown)
+        assert first["terminal_id"] in shown and second["terminal_id"] in shown
+        assert "code.replayed_elsewhere" not in page  # nor in the history's row of the signal
+        assert "'terminal'" not in shown and "first:" not in shown  # not the stored evidence
+        audit = client.get("/h5/audit", headers=headers).get_data(as_text=True)
+        assert all(w in audit for w in said), (lang, audit)
+        assert first["terminal_id"] in audit
+        assert "code.replayed_elsewhere" not in audit and "'terminal'" not in audit
+
+
+# --- the window: overdue cards (R-12) and a person's proxies (R-62, R-72) -------------------------
+
+
+def test_the_window_lists_overdue_cards_longest_waiting_first_and_opens_one_for_a_card_service(
+    app, api, client
+):
+    from datetime import datetime, timedelta, timezone
+
+    import sqlalchemy as sa
+    import time_machine
+
+    from ecard import reads
+    from ecard.api import transactions
+    from ecard.models import Event, Person
+
+    people = [api.person(name="甲一"), api.person(name="乙二")]
+    applied = [
+        api.c.post("/api/v1/cards", json={"person_id": p["person_id"]}, headers=api.op).json["card_no"]
+        for p in people
+    ]
+    issued = api.issued_card()["card_no"]
+    api.create_operator("w-overdue", "w-overdue-pass")
+    # past the production deadline (30 working days)
+    with time_machine.travel(datetime.now(timezone.utc) + timedelta(days=90), tick=True):
+        token = csrf(client.get("/window/"))
+        client.post(
+            "/window/sign-in",
+            data={"csrf_token": token, "username": "w-overdue", "password": "w-overdue-pass"},
+        )
+        assert 'href="/window/overdue"' in client.get("/window/").get_data(as_text=True)  # from the console
+        page = client.get("/window/overdue").get_data(as_text=True)
+        listed = re.findall(r'<tr id="overdue-(\w+)">', page)
+        assert listed.index(applied[0]) < listed.index(applied[1]) and issued not in listed
+        row = re.search(rf'<tr id="overdue-{applied[0]}">(.*?)</tr>', page, re.S).group(1)
+        days = int(re.findall(r"<td>(\d+)</td>", row)[-1])
+        said = api.c.get("/api/v1/cards/overdue", headers=api.op).json["items"]
+        assert days == next(c["days_overdue"] for c in said if c["card_no"] == applied[0]) > 0  # the API's
+        assert "甲一" not in page  # card numbers and person ids: no personal data
+        # a page at a time, as the API's: the next page after the last row
+        one = client.get("/window/overdue?limit=1").get_data(as_text=True)
+        more = re.search(r'href="(/window/overdue\?after=\d+)"', one).group(1)
+        assert re.findall(
+            r'<tr id="overdue-(\w+)">', client.get(more + "&limit=1").get_data(as_text=True)
+        ) == [listed[1]]
+        bad = client.get("/window/overdue?after=x", follow_redirects=True).get_data(as_text=True)
+        assert "请求数据不合法: after" in bad  # a cursor the API's model refuses, in words
+        # opened from the list, the person's page is read for a card service (R-72)
+        link = re.search(r'href="([^"]+)"', row).group(1).replace("&amp;", "&")
+        assert link == f"/window/persons/{people[0]['person_id']}?purpose=card_service"
+        page = client.get(link).get_data(as_text=True)
+        assert "甲一" in page and "卡片业务" in page
+        # a purpose the API does not know is refused in words (and nothing is read)
+        resp = client.get(link.replace("card_service", "curiosity"))
+        assert resp.headers["Location"] == "/window/"
+        assert "请求数据不合法: 查询事由" in client.get("/window/").get_data(as_text=True)
+    with app.app_context():
+        looks = transactions.session_outside_request().scalars(
+            sa.select(Event.reason)
+            .join(Person, Person.id == Event.person_id)
+            .where(Person.public_id == people[0]["person_id"], Event.action == reads.PERSON_READ)
+        )
+        looks = list(looks)
+    assert len(looks) == 1 and reads.PURPOSES["card_service"] in looks[0]  # the one page opened
+
+
+def test_the_window_shows_a_persons_proxies_as_a_recorded_read_and_ends_a_minors(api, client):
+    from datetime import date
+
+    from ecard import reads
+
+    parent = api.holder(api.issued_card(birth=date(1984, 2, 2), name="韩立"), channel="wechat")
+    child = api.issued_card(birth=date(2015, 9, 9), name="韩小雪", sex="F")
+    api.relate(child["person"], parent["card"]["person"], "parent")
+    assert api.bind(parent, child, "parent").status_code == 201
+    kid = api.holder(child, channel="wechat")
+
+    def looks() -> list[dict]:
+        audit = api.c.get("/api/v1/me/audit", headers=kid["headers"]).json["items"]
+        return [e for e in audit if e["action"] == reads.PROXIES_READ]
+
+    window_signed_in(api, client, "w-proxies")
+    person = f"/window/persons/{child['person']['person_id']}"
+    page = client.get(person).get_data(as_text=True)
+    assert f'href="{person}?proxies=1#proxies"' in page and "/end" not in page
+    assert looks() == []  # the person's page alone does not list them
+    page = client.get(person + "?proxies=1").get_data(as_text=True)
+    row = re.search(r'<li id="proxy-(\w+)">(.*?)</li>', page, re.S)
+    assert "韩*" in row.group(2) and "父母" in row.group(2) and "未成年人" in row.group(2)
+    assert_labelled(page)
+    assert len(looks()) == 1 and reads.PURPOSES[reads.DEFAULT_PURPOSE] in looks()[0]["reason"]
+    end = f"{person}/proxies/{row.group(1)}/end"
+    assert f'action="{end}"' in page and 'aria-label="解除代管 韩*"' in page
+    client.post(end, data={})  # without the CSRF token: nothing ends
+    dependants = api.c.get("/api/v1/me/dependants", headers=parent["headers"]).json["items"]
+    assert dependants[0]["status"] == "active"
+    resp = client.post(end, data={"csrf_token": csrf(client.get(person))})
+    assert resp.headers["Location"] == f"{person}?proxies=1"
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "已在服务网点解除该代管" in page and "服务网点解除" in page and f'action="{end}"' not in page
+    dependants = api.c.get("/api/v1/me/dependants", headers=parent["headers"]).json["items"]
+    assert (dependants[0]["status"], dependants[0]["end_reason"]) == ("ended", "ended_at_window")
+
+
+# --- H5: a dependant's card, its signals, its loss ----------------------------------------------
+
+
+def test_a_proxy_reads_a_dependants_card_and_signals_in_words_and_reports_it_lost(api, client):
+    from datetime import date
+
+    from ecard import reads
+
+    parent = api.holder(api.issued_card(birth=date(1986, 3, 3), name="秦岭"), channel="wechat")
+    child = api.issued_card(birth=date(2017, 4, 4), name="秦小川")
+    api.relate(child["person"], parent["card"]["person"], "parent")
+    dependant_id = api.bind(parent, child, "parent").json["dependant_id"]
+    first, _ = replayed(api, child)
+    kid = api.holder(child, channel="wechat")
+
+    def reads_of(what: str) -> list[dict]:
+        audit = api.c.get("/api/v1/me/audit", headers=kid["headers"]).json["items"]
+        return [e for e in audit if e["action"] == reads.PROXY_CARD_READ and e["reason"] == what]
+
+    sign_in(client, parent["card"])
+    here = f"/h5/dependants/{dependant_id}"
+    family = client.get("/h5/family").get_data(as_text=True)
+    assert f'href="{here}"' in family and 'aria-label="查看卡片 秦*川"' in family
+    page = client.get(here, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert re.search(r'id="card-status">Issued<', page) and child["card_no"] in page
+    assert_labelled(page)
+    client.get(here)  # again within the hour: one read in the dependant's audit
+    assert len(reads_of("card status")) == 1
+    # the signals, in words
+    page = client.get(f"{here}/signals").get_data(as_text=True)
+    shown = re.search(r'id="signals">(.*?)</ul>', page, re.S).group(1)
+    assert "同一二维码在另一终端再次出示" in shown and first["terminal_id"] in shown
+    assert "code.replayed_elsewhere" not in page
+    assert len(reads_of("misuse signals")) == 1
+    # the loss: not without the CSRF token; then at once, recorded as the proxy's
+    loss = f"{here}/loss"
+    assert f'action="{loss}"' in client.get(here).get_data(as_text=True)
+    client.post(loss, data={})
+    assert api.card(child)["status"] == "issued"
+    resp = client.post(loss, data={"csrf_token": csrf(client.get(here))})
+    assert resp.headers["Location"] == here
+    page = client.get(here).get_data(as_text=True)
+    assert "已为亲属临时挂失" in page and re.search(r'id="card-status">临时挂失<', page)
+    assert f'action="{loss}"' not in page
+    after = api.card(child)
+    assert after["status"] == "lost_temporary" and after["history"][-1]["actor"]["type"] == "proxy"
+    # another family's dependant is not found: refused in words, back to the family page
+    resp = client.get("/h5/dependants/dep_notmine")
+    assert resp.headers["Location"] == "/h5/family"  # no `?dependant_id=`: the family page takes none
+    assert "亲情绑定不存在" in client.get("/h5/family").get_data(as_text=True)

@@ -27,7 +27,7 @@ import secrets
 import time
 from typing import Any, Callable, TypeVar
 
-from flask import flash, g, jsonify, redirect, request, session, url_for
+from flask import current_app, flash, g, jsonify, redirect, request, session, url_for
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ecard import errors
@@ -187,8 +187,8 @@ def wants_json() -> bool:
 
 
 def returns_to(endpoint: str) -> Callable[[F], F]:
-    """Where a refused form goes back to (with the refusal in words): `endpoint`, with the
-    request's own URL values (a window's person, a holder's dependant)."""
+    """Where a refused form goes back to (with the refusal in words): `endpoint`, with those of
+    the request's own URL values it takes (a window's person, a holder's dependant)."""
 
     def decorator(fn: F) -> F:
         @functools.wraps(fn)
@@ -253,7 +253,9 @@ def answer_refusal(exc: EcardError, area: str | None):
     back = g.get("page_back")
     if back is None or signed_out:
         return redirect(url_for(f"pages.{area}.home") if area else "/")
-    return redirect(url_for(back[0], **back[1]))
+    endpoint, values = back
+    takes = {a for rule in current_app.url_map.iter_rules(endpoint) for a in rule.arguments}
+    return redirect(url_for(endpoint, **{k: v for k, v in values.items() if k in takes}))
 
 
 def answer_signed_out(area: str):

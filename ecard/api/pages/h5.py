@@ -21,7 +21,7 @@ from ecard.api.limits import limiter
 from ecard.api.pages.common import form, form_key, returns_to, signed_in
 from ecard.api.pages.i18n import t
 from ecard.api.transactions import Unit, transaction
-from ecard.api.views import audit_item, binding_out, card_out, ecard_out, person_out
+from ecard.api.views import audit_item, binding_out, card_out, ecard_out, person_out, signal_out
 from ecard.context import Actor
 from ecard.db import Tx
 from ecard.errors import Code, EcardError
@@ -311,6 +311,12 @@ def bind_dependant(tx: Unit):
     return redirect(url_for(".family"))
 
 
+def _for_dependant(tx: Unit, dependant_id: str) -> Actor:
+    """The proxy acting for a dependant, as the API's family routes record it: the binding (the
+    dependant id) on this page's channel."""
+    return Actor("proxy", dependant_id, tx.principal.channel)
+
+
 @bp.post("/dependants/<dependant_id>/unbind")
 @transaction(Tx.WRITE)
 @returns_to("pages.h5.family")
@@ -319,15 +325,72 @@ def unbind_dependant(tx: Unit, dependant_id: str):
     """As `DELETE /me/dependants/{id}`: the proxy gives the binding up, at once."""
     path = s.DependantPath.model_validate({"dependant_id": dependant_id})
     me = tx.session.get_one(Person, tx.principal.person_id)
-    proxies.unbind(
-        tx.session,
-        me,
-        path.dependant_id,
-        actor=Actor("proxy", path.dependant_id, tx.principal.channel),
-        now=tx.now,
-    )
+    proxies.unbind(tx.session, me, path.dependant_id, actor=_for_dependant(tx, path.dependant_id), now=tx.now)
     flash(t("dependant_unbound"), "done")
     return redirect(url_for(".family"))
+
+
+@bp.get("/dependants/<dependant_id>")
+@transaction(Tx.WRITE)  # a read of the dependant's card, recorded in their audit (R-63, R-72)
+@returns_to("pages.h5.family")
+@signed_in(AREA)
+def dependant(tx: Unit, dependant_id: str):
+    """As `GET /me/dependants/{id}`: the binding and, while it is active, the dependant's card
+    status (the read recorded once an hour), with its code, its misuse signals and the loss
+    report."""
+    path = s.DependantPath.model_validate({"dependant_id": dependant_id})
+    me = tx.session.get_one(Person, tx.principal.person_id)
+    link = proxies.read_dependant(
+        tx.session,
+        tx.services,
+        me,
+        path.dependant_id,
+        actor=_for_dependant(tx, path.dependant_id),
+        now=tx.now,
+    )
+    return render_template("pages/h5/dependant.html", d=dependant_out(tx, link, detail=True))
+
+
+@bp.get("/dependants/<dependant_id>/signals")
+@transaction(Tx.WRITE)  # the read is recorded (R-72)
+@returns_to("pages.h5.dependant")
+@signed_in(AREA)
+def dependant_signals(tx: Unit, dependant_id: str):
+    """As `GET /me/dependants/{id}/signals` (R-70): the misuse signals on the dependant's card,
+    newest first, with their evidence in words (the first page)."""
+    path = s.DependantPath.model_validate({"dependant_id": dependant_id})
+    me = tx.session.get_one(Person, tx.principal.person_id)
+    found = proxies.dependant_signals(
+        tx.session,
+        tx.services,
+        me,
+        path.dependant_id,
+        before_id=None,
+        limit=s.PageQuery().limit,
+        actor=_for_dependant(tx, path.dependant_id),
+        now=tx.now,
+    )
+    return render_template(
+        "pages/h5/dependant_signals.html",
+        dependant_id=path.dependant_id,
+        items=[signal_out(x) for x in found],
+    )
+
+
+@bp.post("/dependants/<dependant_id>/loss")
+@transaction(Tx.WRITE)
+@returns_to("pages.h5.dependant")
+@signed_in(AREA)
+def dependant_loss(tx: Unit, dependant_id: str):
+    """As `POST /me/dependants/{id}/loss`: the dependant's card reported lost (temporary) by the
+    proxy, recorded as such; a proxy whose own card is lost may still report it (`loss_report`)."""
+    path = s.DependantPath.model_validate({"dependant_id": dependant_id})
+    me = tx.session.get_one(Person, tx.principal.person_id)
+    proxies.report_dependant_loss(
+        tx.session, tx.services, me, path.dependant_id, channel=tx.principal.channel, now=tx.now
+    )
+    flash(t("dependant_loss_done"), "done")
+    return redirect(url_for(".dependant", dependant_id=path.dependant_id))
 
 
 @bp.post("/proxies/<proxy_id>/revoke")

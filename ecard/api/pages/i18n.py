@@ -8,6 +8,7 @@ and the reasons a scan is refused that are not also problems (`qr.*`, `chip.*`, 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from flask import request, session
 
@@ -159,6 +160,32 @@ WORDS: dict[str, tuple[str, str]] = {
     "dependant_unbound": ("已解除代管", "The dependant is unbound"),
     "revoke_proxy": ("解除授权", "Revoke"),
     "proxy_revoked": ("已解除该亲属的代管", "The proxy is revoked"),
+    # h5: a dependant's card
+    "dependant": ("代管的亲属", "Dependant"),
+    "binding_status": ("代管状态", "Binding"),
+    "view_dependant": ("查看卡片", "View the card"),
+    "dependant_signals": ("查看风险提示", "Misuse signals"),
+    "dependant_loss": ("为亲属临时挂失", "Report the dependant's card lost (temporary)"),
+    "dependant_loss_done": ("已为亲属临时挂失", "The dependant's card is reported lost"),
+    "read_recorded": (
+        "查看记录会留在亲属本人的用卡记录中",
+        "Your look is recorded in your dependant's own record",
+    ),
+    # window: overdue cards and a person's proxies
+    "overdue": ("逾期未制卡", "Overdue cards"),
+    "overdue_hint": (
+        "已申领、超过制卡期限仍未发卡的社会保障卡，等待最久的在前",
+        "Cards applied for and not issued by their production deadline, the longest waiting first",
+    ),
+    "applied_at": ("申领时间", "Applied"),
+    "production_deadline": ("制卡期限", "Production deadline"),
+    "days_overdue": ("逾期天数", "Days overdue"),
+    "open_for_card_service": ("办理（卡片业务）", "Open (card service)"),
+    "person_proxies": ("代管该人员的亲属", "Their proxies"),
+    "show_proxies": ("查看代管亲属", "Show the proxies"),
+    "end_proxy": ("解除代管", "End"),
+    "proxy_ended_at_window": ("已在服务网点解除该代管", "The proxy's binding is ended"),
+    "since_date": ("开始时间", "Since"),
 }
 
 # Card and e-card states, scenes and the like: the stored word -> (zh, en).
@@ -299,6 +326,43 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "proxies_read": ("服务网点查询代管亲属", "Proxies looked up at a window"),
 }
 
+# Misuse signals (R-70): each kind `ecard.signals` raises, then each key of a signal's evidence
+# (`schemas.SignalEvidenceOut` and the `PlaceOut` of each side), in words; the evidence is shown
+# in this table's order. One with no words here is shown as stored.
+SIGNALS: dict[str, tuple[str, str]] = {
+    # kinds
+    "code.replayed_elsewhere": (
+        "同一二维码在另一终端再次出示",
+        "The same code shown again at another terminal",
+    ),
+    "code.two_devices": ("同一二维码在两处使用（其中一处离线）", "One code used in two places, one offline"),
+    "travel.impossible": (
+        "两次用卡相距过远，时间内无法到达",
+        "Two uses too far apart for the time between them",
+    ),
+    "chip.counter_backwards": (
+        "芯片计数器未递增（疑似复制芯片或重放）",
+        "The chip's counter did not rise (a copied chip or a replay)",
+    ),
+    "pin.locked": ("社会保障卡密码多次输错已锁定", "The card's PIN locked after wrong tries"),
+    "ecard_password.locked": (
+        "电子社保卡密码多次输错已锁定",
+        "The e-card password locked after wrong tries",
+    ),
+    # evidence: the two uses, a place, a chip's counter, a lock
+    "first": ("第一次使用", "First use"),
+    "second": ("第二次使用", "Second use"),
+    "distance_km": ("相距（公里）", "Distance (km)"),
+    "minutes": ("间隔（分钟）", "Minutes between"),
+    "at": ("时间", "When"),
+    "terminal": ("终端", "Terminal"),
+    "merchant": ("商户", "Merchant"),
+    "region": ("地区", "Region"),
+    "counter": ("本次计数", "Counter read"),
+    "last_counter": ("上次计数", "Last counter seen"),
+    "wrong_tries": ("输错次数", "Wrong tries"),
+}
+
 # The reasons a scan is refused that are not problems (those are the Code table's): shown big
 # at a counter, so a cashier reads what to do.
 REASONS: dict[str, tuple[str, str]] = {
@@ -351,6 +415,33 @@ def action_words(action: str) -> str:
     if pair is None:
         return action
     return pair[1] if lang() == "en" else pair[0]
+
+
+def signal_words(word: str) -> str:
+    """A misuse signal's kind or an evidence key in the page's language; as stored when there are
+    no words for it."""
+    pair = SIGNALS.get(word)
+    if pair is None:
+        return word
+    return pair[1] if lang() == "en" else pair[0]
+
+
+def evidence_words(evidence: dict[str, Any]) -> list[tuple[str, str]]:
+    """A signal's evidence as the pages show it: (its key in words, its value), in `SIGNALS`'s
+    order (a key it does not know last); a place (`first`, `second`) on one line, each of its
+    parts named; a time in China Standard Time."""
+
+    def shown(key: str, v: Any) -> str:
+        if isinstance(v, dict):
+            return " · ".join(f"{signal_words(k)} {shown(k, x)}" for k, x in _ordered(v) if x is not None)
+        return local(v) if key == "at" else str(v)
+
+    return [(signal_words(k), shown(k, v)) for k, v in _ordered(evidence) if v is not None]
+
+
+def _ordered(evidence: dict[str, Any]) -> list[tuple[str, Any]]:
+    order = {k: i for i, k in enumerate(SIGNALS)}
+    return sorted(evidence.items(), key=lambda kv: order.get(kv[0], len(order)))
 
 
 def code_words(code: Code) -> str:

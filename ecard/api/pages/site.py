@@ -108,6 +108,8 @@ def words() -> dict:
         "action_words": i18n.action_words,
         "local": i18n.local,
         "reason_words": i18n.reason_words,
+        "signal_words": i18n.signal_words,
+        "evidence_words": i18n.evidence_words,
         "lang": i18n.lang(),
         "csrf_token": common.csrf_token,
         # where the language switch comes back to: this page, or after a form's answer its area's home

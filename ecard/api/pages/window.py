@@ -10,14 +10,15 @@ from typing import Any, Callable
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 import ecard.api.pages.common as common
-from ecard import accounts, cancellation, cards, ecards, persons, proxies, reads
+from ecard import accounts, cancellation, cards, ecards, persons, proxies, reads, signals
 from ecard.api import schemas as s
+from ecard.api.family import proxy_out
 from ecard.api.limits import limiter
 from ecard.api.pages.common import field, form, form_key, returns_to, signed_in
 from ecard.api.pages.i18n import t, value
 from ecard.api.tokens import OPERATOR_PER_ADDRESS, OPERATOR_PER_NAME
 from ecard.api.transactions import Unit, transaction
-from ecard.api.views import cancellation_out, card_out, person_out
+from ecard.api.views import cancellation_out, card_out, iso, person_out, signal_out
 from ecard.db import Tx
 from ecard.errors import Code, EcardError
 from ecard.models import Card
@@ -116,8 +117,12 @@ def register(tx: Unit):
 @returns_to("pages.window.home")
 @signed_in(AREA)
 def person(tx: Unit, person_id: str):
-    """The person in clear, their live cards with their history, and what the window can do; and
-    the card just acted on (`?card=`) when it has ended, with its cancellation (R-20)."""
+    """The person in clear, their live cards with their history and misuse signals, and what the
+    window can do; the card just acted on (`?card=`) when it has ended, with its cancellation
+    (R-20); and with `?proxies=1`, their proxies (a read of its own, R-72). `?purpose=` states
+    the purpose (as the API's `GET /persons/{id}?purpose=`), kept for the case."""
+    if "purpose" in request.args:
+        common.keep(AREA, purpose=s.ReadPurpose.model_validate({"purpose": request.args["purpose"]}).purpose)
     svc, session = tx.services, tx.session
     found = persons.read_in_clear(session, person_id, purpose=_purpose(), actor=tx.actor, now=tx.now)
     shown = [card for kind in ("formal", "temporary") if (card := cards.live_card(session, found.id, kind))]
@@ -125,10 +130,15 @@ def person(tx: Unit, person_id: str):
     acted_on = cards.find(session, named) if named else None
     if acted_on is not None and acted_on.person_id == found.id and not acted_on.live:
         shown.append(acted_on)
+    listed = None
+    if request.args.get("proxies") == "1":  # as `GET /persons/{id}/proxies`: recorded with the purpose
+        links = proxies.read_at_window(session, found, purpose=_purpose(), actor=tx.actor, now=tx.now)
+        listed = [proxy_out(tx, link) for link in links]
     return render_template(
         "pages/window/person.html",
         person=person_out(svc, found, clear=True),
         cards=[_card_shown(tx, card) for card in shown],
+        proxies=listed,
         purpose=_purpose(),
         purposes=reads.PURPOSES,
         replace_reasons=common.choices(s.ReplaceIn, "reason"),
@@ -143,10 +153,14 @@ def person(tx: Unit, person_id: str):
 def _card_shown(tx: Unit, card: Card) -> dict[str, Any]:
     """A card as the window's page shows it: as the API's `GET /cards/{card_no}` answers (its
     history, its e-card's status, who asked for its cancellation), with the requester's name
-    masked as the family pages mask a relative's."""
+    masked as the family pages mask a relative's, and its misuse signals."""
     svc, session = tx.services, tx.session
     out = card_out(svc, card, tx.now, history=cards.history(session, card))
     out["live"] = card.live
+    # as `GET /cards/{card_no}/signals` (R-70): its first page, newest first; no purpose asked
+    out["signals"] = [
+        signal_out(x) for x in signals.of_card(session, card.id, before_id=None, limit=s.PageQuery().limit)
+    ]
     ecard = ecards.of_card(session, card)
     out["ecard_status"] = ecards.status(svc, ecard, tx.now) if ecard else None
     if card.status == cards.CANCELLED and (asked := cancellation.of_card(session, card)) is not None:
@@ -347,3 +361,44 @@ def consent_code(tx: Unit, person_id: str):
     return render_template(
         "pages/window/consent.html", code=code, expires_at=row.expires_at, person_id=person_id
     )
+
+
+@bp.post("/persons/<person_id>/proxies/<proxy_id>/end")
+@transaction(Tx.WRITE)
+@returns_to("pages.window.person")
+@signed_in(AREA)
+def end_proxy(tx: Unit, person_id: str, proxy_id: str):
+    """As `DELETE /persons/{id}/proxies/{proxy_id}` (R-62): for an adult without a phone, or a
+    minor's binding before the 16th birthday; recorded with the operator as the actor."""
+    path = s.PersonProxyPath.model_validate({"person_id": person_id, "proxy_id": proxy_id})
+    proxies.revoke(
+        tx.session, persons.get(tx.session, path.person_id), path.proxy_id, actor=tx.actor, now=tx.now
+    )
+    flash(t("proxy_ended_at_window"), "done")
+    return redirect(url_for(".person", person_id=person_id, proxies=1))
+
+
+@bp.get("/overdue")
+@transaction(Tx.READ)
+@returns_to("pages.window.home")
+@signed_in(AREA)
+def overdue(tx: Unit):
+    """R-12, as `GET /cards/overdue`: cards applied for and not issued by their production
+    deadline, the longest waiting first, a page at a time (`?after=`). Card numbers and person
+    ids only: no personal data is read, so no purpose is asked; opening a person from the list
+    states the purpose of a card service."""
+    query = s.AfterQuery.model_validate(request.args.to_dict())
+    after = int(query.after) if query.after is not None else None
+    found = cards.overdue(tx.session, tx.now, after_id=after, limit=query.limit)
+    items = [
+        {
+            "card_no": c.card_no,
+            "person_id": c.person.public_id,
+            "applied_at": iso(c.applied_at),
+            "production_deadline": iso(c.production_deadline),
+            "days_overdue": (tx.now - c.production_deadline).days,
+        }
+        for c in found
+    ]
+    nxt = str(found[-1].id) if len(found) == query.limit else None
+    return render_template("pages/window/overdue.html", items=items, next=nxt)
