@@ -377,16 +377,7 @@ def verify_pin(session: Session, svc: Services, card: Card, pin: Checked, *, now
 
 def _pin_locked(session: Session, svc: Services, card: Card, failures: int, now: datetime) -> None:
     record(session, card, "pin_locked", SYSTEM, now, reason=f"{failures} wrong PINs in a row")
-    signals.raise_signal(
-        session,
-        svc,
-        card_id=card.id,
-        person_id=card.person_id,
-        kind=signals.PIN_LOCKED,
-        evidence={"at": now.isoformat(), "wrong_tries": failures},
-        key=f"pin.locked:{card.id}:{now.isoformat()}",
-        now=now,
-    )
+    signals.raise_lock(session, svc, signals.PIN_LOCKED, card.id, card.person_id, card.id, failures, now)
 
 
 # China's civil time, which has no daylight saving: a working day is one in Beijing.

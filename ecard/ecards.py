@@ -367,15 +367,15 @@ def _check_password(
         _password_event(
             session, ecard, "ecard_password_locked", SYSTEM, f"{failures} wrong passwords in a row", now
         )
-        signals.raise_signal(
+        signals.raise_lock(
             session,
             svc,
-            card_id=ecard.card_id,
-            person_id=ecard.person_id,
-            kind=signals.ECARD_PASSWORD_LOCKED,
-            evidence={"at": now.isoformat(), "wrong_tries": failures},
-            key=f"ecard_password.locked:{ecard.id}:{now.isoformat()}",
-            now=now,
+            signals.ECARD_PASSWORD_LOCKED,
+            ecard.card_id,
+            ecard.person_id,
+            ecard.id,
+            failures,
+            now,
         )
 
     wrong_tries.count(

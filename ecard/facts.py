@@ -55,6 +55,11 @@ class Place:
     longitude: float | None = None
     district: str | None = None
 
+    @property
+    def known(self) -> bool:
+        """Whether the merchant said where it is: only then can a travel between uses be judged."""
+        return self.latitude is not None or self.district is not None
+
 
 @dataclass(frozen=True)
 class LastUse:

@@ -71,12 +71,12 @@ def age_on(birth: date, day: date) -> int:
 AGE_BANDS = ((6, "under_6"), (18, "6_17"), (60, "18_59"), (70, "60_69"), (None, "70_plus"))
 
 
-def age_band(age: int) -> str:
-    return next(band for limit, band in AGE_BANDS if limit is None or age < limit)
-
-
 def age_band_index(age: int) -> int:
     return next(i for i, (limit, _) in enumerate(AGE_BANDS) if limit is None or age < limit)
+
+
+def age_band(age: int) -> str:
+    return AGE_BANDS[age_band_index(age)][1]
 
 
 def nth_birthday(birth: date, years: int) -> date:

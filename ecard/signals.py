@@ -76,6 +76,30 @@ def raise_signal(
     return public_id
 
 
+def raise_lock(
+    session: Session,
+    svc: Services,
+    kind: str,
+    card_id: int,
+    person_id: int,
+    locked_id: int,
+    failures: int,
+    now: datetime,
+) -> str | None:
+    """A lock after `failures` wrong tries in a row (`PIN_LOCKED`: the card's PIN, `locked_id` the
+    card's; `ECARD_PASSWORD_LOCKED`: the e-card's password, the e-card's), once per lock."""
+    return raise_signal(
+        session,
+        svc,
+        card_id=card_id,
+        person_id=person_id,
+        kind=kind,
+        evidence={"at": now.isoformat(), "wrong_tries": failures},
+        key=f"{kind}:{locked_id}:{now.isoformat()}",
+        now=now,
+    )
+
+
 def _freeze_by_policy(session: Session, svc: Services, card_id: int, person_id: int, now: datetime) -> None:
     """R-70's freeze: ECARD_MISUSE_FREEZE_AFTER signals on the card within ECARD_MISUSE_WINDOW
     freeze it, reason `misuse`, the signals named in its history. One conditional UPDATE: of

@@ -337,7 +337,7 @@ def _judge(
     except SceneRefused as exc:
         return done(Decision(False, exc.reason, str(code.scene)), nonce=nonce)
     card_id, link_id = struct.unpack(">QQ", handle)
-    located = terminal.place.latitude is not None or terminal.place.district is not None
+    located = terminal.place.known
     found = storage.card_and_holder(session, card_id, last_use=located and not offline)
     if found is None:  # a valid signature over a handle we never made: a key problem, not a holder
         return done(Decision(False, Reason.QR_BAD_SIGNATURE, judged), nonce=nonce)
@@ -919,7 +919,7 @@ def judge_chip(
         d.reason = Reason.CHIP_PIN_REQUIRED
         return done(d, card.id)
     d.accepted = True
-    located = terminal.place.latitude is not None or terminal.place.district is not None
+    located = terminal.place.known
     last = storage.uses_around(session, card.id, now)[:1] if located else []
     record(session, d, method="chip", terminal=terminal, now=now, card_id=card.id, atc=read["atc"])
     if last:

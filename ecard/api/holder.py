@@ -121,6 +121,13 @@ def revoke_channel(tx: Unit, path: s.BindingPath):
 def set_ecard_password(tx: Unit, body: s.EcardPasswordIn):
     """Set or change the electronic card's own password (R-45), one for every channel: with the
     PIN (the first one, or a forgotten one) or the current password."""
+    change_password(tx, body)
+    return "", 204
+
+
+def change_password(tx: Unit, body: s.EcardPasswordIn) -> None:
+    """`ecards.set_password` with its argon2 work done before the transaction: for this route and
+    the H5 page."""
     svc, p = tx.services, tx.principal
     with tx.before_transaction() as conn:
         work = ecards.password_work(
@@ -143,7 +150,6 @@ def set_ecard_password(tx: Unit, body: s.EcardPasswordIn):
         actor=tx.actor,
         now=tx.now,
     )
-    return "", 204
 
 
 @bp.post("/me/ecard/unlock", responses={200: s.UnlockOut}, security=BEARER)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_openapi3 import APIBlueprint, Tag
 
 from ecard import accounts, cancellation, cards, ecards, persons, signals
@@ -112,6 +114,12 @@ def apply_card(tx: Unit, body: s.CardApply):
 def overdue_cards(tx: Unit, query: s.AfterQuery):
     """R-12: cards applied for and not yet issued by their production deadline, the longest
     waiting first. Card numbers and opaque person ids only: no personal data is read."""
+    return answer(s.OverdueCardsOut, overdue_page(tx, query))
+
+
+def overdue_page(tx: Unit, query: s.AfterQuery) -> dict[str, Any]:
+    """A page of `cards.overdue` as answered (`items`, `next`): for this route and the window's
+    page."""
     after = int(query.after) if query.after is not None else None  # ASCII digits (s.Cursor)
     found = cards.overdue(tx.session, tx.now, after_id=after, limit=query.limit)
     items = [
@@ -124,8 +132,7 @@ def overdue_cards(tx: Unit, query: s.AfterQuery):
         }
         for c in found
     ]
-    nxt = str(found[-1].id) if len(found) == query.limit else None
-    return answer(s.OverdueCardsOut, {"items": items, "next": nxt})
+    return {"items": items, "next": str(found[-1].id) if len(found) == query.limit else None}
 
 
 @bp.get("/cards/<card_no>", responses={200: s.CardOut})

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from limits import parse
@@ -57,6 +59,12 @@ def _totp_attempt(ref: str) -> bool:
 @auth.require(auth.TERMINAL)
 def verify_qr(tx: Unit, body: s.VerifyQrIn):
     """Judge a scanned code. Always 200 with a decision; single use is enforced here."""
+    return answer(s.DecisionOut, judge_qr(tx, body))
+
+
+def judge_qr(tx: Unit, body: s.VerifyQrIn) -> dict[str, Any]:
+    """The terminal's scan judged (`verifications.verify_qr`, an offline phone code's tries
+    counted) and its decision as answered: for this route and the scanner page."""
     d = verifications.verify_qr(
         tx.session,
         tx.services,
@@ -67,8 +75,7 @@ def verify_qr(tx: Unit, body: s.VerifyQrIn):
         now=tx.now,
         totp_attempt=_totp_attempt,
     )
-    out = decision_out(tx, d)
-    return answer(s.DecisionOut, out)
+    return decision_out(tx, d)
 
 
 @bp.post("/verifications/offline", responses={200: s.OfflineOut})

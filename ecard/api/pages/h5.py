@@ -16,7 +16,7 @@ from ecard.api import auth
 from ecard.api import codes as api_codes
 from ecard.api import schemas as s
 from ecard.api.family import dependant_out, proxy_out
-from ecard.api.holder import SIGN_IN_PER_ADDRESS, SIGN_IN_PER_CARD
+from ecard.api.holder import SIGN_IN_PER_ADDRESS, SIGN_IN_PER_CARD, change_password
 from ecard.api.limits import limiter
 from ecard.api.pages.common import form, form_key, returns_to, signed_in
 from ecard.api.pages.i18n import t
@@ -216,29 +216,7 @@ def unlock(tx: Unit):
 @signed_in(AREA)
 def set_password(tx: Unit):
     """R-45, as `PUT /me/ecard/password` with the PIN: the e-card's own password."""
-    svc, p = tx.services, tx.principal
-    body = form(s.EcardPasswordIn)
-    with tx.before_transaction() as conn:
-        work = ecards.password_work(
-            conn,
-            svc,
-            card_no=p.card.card_no,
-            ecard_id=p.ecard_id,
-            password=body.password,
-            pin=body.pin,
-            old_password=body.old_password,
-        )
-    ecards.set_password(
-        tx.session,
-        svc,
-        _me(tx).ecard,
-        new=work.new,
-        as_pin=work.as_pin,
-        pin=work.pin,
-        old=work.old,
-        actor=tx.actor,
-        now=tx.now,
-    )
+    change_password(tx, form(s.EcardPasswordIn))
     flash(t("password_set"), "done")
     return redirect(url_for(".card"))
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 
 import ecard.api.pages.common as common
-from ecard import accounts, verifications
+from ecard import accounts
 from ecard.api import schemas as s
-from ecard.api.common import ring
 from ecard.api.limits import limiter
 from ecard.api.pages.common import form, form_key, returns_to, signed_in, wants_json
 from ecard.api.pages.i18n import reason_words, t, value
 from ecard.api.tokens import TERMINAL_PER_ADDRESS, TERMINAL_PER_TERMINAL
 from ecard.api.transactions import Unit, transaction
-from ecard.api.verifications import _totp_attempt, decision_out
+from ecard.api.verifications import judge_qr
 from ecard.db import Tx
 
 AREA = "scan"
@@ -123,18 +122,7 @@ def shown(d: dict) -> dict:
 @signed_in(AREA)
 def decide(tx: Unit):
     """Judge a code read by the camera or typed by a USB scanner: always a decision."""
-    body = form(s.VerifyQrIn, scene=_scene(tx))
-    d = verifications.verify_qr(
-        tx.session,
-        tx.services,
-        ring(),
-        tx.principal,
-        body.payload,
-        scene=body.scene,
-        now=tx.now,
-        totp_attempt=_totp_attempt,
-    )
-    out = shown(decision_out(tx, d))
+    out = shown(judge_qr(tx, form(s.VerifyQrIn, scene=_scene(tx))))
     if wants_json():
         return jsonify(out)
     return _page(tx, out)

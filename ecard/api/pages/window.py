@@ -14,11 +14,12 @@ from ecard import accounts, cancellation, cards, ecards, persons, proxies, reads
 from ecard.api import schemas as s
 from ecard.api.family import proxy_out
 from ecard.api.limits import limiter
+from ecard.api.operator import overdue_page
 from ecard.api.pages.common import field, form, form_key, returns_to, signed_in
 from ecard.api.pages.i18n import t, value
 from ecard.api.tokens import OPERATOR_PER_ADDRESS, OPERATOR_PER_NAME
 from ecard.api.transactions import Unit, transaction
-from ecard.api.views import cancellation_out, card_out, iso, person_out, signal_out
+from ecard.api.views import cancellation_out, card_out, person_out, signal_out
 from ecard.db import Tx
 from ecard.errors import Code, EcardError
 from ecard.models import Card
@@ -387,18 +388,5 @@ def overdue(tx: Unit):
     deadline, the longest waiting first, a page at a time (`?after=`). Card numbers and person
     ids only: no personal data is read, so no purpose is asked; opening a person from the list
     states the purpose of a card service."""
-    query = s.AfterQuery.model_validate(request.args.to_dict())
-    after = int(query.after) if query.after is not None else None
-    found = cards.overdue(tx.session, tx.now, after_id=after, limit=query.limit)
-    items = [
-        {
-            "card_no": c.card_no,
-            "person_id": c.person.public_id,
-            "applied_at": iso(c.applied_at),
-            "production_deadline": iso(c.production_deadline),
-            "days_overdue": (tx.now - c.production_deadline).days,
-        }
-        for c in found
-    ]
-    nxt = str(found[-1].id) if len(found) == query.limit else None
-    return render_template("pages/window/overdue.html", items=items, next=nxt)
+    page = overdue_page(tx, s.AfterQuery.model_validate(request.args.to_dict()))
+    return render_template("pages/window/overdue.html", items=page["items"], next=page["next"])
